@@ -1,0 +1,126 @@
+mod plugin_cmd;
+mod progress;
+mod run;
+mod validate;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+pub const EXIT_RUNTIME: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Run streaming pipelines whose transforms are WebAssembly components",
+    long_about = "Run streaming pipelines whose transforms are WebAssembly components.\n\n\
+        A pipeline (TOML) names a source, transform plugins (.wasm components of the \
+        sluice:plugin WIT worlds), an optional event-time window, sinks and a \
+        dead-letter output.\n\n\
+        Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.",
+    after_help = "Example:\n  sluice run pipelines/quickstart.toml\n\n\
+        Logs go to stderr; set SLUICE_LOG (e.g. SLUICE_LOG=debug) for more."
+)]
+struct Cli {
+    /// More log output (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline until its source is done or Ctrl-C / SIGTERM.
+    #[command(
+        long_about = "Run a pipeline until its source is done, or until Ctrl-C or SIGTERM.\n\n\
+            On a signal the source stops, batches already read are processed, open \
+            windows are closed and every sink is flushed and synced before exit; a second \
+            Ctrl-C quits at once. On a terminal a live progress line shows records in and \
+            out per second, dead letters and closed windows.",
+        after_help = "Example:\n  sluice run pipelines/quickstart.toml\n  SLUICE_LOG=debug sluice run --no-progress my.toml"
+    )]
+    Run {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// No live progress line, even on a terminal.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Check a pipeline without running it.
+    #[command(
+        long_about = "Check a pipeline without running it: the TOML against the schema \
+            (errors give file:line:column and the keys expected), every value, every \
+            plugin loaded and its exports checked against its WIT world, and each \
+            plugin's init run with its config. Nothing is read from the source and \
+            nothing is written.",
+        after_help = "Example:\n  sluice validate pipelines/quickstart.toml"
+    )]
+    Validate {
+        /// The pipeline file.
+        pipeline: PathBuf,
+    },
+    /// Work with plugin components: inspect them, try them on sample records.
+    Plugin {
+        #[command(subcommand)]
+        command: plugin_cmd::PluginCommand,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Run { pipeline, no_progress } => run::run(&pipeline, no_progress),
+        Command::Validate { pipeline } => validate::validate(&pipeline),
+        Command::Plugin { command } => plugin_cmd::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// An error with the exit code it deserves.
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn config(error: impl Into<anyhow::Error>) -> Self {
+        Failure { code: EXIT_CONFIG, error: error.into() }
+    }
+    pub fn runtime(error: impl Into<anyhow::Error>) -> Self {
+        Failure { code: EXIT_RUNTIME, error: error.into() }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn,sluice=info",
+        1 => "info,sluice=debug",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+/// Load a pipeline and build it (plugins loaded and initialised): the part `run` and
+/// `validate` share. Every error here is a configuration error.
+pub fn build(path: &std::path::Path) -> Result<sluice::engine::Pipeline, Failure> {
+    let config = sluice::config::load(path).map_err(Failure::config)?;
+    let runtime = runtime()?;
+    sluice::engine::Pipeline::build(config, &runtime).map_err(|e| Failure::config(anyhow::Error::new(e).context(format!("in {}", path.display()))))
+}
+
+pub fn runtime() -> Result<sluice::plugin::Runtime, Failure> {
+    sluice::plugin::Runtime::new(sluice::plugin::ComponentCache::from_env()).map_err(Failure::runtime)
+}

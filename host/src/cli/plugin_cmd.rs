@@ -1,0 +1,166 @@
+use super::Failure;
+use anyhow::{anyhow, Context};
+use clap::Subcommand;
+use sluice::plugin::{inspect, Sandbox, TransformPlugin, WindowPlugin, WorldKind};
+use sluice::record::{now_ms, record, Record};
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Show a component's Sluice world, imports, exports and size.
+    #[command(
+        long_about = "Show which Sluice world a component implements (transform or window), \
+            what it imports and exports, and its size. Nothing is run.",
+        after_help = "Example:\n  sluice plugin inspect plugins/dist/format_user.wasm"
+    )]
+    Inspect {
+        /// The .wasm component.
+        wasm: PathBuf,
+    },
+    /// Run a plugin offline on sample records and print what comes out.
+    #[command(
+        long_about = "Run a plugin offline on sample records and print, for each input line, \
+            its outputs or its error. Each non-empty line of the input file is one record \
+            value. A transform plugin gets the records in one batch; a window plugin gets \
+            them added into one accumulator, then finished as one window.\n\n\
+            Exit code 0 when the plugin ran (record errors are results, and are printed), \
+            1 if it trapped or ran out of time or memory, 2 for a bad plugin or config.",
+        after_help = "Example:\n  sluice plugin test plugins/dist/format_user.wasm --input tests/fixtures/users.jsonl\n  \
+            sluice plugin test my.wasm --input in.jsonl --config '{\"field\": \"email\"}'"
+    )]
+    Test {
+        /// The .wasm component.
+        wasm: PathBuf,
+        /// Records, one value per line (JSON lines).
+        #[arg(long, short)]
+        input: PathBuf,
+        /// The plugin's config: a JSON object, or TOML (`key = "value"`).
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// Event time given to every record, ms since the epoch (default: now).
+        #[arg(long)]
+        timestamp_ms: Option<i64>,
+        /// Window length for window plugins (e.g. 1m).
+        #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+        window: std::time::Duration,
+        /// CPU deadline per call.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        deadline: std::time::Duration,
+        /// Memory cap, MiB.
+        #[arg(long, default_value_t = 64)]
+        memory_mb: usize,
+    },
+}
+
+pub fn run(command: PluginCommand) -> Result<(), Failure> {
+    match command {
+        PluginCommand::Inspect { wasm } => inspect_cmd(&wasm),
+        PluginCommand::Test { wasm, input, config, timestamp_ms, window, deadline, memory_mb } => {
+            let sandbox = Sandbox { memory_bytes: memory_mb * 1024 * 1024, deadline };
+            let config = config_to_json(&config).map_err(Failure::config)?;
+            let records = read_records(&input, timestamp_ms.unwrap_or_else(now_ms))
+                .map_err(Failure::config)?;
+            test_cmd(&wasm, records, config, sandbox, window)
+        }
+    }
+}
+
+fn inspect_cmd(wasm: &Path) -> Result<(), Failure> {
+    let runtime = super::runtime()?;
+    let loaded = runtime.load(wasm).map_err(Failure::config)?;
+    let info = inspect(&runtime, &loaded);
+    println!("{}", wasm.display());
+    println!("  size:    {} bytes", info.size_bytes);
+    match &info.world {
+        Ok(world) => println!("  world:   {}", world.name()),
+        Err(why) => println!("  world:   none ({why})"),
+    }
+    println!("  imports:");
+    for (name, kind) in &info.imports {
+        println!("    {name} ({kind})");
+    }
+    println!("  exports:");
+    for (name, kind) in &info.exports {
+        println!("    {name} ({kind})");
+    }
+    Ok(())
+}
+
+/// `--config` as the JSON text `init` takes.
+fn config_to_json(text: &str) -> anyhow::Result<String> {
+    if let Ok(v @ serde_json::Value::Object(_)) = serde_json::from_str::<serde_json::Value>(text) {
+        return Ok(v.to_string());
+    }
+    let table: toml::Table = toml::from_str(text)
+        .map_err(|e| anyhow!("--config is neither a JSON object nor TOML: {}", e.message()))?;
+    Ok(serde_json::to_string(&table)?)
+}
+
+/// Each non-empty line is one record value; returns (line number, record).
+fn read_records(path: &Path, timestamp_ms: i64) -> anyhow::Result<Vec<(usize, Record)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i + 1, record(l.as_bytes().to_vec(), timestamp_ms)))
+        .collect())
+}
+
+fn show(r: &Record) -> String {
+    String::from_utf8_lossy(&r.value).into_owned()
+}
+
+fn test_cmd(
+    wasm: &Path,
+    input: Vec<(usize, Record)>,
+    config: String,
+    sandbox: Sandbox,
+    window: std::time::Duration,
+) -> Result<(), Failure> {
+    let runtime = super::runtime()?;
+    let loaded = runtime.load(wasm).map_err(Failure::config)?;
+    let world = inspect(&runtime, &loaded).world.map_err(|why| Failure::config(anyhow!("{}: {why}", wasm.display())))?;
+    let (lines, records): (Vec<usize>, Vec<Record>) = input.into_iter().unzip();
+    let mut failed = 0;
+    match world {
+        WorldKind::Transform => {
+            let mut plugin = TransformPlugin::start(&runtime, &loaded, &loaded.name, config, sandbox)
+                .map_err(Failure::config)?;
+            let outcomes = plugin.process(&records).map_err(Failure::runtime)?;
+            let mut produced = 0;
+            for (line, outcome) in lines.iter().zip(outcomes) {
+                match outcome {
+                    Ok(out) => {
+                        println!("line {line}: ok, {} record(s)", out.len());
+                        produced += out.len();
+                        out.iter().for_each(|r| println!("  {}", show(r)));
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        println!("line {line}: error: {e}");
+                    }
+                }
+            }
+            println!("{} record(s) in: {} ok ({produced} out), {failed} error(s)", records.len(), records.len() - failed);
+        }
+        WorldKind::Window => {
+            let mut plugin = WindowPlugin::start(&runtime, &loaded, &loaded.name, config, sandbox)
+                .map_err(Failure::config)?;
+            let acc = plugin.create().map_err(Failure::runtime)?;
+            let added = plugin.add(&acc, &records).map_err(Failure::runtime)?.map_err(|e| Failure::runtime(anyhow!("add: {e}")))?;
+            for rejected in &added.rejected {
+                failed += 1;
+                println!("line {}: rejected: {}", lines[rejected.index as usize], rejected.reason);
+            }
+            let size = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
+            let start = records.first().map_or(0, |r| r.timestamp_ms.div_euclid(size) * size);
+            let bounds = sluice::plugin::bindings::types::WindowBounds { start_ms: start, end_ms: start + size };
+            let out = plugin.finish(&added.accumulator, bounds).map_err(Failure::runtime)?.map_err(|e| Failure::runtime(anyhow!("finish: {e}")))?;
+            println!("window [{start}, {}) of {} record(s), {failed} rejected:", start + size, records.len());
+            out.iter().for_each(|r| println!("  {}", show(r)));
+            println!("state: version {}, {} bytes", added.accumulator.version, added.accumulator.data.len());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,13 @@
+use std::path::PathBuf;
+
+/// A problem with a pipeline file. Every variant names the file; parse errors also the
+/// line and column, validation errors the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Parse { path: PathBuf, line: usize, column: usize, message: String },
+    #[error("{}: `{field}` {message}", path.display())]
+    Invalid { path: PathBuf, field: String, message: String },
+}

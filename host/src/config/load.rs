@@ -1,0 +1,76 @@
+use super::error::ConfigError;
+use super::interpolate::interpolate;
+use super::PipelineConfig;
+use std::path::Path;
+
+/// Read, interpolate, parse and validate a pipeline file.
+pub fn load(path: &Path) -> Result<PipelineConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    parse(path, &text, |name| std::env::var(name).ok())
+}
+
+/// As [`load`], on text already read (`path` is used for messages and relative paths).
+pub fn parse(
+    path: &Path,
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<PipelineConfig, ConfigError> {
+    let text = interpolate(text, env).map_err(|unset| {
+        let (line, column) = line_column(text, unset.offset);
+        ConfigError::Parse {
+            path: path.to_owned(),
+            line,
+            column,
+            message: format!(
+                "environment variable `{}` is not set (write `${{{}:-default}}` to give a default)",
+                unset.name, unset.name
+            ),
+        }
+    })?;
+    let mut config: PipelineConfig = toml::from_str(&text).map_err(|e| {
+        let offset = locate(&text, &e);
+        let (line, column) = line_column(&text, offset);
+        ConfigError::Parse {
+            path: path.to_owned(),
+            line,
+            column,
+            message: e.message().trim_end().to_owned(),
+        }
+    })?;
+    config.file = path.to_owned();
+    config.validate()?;
+    Ok(config)
+}
+
+/// Where an error is. toml gives a span; for an unknown key inside a tagged table
+/// (`[source]`, `[[sinks]]`) the span is the whole table, so look for the key itself.
+fn locate(text: &str, e: &toml::de::Error) -> usize {
+    let Some(span) = e.span() else { return 0 };
+    let unknown = e
+        .message()
+        .strip_prefix("unknown field `")
+        .and_then(|m| m.split('`').next());
+    if let Some(key) = unknown {
+        let mut offset = span.start;
+        for line in text[span.clone()].split_inclusive('\n') {
+            let trimmed = line.trim_start();
+            if let Some(after) = trimmed.strip_prefix(key) {
+                let after = after.trim_start();
+                if after.starts_with('=') || after.starts_with('.') {
+                    return offset + (line.len() - trimmed.len());
+                }
+            }
+            offset += line.len();
+        }
+    }
+    span.start
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}

@@ -1,0 +1,180 @@
+//! The pipeline TOML: one config struct per section (and per connector, in the
+//! connector's own module), deserialized with `deny_unknown_fields` and validated once
+//! at load, so a running pipeline never meets a config error.
+
+mod duration;
+mod error;
+mod interpolate;
+mod load;
+
+pub use duration::Duration;
+pub use error::ConfigError;
+pub use load::{load, parse};
+
+use crate::sinks::SinkConfig;
+use crate::sources::SourceConfig;
+use crate::transforms::{SandboxConfig, TransformConfig};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// A whole pipeline file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    #[serde(default)]
+    pub pipeline: PipelineSection,
+    pub source: SourceConfig,
+    /// Applied in order to every record.
+    #[serde(default)]
+    pub transforms: Vec<TransformConfig>,
+    /// An event-time window over the transformed records.
+    pub window: Option<WindowConfig>,
+    pub sinks: Vec<SinkConfig>,
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
+    /// The file this was read from (for messages) and the directory relative paths
+    /// resolve from.
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+/// `[pipeline]`: engine settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSection {
+    /// Shown in logs; defaults to the file's stem.
+    pub name: Option<String>,
+    /// Most records per batch handed to plugins and sinks.
+    pub batch_size: usize,
+    /// Longest a partial batch waits for more records before it is sent anyway.
+    pub linger: Duration,
+    /// Batches that may wait between two stages. With `batch_size` it bounds memory:
+    /// a slow sink fills these queues and then slows the source.
+    pub queue_batches: usize,
+    /// How often sinks are flushed and synced (files: `fsync`).
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        PipelineSection {
+            name: None,
+            batch_size: 256,
+            linger: Duration::from_millis(100),
+            queue_batches: 4,
+            checkpoint_interval: Duration::from_millis(5_000),
+        }
+    }
+}
+
+/// `[window]`: tumbling event-time windows, aggregated by a `window`-world plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Path to the `.wasm` component.
+    pub plugin: PathBuf,
+    /// Name used in logs and dead letters; defaults to the file stem.
+    pub name: Option<String>,
+    /// Window length, e.g. `"1m"`.
+    pub size: Duration,
+    /// How far behind the newest event time a record may arrive and still be counted.
+    /// A window closes once the newest event time passes its end by this much.
+    #[serde(default)]
+    pub allowed_lateness: Duration,
+    /// Passed to the plugin's `init` as JSON.
+    #[serde(default)]
+    pub config: toml::Table,
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
+}
+
+/// `[dead_letter]`: where records that failed go, with the reason.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DeadLetterConfig {
+    /// JSON lines appended to a file (the default: `dead_letter.jsonl` beside the
+    /// pipeline file).
+    File { path: PathBuf },
+    /// JSON lines on standard error.
+    Stderr,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig::File { path: PathBuf::from("dead_letter.jsonl") }
+    }
+}
+
+impl PipelineConfig {
+    /// The pipeline's name: `[pipeline].name`, else the file stem.
+    pub fn name(&self) -> String {
+        self.pipeline.name.clone().unwrap_or_else(|| {
+            self.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+        })
+    }
+
+    /// Resolve a path from the config against the pipeline file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            return path.to_owned();
+        }
+        self.file.parent().unwrap_or(Path::new(".")).join(path)
+    }
+
+    fn invalid(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid { path: self.file.clone(), field: field.into(), message: message.into() }
+    }
+
+    /// Checks that span sections; each connector checks its own fields.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let p = &self.pipeline;
+        if p.batch_size == 0 {
+            return Err(self.invalid("pipeline.batch_size", "must be at least 1"));
+        }
+        if p.queue_batches == 0 {
+            return Err(self.invalid("pipeline.queue_batches", "must be at least 1"));
+        }
+        if p.checkpoint_interval.is_zero() {
+            return Err(self.invalid("pipeline.checkpoint_interval", "must be more than 0"));
+        }
+        self.source.validate().map_err(|(field, m)| self.invalid(format!("source.{field}"), m))?;
+        if self.sinks.is_empty() {
+            return Err(self.invalid("sinks", "at least one [[sinks]] table is needed"));
+        }
+        for (i, sink) in self.sinks.iter().enumerate() {
+            let field = format!("sinks[{i}].input");
+            if sink.input() == crate::sinks::Input::Windows && self.window.is_none() {
+                return Err(self.invalid(field, "is \"windows\" but the pipeline has no [window]"));
+            }
+            sink.validate().map_err(|(f, m)| self.invalid(format!("sinks[{i}].{f}"), m))?;
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, t) in self.transforms.iter().enumerate() {
+            t.sandbox.validate().map_err(|(f, m)| {
+                self.invalid(format!("transforms[{i}].sandbox.{f}"), m)
+            })?;
+            if !names.insert(t.name()) {
+                return Err(self.invalid(
+                    format!("transforms[{i}].name"),
+                    format!("`{}` is used twice; give each transform its own name", t.name()),
+                ));
+            }
+        }
+        if let Some(w) = &self.window {
+            if w.size.is_zero() {
+                return Err(self.invalid("window.size", "must be more than 0"));
+            }
+            w.sandbox.validate().map_err(|(f, m)| self.invalid(format!("window.sandbox.{f}"), m))?;
+        }
+        Ok(())
+    }
+}
+
+impl WindowConfig {
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| crate::transforms::file_stem(&self.plugin))
+    }
+}
+
+#[cfg(test)]
+mod tests;

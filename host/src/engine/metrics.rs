@@ -1,0 +1,53 @@
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Counters shared by every stage; read by the progress line (and, later, by the
+/// metrics endpoint). Relaxed atomics: these are statistics, not synchronisation.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    records_in: AtomicU64,
+    records_out: AtomicU64,
+    dead_letters: AtomicU64,
+    windows_closed: AtomicU64,
+    batches: AtomicU64,
+}
+
+/// A consistent-enough copy of [`Metrics`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Records the source emitted.
+    pub records_in: u64,
+    /// Records (and window results) handed to sinks.
+    pub records_out: u64,
+    /// Records sent to the dead-letter output.
+    pub dead_letters: u64,
+    pub windows_closed: u64,
+    pub batches: u64,
+}
+
+impl Metrics {
+    pub fn add_in(&self, n: u64) {
+        self.records_in.fetch_add(n, Relaxed);
+    }
+    pub fn add_out(&self, n: u64) {
+        self.records_out.fetch_add(n, Relaxed);
+    }
+    pub fn add_dead(&self, n: u64) {
+        self.dead_letters.fetch_add(n, Relaxed);
+    }
+    pub fn add_windows(&self, n: u64) {
+        self.windows_closed.fetch_add(n, Relaxed);
+    }
+    pub fn add_batch(&self) {
+        self.batches.fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            records_in: self.records_in.load(Relaxed),
+            records_out: self.records_out.load(Relaxed),
+            dead_letters: self.dead_letters.load(Relaxed),
+            windows_closed: self.windows_closed.load(Relaxed),
+            batches: self.batches.load(Relaxed),
+        }
+    }
+}

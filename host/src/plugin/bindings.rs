@@ -1,0 +1,28 @@
+//! Host-side bindings generated from `wit/` by wasmtime's `bindgen!`.
+
+/// The `transform` world. Its `types` and `log` interfaces are the ones the whole host
+/// uses.
+pub mod transform {
+    wasmtime::component::bindgen!({
+        world: "transform",
+        path: "../wit",
+    });
+}
+
+/// The `window` world, sharing `types` and `log` with [`transform`] so one `Record`
+/// type flows through the whole engine.
+pub mod window {
+    wasmtime::component::bindgen!({
+        world: "window",
+        path: "../wit",
+        with: {
+            "sluice:plugin/types": super::transform::sluice::plugin::types,
+            "sluice:plugin/log": super::transform::sluice::plugin::log,
+        },
+    });
+}
+
+pub use transform::sluice::plugin::log;
+pub use transform::sluice::plugin::types;
+pub use transform::{Transform, TransformPre};
+pub use window::{Window, WindowPre};

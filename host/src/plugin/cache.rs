@@ -1,0 +1,75 @@
+//! Compiled components cached on disk, keyed by the wasm's SHA-256 and the engine's
+//! compatibility hash, so a second start (or a second pipeline using the same plugin)
+//! skips Cranelift entirely, and a new wasmtime or different CPU features never loads
+//! stale machine code.
+
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+#[derive(Debug, Clone, Default)]
+pub struct ComponentCache {
+    dir: Option<PathBuf>,
+}
+
+impl ComponentCache {
+    /// No caching: every load compiles.
+    pub fn disabled() -> Self {
+        ComponentCache { dir: None }
+    }
+
+    pub fn at(dir: PathBuf) -> Self {
+        ComponentCache { dir: Some(dir) }
+    }
+
+    /// `$SLUICE_CACHE_DIR`, else `$XDG_CACHE_HOME/sluice/components`, else
+    /// `~/.cache/sluice/components`; disabled when none can be worked out.
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let dir = var("SLUICE_CACHE_DIR")
+            .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("sluice/components")))
+            .or_else(|| var("HOME").map(|d| d.join(".cache/sluice/components")));
+        ComponentCache { dir }
+    }
+
+    pub fn dir(&self) -> Option<&PathBuf> {
+        self.dir.as_ref()
+    }
+
+    pub fn compile(&self, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Component> {
+        let Some(dir) = &self.dir else {
+            return Component::new(engine, wasm);
+        };
+        let mut engine_hash = std::hash::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        let digest = Sha256::digest(wasm);
+        let key: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let path = dir.join(format!("{key}-{:016x}.cwasm", engine_hash.finish()));
+
+        if path.exists() {
+            // SAFETY: the file was written by `serialize` below, for an engine with this
+            // very compatibility hash, under a name that includes the wasm's digest.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}"),
+            }
+        }
+        let component = Component::new(engine, wasm)?;
+        if let Err(e) = Self::store(&component, dir, &path) {
+            tracing::warn!(dir = %dir.display(), "cannot cache compiled plugin: {e:#}");
+        }
+        Ok(component)
+    }
+
+    fn store(component: &Component, dir: &PathBuf, path: &PathBuf) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let bytes = component.serialize()?;
+        // Write then rename, so a concurrent reader never sees half a file.
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,142 @@
+//! One sandboxed plugin instance, generic over the world it implements, and the rules
+//! shared by every call: arm the CPU deadline, classify a failure, and throw the
+//! instance away after a trap (a trapped instance cannot be re-entered).
+
+use super::error::{CallFailure, PluginError};
+use super::runtime::{EpochTicker, LoadedPlugin, Runtime, Sandbox};
+use super::state::PluginState;
+use std::sync::Arc;
+use wasmtime::component::InstancePre;
+use wasmtime::{Engine, Store, Trap};
+
+/// A world's generated bindings, as far as the runtime needs to know them.
+pub(crate) trait World: Sized {
+    const NAME: &'static str;
+    type Pre: Clone;
+
+    fn pre(pre: InstancePre<PluginState>) -> wasmtime::Result<Self::Pre>;
+    fn instantiate(pre: &Self::Pre, store: &mut Store<PluginState>) -> wasmtime::Result<Self>;
+    fn init(&self, store: &mut Store<PluginState>, config: &str)
+        -> wasmtime::Result<Result<(), String>>;
+}
+
+/// A plugin of world `W` with at most one live instance, re-created on demand.
+pub(crate) struct Sandboxed<W: World> {
+    name: Arc<str>,
+    engine: Engine,
+    pre: W::Pre,
+    config_json: String,
+    sandbox: Sandbox,
+    live: Option<(Store<PluginState>, W)>,
+    _ticker: Arc<EpochTicker>,
+}
+
+impl<W: World> Sandboxed<W> {
+    /// Type-check the plugin against world `W`, instantiate it and run its `init`, so a
+    /// wrong world or a refused configuration is reported before any data flows.
+    pub fn start(
+        runtime: &Runtime,
+        plugin: &LoadedPlugin,
+        name: &str,
+        config_json: String,
+        sandbox: Sandbox,
+    ) -> Result<Self, PluginError> {
+        let wrong_world = |e: wasmtime::Error| PluginError::WrongWorld {
+            path: plugin.path.clone(),
+            world: W::NAME,
+            reason: format!("{e:#}"),
+        };
+        let pre = runtime.linker().instantiate_pre(&plugin.component).map_err(wrong_world)?;
+        let pre = W::pre(pre).map_err(wrong_world)?;
+        let mut me = Sandboxed {
+            name: name.into(),
+            engine: runtime.engine().clone(),
+            pre,
+            config_json,
+            sandbox,
+            live: None,
+            _ticker: runtime.ticker(),
+        };
+        match me.live() {
+            Ok(_) => Ok(me),
+            Err(StartFailure::Refused(message)) => {
+                Err(PluginError::Init { plugin: name.to_owned(), message })
+            }
+            Err(StartFailure::Failed(failure)) => {
+                Err(PluginError::Start { plugin: name.to_owned(), failure })
+            }
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn sandbox(&self) -> Sandbox {
+        self.sandbox
+    }
+
+    /// The live instance, creating (and initialising) one if the last call trapped.
+    fn live(&mut self) -> Result<&mut (Store<PluginState>, W), StartFailure> {
+        if self.live.is_none() {
+            let mut store =
+                Store::new(&self.engine, PluginState::new(self.name.clone(), self.sandbox.memory_bytes));
+            store.limiter(|s| &mut s.limiter);
+            store.set_epoch_deadline(self.sandbox.deadline_ticks());
+            let bindings = W::instantiate(&self.pre, &mut store)
+                .map_err(|e| StartFailure::Failed(classify(&store, self.sandbox, e)))?;
+            store.set_epoch_deadline(self.sandbox.deadline_ticks());
+            match bindings.init(&mut store, &self.config_json) {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => return Err(StartFailure::Refused(message)),
+                Err(e) => return Err(StartFailure::Failed(classify(&store, self.sandbox, e))),
+            }
+            self.live = Some((store, bindings));
+        }
+        Ok(self.live.as_mut().expect("just created"))
+    }
+
+    /// Run one call under the deadline. On any failure the instance is dropped.
+    pub fn call<R>(
+        &mut self,
+        f: impl FnOnce(&W, &mut Store<PluginState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallFailure> {
+        let sandbox = self.sandbox;
+        let (store, bindings) = self.live().map_err(|e| match e {
+            StartFailure::Refused(m) => CallFailure::Trap(format!("re-initialising failed: {m}")),
+            StartFailure::Failed(f) => f,
+        })?;
+        store.set_epoch_deadline(sandbox.deadline_ticks());
+        match f(bindings, store) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let failure = classify(store, sandbox, e);
+                self.live = None;
+                Err(failure)
+            }
+        }
+    }
+}
+
+enum StartFailure {
+    Refused(String),
+    Failed(CallFailure),
+}
+
+fn classify(store: &Store<PluginState>, sandbox: Sandbox, e: wasmtime::Error) -> CallFailure {
+    if store.data().limiter.exceeded {
+        return CallFailure::Memory(sandbox.memory_bytes);
+    }
+    if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+        return CallFailure::Deadline(sandbox.deadline);
+    }
+    // The first line names the trap; the rest is a wasm backtrace, useful in the log
+    // but too long for every dead letter.
+    let full = format!("{e:#}");
+    tracing::debug!("plugin trap detail: {full}");
+    let summary = match e.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => full.lines().next().unwrap_or_default().to_owned(),
+    };
+    CallFailure::Trap(summary)
+}

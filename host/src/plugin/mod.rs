@@ -1,0 +1,23 @@
+//! The WASM plugin runtime: one wasmtime `Engine` for the process, components compiled
+//! once and cached on disk, and sandboxed instances (memory cap, CPU deadline, WASI
+//! that grants nothing but clocks and random) that are re-created after a trap.
+//!
+//! Separate from the engine and from the connectors: the engine hands it batches and
+//! gets back outcomes or a [`CallFailure`], and decides what to do with them.
+
+pub mod bindings;
+mod cache;
+mod error;
+mod instance;
+mod inspect;
+mod runtime;
+mod state;
+mod transform;
+mod window;
+
+pub use cache::ComponentCache;
+pub use error::{CallFailure, PluginError};
+pub use inspect::{inspect, Inspection, WorldKind};
+pub use runtime::{LoadedPlugin, Runtime, Sandbox};
+pub use transform::TransformPlugin;
+pub use window::WindowPlugin;

@@ -1,0 +1,141 @@
+//! The process-wide runtime: engine, linker, epoch ticker and compiled-component cache.
+
+use super::bindings::log;
+use super::cache::ComponentCache;
+use super::error::PluginError;
+use super::state::PluginState;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+/// How often the epoch advances. A CPU deadline is enforced to within one tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Limits applied to every instance of one plugin.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sandbox {
+    /// Largest linear memory an instance may grow to, in bytes.
+    pub memory_bytes: usize,
+    /// Longest one call (a whole batch) may run.
+    pub deadline: Duration,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Sandbox { memory_bytes: 64 * 1024 * 1024, deadline: Duration::from_secs(1) }
+    }
+}
+
+impl Sandbox {
+    /// The epoch deadline for one call, in ticks, rounded up, plus one for the tick
+    /// already under way.
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        let tick = EPOCH_TICK.as_nanos();
+        (self.deadline.as_nanos().div_ceil(tick) as u64).max(1) + 1
+    }
+}
+
+/// A compiled plugin, not yet instantiated.
+#[derive(Clone)]
+pub struct LoadedPlugin {
+    pub path: PathBuf,
+    /// The file stem, used in logs and dead letters unless the pipeline names it.
+    pub name: String,
+    pub component: Component,
+    pub size_bytes: usize,
+}
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: ComponentCache,
+    ticker: Arc<EpochTicker>,
+}
+
+/// The thread that advances the engine's epoch. Every plugin holds it, so deadlines
+/// keep being enforced for as long as any plugin lives, even if the `Runtime` is gone.
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Runtime {
+    pub fn new(cache: ComponentCache) -> Result<Self, PluginError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        // Interrupt guests by epoch rather than fuel: ~-19% throughput measured here,
+        // against ~-30..50% for fuel, and a deadline is what we want to enforce.
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
+
+        let mut linker = Linker::new(&engine);
+        // wasm32-wasip2 guests import WASI even when they do no I/O; the context
+        // in PluginState grants nothing.
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| PluginError::Runtime(format!("linking WASI: {e:#}")))?;
+        log::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
+            .map_err(|e| PluginError::Runtime(format!("linking sluice:plugin/log: {e:#}")))?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("sluice-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| PluginError::Runtime(format!("epoch thread: {e}")))?
+        };
+        let ticker = Arc::new(EpochTicker { stop, thread: Some(ticker) });
+        Ok(Runtime { engine, linker, cache, ticker })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(crate) fn ticker(&self) -> Arc<EpochTicker> {
+        self.ticker.clone()
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<PluginState> {
+        &self.linker
+    }
+
+    /// Read and compile a plugin (or fetch it from the on-disk cache).
+    pub fn load(&self, path: &Path) -> Result<LoadedPlugin, PluginError> {
+        let wasm = std::fs::read(path)
+            .map_err(|source| PluginError::Read { path: path.to_owned(), source })?;
+        let component = self.cache.compile(&self.engine, &wasm).map_err(|e| {
+            let mut reason = format!("{e:#}");
+            if wasm.get(4..8) == Some(&[1, 0, 0, 0]) {
+                reason = format!(
+                    "it is a core module, not a component; build it with `--target wasm32-wasip2` ({reason})"
+                );
+            }
+            PluginError::Compile { path: path.to_owned(), reason }
+        })?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "plugin".into());
+        Ok(LoadedPlugin { path: path.to_owned(), name, component, size_bytes: wasm.len() })
+    }
+}

@@ -1,0 +1,92 @@
+//! What each plugin instance's `Store` carries: a WASI context that grants nothing,
+//! the memory limiter, and the plugin's name for its log lines.
+
+use super::bindings::log::{Host as LogHost, Level};
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Longest log message kept from a plugin; a plugin that logs whole records per call
+/// must not be able to flood the host's log.
+const MAX_LOG_MESSAGE: usize = 4096;
+
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryCap,
+    plugin: Arc<str>,
+}
+
+impl PluginState {
+    pub fn new(plugin: Arc<str>, memory_cap: usize) -> Self {
+        PluginState {
+            // No preopened directories, no environment, no arguments, no network, no
+            // stdin; stdout/stderr go nowhere. Clocks and random stay available.
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limiter: MemoryCap { cap: memory_cap, exceeded: false },
+            plugin,
+        }
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl LogHost for PluginState {
+    fn log(&mut self, level: Level, mut message: String) {
+        if message.len() > MAX_LOG_MESSAGE {
+            let mut end = MAX_LOG_MESSAGE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push_str("…");
+        }
+        let plugin = &*self.plugin;
+        match level {
+            Level::Trace => tracing::trace!(plugin, "{message}"),
+            Level::Debug => tracing::debug!(plugin, "{message}"),
+            Level::Info => tracing::info!(plugin, "{message}"),
+            Level::Warn => tracing::warn!(plugin, "{message}"),
+            Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+impl super::bindings::types::Host for PluginState {}
+
+/// Caps linear memory growth and remembers that it did, so a failure can be reported
+/// as "memory cap" rather than as whatever the guest's allocator did next.
+pub struct MemoryCap {
+    cap: usize,
+    pub(crate) exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.exceeded = true;
+            wasmtime::bail!("memory would grow to {desired} bytes, over the cap of {}", self.cap);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}

@@ -1,0 +1,92 @@
+//! Windowed-aggregate plugins (the `window` world). The host keeps the accumulators;
+//! these calls only ever see one window's state at a time.
+
+use super::bindings::types::{Accumulator, AddResult, Record, WindowBounds};
+use super::bindings::{Window, WindowPre};
+use super::error::{CallFailure, PluginError};
+use super::instance::{Sandboxed, World};
+use super::runtime::{LoadedPlugin, Runtime, Sandbox};
+use super::state::PluginState;
+use wasmtime::component::InstancePre;
+use wasmtime::Store;
+
+impl World for Window {
+    const NAME: &'static str = "window";
+    type Pre = WindowPre<PluginState>;
+
+    fn pre(pre: InstancePre<PluginState>) -> wasmtime::Result<Self::Pre> {
+        WindowPre::new(pre)
+    }
+    fn instantiate(pre: &Self::Pre, store: &mut Store<PluginState>) -> wasmtime::Result<Self> {
+        pre.instantiate(store)
+    }
+    fn init(
+        &self,
+        store: &mut Store<PluginState>,
+        config: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
+        self.sluice_plugin_aggregator().call_init(store, config)
+    }
+}
+
+pub struct WindowPlugin {
+    inner: Sandboxed<Window>,
+}
+
+/// A call that ran, but in which the plugin reported an error of its own.
+pub type PluginResult<T> = Result<T, String>;
+
+impl WindowPlugin {
+    pub fn start(
+        runtime: &Runtime,
+        plugin: &LoadedPlugin,
+        name: &str,
+        config_json: String,
+        sandbox: Sandbox,
+    ) -> Result<Self, PluginError> {
+        Ok(WindowPlugin { inner: Sandboxed::start(runtime, plugin, name, config_json, sandbox)? })
+    }
+
+    pub fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    pub fn create(&mut self) -> Result<Accumulator, CallFailure> {
+        self.inner.call(|b, store| b.sluice_plugin_aggregator().call_create(store))
+    }
+
+    pub fn add(
+        &mut self,
+        acc: &Accumulator,
+        records: &[Record],
+    ) -> Result<PluginResult<AddResult>, CallFailure> {
+        let result =
+            self.inner.call(|b, store| b.sluice_plugin_aggregator().call_add(store, acc, records))?;
+        if let Ok(added) = &result {
+            if let Some(bad) = added.rejected.iter().find(|r| r.index as usize >= records.len()) {
+                return Err(CallFailure::Contract(format!(
+                    "add rejected record index {} of a batch of {}",
+                    bad.index,
+                    records.len()
+                )));
+            }
+        }
+        Ok(result)
+    }
+
+    pub fn merge(
+        &mut self,
+        a: &Accumulator,
+        b: &Accumulator,
+    ) -> Result<PluginResult<Accumulator>, CallFailure> {
+        self.inner.call(|w, store| w.sluice_plugin_aggregator().call_merge(store, a, b))
+    }
+
+    pub fn finish(
+        &mut self,
+        acc: &Accumulator,
+        window: WindowBounds,
+    ) -> Result<PluginResult<Vec<Record>>, CallFailure> {
+        self.inner.call(|b, store| b.sluice_plugin_aggregator().call_finish(store, acc, window))
+    }
+}

@@ -1,0 +1,22 @@
+use super::Input;
+use crate::record::Record;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NullConfig {
+    #[serde(default)]
+    pub input: Input,
+}
+
+/// Counts and drops.
+#[derive(Debug, Default)]
+pub struct NullSink {
+    pub records: u64,
+}
+
+impl NullSink {
+    pub fn write(&mut self, records: &[Record]) {
+        self.records += records.len() as u64;
+    }
+}

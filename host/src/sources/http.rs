@@ -1,0 +1,207 @@
+//! `type = "http"`: poll a URL (e.g. `https://randomuser.me/api/?results=5`) at an
+//! interval; each successful response body becomes one record.
+//!
+//! Failures are retried with exponential backoff and full jitter; a 429 waits as long
+//! as its `Retry-After` says. A 4xx other than 408/429 means the request itself is
+//! wrong and stops the source with that status; anything else that outlasts the
+//! retries is logged, counted, and the next poll goes ahead.
+
+use super::{SourceContext, SourceError, SplitMix64};
+use crate::config::Duration;
+use crate::record::{now_ms, Header, Record};
+use reqwest::StatusCode;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub url: String,
+    /// Time between the starts of two polls.
+    #[serde(default = "default_interval")]
+    pub interval: Duration,
+    /// Stop after this many records (successful responses).
+    pub count: Option<u64>,
+    /// Stop after polling for this long.
+    pub duration: Option<Duration>,
+    /// Per request, connect to last byte.
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// Retries of one poll after its first attempt fails.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// First backoff; doubles each retry up to `max_backoff`.
+    #[serde(default = "default_backoff")]
+    pub backoff: Duration,
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Duration,
+    /// Extra request headers (values may use `${VAR}` for secrets).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_millis(5_000)
+}
+fn default_timeout() -> Duration {
+    Duration::from_millis(10_000)
+}
+fn default_retries() -> u32 {
+    5
+}
+fn default_backoff() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_millis(30_000)
+}
+
+impl HttpConfig {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        match reqwest::Url::parse(&self.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            Ok(u) => return Err(("url".into(), format!("scheme `{}` is not http or https", u.scheme()))),
+            Err(e) => return Err(("url".into(), format!("is not a URL: {e}"))),
+        }
+        if self.timeout.is_zero() {
+            return Err(("timeout".into(), "must be more than 0".into()));
+        }
+        for name in self.headers.keys() {
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err((format!("headers.{name}"), "is not a valid header name".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Body(Vec<u8>, Option<String>),
+    /// Worth another try, after at least this long (from `Retry-After`) if given.
+    Retry(String, Option<std::time::Duration>),
+    Fatal(String),
+}
+
+async fn attempt(client: &reqwest::Client, config: &HttpConfig) -> Attempt {
+    let mut request = client.get(&config.url);
+    for (k, v) in &config.headers {
+        request = request.header(k, v);
+    }
+    let response = match request.send().await {
+        Ok(r) => r,
+        Err(e) => return Attempt::Retry(format!("request failed: {e}"), None),
+    };
+    let status = response.status();
+    if status.is_success() {
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        return match response.bytes().await {
+            Ok(body) => Attempt::Body(body.to_vec(), content_type),
+            Err(e) => Attempt::Retry(format!("reading the body failed: {e}"), None),
+        };
+    }
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let what = format!("{} answered {status}", config.url);
+    if status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error()
+    {
+        Attempt::Retry(what, retry_after)
+    } else {
+        Attempt::Fatal(what)
+    }
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date.
+fn parse_retry_after(value: &str) -> Option<std::time::Duration> {
+    if let Ok(secs) = value.trim().parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value.trim()).ok()?;
+    let ms = when.timestamp_millis() - now_ms();
+    Some(std::time::Duration::from_millis(ms.max(0) as u64))
+}
+
+pub async fn run(config: HttpConfig, mut ctx: SourceContext) -> Result<(), SourceError> {
+    let client = reqwest::Client::builder()
+        .timeout(*config.timeout)
+        .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| SourceError::Http(format!("cannot build an HTTP client: {e}")))?;
+    let mut jitter = SplitMix64::new(now_ms() as u64);
+    let started = Instant::now();
+    let deadline = config.duration.map(|d| started + *d);
+    let mut emitted = 0u64;
+    let mut next_poll = started;
+
+    loop {
+        if config.count.is_some_and(|c| emitted >= c) || deadline.is_some_and(|d| next_poll >= d) {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_poll) => {}
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+        }
+        next_poll += *config.interval;
+
+        let mut failures = 0u32;
+        let body = loop {
+            match attempt(&client, &config).await {
+                Attempt::Body(body, content_type) => break Some((body, content_type)),
+                Attempt::Fatal(what) => {
+                    return Err(SourceError::Http(format!(
+                        "{what}; not retrying a client error (check the url and headers)"
+                    )))
+                }
+                Attempt::Retry(what, retry_after) => {
+                    failures += 1;
+                    if failures > config.retries {
+                        tracing::error!(url = %config.url, "giving up on this poll after {failures} attempts: {what}");
+                        break None;
+                    }
+                    let exp = config.backoff.saturating_mul(1 << (failures - 1).min(20));
+                    let backoff = exp.min(*config.max_backoff).mul_f64(jitter.unit());
+                    let wait = retry_after.map_or(backoff, |r| r.max(backoff));
+                    tracing::warn!(url = %config.url, "{what}; retry {failures}/{} in {wait:?}", config.retries);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = ctx.shutdown.cancelled() => return Ok(()),
+                    }
+                }
+            }
+        };
+        if let Some((body, content_type)) = body {
+            let headers = content_type
+                .map(|ct| vec![Header { name: "content-type".into(), value: ct.into_bytes() }])
+                .unwrap_or_default();
+            let rec = Record { key: None, value: body, timestamp_ms: now_ms(), headers };
+            if ctx.emit(rec).await.is_err() {
+                return Ok(());
+            }
+            emitted += 1;
+        }
+        // A slow or retried poll must not cause a burst of catch-up polls.
+        next_poll = next_poll.max(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        assert_eq!(parse_retry_after("3"), Some(std::time::Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(std::time::Duration::ZERO));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

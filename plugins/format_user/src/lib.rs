@@ -1,0 +1,42 @@
+//! `format_user`: a randomuser.me API user object -> one flat JSON row with exactly the
+//! 12 fields the Cassandra table `spark_streams.created_users` and the Mongo collection
+//! `UserData.User` expect.
+//!
+//! The logic lives in [`format`] as plain Rust so it has native unit tests and the host
+//! can benchmark it natively against the same code compiled to WASM; the component
+//! export is only wired up when built for `wasm32`.
+
+mod fields;
+
+pub use fields::{format, format_value, FormatError, USER_FIELDS};
+
+#[cfg(target_arch = "wasm32")]
+mod component {
+    use sluice_plugin_sdk::{Record, RecordTransform};
+
+    struct FormatUser;
+
+    impl RecordTransform for FormatUser {
+        fn init(config: &str) -> Result<(), String> {
+            match config.trim() {
+                "" | "{}" => Ok(()),
+                other => Err(format!("format_user takes no configuration, got {other}")),
+            }
+        }
+
+        fn transform(record: Record) -> Result<Vec<Record>, String> {
+            let rows = crate::format(&record.value).map_err(|e| e.to_string())?;
+            Ok(rows
+                .into_iter()
+                .map(|row| Record {
+                    key: Some(row.id.into_bytes()),
+                    value: row.json.into_bytes(),
+                    timestamp_ms: record.timestamp_ms,
+                    headers: record.headers.clone(),
+                })
+                .collect())
+        }
+    }
+
+    sluice_plugin_sdk::transform_plugin!(FormatUser);
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Build the WASM plugins (wasm32-wasip2 components) and copy them where pipelines
+# and tests look for them: plugins/dist/ (shipped) and tests/plugins/dist/ (test-only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  echo "==> installing the wasm32-wasip2 target"
+  rustup target add wasm32-wasip2
+fi
+
+echo "==> building plugins (wasm32-wasip2)"
+cargo build --quiet --target wasm32-wasip2 --profile plugin \
+  -p format_user -p gender_window -p misbehave
+
+out="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
+mkdir -p plugins/dist tests/plugins/dist
+cp "$out/format_user.wasm" "$out/gender_window.wasm" plugins/dist/
+cp "$out/misbehave.wasm" tests/plugins/dist/
+ls -l plugins/dist/*.wasm tests/plugins/dist/*.wasm | awk '{print "    " $5 " bytes  " $NF}'

@@ -1,0 +1,35 @@
+//! Test-only transform that misbehaves on command, to prove the sandbox holds:
+//! a record whose value is `trap` panics (a trap), `loop` spins forever (caught by the
+//! CPU deadline), `alloc` allocates without bound (caught by the memory cap). Any other
+//! record is passed through unchanged.
+
+#[cfg(target_arch = "wasm32")]
+mod component {
+    use sluice_plugin_sdk::{Record, RecordTransform};
+
+    struct Misbehave;
+
+    impl RecordTransform for Misbehave {
+        fn transform(record: Record) -> Result<Vec<Record>, String> {
+            match record.value.as_slice() {
+                b"trap" => panic!("misbehave: asked to trap"),
+                b"loop" => {
+                    let mut n: u64 = 0;
+                    loop {
+                        n = std::hint::black_box(n.wrapping_add(1));
+                    }
+                }
+                b"alloc" => {
+                    let mut hoard: Vec<Vec<u8>> = Vec::new();
+                    loop {
+                        hoard.push(std::hint::black_box(vec![1u8; 1 << 20]));
+                    }
+                }
+                b"error" => Err("misbehave: asked to fail this record".into()),
+                _ => Ok(vec![record]),
+            }
+        }
+    }
+
+    sluice_plugin_sdk::transform_plugin!(Misbehave);
+}
