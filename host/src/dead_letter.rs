@@ -79,7 +79,9 @@ impl DeadLetter {
 /// Open the dead-letter output.
 pub async fn open(pipeline: &PipelineConfig) -> Result<Sink, SinkError> {
     Ok(match &pipeline.dead_letter {
-        DeadLetterConfig::File { path } => Sink::File(FileSink::open(&pipeline.resolve(path)).await?),
+        DeadLetterConfig::File { path } => {
+            Sink::File(FileSink::open(&pipeline.resolve(path)).await?)
+        }
         DeadLetterConfig::Stderr => Sink::Stderr(stdout::StdoutSink::new(stdout::Format::Json)),
     })
 }

@@ -17,7 +17,10 @@ pub struct Batch {
 
 impl Batch {
     pub fn with_capacity(n: usize) -> Self {
-        Batch { records: Vec::with_capacity(n), offsets: Vec::with_capacity(n) }
+        Batch {
+            records: Vec::with_capacity(n),
+            offsets: Vec::with_capacity(n),
+        }
     }
 
     pub fn push(&mut self, record: Record, offset: u64) {
@@ -36,7 +39,12 @@ impl Batch {
 
 /// A record with no key and no headers.
 pub fn record(value: impl Into<Vec<u8>>, timestamp_ms: i64) -> Record {
-    Record { key: None, value: value.into(), timestamp_ms, headers: Vec::new() }
+    Record {
+        key: None,
+        value: value.into(),
+        timestamp_ms,
+        headers: Vec::new(),
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.

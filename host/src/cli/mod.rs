@@ -74,7 +74,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Run { pipeline, no_progress } => run::run(&pipeline, no_progress),
+        Command::Run {
+            pipeline,
+            no_progress,
+        } => run::run(&pipeline, no_progress),
         Command::Validate { pipeline } => validate::validate(&pipeline),
         Command::Plugin { command } => plugin_cmd::run(command),
     };
@@ -95,10 +98,16 @@ pub struct Failure {
 
 impl Failure {
     pub fn config(error: impl Into<anyhow::Error>) -> Self {
-        Failure { code: EXIT_CONFIG, error: error.into() }
+        Failure {
+            code: EXIT_CONFIG,
+            error: error.into(),
+        }
     }
     pub fn runtime(error: impl Into<anyhow::Error>) -> Self {
-        Failure { code: EXIT_RUNTIME, error: error.into() }
+        Failure {
+            code: EXIT_RUNTIME,
+            error: error.into(),
+        }
     }
 }
 
@@ -110,7 +119,12 @@ fn init_logging(verbose: u8) {
         _ => "debug",
     };
     let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
 }
 
 /// Load a pipeline and build it (plugins loaded and initialised): the part `run` and
@@ -118,9 +132,12 @@ fn init_logging(verbose: u8) {
 pub fn build(path: &std::path::Path) -> Result<sluice::engine::Pipeline, Failure> {
     let config = sluice::config::load(path).map_err(Failure::config)?;
     let runtime = runtime()?;
-    sluice::engine::Pipeline::build(config, &runtime).map_err(|e| Failure::config(anyhow::Error::new(e).context(format!("in {}", path.display()))))
+    sluice::engine::Pipeline::build(config, &runtime).map_err(|e| {
+        Failure::config(anyhow::Error::new(e).context(format!("in {}", path.display())))
+    })
 }
 
 pub fn runtime() -> Result<sluice::plugin::Runtime, Failure> {
-    sluice::plugin::Runtime::new(sluice::plugin::ComponentCache::from_env()).map_err(Failure::runtime)
+    sluice::plugin::Runtime::new(sluice::plugin::ComponentCache::from_env())
+        .map_err(Failure::runtime)
 }

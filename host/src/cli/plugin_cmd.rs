@@ -55,8 +55,19 @@ pub enum PluginCommand {
 pub fn run(command: PluginCommand) -> Result<(), Failure> {
     match command {
         PluginCommand::Inspect { wasm } => inspect_cmd(&wasm),
-        PluginCommand::Test { wasm, input, config, timestamp_ms, window, deadline, memory_mb } => {
-            let sandbox = Sandbox { memory_bytes: memory_mb * 1024 * 1024, deadline };
+        PluginCommand::Test {
+            wasm,
+            input,
+            config,
+            timestamp_ms,
+            window,
+            deadline,
+            memory_mb,
+        } => {
+            let sandbox = Sandbox {
+                memory_bytes: memory_mb * 1024 * 1024,
+                deadline,
+            };
             let config = config_to_json(&config).map_err(Failure::config)?;
             let records = read_records(&input, timestamp_ms.unwrap_or_else(now_ms))
                 .map_err(Failure::config)?;
@@ -91,14 +102,19 @@ fn config_to_json(text: &str) -> anyhow::Result<String> {
     if let Ok(v @ serde_json::Value::Object(_)) = serde_json::from_str::<serde_json::Value>(text) {
         return Ok(v.to_string());
     }
-    let table: toml::Table = toml::from_str(text)
-        .map_err(|e| anyhow!("--config is neither a JSON object nor TOML: {}", e.message()))?;
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        anyhow!(
+            "--config is neither a JSON object nor TOML: {}",
+            e.message()
+        )
+    })?;
     Ok(serde_json::to_string(&table)?)
 }
 
 /// Each non-empty line is one record value; returns (line number, record).
 fn read_records(path: &Path, timestamp_ms: i64) -> anyhow::Result<Vec<(usize, Record)>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(text
         .lines()
         .enumerate()
@@ -120,13 +136,16 @@ fn test_cmd(
 ) -> Result<(), Failure> {
     let runtime = super::runtime()?;
     let loaded = runtime.load(wasm).map_err(Failure::config)?;
-    let world = inspect(&runtime, &loaded).world.map_err(|why| Failure::config(anyhow!("{}: {why}", wasm.display())))?;
+    let world = inspect(&runtime, &loaded)
+        .world
+        .map_err(|why| Failure::config(anyhow!("{}: {why}", wasm.display())))?;
     let (lines, records): (Vec<usize>, Vec<Record>) = input.into_iter().unzip();
     let mut failed = 0;
     match world {
         WorldKind::Transform => {
-            let mut plugin = TransformPlugin::start(&runtime, &loaded, &loaded.name, config, sandbox)
-                .map_err(Failure::config)?;
+            let mut plugin =
+                TransformPlugin::start(&runtime, &loaded, &loaded.name, config, sandbox)
+                    .map_err(Failure::config)?;
             let outcomes = plugin.process(&records).map_err(Failure::runtime)?;
             let mut produced = 0;
             for (line, outcome) in lines.iter().zip(outcomes) {
@@ -142,24 +161,50 @@ fn test_cmd(
                     }
                 }
             }
-            println!("{} record(s) in: {} ok ({produced} out), {failed} error(s)", records.len(), records.len() - failed);
+            println!(
+                "{} record(s) in: {} ok ({produced} out), {failed} error(s)",
+                records.len(),
+                records.len() - failed
+            );
         }
         WorldKind::Window => {
             let mut plugin = WindowPlugin::start(&runtime, &loaded, &loaded.name, config, sandbox)
                 .map_err(Failure::config)?;
             let acc = plugin.create().map_err(Failure::runtime)?;
-            let added = plugin.add(&acc, &records).map_err(Failure::runtime)?.map_err(|e| Failure::runtime(anyhow!("add: {e}")))?;
+            let added = plugin
+                .add(&acc, &records)
+                .map_err(Failure::runtime)?
+                .map_err(|e| Failure::runtime(anyhow!("add: {e}")))?;
             for rejected in &added.rejected {
                 failed += 1;
-                println!("line {}: rejected: {}", lines[rejected.index as usize], rejected.reason);
+                println!(
+                    "line {}: rejected: {}",
+                    lines[rejected.index as usize], rejected.reason
+                );
             }
             let size = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
-            let start = records.first().map_or(0, |r| r.timestamp_ms.div_euclid(size) * size);
-            let bounds = sluice::plugin::bindings::types::WindowBounds { start_ms: start, end_ms: start + size };
-            let out = plugin.finish(&added.accumulator, bounds).map_err(Failure::runtime)?.map_err(|e| Failure::runtime(anyhow!("finish: {e}")))?;
-            println!("window [{start}, {}) of {} record(s), {failed} rejected:", start + size, records.len());
+            let start = records
+                .first()
+                .map_or(0, |r| r.timestamp_ms.div_euclid(size) * size);
+            let bounds = sluice::plugin::bindings::types::WindowBounds {
+                start_ms: start,
+                end_ms: start + size,
+            };
+            let out = plugin
+                .finish(&added.accumulator, bounds)
+                .map_err(Failure::runtime)?
+                .map_err(|e| Failure::runtime(anyhow!("finish: {e}")))?;
+            println!(
+                "window [{start}, {}) of {} record(s), {failed} rejected:",
+                start + size,
+                records.len()
+            );
             out.iter().for_each(|r| println!("  {}", show(r)));
-            println!("state: version {}, {} bytes", added.accumulator.version, added.accumulator.data.len());
+            println!(
+                "state: version {}, {} bytes",
+                added.accumulator.version,
+                added.accumulator.data.len()
+            );
         }
     }
     Ok(())

@@ -3,6 +3,7 @@ use super::Failure;
 use anyhow::Context;
 use std::io::IsTerminal;
 use std::path::Path;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 pub fn run(path: &Path, no_progress: bool) -> Result<(), Failure> {
@@ -16,7 +17,13 @@ pub fn run(path: &Path, no_progress: bool) -> Result<(), Failure> {
         .map_err(Failure::runtime)?;
     rt.block_on(async move {
         let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
+        let signals = Signals::register()
+            .context("listening for signals")
+            .map_err(Failure::runtime)?;
+        tokio::spawn(signals.stop_on_signal(shutdown.clone()));
+        // Logged once the signal handlers are in place: from here on, Ctrl-C and
+        // SIGTERM mean a clean stop.
+        tracing::info!("running pipeline `{name}` (Ctrl-C or SIGTERM stops it cleanly)");
         let progress = (!no_progress && std::io::stderr().is_terminal())
             .then(|| Progress::start(name.clone(), metrics.clone()));
         let started = std::time::Instant::now();
@@ -27,33 +34,55 @@ pub fn run(path: &Path, no_progress: bool) -> Result<(), Failure> {
         let s = metrics.snapshot();
         eprintln!(
             "{name}: {} in {:.1?}: {} records in, {} out, {} dead letters, {} windows closed",
-            if result.is_ok() { "finished" } else { "stopped" },
+            if result.is_ok() {
+                "finished"
+            } else {
+                "stopped"
+            },
             started.elapsed(),
             s.records_in,
             s.records_out,
             s.dead_letters,
             s.windows_closed,
         );
-        result.map(|_| ()).with_context(|| format!("pipeline {name}")).map_err(Failure::runtime)
+        result
+            .map(|_| ())
+            .with_context(|| format!("pipeline {name}"))
+            .map_err(Failure::runtime)
     })
 }
 
-/// First Ctrl-C / SIGTERM: stop reading, finish and flush. Second: quit now.
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).ok();
-    for round in 0..2 {
-        match term.as_mut() {
-            Some(t) => tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = t.recv() => {} },
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-        if round == 0 {
-            tracing::warn!("stopping: finishing in-flight batches and flushing sinks (Ctrl-C again to quit now)");
-            shutdown.cancel();
+/// SIGINT and SIGTERM, registered up front so that no signal between start-up and
+/// the first poll falls through to the default action (dying without a flush).
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Self> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
     }
-    eprintln!("quitting without flushing");
-    std::process::exit(130);
+
+    /// First signal: stop reading, finish and flush. Second: quit now.
+    async fn stop_on_signal(mut self, shutdown: CancellationToken) {
+        self.next().await;
+        tracing::warn!(
+            "stopping: finishing in-flight batches and flushing sinks (Ctrl-C again to quit now)"
+        );
+        shutdown.cancel();
+        self.next().await;
+        eprintln!("quitting without flushing");
+        std::process::exit(130);
+    }
 }

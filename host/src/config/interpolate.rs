@@ -12,10 +12,7 @@ pub struct Unset {
     pub name: String,
 }
 
-pub fn interpolate(
-    text: &str,
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<String, Unset> {
+pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Unset> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find('$') {
@@ -35,10 +32,12 @@ pub fn interpolate(
                 Some((n, d)) => (n, Some(d)),
                 None => (expr, None),
             };
-            let value = lookup(name).or_else(|| default.map(str::to_owned)).ok_or(Unset {
-                offset: text.len() - after.len(),
-                name: name.to_owned(),
-            })?;
+            let value = lookup(name)
+                .or_else(|| default.map(str::to_owned))
+                .ok_or(Unset {
+                    offset: text.len() - after.len(),
+                    name: name.to_owned(),
+                })?;
             for c in value.chars() {
                 match c {
                     '"' => out.push_str("\\\""),
@@ -80,6 +79,12 @@ mod tests {
     #[test]
     fn unset_variable_is_located() {
         let err = interpolate("a = 1\nb = \"${MISSING}\"", env).unwrap_err();
-        assert_eq!(err, Unset { offset: 11, name: "MISSING".into() });
+        assert_eq!(
+            err,
+            Unset {
+                offset: 11,
+                name: "MISSING".into()
+            }
+        );
     }
 }

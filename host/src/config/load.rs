@@ -5,8 +5,10 @@ use std::path::Path;
 
 /// Read, interpolate, parse and validate a pipeline file.
 pub fn load(path: &Path) -> Result<PipelineConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     parse(path, &text, |name| std::env::var(name).ok())
 }
 
@@ -44,7 +46,8 @@ pub fn parse(
 }
 
 /// Where an error is. toml gives a span; for an unknown key inside a tagged table
-/// (`[source]`, `[[sinks]]`) the span is the whole table, so look for the key itself.
+/// (`[source]`, `[[sinks]]`) the span is the table's header, so look for the key
+/// itself, from the span to the next table header.
 fn locate(text: &str, e: &toml::de::Error) -> usize {
     let Some(span) = e.span() else { return 0 };
     let unknown = e
@@ -53,8 +56,11 @@ fn locate(text: &str, e: &toml::de::Error) -> usize {
         .and_then(|m| m.split('`').next());
     if let Some(key) = unknown {
         let mut offset = span.start;
-        for line in text[span.clone()].split_inclusive('\n') {
+        for (i, line) in text[span.start..].split_inclusive('\n').enumerate() {
             let trimmed = line.trim_start();
+            if i > 0 && offset >= span.end && trimmed.starts_with('[') {
+                break;
+            }
             if let Some(after) = trimmed.strip_prefix(key) {
                 let after = after.trim_start();
                 if after.starts_with('=') || after.starts_with('.') {

@@ -101,7 +101,9 @@ pub enum DeadLetterConfig {
 
 impl Default for DeadLetterConfig {
     fn default() -> Self {
-        DeadLetterConfig::File { path: PathBuf::from("dead_letter.jsonl") }
+        DeadLetterConfig::File {
+            path: PathBuf::from("dead_letter.jsonl"),
+        }
     }
 }
 
@@ -109,7 +111,10 @@ impl PipelineConfig {
     /// The pipeline's name: `[pipeline].name`, else the file stem.
     pub fn name(&self) -> String {
         self.pipeline.name.clone().unwrap_or_else(|| {
-            self.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+            self.file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
         })
     }
 
@@ -122,7 +127,11 @@ impl PipelineConfig {
     }
 
     fn invalid(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid { path: self.file.clone(), field: field.into(), message: message.into() }
+        ConfigError::Invalid {
+            path: self.file.clone(),
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// Checks that span sections; each connector checks its own fields.
@@ -137,7 +146,9 @@ impl PipelineConfig {
         if p.checkpoint_interval.is_zero() {
             return Err(self.invalid("pipeline.checkpoint_interval", "must be more than 0"));
         }
-        self.source.validate().map_err(|(field, m)| self.invalid(format!("source.{field}"), m))?;
+        self.source
+            .validate()
+            .map_err(|(field, m)| self.invalid(format!("source.{field}"), m))?;
         if self.sinks.is_empty() {
             return Err(self.invalid("sinks", "at least one [[sinks]] table is needed"));
         }
@@ -146,17 +157,21 @@ impl PipelineConfig {
             if sink.input() == crate::sinks::Input::Windows && self.window.is_none() {
                 return Err(self.invalid(field, "is \"windows\" but the pipeline has no [window]"));
             }
-            sink.validate().map_err(|(f, m)| self.invalid(format!("sinks[{i}].{f}"), m))?;
+            sink.validate()
+                .map_err(|(f, m)| self.invalid(format!("sinks[{i}].{f}"), m))?;
         }
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.transforms.iter().enumerate() {
-            t.sandbox.validate().map_err(|(f, m)| {
-                self.invalid(format!("transforms[{i}].sandbox.{f}"), m)
-            })?;
+            t.sandbox
+                .validate()
+                .map_err(|(f, m)| self.invalid(format!("transforms[{i}].sandbox.{f}"), m))?;
             if !names.insert(t.name()) {
                 return Err(self.invalid(
                     format!("transforms[{i}].name"),
-                    format!("`{}` is used twice; give each transform its own name", t.name()),
+                    format!(
+                        "`{}` is used twice; give each transform its own name",
+                        t.name()
+                    ),
                 ));
             }
         }
@@ -164,7 +179,9 @@ impl PipelineConfig {
             if w.size.is_zero() {
                 return Err(self.invalid("window.size", "must be more than 0"));
             }
-            w.sandbox.validate().map_err(|(f, m)| self.invalid(format!("window.sandbox.{f}"), m))?;
+            w.sandbox
+                .validate()
+                .map_err(|(f, m)| self.invalid(format!("window.sandbox.{f}"), m))?;
         }
         Ok(())
     }
@@ -172,9 +189,8 @@ impl PipelineConfig {
 
 impl WindowConfig {
     pub fn name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| crate::transforms::file_stem(&self.plugin))
+        self.name
+            .clone()
+            .unwrap_or_else(|| crate::transforms::file_stem(&self.plugin))
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -14,13 +14,20 @@ pub async fn run(
 ) {
     let mut pending: Vec<(Record, u64)> = Vec::with_capacity(size);
     loop {
-        let Some(first) = input.recv().await else { return };
+        let Some(first) = input.recv().await else {
+            return;
+        };
         let mut batch = Batch::with_capacity(size);
         batch.push(first.0, first.1);
         let deadline = Instant::now() + linger;
         let mut closed = false;
         while batch.len() < size {
-            match tokio::time::timeout_at(deadline, input.recv_many(&mut pending, size - batch.len())).await {
+            match tokio::time::timeout_at(
+                deadline,
+                input.recv_many(&mut pending, size - batch.len()),
+            )
+            .await
+            {
                 Ok(0) => {
                     closed = true;
                     break;

@@ -58,10 +58,19 @@ impl Pipeline {
                     config_json(&w.config),
                     w.sandbox.sandbox(),
                 )?;
-                Some(WindowStage::new(plugin, w.size.as_millis_i64(), w.allowed_lateness.as_millis_i64()))
+                Some(WindowStage::new(
+                    plugin,
+                    w.size.as_millis_i64(),
+                    w.allowed_lateness.as_millis_i64(),
+                ))
             }
         };
-        Ok(Pipeline { config, transforms, window, metrics: Arc::new(Metrics::default()) })
+        Ok(Pipeline {
+            config,
+            transforms,
+            window,
+            metrics: Arc::new(Metrics::default()),
+        })
     }
 
     pub fn config(&self) -> &PipelineConfig {
@@ -77,7 +86,12 @@ impl Pipeline {
     /// every batch already taken is processed and every sink flushed before this
     /// returns.
     pub async fn run(self, shutdown: CancellationToken) -> Result<super::Snapshot, RunError> {
-        let Pipeline { config, transforms, window, metrics } = self;
+        let Pipeline {
+            config,
+            transforms,
+            window,
+            metrics,
+        } = self;
         let p = &config.pipeline;
         let queue = p.queue_batches;
 
@@ -88,12 +102,20 @@ impl Pipeline {
             let sink = sc.open(&config).await?;
             let name = format!("sinks[{i}] ({})", sink.describe());
             let (tx, rx) = mpsc::channel(queue);
-            routes.push(Route { input: sc.input(), name, tx });
+            routes.push(Route {
+                input: sc.input(),
+                name,
+                tx,
+            });
             sink_tasks.push(tokio::spawn(run_sink(sink, rx)));
         }
         let dlq = dead_letter::open(&config).await?;
         let (dlq_tx, dlq_rx) = mpsc::channel(queue);
-        let dead_letter = Route { input: Input::Records, name: format!("dead letters ({})", dlq.describe()), tx: dlq_tx };
+        let dead_letter = Route {
+            input: Input::Records,
+            name: format!("dead letters ({})", dlq.describe()),
+            tx: dlq_tx,
+        };
         sink_tasks.push(tokio::spawn(run_sink(dlq, dlq_rx)));
 
         let (record_tx, record_rx) = mpsc::channel(p.batch_size);
@@ -118,7 +140,9 @@ impl Pipeline {
             // Unblock the source if it is waiting on a full queue.
             shutdown.cancel();
         }
-        let sourced = source.await.map_err(|e| RunError::Internal(format!("source: {e}")))?;
+        let sourced = source
+            .await
+            .map_err(|e| RunError::Internal(format!("source: {e}")))?;
         let _ = batcher.await;
 
         // A sink's own error explains a processor that found the sink gone.
@@ -149,7 +173,10 @@ async fn run_sink(mut sink: Sink, mut rx: mpsc::Receiver<SinkMessage>) -> Result
             SinkMessage::Write(records) => sink.write(&records).await?,
             SinkMessage::Checkpoint(ack) => {
                 let result = sink.checkpoint().await;
-                let failure = result.as_ref().err().map(|e| SinkError::io(sink.describe(), e));
+                let failure = result
+                    .as_ref()
+                    .err()
+                    .map(|e| SinkError::io(sink.describe(), e));
                 let _ = ack.send(result);
                 if let Some(e) = failure {
                     return Err(e);

@@ -48,7 +48,9 @@ impl Processor {
     pub fn run(mut self, mut input: mpsc::Receiver<Batch>, rt: Handle) -> Result<(), ProcessError> {
         let mut last_checkpoint = Instant::now();
         loop {
-            let wait = self.checkpoint_interval.saturating_sub(last_checkpoint.elapsed());
+            let wait = self
+                .checkpoint_interval
+                .saturating_sub(last_checkpoint.elapsed());
             match rt.block_on(tokio::time::timeout(wait, input.recv())) {
                 Ok(Some(batch)) => self.process(batch, &rt)?,
                 Ok(None) => break,
@@ -121,8 +123,12 @@ impl Processor {
             tracing::debug!(stage = d.stage, plugin = %d.plugin, offset = d.offset, "dead letter: {}", d.reason);
         }
         let records: Vec<Record> = dead.into_iter().map(DeadLetter::into_record).collect();
-        rt.block_on(self.dead_letter.tx.send(SinkMessage::Write(Arc::new(records))))
-            .map_err(|_| ProcessError::SinkGone(self.dead_letter.name.clone()))
+        rt.block_on(
+            self.dead_letter
+                .tx
+                .send(SinkMessage::Write(Arc::new(records))),
+        )
+        .map_err(|_| ProcessError::SinkGone(self.dead_letter.name.clone()))
     }
 
     /// Every sink (dead letters included) makes what it has durable.
@@ -135,7 +141,8 @@ impl Processor {
             acks.push((route, rx));
         }
         for (route, rx) in acks {
-            rt.block_on(rx).map_err(|_| ProcessError::SinkGone(route.name.clone()))??;
+            rt.block_on(rx)
+                .map_err(|_| ProcessError::SinkGone(route.name.clone()))??;
         }
         Ok(())
     }

@@ -27,12 +27,19 @@ pub struct WindowStage {
 
 impl WindowStage {
     pub fn new(plugin: WindowPlugin, size_ms: i64, lateness_ms: i64) -> Self {
-        WindowStage { plugin, size_ms, lateness_ms, open: BTreeMap::new(), max_event_ms: None }
+        WindowStage {
+            plugin,
+            size_ms,
+            lateness_ms,
+            open: BTreeMap::new(),
+            max_event_ms: None,
+        }
     }
 
     /// Windows ending at or before this are closed; records for them are late.
     pub fn watermark(&self) -> Option<i64> {
-        self.max_event_ms.map(|m| m.saturating_sub(self.lateness_ms))
+        self.max_event_ms
+            .map(|m| m.saturating_sub(self.lateness_ms))
     }
 
     pub fn open_windows(&self) -> usize {
@@ -79,11 +86,20 @@ impl WindowStage {
         self.close(false, dead)
     }
 
-    fn add(&mut self, start: i64, records: Vec<Record>, offsets: Vec<u64>, dead: &mut Vec<DeadLetter>) {
+    fn add(
+        &mut self,
+        start: i64,
+        records: Vec<Record>,
+        offsets: Vec<u64>,
+        dead: &mut Vec<DeadLetter>,
+    ) {
         let acc = match self.open.remove(&start) {
             Some(w) => w,
             None => match self.plugin.create() {
-                Ok(acc) => OpenWindow { acc, last_offset: 0 },
+                Ok(acc) => OpenWindow {
+                    acc,
+                    last_offset: 0,
+                },
                 Err(failure) => {
                     for (r, o) in records.into_iter().zip(offsets) {
                         dead.push(self.dead(r, o, format!("creating the accumulator: {failure}")));
@@ -98,7 +114,8 @@ impl WindowStage {
             for (i, (r, &o)) in rs.iter().zip(os).enumerate() {
                 if !skip.contains(&(i as u32)) {
                     window.last_offset = window.last_offset.max(o);
-                    accepted_max = Some(accepted_max.map_or(r.timestamp_ms, |m| m.max(r.timestamp_ms)));
+                    accepted_max =
+                        Some(accepted_max.map_or(r.timestamp_ms, |m| m.max(r.timestamp_ms)));
                 }
             }
         };
@@ -119,7 +136,10 @@ impl WindowStage {
             }
             Err(failure) => {
                 // As for transforms: find the record to blame, keep the rest.
-                tracing::warn!(plugin = self.plugin.name(), "{failure}; adding records one at a time");
+                tracing::warn!(
+                    plugin = self.plugin.name(),
+                    "{failure}; adding records one at a time"
+                );
                 for (r, o) in records.into_iter().zip(offsets) {
                     match self.plugin.add(&window.acc, std::slice::from_ref(&r)) {
                         Ok(Ok(added)) if added.rejected.is_empty() => {
@@ -127,7 +147,12 @@ impl WindowStage {
                             accept(&mut window, std::slice::from_ref(&r), &[o], &[]);
                         }
                         Ok(Ok(added)) => {
-                            let reason = added.rejected.into_iter().next().map(|r| r.reason).unwrap_or_default();
+                            let reason = added
+                                .rejected
+                                .into_iter()
+                                .next()
+                                .map(|r| r.reason)
+                                .unwrap_or_default();
                             dead.push(self.dead(r, o, reason));
                         }
                         Ok(Err(message)) => dead.push(self.dead(r, o, message)),
@@ -150,13 +175,18 @@ impl WindowStage {
         while let Some(entry) = self.open.first_entry() {
             let start = *entry.key();
             let end = start.saturating_add(self.size_ms);
-            if !all && !watermark.is_some_and(|w| end <= w) {
+            if !all && watermark.is_none_or(|w| end > w) {
                 break;
             }
             let window = entry.remove();
-            let bounds = WindowBounds { start_ms: start, end_ms: end };
+            let bounds = WindowBounds {
+                start_ms: start,
+                end_ms: end,
+            };
             match self.plugin.finish(&window.acc, bounds) {
-                Ok(Ok(records)) => records.into_iter().for_each(|r| out.push(r, window.last_offset)),
+                Ok(Ok(records)) => records
+                    .into_iter()
+                    .for_each(|r| out.push(r, window.last_offset)),
                 Ok(Err(message)) => dead.push(self.unfinished(&window, bounds, message)),
                 Err(failure) => dead.push(self.unfinished(&window, bounds, failure.to_string())),
             }
@@ -174,7 +204,10 @@ impl WindowStage {
             "accumulator_base64": base64::engine::general_purpose::STANDARD.encode(&window.acc.data),
         });
         let rec = record(value.to_string(), bounds.start_ms);
-        self.dead(rec, window.last_offset, format!("finishing the window: {reason}"))
+        self.dead(
+            rec,
+            window.last_offset,
+            format!("finishing the window: {reason}"),
+        )
     }
 }
-

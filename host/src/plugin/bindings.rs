@@ -6,6 +6,7 @@ pub mod transform {
     wasmtime::component::bindgen!({
         world: "transform",
         path: "../wit",
+        additional_derives: [PartialEq],
     });
 }
 

@@ -27,7 +27,11 @@ impl ComponentCache {
     /// `$SLUICE_CACHE_DIR`, else `$XDG_CACHE_HOME/sluice/components`, else
     /// `~/.cache/sluice/components`; disabled when none can be worked out.
     pub fn from_env() -> Self {
-        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         let dir = var("SLUICE_CACHE_DIR")
             .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("sluice/components")))
             .or_else(|| var("HOME").map(|d| d.join(".cache/sluice/components")));
@@ -43,17 +47,24 @@ impl ComponentCache {
             return Component::new(engine, wasm);
         };
         let mut engine_hash = std::hash::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
         let digest = Sha256::digest(wasm);
         let key: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
         let path = dir.join(format!("{key}-{:016x}.cwasm", engine_hash.finish()));
 
-        if path.exists() {
+        if let Ok(bytes) = std::fs::read(&path) {
+            // Read into memory rather than `deserialize_file`'s mmap: a mapped file that
+            // someone truncates (a cache cleaner, a second writer) would kill us with SIGBUS.
             // SAFETY: the file was written by `serialize` below, for an engine with this
-            // very compatibility hash, under a name that includes the wasm's digest.
-            match unsafe { Component::deserialize_file(engine, &path) } {
+            // very compatibility hash, under a name that includes the wasm's digest;
+            // wasmtime still checks its header and version.
+            match unsafe { Component::deserialize(engine, &bytes) } {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}")
+                }
             }
         }
         let component = Component::new(engine, wasm)?;

@@ -6,15 +6,27 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("cannot read plugin {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a usable WebAssembly component: {reason}")]
     Compile { path: PathBuf, reason: String },
-    #[error("plugin {path} does not implement the `{world}` world of sluice:plugin@0.1.0: {reason}")]
-    WrongWorld { path: PathBuf, world: &'static str, reason: String },
+    #[error(
+        "plugin {path} does not implement the `{world}` world of sluice:plugin@0.1.0: {reason}"
+    )]
+    WrongWorld {
+        path: PathBuf,
+        world: &'static str,
+        reason: String,
+    },
     #[error("plugin `{plugin}` refused its configuration: {message}")]
     Init { plugin: String, message: String },
     #[error("plugin `{plugin}` failed to start: {failure}")]
-    Start { plugin: String, failure: CallFailure },
+    Start {
+        plugin: String,
+        failure: CallFailure,
+    },
     #[error("cannot start the WebAssembly runtime: {0}")]
     Runtime(String),
 }

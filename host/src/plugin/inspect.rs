@@ -44,13 +44,17 @@ pub fn inspect(runtime: &Runtime, plugin: &LoadedPlugin) -> Inspection {
     let engine = runtime.engine();
     let ty = plugin.component.component_type();
     let list = |items: &mut dyn Iterator<Item = (&str, ComponentExtern<'_>)>| {
-        items.map(|(name, item)| (name.to_owned(), item_kind(&item.ty))).collect::<Vec<_>>()
+        items
+            .map(|(name, item)| (name.to_owned(), item_kind(&item.ty)))
+            .collect::<Vec<_>>()
     };
     let imports = list(&mut ty.imports(engine));
     let exports = list(&mut ty.exports(engine));
 
     let world = match runtime.linker().instantiate_pre(&plugin.component) {
-        Err(e) => Err(format!("imports something the sandbox does not grant: {e:#}")),
+        Err(e) => Err(format!(
+            "imports something the sandbox does not grant: {e:#}"
+        )),
         Ok(pre) => {
             if TransformPre::new(pre.clone()).is_ok() {
                 Ok(WorldKind::Transform)
@@ -62,5 +66,10 @@ pub fn inspect(runtime: &Runtime, plugin: &LoadedPlugin) -> Inspection {
             }
         }
     };
-    Inspection { size_bytes: plugin.size_bytes, world, imports, exports }
+    Inspection {
+        size_bytes: plugin.size_bytes,
+        world,
+        imports,
+        exports,
+    }
 }

@@ -16,8 +16,11 @@ pub(crate) trait World: Sized {
 
     fn pre(pre: InstancePre<PluginState>) -> wasmtime::Result<Self::Pre>;
     fn instantiate(pre: &Self::Pre, store: &mut Store<PluginState>) -> wasmtime::Result<Self>;
-    fn init(&self, store: &mut Store<PluginState>, config: &str)
-        -> wasmtime::Result<Result<(), String>>;
+    fn init(
+        &self,
+        store: &mut Store<PluginState>,
+        config: &str,
+    ) -> wasmtime::Result<Result<(), String>>;
 }
 
 /// A plugin of world `W` with at most one live instance, re-created on demand.
@@ -46,7 +49,10 @@ impl<W: World> Sandboxed<W> {
             world: W::NAME,
             reason: format!("{e:#}"),
         };
-        let pre = runtime.linker().instantiate_pre(&plugin.component).map_err(wrong_world)?;
+        let pre = runtime
+            .linker()
+            .instantiate_pre(&plugin.component)
+            .map_err(wrong_world)?;
         let pre = W::pre(pre).map_err(wrong_world)?;
         let mut me = Sandboxed {
             name: name.into(),
@@ -59,12 +65,14 @@ impl<W: World> Sandboxed<W> {
         };
         match me.live() {
             Ok(_) => Ok(me),
-            Err(StartFailure::Refused(message)) => {
-                Err(PluginError::Init { plugin: name.to_owned(), message })
-            }
-            Err(StartFailure::Failed(failure)) => {
-                Err(PluginError::Start { plugin: name.to_owned(), failure })
-            }
+            Err(StartFailure::Refused(message)) => Err(PluginError::Init {
+                plugin: name.to_owned(),
+                message,
+            }),
+            Err(StartFailure::Failed(failure)) => Err(PluginError::Start {
+                plugin: name.to_owned(),
+                failure,
+            }),
         }
     }
 
@@ -79,8 +87,10 @@ impl<W: World> Sandboxed<W> {
     /// The live instance, creating (and initialising) one if the last call trapped.
     fn live(&mut self) -> Result<&mut (Store<PluginState>, W), StartFailure> {
         if self.live.is_none() {
-            let mut store =
-                Store::new(&self.engine, PluginState::new(self.name.clone(), self.sandbox.memory_bytes));
+            let mut store = Store::new(
+                &self.engine,
+                PluginState::new(self.name.clone(), self.sandbox.memory_bytes),
+            );
             store.limiter(|s| &mut s.limiter);
             store.set_epoch_deadline(self.sandbox.deadline_ticks());
             let bindings = W::instantiate(&self.pre, &mut store)

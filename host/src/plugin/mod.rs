@@ -8,8 +8,8 @@
 pub mod bindings;
 mod cache;
 mod error;
-mod instance;
 mod inspect;
+mod instance;
 mod runtime;
 mod state;
 mod transform;

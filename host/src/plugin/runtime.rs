@@ -26,7 +26,10 @@ pub struct Sandbox {
 
 impl Default for Sandbox {
     fn default() -> Self {
-        Sandbox { memory_bytes: 64 * 1024 * 1024, deadline: Duration::from_secs(1) }
+        Sandbox {
+            memory_bytes: 64 * 1024 * 1024,
+            deadline: Duration::from_secs(1),
+        }
     }
 }
 
@@ -103,8 +106,16 @@ impl Runtime {
                 })
                 .map_err(|e| PluginError::Runtime(format!("epoch thread: {e}")))?
         };
-        let ticker = Arc::new(EpochTicker { stop, thread: Some(ticker) });
-        Ok(Runtime { engine, linker, cache, ticker })
+        let ticker = Arc::new(EpochTicker {
+            stop,
+            thread: Some(ticker),
+        });
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+            ticker,
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -121,8 +132,10 @@ impl Runtime {
 
     /// Read and compile a plugin (or fetch it from the on-disk cache).
     pub fn load(&self, path: &Path) -> Result<LoadedPlugin, PluginError> {
-        let wasm = std::fs::read(path)
-            .map_err(|source| PluginError::Read { path: path.to_owned(), source })?;
+        let wasm = std::fs::read(path).map_err(|source| PluginError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let component = self.cache.compile(&self.engine, &wasm).map_err(|e| {
             let mut reason = format!("{e:#}");
             if wasm.get(4..8) == Some(&[1, 0, 0, 0]) {
@@ -136,6 +149,11 @@ impl Runtime {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "plugin".into());
-        Ok(LoadedPlugin { path: path.to_owned(), name, component, size_bytes: wasm.len() })
+        Ok(LoadedPlugin {
+            path: path.to_owned(),
+            name,
+            component,
+            size_bytes: wasm.len(),
+        })
     }
 }

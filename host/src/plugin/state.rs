@@ -25,7 +25,10 @@ impl PluginState {
             // stdin; stdout/stderr go nowhere. Clocks and random stay available.
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            limiter: MemoryCap { cap: memory_cap, exceeded: false },
+            limiter: MemoryCap {
+                cap: memory_cap,
+                exceeded: false,
+            },
             plugin,
         }
     }
@@ -33,7 +36,10 @@ impl PluginState {
 
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -45,7 +51,7 @@ impl LogHost for PluginState {
                 end -= 1;
             }
             message.truncate(end);
-            message.push_str("…");
+            message.push('…');
         }
         let plugin = &*self.plugin;
         match level {
@@ -76,7 +82,10 @@ impl ResourceLimiter for MemoryCap {
     ) -> wasmtime::Result<bool> {
         if desired > self.cap {
             self.exceeded = true;
-            wasmtime::bail!("memory would grow to {desired} bytes, over the cap of {}", self.cap);
+            wasmtime::bail!(
+                "memory would grow to {desired} bytes, over the cap of {}",
+                self.cap
+            );
         }
         Ok(true)
     }

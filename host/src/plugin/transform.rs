@@ -45,7 +45,9 @@ impl TransformPlugin {
         config_json: String,
         sandbox: Sandbox,
     ) -> Result<Self, PluginError> {
-        Ok(TransformPlugin { inner: Sandboxed::start(runtime, plugin, name, config_json, sandbox)? })
+        Ok(TransformPlugin {
+            inner: Sandboxed::start(runtime, plugin, name, config_json, sandbox)?,
+        })
     }
 
     pub fn name(&self) -> &str {

@@ -44,7 +44,9 @@ impl WindowPlugin {
         config_json: String,
         sandbox: Sandbox,
     ) -> Result<Self, PluginError> {
-        Ok(WindowPlugin { inner: Sandboxed::start(runtime, plugin, name, config_json, sandbox)? })
+        Ok(WindowPlugin {
+            inner: Sandboxed::start(runtime, plugin, name, config_json, sandbox)?,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -52,7 +54,8 @@ impl WindowPlugin {
     }
 
     pub fn create(&mut self) -> Result<Accumulator, CallFailure> {
-        self.inner.call(|b, store| b.sluice_plugin_aggregator().call_create(store))
+        self.inner
+            .call(|b, store| b.sluice_plugin_aggregator().call_create(store))
     }
 
     pub fn add(
@@ -60,10 +63,15 @@ impl WindowPlugin {
         acc: &Accumulator,
         records: &[Record],
     ) -> Result<PluginResult<AddResult>, CallFailure> {
-        let result =
-            self.inner.call(|b, store| b.sluice_plugin_aggregator().call_add(store, acc, records))?;
+        let result = self
+            .inner
+            .call(|b, store| b.sluice_plugin_aggregator().call_add(store, acc, records))?;
         if let Ok(added) = &result {
-            if let Some(bad) = added.rejected.iter().find(|r| r.index as usize >= records.len()) {
+            if let Some(bad) = added
+                .rejected
+                .iter()
+                .find(|r| r.index as usize >= records.len())
+            {
                 return Err(CallFailure::Contract(format!(
                     "add rejected record index {} of a batch of {}",
                     bad.index,
@@ -79,7 +87,8 @@ impl WindowPlugin {
         a: &Accumulator,
         b: &Accumulator,
     ) -> Result<PluginResult<Accumulator>, CallFailure> {
-        self.inner.call(|w, store| w.sluice_plugin_aggregator().call_merge(store, a, b))
+        self.inner
+            .call(|w, store| w.sluice_plugin_aggregator().call_merge(store, a, b))
     }
 
     pub fn finish(
@@ -87,6 +96,7 @@ impl WindowPlugin {
         acc: &Accumulator,
         window: WindowBounds,
     ) -> Result<PluginResult<Vec<Record>>, CallFailure> {
-        self.inner.call(|b, store| b.sluice_plugin_aggregator().call_finish(store, acc, window))
+        self.inner
+            .call(|b, store| b.sluice_plugin_aggregator().call_finish(store, acc, window))
     }
 }

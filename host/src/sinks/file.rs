@@ -26,7 +26,12 @@ impl FileSink {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir).await.map_err(err)?;
         }
-        let file = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await.map_err(err)?;
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await
+            .map_err(err)?;
         Ok(FileSink {
             path: path.to_owned(),
             file: tokio::io::BufWriter::with_capacity(256 * 1024, file),

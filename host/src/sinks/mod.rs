@@ -41,7 +41,10 @@ pub enum SinkError {
 
 impl SinkError {
     pub fn io(sink: impl std::fmt::Display, e: impl std::fmt::Display) -> Self {
-        SinkError::Io { sink: sink.to_string(), message: e.to_string() }
+        SinkError::Io {
+            sink: sink.to_string(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -67,7 +70,9 @@ impl SinkConfig {
     pub async fn open(&self, pipeline: &PipelineConfig) -> Result<Sink, SinkError> {
         Ok(match self {
             SinkConfig::Stdout(c) => Sink::Stdout(stdout::StdoutSink::new(c.format)),
-            SinkConfig::File(c) => Sink::File(file::FileSink::open(&pipeline.resolve(&c.path)).await?),
+            SinkConfig::File(c) => {
+                Sink::File(file::FileSink::open(&pipeline.resolve(&c.path)).await?)
+            }
             SinkConfig::Null(_) => Sink::Null(null::NullSink::default()),
         })
     }

@@ -30,12 +30,19 @@ pub struct StdoutSink {
 
 impl StdoutSink {
     pub fn new(format: Format) -> Self {
-        StdoutSink { format, buf: Vec::new() }
+        StdoutSink {
+            format,
+            buf: Vec::new(),
+        }
     }
 
     pub async fn write(&mut self, records: &[Record], to_stderr: bool) -> Result<(), SinkError> {
         self.buf.clear();
-        let terminal = if to_stderr { std::io::stderr().is_terminal() } else { std::io::stdout().is_terminal() };
+        let terminal = if to_stderr {
+            std::io::stderr().is_terminal()
+        } else {
+            std::io::stdout().is_terminal()
+        };
         if terminal {
             // Wipe the live progress line (on stderr, same terminal) before printing.
             self.buf.extend_from_slice(b"\r\x1b[2K");

@@ -61,7 +61,12 @@ impl HttpConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
         match reqwest::Url::parse(&self.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            Ok(u) => return Err(("url".into(), format!("scheme `{}` is not http or https", u.scheme()))),
+            Ok(u) => {
+                return Err((
+                    "url".into(),
+                    format!("scheme `{}` is not http or https", u.scheme()),
+                ))
+            }
             Err(e) => return Err(("url".into(), format!("is not a URL: {e}"))),
         }
         if self.timeout.is_zero() {
@@ -69,7 +74,10 @@ impl HttpConfig {
         }
         for name in self.headers.keys() {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err((format!("headers.{name}"), "is not a valid header name".into()));
+                return Err((
+                    format!("headers.{name}"),
+                    "is not a valid header name".into(),
+                ));
             }
         }
         Ok(())
@@ -181,9 +189,19 @@ pub async fn run(config: HttpConfig, mut ctx: SourceContext) -> Result<(), Sourc
         };
         if let Some((body, content_type)) = body {
             let headers = content_type
-                .map(|ct| vec![Header { name: "content-type".into(), value: ct.into_bytes() }])
+                .map(|ct| {
+                    vec![Header {
+                        name: "content-type".into(),
+                        value: ct.into_bytes(),
+                    }]
+                })
                 .unwrap_or_default();
-            let rec = Record { key: None, value: body, timestamp_ms: now_ms(), headers };
+            let rec = Record {
+                key: None,
+                value: body,
+                timestamp_ms: now_ms(),
+                headers,
+            };
             if ctx.emit(rec).await.is_err() {
                 return Ok(());
             }
@@ -200,8 +218,14 @@ mod tests {
 
     #[test]
     fn retry_after_seconds_and_dates() {
-        assert_eq!(parse_retry_after("3"), Some(std::time::Duration::from_secs(3)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(std::time::Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("3"),
+            Some(std::time::Duration::from_secs(3))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(std::time::Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon"), None);
     }
 }

@@ -8,8 +8,8 @@ mod rng;
 
 pub use rng::SplitMix64;
 
-use crate::record::Record;
 use crate::engine::Metrics;
+use crate::record::Record;
 use serde::Deserialize;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -70,7 +70,12 @@ impl SourceContext {
         shutdown: CancellationToken,
         metrics: Arc<Metrics>,
     ) -> Self {
-        SourceContext { out, next_offset: 0, shutdown, metrics }
+        SourceContext {
+            out,
+            next_offset: 0,
+            shutdown,
+            metrics,
+        }
     }
 
     /// Hand one record to the engine, waiting while the pipeline is full

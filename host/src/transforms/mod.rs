@@ -32,7 +32,9 @@ impl TransformConfig {
 }
 
 pub fn file_stem(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into())
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".into())
 }
 
 /// `sandbox = { memory_mb = 64, deadline = "1s" }`: the limits of one plugin.

@@ -37,12 +37,15 @@ impl TransformStage {
         let mut out = Batch::with_capacity(batch.len());
         match self.plugin.process(&batch.records) {
             Ok(outcomes) => {
-                for ((record, offset), outcome) in batch.records.into_iter().zip(batch.offsets).zip(outcomes) {
+                for ((record, offset), outcome) in
+                    batch.records.into_iter().zip(batch.offsets).zip(outcomes)
+                {
                     self.sort(record, offset, outcome, &mut out, dead);
                 }
             }
             Err(failure) if batch.len() == 1 => {
-                let (record, offset) = (batch.records.into_iter().next().unwrap(), batch.offsets[0]);
+                let (record, offset) =
+                    (batch.records.into_iter().next().unwrap(), batch.offsets[0]);
                 dead.push(self.dead(record, offset, failure.to_string()));
             }
             Err(failure) => {

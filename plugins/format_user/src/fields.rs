@@ -24,7 +24,10 @@ pub const USER_FIELDS: [&str; 12] = [
 /// Namespace for ids derived from the input when `login.uuid` is missing or invalid:
 /// UUIDv5 of a fixed name, so the same input always gets the same id.
 fn id_namespace() -> Uuid {
-    Uuid::new_v5(&Uuid::NAMESPACE_URL, b"https://github.com/sluice/format_user")
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_URL,
+        b"https://github.com/sluice/format_user",
+    )
 }
 
 /// One formatted user: its id (also used as the record key) and the JSON row.
@@ -43,7 +46,12 @@ pub enum FormatError {
     /// A required field is absent or null.
     Missing { user: Option<usize>, field: String },
     /// A field has the wrong JSON type.
-    WrongType { user: Option<usize>, field: String, expected: &'static str, found: &'static str },
+    WrongType {
+        user: Option<usize>,
+        field: String,
+        expected: &'static str,
+        found: &'static str,
+    },
 }
 
 impl fmt::Display for FormatError {
@@ -58,7 +66,12 @@ impl fmt::Display for FormatError {
             FormatError::Missing { user, field } => {
                 write!(f, "missing required field `{}{field}`", at(user))
             }
-            FormatError::WrongType { user, field, expected, found } => write!(
+            FormatError::WrongType {
+                user,
+                field,
+                expected,
+                found,
+            } => write!(
                 f,
                 "field `{}{field}`: expected {expected}, found {found}",
                 at(user)
@@ -85,7 +98,10 @@ pub fn format_value(parsed: &Value) -> Result<Vec<Row>, FormatError> {
         found: kind(parsed),
     })?;
     if let Some(err) = obj.get("error") {
-        let text = err.as_str().map(str::to_owned).unwrap_or_else(|| err.to_string());
+        let text = err
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| err.to_string());
         return Err(FormatError::ApiError(text));
     }
     match obj.get("results") {
@@ -105,8 +121,15 @@ pub fn format_value(parsed: &Value) -> Result<Vec<Row>, FormatError> {
 }
 
 fn format_user(user: &Value, index: Option<usize>) -> Result<Row, FormatError> {
-    let get = Getter { root: user, user: index };
-    let id = match user.pointer("/login/uuid").and_then(Value::as_str).map(Uuid::parse_str) {
+    let get = Getter {
+        root: user,
+        user: index,
+    };
+    let id = match user
+        .pointer("/login/uuid")
+        .and_then(Value::as_str)
+        .map(Uuid::parse_str)
+    {
         Some(Ok(uuid)) => uuid,
         // Canonical (key-sorted) bytes of the user object: the same user always maps
         // to the same id, whatever whitespace or key order it arrived with.
@@ -183,7 +206,10 @@ impl<'a> Getter<'a> {
     }
 
     fn missing(&self, path: &str) -> FormatError {
-        FormatError::Missing { user: self.user, field: path.into() }
+        FormatError::Missing {
+            user: self.user,
+            field: path.into(),
+        }
     }
 
     /// A required string.

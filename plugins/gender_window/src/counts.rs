@@ -53,9 +53,16 @@ impl Counts {
     pub fn decode(bytes: &[u8]) -> Result<Counts, String> {
         let mut rest = bytes;
         let mut next = || read_varint(&mut rest);
-        let counts = Counts { male: next()?, female: next()?, other: next()? };
+        let counts = Counts {
+            male: next()?,
+            female: next()?,
+            other: next()?,
+        };
         if !rest.is_empty() {
-            return Err(format!("gender_window state has {} trailing bytes", rest.len()));
+            return Err(format!(
+                "gender_window state has {} trailing bytes",
+                rest.len()
+            ));
         }
         Ok(counts)
     }
@@ -72,7 +79,9 @@ fn write_varint(out: &mut Vec<u8>, mut n: u64) {
 fn read_varint(bytes: &mut &[u8]) -> Result<u64, String> {
     let mut n: u64 = 0;
     for shift in (0..64).step_by(7) {
-        let (&b, rest) = bytes.split_first().ok_or("gender_window state is truncated")?;
+        let (&b, rest) = bytes
+            .split_first()
+            .ok_or("gender_window state is truncated")?;
         *bytes = rest;
         n |= u64::from(b & 0x7f) << shift;
         if b & 0x80 == 0 {
@@ -107,7 +116,8 @@ mod tests {
     fn counts_of(genders: &[&str]) -> Counts {
         let mut c = Counts::default();
         for g in genders {
-            c.add_json(format!(r#"{{"gender":"{g}"}}"#).as_bytes()).unwrap();
+            c.add_json(format!(r#"{{"gender":"{g}"}}"#).as_bytes())
+                .unwrap();
         }
         c
     }
@@ -115,7 +125,14 @@ mod tests {
     #[test]
     fn counts_male_female_other() {
         let c = counts_of(&["male", "female", "Female", "nonbinary", "male", ""]);
-        assert_eq!(c, Counts { male: 2, female: 2, other: 2 });
+        assert_eq!(
+            c,
+            Counts {
+                male: 2,
+                female: 2,
+                other: 2
+            }
+        );
         assert_eq!(c.total(), 6);
         let mut c2 = Counts::default();
         c2.add_json(br#"{"name":"x"}"#).unwrap();
@@ -134,12 +151,29 @@ mod tests {
     fn encoding_round_trips_and_is_compact() {
         for c in [
             Counts::default(),
-            Counts { male: 1, female: 127, other: 128 },
-            Counts { male: u64::MAX, female: 300, other: 1 << 40 },
+            Counts {
+                male: 1,
+                female: 127,
+                other: 128,
+            },
+            Counts {
+                male: u64::MAX,
+                female: 300,
+                other: 1 << 40,
+            },
         ] {
             assert_eq!(Counts::decode(&c.encode()).unwrap(), c);
         }
-        assert_eq!(Counts { male: 5, female: 6, other: 0 }.encode().len(), 3);
+        assert_eq!(
+            Counts {
+                male: 5,
+                female: 6,
+                other: 0
+            }
+            .encode()
+            .len(),
+            3
+        );
     }
 
     #[test]
@@ -160,8 +194,12 @@ mod tests {
 
     #[test]
     fn finish_prints_iso_utc_bounds() {
-        let json = finish_json(&counts_of(&["male", "x"]), 1_700_000_040_000, 1_700_000_100_000)
-            .unwrap();
+        let json = finish_json(
+            &counts_of(&["male", "x"]),
+            1_700_000_040_000,
+            1_700_000_100_000,
+        )
+        .unwrap();
         let v: Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["window_start"], "2023-11-14T22:14:00Z");
         assert_eq!(v["window_end"], "2023-11-14T22:15:00Z");

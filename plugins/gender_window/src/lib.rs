@@ -11,9 +11,7 @@ pub use counts::{finish_json, Counts, STATE_VERSION};
 #[cfg(target_arch = "wasm32")]
 mod component {
     use crate::{finish_json, Counts, STATE_VERSION};
-    use sluice_plugin_sdk::{
-        Accumulator, AddResult, Record, Rejected, WindowBounds, WindowGuest,
-    };
+    use sluice_plugin_sdk::{Accumulator, AddResult, Record, Rejected, WindowBounds, WindowGuest};
 
     struct GenderWindow;
 
@@ -28,7 +26,10 @@ mod component {
     }
 
     fn encode(counts: &Counts) -> Accumulator {
-        Accumulator { version: STATE_VERSION, data: counts.encode() }
+        Accumulator {
+            version: STATE_VERSION,
+            data: counts.encode(),
+        }
     }
 
     impl WindowGuest for GenderWindow {
@@ -48,10 +49,16 @@ mod component {
             let mut rejected = Vec::new();
             for (index, record) in batch.iter().enumerate() {
                 if let Err(reason) = counts.add_json(&record.value) {
-                    rejected.push(Rejected { index: index as u32, reason });
+                    rejected.push(Rejected {
+                        index: index as u32,
+                        reason,
+                    });
                 }
             }
-            Ok(AddResult { accumulator: encode(&counts), rejected })
+            Ok(AddResult {
+                accumulator: encode(&counts),
+                rejected,
+            })
         }
 
         fn merge(a: Accumulator, b: Accumulator) -> Result<Accumulator, String> {

@@ -58,7 +58,10 @@ impl GeneratorConfig {
         }
         if let Some(start) = &self.start_time {
             if chrono::DateTime::parse_from_rfc3339(start).is_err() {
-                return err("start_time", "must be an RFC 3339 time like \"2026-01-01T00:00:00Z\"");
+                return err(
+                    "start_time",
+                    "must be an RFC 3339 time like \"2026-01-01T00:00:00Z\"",
+                );
             }
         }
         Ok(())
@@ -80,11 +83,15 @@ pub fn value(config: &GeneratorConfig, rng: &mut SplitMix64, index: u64) -> Vec<
         response(rng, config.users_per_record, config.seed, index + 1)
     };
     if let Some(n) = config.poison_every {
-        if (index + 1) % n == 0 {
-            if index / n % 2 == 0 {
+        if (index + 1).is_multiple_of(n) {
+            if (index / n).is_multiple_of(2) {
                 return b"{\"gender\": \"female\", \"name\": {\"first\": \"Trunc".to_vec();
             }
-            let user = if v.get("results").is_some() { &mut v["results"][0] } else { &mut v };
+            let user = if v.get("results").is_some() {
+                &mut v["results"][0]
+            } else {
+                &mut v
+            };
             if let Some(obj) = user.as_object_mut() {
                 obj.remove("email");
             }
@@ -151,7 +158,9 @@ mod tests {
         let postcodes = users.iter().map(|u| &u["location"]["postcode"]);
         assert!(postcodes.clone().any(|p| p.is_number()));
         assert!(postcodes.clone().any(|p| p.is_string()));
-        assert!(users.iter().any(|u| !u["name"]["first"].as_str().unwrap().is_ascii()));
+        assert!(users
+            .iter()
+            .any(|u| !u["name"]["first"].as_str().unwrap().is_ascii()));
         assert!(users.iter().any(|u| u["id"]["value"].is_null()));
         for u in &users {
             let id = uuid::Uuid::parse_str(u["login"]["uuid"].as_str().unwrap()).unwrap();

@@ -34,7 +34,12 @@ const NATIONALITIES: &[Nationality] = &[
         male: &["Mateus", "João", "Lúcio", "Otávio", "Caetano"],
         female: &["Lívia", "Débora", "Luíza", "Ana", "Conceição"],
         last: &["Araújo", "Gonçalves", "Ribeiro", "Peixoto", "Simões"],
-        streets: &["Rua Santa Luzia", "Rua São Jorge", "Avenida Brasil", "Rua Três"],
+        streets: &[
+            "Rua Santa Luzia",
+            "Rua São Jorge",
+            "Avenida Brasil",
+            "Rua Três",
+        ],
         cities: &["São Paulo", "Belém", "Maringá", "Uberlândia"],
         states: &["Pará", "Santa Catarina", "Goiás", "Paraíba"],
         postcode: Postcode::Number(5),
@@ -88,7 +93,12 @@ const NATIONALITIES: &[Nationality] = &[
         last: &["Wright", "Hughes", "Brontë", "Walker"],
         streets: &["Queen Street", "Mill Lane", "Victoria Road", "The Green"],
         cities: &["Leeds", "Bristol", "Sheffield", "Cardiff"],
-        states: &["West Yorkshire", "Avon", "South Yorkshire", "South Glamorgan"],
+        states: &[
+            "West Yorkshire",
+            "Avon",
+            "South Yorkshire",
+            "South Glamorgan",
+        ],
         postcode: Postcode::Text("A9 9AA"),
         phone: "0999 999 9999",
         id_name: "NINO",
@@ -101,7 +111,12 @@ const NATIONALITIES: &[Nationality] = &[
         last: &["Müller", "Groß", "Schäfer", "Köhler"],
         streets: &["Königsallee", "Schloßstraße", "Gartenstraße", "Mühlenweg"],
         cities: &["München", "Köln", "Lübeck", "Düsseldorf"],
-        states: &["Bayern", "Nordrhein-Westfalen", "Schleswig-Holstein", "Thüringen"],
+        states: &[
+            "Bayern",
+            "Nordrhein-Westfalen",
+            "Schleswig-Holstein",
+            "Thüringen",
+        ],
         postcode: Postcode::Number(5),
         phone: "0999-9999999",
         id_name: "SVNR",
@@ -134,9 +149,15 @@ const NATIONALITIES: &[Nationality] = &[
     },
 ];
 
-const ADJECTIVES: &[&str] = &["tiny", "lazy", "brave", "silver", "happy", "purple", "quick", "heavy"];
-const ANIMALS: &[&str] = &["fish", "tiger", "owl", "rabbit", "swan", "koala", "bear", "frog"];
-const PASSWORDS: &[&str] = &["sunshine", "dragon", "qwerty", "letmein", "monkey", "tigger"];
+const ADJECTIVES: &[&str] = &[
+    "tiny", "lazy", "brave", "silver", "happy", "purple", "quick", "heavy",
+];
+const ANIMALS: &[&str] = &[
+    "fish", "tiger", "owl", "rabbit", "swan", "koala", "bear", "frog",
+];
+const PASSWORDS: &[&str] = &[
+    "sunshine", "dragon", "qwerty", "letmein", "monkey", "tigger",
+];
 
 fn pattern(rng: &mut SplitMix64, pattern: &str) -> String {
     pattern
@@ -150,13 +171,18 @@ fn pattern(rng: &mut SplitMix64, pattern: &str) -> String {
 }
 
 fn hex(rng: &mut SplitMix64, len: usize) -> String {
-    (0..len).map(|_| char::from_digit(rng.below(16) as u32, 16).unwrap()).collect()
+    (0..len)
+        .map(|_| char::from_digit(rng.below(16) as u32, 16).unwrap())
+        .collect()
 }
 
 /// A v4 UUID from the generator's stream (so a seed fixes it).
 fn uuid_v4(rng: &mut SplitMix64) -> String {
     let bytes = ((rng.next_u64() as u128) << 64 | rng.next_u64() as u128).to_be_bytes();
-    uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().to_string()
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 /// An ISO-8601 UTC timestamp with milliseconds, as the API writes them, `years_ago`
@@ -178,9 +204,19 @@ pub fn user(rng: &mut SplitMix64) -> Value {
     let nat = rng.pick(NATIONALITIES);
     let female = rng.below(2) == 0;
     let (gender, title, first, portraits) = if female {
-        ("female", *rng.pick(&["Ms", "Mrs", "Miss", "Mademoiselle"]), *rng.pick(nat.female), "women")
+        (
+            "female",
+            *rng.pick(&["Ms", "Mrs", "Miss", "Mademoiselle"]),
+            *rng.pick(nat.female),
+            "women",
+        )
     } else {
-        ("male", *rng.pick(&["Mr", "Monsieur"]), *rng.pick(nat.male), "men")
+        (
+            "male",
+            *rng.pick(&["Mr", "Monsieur"]),
+            *rng.pick(nat.male),
+            "men",
+        )
     };
     let last = *rng.pick(nat.last);
     let postcode = match nat.postcode {

@@ -29,8 +29,10 @@ fn whole_response_gives_one_row_per_user_with_exactly_12_fields() {
 #[test]
 fn columns_keep_declared_order() {
     let row = &format(RESULTS1.as_bytes()).unwrap()[0];
-    let positions: Vec<usize> =
-        USER_FIELDS.iter().map(|f| row.json.find(&format!("\"{f}\":")).unwrap()).collect();
+    let positions: Vec<usize> = USER_FIELDS
+        .iter()
+        .map(|f| row.json.find(&format!("\"{f}\":")).unwrap())
+        .collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{}", row.json);
 }
 
@@ -72,8 +74,15 @@ fn post_code_is_always_a_string() {
         .iter()
         .map(|u| u["location"]["postcode"].is_number())
         .collect();
-    assert!(kinds.contains(&true) && kinds.contains(&false), "fixture must mix both");
-    for (row, user) in format(RESULTS5.as_bytes()).unwrap().iter().zip(source["results"].as_array().unwrap()) {
+    assert!(
+        kinds.contains(&true) && kinds.contains(&false),
+        "fixture must mix both"
+    );
+    for (row, user) in format(RESULTS5.as_bytes())
+        .unwrap()
+        .iter()
+        .zip(source["results"].as_array().unwrap())
+    {
         let expected = match &user["location"]["postcode"] {
             Value::Number(n) => n.to_string(),
             Value::String(s) => s.clone(),
@@ -86,8 +95,10 @@ fn post_code_is_always_a_string() {
 #[test]
 fn non_ascii_names_pass_through_intact() {
     let rows = format(RESULTS5.as_bytes()).unwrap();
-    let firsts: Vec<String> =
-        rows.iter().map(|r| row_fields(r)["first_name"].as_str().unwrap().to_owned()).collect();
+    let firsts: Vec<String> = rows
+        .iter()
+        .map(|r| row_fields(r)["first_name"].as_str().unwrap().to_owned())
+        .collect();
     assert!(firsts.iter().any(|n| n == "Lívia"), "{firsts:?}");
     assert!(firsts.iter().any(|n| n == "Søren"), "{firsts:?}");
     assert!(rows.iter().any(|r| r.json.contains("Hämeentie")));
@@ -127,9 +138,15 @@ fn id_without_valid_uuid_is_deterministic_and_distinct() {
 #[test]
 fn missing_field_is_named() {
     let mut source: Value = serde_json::from_str(RESULTS5).unwrap();
-    source["results"][3]["login"].as_object_mut().unwrap().remove("username");
+    source["results"][3]["login"]
+        .as_object_mut()
+        .unwrap()
+        .remove("username");
     let err = format_value(&source).unwrap_err();
-    assert_eq!(err.to_string(), "missing required field `results[3].login.username`");
+    assert_eq!(
+        err.to_string(),
+        "missing required field `results[3].login.username`"
+    );
 }
 
 #[test]
@@ -149,9 +166,15 @@ fn mistyped_field_is_named() {
 
 #[test]
 fn api_error_and_garbage_are_errors_not_panics() {
-    assert!(matches!(format(ERROR.as_bytes()), Err(FormatError::ApiError(_))));
+    assert!(matches!(
+        format(ERROR.as_bytes()),
+        Err(FormatError::ApiError(_))
+    ));
     assert!(matches!(format(b"{not json"), Err(FormatError::NotJson(_))));
-    assert!(format(b"[1,2]").unwrap_err().to_string().contains("expected a JSON object"));
+    assert!(format(b"[1,2]")
+        .unwrap_err()
+        .to_string()
+        .contains("expected a JSON object"));
     assert!(format(br#"{"results": 3}"#).is_err());
     assert!(format(b"").is_err());
     assert_eq!(format(br#"{"results": []}"#).unwrap(), vec![]);

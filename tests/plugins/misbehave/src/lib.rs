@@ -1,7 +1,8 @@
 //! Test-only transform that misbehaves on command, to prove the sandbox holds:
 //! a record whose value is `trap` panics (a trap), `loop` spins forever (caught by the
 //! CPU deadline), `alloc` allocates without bound (caught by the memory cap). Any other
-//! record is passed through unchanged.
+//! record is passed through unchanged. `readfile` and `env` report what the sandbox
+//! lets a plugin see of the host's files and environment (it should be nothing).
 
 #[cfg(target_arch = "wasm32")]
 mod component {
@@ -26,6 +27,20 @@ mod component {
                     }
                 }
                 b"error" => Err("misbehave: asked to fail this record".into()),
+                b"readfile" => match std::fs::read("/etc/hostname") {
+                    Ok(bytes) => Err(format!("sandbox leak: read {} bytes", bytes.len())),
+                    Err(e) => Ok(vec![Record {
+                        value: format!("denied: {e}").into_bytes(),
+                        ..record
+                    }]),
+                },
+                b"env" => {
+                    let seen = std::env::vars().count() + std::env::args().count();
+                    Ok(vec![Record {
+                        value: format!("env+args: {seen}").into_bytes(),
+                        ..record
+                    }])
+                }
                 _ => Ok(vec![record]),
             }
         }

@@ -1,0 +1,145 @@
+//! Pipeline files: parse errors located to file:line:column, validation naming the
+//! field, `${VAR}` interpolation, relative paths.
+
+use sluice::config::{parse, ConfigError};
+use std::path::Path;
+
+const GOOD: &str = r#"
+[pipeline]
+batch_size = 10
+
+[source]
+type = "generator"
+count = 5
+
+[[transforms]]
+plugin = "plugins/format_user.wasm"
+
+[[sinks]]
+type = "file"
+path = "out/users.jsonl"
+"#;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn parse_err(text: &str) -> ConfigError {
+    parse(Path::new("dir/p.toml"), text, no_env).unwrap_err()
+}
+
+#[test]
+fn a_good_file_parses_with_defaults_and_resolves_paths_from_its_folder() {
+    let c = parse(Path::new("dir/p.toml"), GOOD, no_env).unwrap();
+    assert_eq!(c.pipeline.batch_size, 10);
+    assert_eq!(c.pipeline.queue_batches, 4);
+    assert_eq!(c.name(), "p");
+    assert_eq!(
+        c.resolve(&c.transforms[0].plugin),
+        Path::new("dir/plugins/format_user.wasm")
+    );
+    assert_eq!(c.resolve(Path::new("/abs")), Path::new("/abs"));
+}
+
+#[test]
+fn a_misspelt_key_in_a_tagged_table_is_located_exactly_with_the_expected_keys() {
+    let text = GOOD.replace("count = 5", "cuont = 5");
+    let err = parse_err(&text);
+    let ConfigError::Parse {
+        line,
+        column,
+        message,
+        ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!((*line, *column), (7, 1), "{err}");
+    assert!(message.contains("unknown field `cuont`"), "{message}");
+    assert!(
+        message.contains("`count`") && message.contains("`seed`"),
+        "{message}"
+    );
+    assert!(err.to_string().starts_with("dir/p.toml:7:1: "), "{err}");
+}
+
+#[test]
+fn a_misspelt_key_in_a_plain_table_is_located_too() {
+    let text = GOOD.replace("batch_size = 10", "  batch_sise = 10");
+    let err = parse_err(&text);
+    assert!(
+        err.to_string()
+            .starts_with("dir/p.toml:3:3: unknown field `batch_sise`"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("`batch_size`"), "{err}");
+}
+
+#[test]
+fn wrong_types_and_unknown_connectors_are_parse_errors() {
+    let err = parse_err(&GOOD.replace("batch_size = 10", "batch_size = \"ten\""));
+    assert!(err.to_string().starts_with("dir/p.toml:3:"), "{err}");
+    let err = parse_err(&GOOD.replace("type = \"generator\"", "type = \"kafak\""));
+    assert!(
+        err.to_string().contains("kafak") && err.to_string().contains("generator"),
+        "{err}"
+    );
+    let err = parse_err(&GOOD.replace("[pipeline]", "[pipeline]\nlinger = \"soon\""));
+    assert!(
+        err.to_string().contains("invalid duration \"soon\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn invalid_values_name_the_field() {
+    let err = parse_err(&GOOD.replace("batch_size = 10", "batch_size = 0"));
+    assert_eq!(
+        err.to_string(),
+        "dir/p.toml: `pipeline.batch_size` must be at least 1"
+    );
+    let err = parse_err(&GOOD.replace("count = 5", "count = 5\nrate = -1.0"));
+    assert!(err.to_string().contains("`source.rate`"), "{err}");
+    let err = parse_err(
+        &GOOD
+            .replace("type = \"file\"", "type = \"stdout\"\ninput = \"windows\"")
+            .replace("path = \"out/users.jsonl\"", ""),
+    );
+    assert!(
+        err.to_string().contains("`sinks[0].input`") && err.to_string().contains("no [window]"),
+        "{err}"
+    );
+    let err = parse_err(&GOOD.replace(
+        "plugin = \"plugins/format_user.wasm\"",
+        "plugin = \"a.wasm\"\nsandbox = { memory_mb = 0 }",
+    ));
+    assert!(
+        err.to_string()
+            .contains("`transforms[0].sandbox.memory_mb`"),
+        "{err}"
+    );
+    let http = GOOD.replace(
+        "type = \"generator\"\ncount = 5",
+        "type = \"http\"\nurl = \"ftp://x\"",
+    );
+    assert!(parse_err(&http)
+        .to_string()
+        .contains("`source.url` scheme `ftp`"));
+}
+
+#[test]
+fn env_vars_are_interpolated_and_an_unset_one_is_located() {
+    let text = GOOD.replace("out/users.jsonl", "${OUT_DIR}/users.jsonl");
+    let env = |k: &str| (k == "OUT_DIR").then(|| "/data/o\"ut".to_owned());
+    let c = parse(Path::new("p.toml"), &text, env).unwrap();
+    let sluice::sinks::SinkConfig::File(f) = &c.sinks[0] else {
+        panic!()
+    };
+    assert_eq!(f.path, Path::new("/data/o\"ut/users.jsonl"));
+    let err = parse_err(&text);
+    assert!(
+        err.to_string()
+            .starts_with("dir/p.toml:14:9: environment variable `OUT_DIR` is not set"),
+        "{err}"
+    );
+}

@@ -1,0 +1,158 @@
+//! The http source against a real HTTP server on loopback, and a whole pipeline fed by
+//! it with records that make a plugin trap, spin and hoard memory.
+
+mod common;
+
+use common::http::{ok, serve, status, Reply};
+use common::{fixture, json_lines, pipeline, runtime};
+use sluice::engine::{Pipeline, RunError};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+async fn run(path: &std::path::Path) -> Result<sluice::engine::Snapshot, RunError> {
+    let config = sluice::config::load(path).unwrap();
+    Pipeline::build(config, &runtime())
+        .unwrap()
+        .run(CancellationToken::new())
+        .await
+}
+
+fn http_pipeline(
+    dir: &std::path::Path,
+    url: &str,
+    source_extra: &str,
+    transforms: &str,
+) -> std::path::PathBuf {
+    pipeline(
+        dir,
+        "http.toml",
+        &format!(
+            r#"
+[pipeline]
+linger = "10ms"
+[source]
+type = "http"
+url = "{url}"
+interval = "10ms"
+backoff = "10ms"
+{source_extra}
+{transforms}
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_become_records_after_retrying_429_and_5xx() {
+    let mut throttled = status(429);
+    throttled.headers.push(("retry-after", "1".into()));
+    let (addr, script) = serve(vec![
+        throttled,
+        status(503),
+        ok(fixture("randomuser/response_results1.json")),
+        ok(fixture("randomuser/response_results5.json")),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}/api/?results=5");
+    let path = http_pipeline(
+        dir.path(),
+        &url,
+        "count = 2\nretries = 3",
+        "[[transforms]]\nplugin = \"{FORMAT_USER}\"",
+    );
+    let stats = run(&path).await.unwrap();
+
+    assert_eq!(stats.records_in, 2);
+    let users = json_lines(&dir.path().join("out.jsonl"));
+    assert_eq!(users.len(), 6, "1 + 5 users from the two good responses");
+    assert_eq!(users[1]["first_name"], "Lívia");
+    let hits = script.hits.lock().unwrap();
+    assert_eq!(hits.len(), 4);
+    assert_eq!(hits[0].1, "/api/?results=5");
+    assert!(
+        hits[1].0 - hits[0].0 >= Duration::from_secs(1),
+        "Retry-After: 1 was not honoured"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_error_stops_the_source_and_names_the_status() {
+    let (addr, _) = serve(vec![status(404)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = http_pipeline(dir.path(), &format!("http://{addr}/nope"), "count = 1", "");
+    let err = run(&path).await.unwrap_err().to_string();
+    assert!(err.contains("404") && err.contains("/nope"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn persistent_server_errors_skip_the_poll_and_the_source_goes_on() {
+    let mut replies: Vec<Reply> = (0..3).map(|_| status(500)).collect();
+    replies.push(ok(r#"{"after":"outage"}"#));
+    let (addr, script) = serve(replies).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = http_pipeline(
+        dir.path(),
+        &format!("http://{addr}/"),
+        "count = 1\nretries = 1",
+        "",
+    );
+    run(&path).await.unwrap();
+    assert_eq!(
+        json_lines(&dir.path().join("out.jsonl")),
+        [serde_json::json!({"after": "outage"})]
+    );
+    assert_eq!(
+        script.hits.lock().unwrap().len(),
+        4,
+        "2 attempts for the first poll, then 2 more polls"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trapping_spinning_and_hoarding_plugins_do_not_stop_the_pipeline() {
+    let bodies = ["ok1", "trap", "ok2", "loop", "ok3", "alloc", "ok4"];
+    let (addr, _) = serve(bodies.iter().map(|b| ok(*b)).collect()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = http_pipeline(
+        dir.path(),
+        &format!("http://{addr}/"),
+        "count = 7",
+        "[[transforms]]\nplugin = \"{MISBEHAVE}\"\nsandbox = { memory_mb = 16, deadline = \"300ms\" }",
+    );
+    let stats = run(&path).await.unwrap();
+    assert_eq!(stats.records_in, 7);
+    let out = json_lines(&dir.path().join("out.jsonl"));
+    assert_eq!(out, ["ok1", "ok2", "ok3", "ok4"]);
+    let dead = json_lines(&dir.path().join("dead.jsonl"));
+    let got: Vec<(&str, &str)> = dead
+        .iter()
+        .map(|d| {
+            (
+                d["record"]["value"].as_str().unwrap(),
+                d["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(
+        got[0].0 == "trap" && got[0].1.starts_with("plugin trapped"),
+        "{got:?}"
+    );
+    assert_eq!(
+        got[1],
+        ("loop", "plugin exceeded its CPU deadline of 300 ms")
+    );
+    assert_eq!(
+        got[2],
+        ("alloc", "plugin exceeded its memory cap of 16 MiB")
+    );
+    assert_eq!(dead[0]["offset"], 1);
+    assert_eq!(dead[0]["plugin"], "misbehave");
+}

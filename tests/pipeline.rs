@@ -1,0 +1,156 @@
+//! Whole pipelines, in process: generator -> WASM transforms -> window -> sinks.
+
+mod common;
+
+use common::{json_lines, pipeline, runtime};
+use sluice::engine::{Pipeline, WindowStage};
+use sluice::plugin::{Sandbox, WindowPlugin};
+use sluice::record::{record, Batch};
+use tokio_util::sync::CancellationToken;
+
+fn run(path: &std::path::Path) -> sluice::engine::Snapshot {
+    let config = sluice::config::load(path).unwrap();
+    let p = Pipeline::build(config, &runtime()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(p.run(CancellationToken::new())).unwrap()
+}
+
+#[test]
+fn quickstart_chain_accounts_for_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = pipeline(
+        dir.path(),
+        "q.toml",
+        r#"
+[pipeline]
+batch_size = 64
+[source]
+type = "generator"
+seed = 9
+count = 2000
+event_interval = "100ms"
+start_time = "2026-03-01T10:00:00Z"
+poison_every = 150
+[[transforms]]
+plugin = "{FORMAT_USER}"
+[window]
+plugin = "{GENDER_WINDOW}"
+size = "1m"
+[[sinks]]
+type = "file"
+path = "out/users.jsonl"
+[[sinks]]
+type = "file"
+input = "windows"
+path = "out/windows.jsonl"
+[dead_letter]
+type = "file"
+path = "out/dead.jsonl"
+"#,
+    );
+    let stats = run(&path);
+    let users = json_lines(&dir.path().join("out/users.jsonl"));
+    let windows = json_lines(&dir.path().join("out/windows.jsonl"));
+    let dead = json_lines(&dir.path().join("out/dead.jsonl"));
+
+    assert_eq!(stats.records_in, 2000);
+    assert_eq!(
+        dead.len(),
+        2000 / 150,
+        "every poisoned record, and only those"
+    );
+    assert_eq!(users.len() + dead.len(), 2000, "nothing lost");
+    for d in &dead {
+        assert_eq!(d["stage"], "transform");
+        assert_eq!(d["plugin"], "format_user");
+        assert_eq!((d["offset"].as_u64().unwrap() + 1) % 150, 0, "{d}");
+        assert!(d["reason"].as_str().unwrap().len() > 10);
+        assert!(d["record"]["value"].is_string());
+    }
+    // 2000 records 100 ms apart: 200 s of event time from 10:00:00 -> 4 windows.
+    assert_eq!(windows.len(), 4, "{windows:?}");
+    assert_eq!(windows[0]["window_start"], "2026-03-01T10:00:00Z");
+    assert_eq!(windows[3]["window_end"], "2026-03-01T10:04:00Z");
+    let total: u64 = windows
+        .iter()
+        .map(|w| w["total_count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        total as usize,
+        users.len(),
+        "windows count every formatted user"
+    );
+    let male = users.iter().filter(|u| u["gender"] == "male").count() as u64;
+    assert_eq!(
+        windows
+            .iter()
+            .map(|w| w["male_count"].as_u64().unwrap())
+            .sum::<u64>(),
+        male
+    );
+    assert_eq!(stats.windows_closed, 4);
+
+    // Ids are deterministic: running again appends the very same rows.
+    run(&path);
+    let again = json_lines(&dir.path().join("out/users.jsonl"));
+    assert_eq!(again.len(), 2 * users.len());
+    assert_eq!(again[users.len()..], users[..]);
+}
+
+fn users_at(seconds: &[i64]) -> Batch {
+    let mut b = Batch::default();
+    for (i, s) in seconds.iter().enumerate() {
+        let gender = if i % 2 == 0 { "male" } else { "female" };
+        b.push(
+            record(format!(r#"{{"gender":"{gender}"}}"#), s * 1000),
+            i as u64,
+        );
+    }
+    b
+}
+
+#[test]
+fn windows_close_at_the_watermark_and_late_records_become_dead_letters() {
+    let rt = runtime();
+    let plugin = WindowPlugin::start(
+        &rt,
+        &common::load(&rt, "gender_window"),
+        "gw",
+        "{}".into(),
+        Sandbox::default(),
+    )
+    .unwrap();
+    let mut stage = WindowStage::new(plugin, 60_000, 5_000);
+    let mut dead = Vec::new();
+
+    assert!(stage.push(&users_at(&[0, 30]), &mut dead).is_empty());
+    assert!(
+        stage.push(&users_at(&[64]), &mut dead).is_empty(),
+        "64 s - 5 s lateness < 60 s"
+    );
+    let closed = stage.push(&users_at(&[66]), &mut dead);
+    assert_eq!(
+        closed.len(),
+        1,
+        "the watermark (61 s) passed the first window's end"
+    );
+    let first: serde_json::Value = serde_json::from_slice(&closed.records[0].value).unwrap();
+    assert_eq!(first["total_count"], 2);
+
+    // 10 s belongs to the closed window: late. 62 s is behind the newest event but its
+    // window is still open: counted.
+    assert!(stage.push(&users_at(&[10, 62]), &mut dead).is_empty());
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].reason.starts_with("late record"),
+        "{}",
+        dead[0].reason
+    );
+    assert_eq!(dead[0].stage, "window");
+
+    let rest = stage.close(true, &mut dead);
+    let second: serde_json::Value = serde_json::from_slice(&rest.records[0].value).unwrap();
+    assert_eq!(second["total_count"], 3, "64, 66 and 62 s");
+    assert_eq!(second["window_start"], "1970-01-01T00:01:00Z");
+    assert_eq!(stage.open_windows(), 0);
+}
