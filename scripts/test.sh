@@ -32,8 +32,8 @@ echo "==> quickstart pipeline"
 cargo build --quiet -p sluice
 "$CARGO_TARGET_DIR/debug/sluice" run --no-progress pipelines/quickstart.toml > "$CARGO_TARGET_DIR/quickstart-windows.jsonl"
 windows=$(wc -l < "$CARGO_TARGET_DIR/quickstart-windows.jsonl")
-if [ "$windows" -lt 1 ]; then
-  echo "quickstart printed no window results" >&2
+if [ "$windows" -ne 5 ]; then
+  echo "quickstart printed $windows window results, expected 5" >&2
   exit 1
 fi
 echo "quickstart printed $windows window results"

@@ -51,17 +51,17 @@ path = "dead.jsonl"
 "#;
 
 #[test]
-fn validate_accepts_the_quickstart() {
-    let out = sluice(&[
-        "validate",
-        repo().join("pipelines/quickstart.toml").to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains(": ok (pipeline `quickstart`"),
-        "{}",
-        text(&out.stdout)
-    );
+fn validate_accepts_every_shipped_pipeline() {
+    for name in ["quickstart", "randomuser"] {
+        let path = repo().join(format!("pipelines/{name}.toml"));
+        let out = sluice(&["validate", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains(&format!(": ok (pipeline `{name}`")),
+            "{stdout}"
+        );
+    }
 }
 
 #[test]
@@ -236,6 +236,7 @@ fn plugin_test_prints_outputs_and_errors_per_line() {
         "--timestamp-ms",
         "0",
     ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("line 3: rejected"), "{stdout}");
     assert!(

@@ -96,7 +96,7 @@ fn invalid_values_name_the_field() {
     let err = parse_err(&GOOD.replace("batch_size = 10", "batch_size = 0"));
     assert_eq!(
         err.to_string(),
-        "dir/p.toml: `pipeline.batch_size` must be at least 1"
+        "dir/p.toml: `pipeline.batch_size` must be between 1 and 1000000"
     );
     let err = parse_err(&GOOD.replace("count = 5", "count = 5\nrate = -1.0"));
     assert!(err.to_string().contains("`source.rate`"), "{err}");
@@ -141,5 +141,32 @@ fn env_vars_are_interpolated_and_an_unset_one_is_located() {
         err.to_string()
             .starts_with("dir/p.toml:14:9: environment variable `OUT_DIR` is not set"),
         "{err}"
+    );
+}
+
+#[test]
+fn positions_stay_right_on_lines_with_interpolated_values() {
+    let text = GOOD.replace(
+        "plugin = \"plugins/format_user.wasm\"",
+        "plugin = \"plugins/format_user.wasm\"\nsandbox = { deadline = \"${D}\", memroy_mb = 1 }",
+    );
+    let env = |k: &str| (k == "D").then(|| "1500ms".to_owned());
+    let err = parse(Path::new("p.toml"), &text, env)
+        .unwrap_err()
+        .to_string();
+    let line = text.lines().nth(10).unwrap();
+    let column = line.find("memroy_mb").unwrap() + 1;
+    assert!(
+        err.starts_with(&format!("p.toml:11:{column}: unknown field `memroy_mb`")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_window_shorter_than_a_millisecond_is_refused() {
+    let text = format!("{GOOD}\n[window]\nplugin = \"w.wasm\"\nsize = \"500us\"\n");
+    assert_eq!(
+        parse_err(&text).to_string(),
+        "dir/p.toml: `window.size` must be at least 1ms"
     );
 }

@@ -92,9 +92,13 @@ async fn a_client_error_stops_the_source_and_names_the_status() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn persistent_server_errors_skip_the_poll_and_the_source_goes_on() {
-    let mut replies: Vec<Reply> = (0..3).map(|_| status(500)).collect();
-    replies.push(ok(r#"{"after":"outage"}"#));
+async fn a_poll_that_outlasts_its_retries_is_skipped_and_the_next_poll_goes_ahead() {
+    let replies: Vec<Reply> = vec![
+        status(500),
+        status(502),
+        status(503),
+        ok(r#"{"after":"outage"}"#),
+    ];
     let (addr, script) = serve(replies).await;
     let dir = tempfile::tempdir().unwrap();
     let path = http_pipeline(
@@ -103,33 +107,46 @@ async fn persistent_server_errors_skip_the_poll_and_the_source_goes_on() {
         "count = 1\nretries = 1",
         "",
     );
+    let path_text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("interval = \"10ms\"", "interval = \"1s\"");
+    std::fs::write(&path, path_text).unwrap();
     run(&path).await.unwrap();
     assert_eq!(
         json_lines(&dir.path().join("out.jsonl")),
         [serde_json::json!({"after": "outage"})]
     );
-    assert_eq!(
-        script.hits.lock().unwrap().len(),
-        4,
-        "2 attempts for the first poll, then 2 more polls"
+    let hits: Vec<_> = script.hits.lock().unwrap().iter().map(|h| h.0).collect();
+    assert_eq!(hits.len(), 4, "poll 1: a try and a retry; poll 2: the same");
+    assert!(
+        hits[1] - hits[0] < Duration::from_secs(1),
+        "a retry waits for its backoff, not the interval"
     );
+    // Polls start an interval apart; the first request left a little after its start.
+    assert!(
+        hits[2] - hits[0] >= Duration::from_millis(900),
+        "the second poll waits for the interval"
+    );
+    assert!(hits[3] - hits[2] < Duration::from_secs(1));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn trapping_spinning_and_hoarding_plugins_do_not_stop_the_pipeline() {
-    let bodies = ["ok1", "trap", "ok2", "loop", "ok3", "alloc", "ok4"];
+    let bodies = [
+        "ok1", "trap", "ok2", "loop", "ok3", "alloc", "ok4", "sleep", "ok5",
+    ];
     let (addr, _) = serve(bodies.iter().map(|b| ok(*b)).collect()).await;
     let dir = tempfile::tempdir().unwrap();
     let path = http_pipeline(
         dir.path(),
         &format!("http://{addr}/"),
-        "count = 7",
+        "count = 9",
         "[[transforms]]\nplugin = \"{MISBEHAVE}\"\nsandbox = { memory_mb = 16, deadline = \"300ms\" }",
     );
     let stats = run(&path).await.unwrap();
-    assert_eq!(stats.records_in, 7);
+    assert_eq!(stats.records_in, 9);
     let out = json_lines(&dir.path().join("out.jsonl"));
-    assert_eq!(out, ["ok1", "ok2", "ok3", "ok4"]);
+    assert_eq!(out, ["ok1", "ok2", "ok3", "ok4", "ok5"]);
     let dead = json_lines(&dir.path().join("dead.jsonl"));
     let got: Vec<(&str, &str)> = dead
         .iter()
@@ -140,7 +157,14 @@ async fn trapping_spinning_and_hoarding_plugins_do_not_stop_the_pipeline() {
             )
         })
         .collect();
-    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(
+        got[3],
+        (
+            "sleep",
+            "plugin tried to sleep or block, which the sandbox forbids"
+        )
+    );
     assert!(
         got[0].0 == "trap" && got[0].1.starts_with("plugin trapped"),
         "{got:?}"

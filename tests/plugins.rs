@@ -263,6 +263,13 @@ fn unbounded_allocation_hits_the_memory_cap() {
 }
 
 #[test]
+fn sleeping_inside_the_host_is_refused_rather_than_outliving_the_deadline() {
+    let mut p = misbehave(tight());
+    assert_eq!(p.process(&[record("sleep", 0)]), Err(CallFailure::Blocked));
+    assert!(p.process(&[record("fine", 0)]).is_ok());
+}
+
+#[test]
 fn the_sandbox_grants_no_files_and_no_environment() {
     std::env::set_var("SLUICE_TEST_SECRET", "hunter2");
     let mut p = misbehave(tight());
@@ -320,7 +327,10 @@ fn compiled_components_are_cached_on_disk_and_reused() {
         .collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(entries[0].extension().unwrap(), "cwasm");
-    // A second runtime loads from the cache and the plugin still works.
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(&entries[0]).unwrap().ino();
+    // A second runtime loads from the cache (the entry is not rewritten) and the
+    // plugin still works.
     let rt2 = runtime_cached_in(dir.path());
     let mut p = TransformPlugin::start(
         &rt2,
@@ -332,6 +342,11 @@ fn compiled_components_are_cached_on_disk_and_reused() {
     .unwrap();
     let one = fixture("randomuser/response_results1.json");
     assert!(p.process(&[record(one, 0)]).unwrap()[0].is_ok());
+    assert_eq!(
+        std::fs::metadata(&entries[0]).unwrap().ino(),
+        inode,
+        "recompiled instead of reused"
+    );
     // A corrupt entry is ignored and replaced, not trusted.
     std::fs::write(&entries[0], b"garbage").unwrap();
     load(&runtime_cached_in(dir.path()), "format_user");

@@ -18,8 +18,9 @@ pub fn parse(
     text: &str,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<PipelineConfig, ConfigError> {
-    let text = interpolate(text, env).map_err(|unset| {
-        let (line, column) = line_column(text, unset.offset);
+    let original = text;
+    let (text, source_map) = interpolate(original, env).map_err(|unset| {
+        let (line, column) = line_column(original, unset.offset);
         ConfigError::Parse {
             path: path.to_owned(),
             line,
@@ -31,8 +32,8 @@ pub fn parse(
         }
     })?;
     let mut config: PipelineConfig = toml::from_str(&text).map_err(|e| {
-        let offset = locate(&text, &e);
-        let (line, column) = line_column(&text, offset);
+        let offset = source_map.original(locate(&text, &e));
+        let (line, column) = line_column(original, offset);
         ConfigError::Parse {
             path: path.to_owned(),
             line,

@@ -137,8 +137,8 @@ impl PipelineConfig {
     /// Checks that span sections; each connector checks its own fields.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let p = &self.pipeline;
-        if p.batch_size == 0 {
-            return Err(self.invalid("pipeline.batch_size", "must be at least 1"));
+        if !(1..=1_000_000).contains(&p.batch_size) {
+            return Err(self.invalid("pipeline.batch_size", "must be between 1 and 1000000"));
         }
         if p.queue_batches == 0 {
             return Err(self.invalid("pipeline.queue_batches", "must be at least 1"));
@@ -176,8 +176,8 @@ impl PipelineConfig {
             }
         }
         if let Some(w) = &self.window {
-            if w.size.is_zero() {
-                return Err(self.invalid("window.size", "must be more than 0"));
+            if w.size.as_millis() < 1 {
+                return Err(self.invalid("window.size", "must be at least 1ms"));
             }
             w.sandbox
                 .validate()

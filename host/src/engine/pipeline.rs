@@ -133,9 +133,11 @@ impl Pipeline {
             checkpoint_interval: *p.checkpoint_interval,
         };
         let rt = tokio::runtime::Handle::current();
+        // A panic in the processor is treated like its errors: stop the source and let
+        // the sinks flush what they already have before reporting it.
         let processed = tokio::task::spawn_blocking(move || processor.run(batch_rx, rt))
             .await
-            .map_err(|e| RunError::Internal(format!("processor: {e}")))?;
+            .unwrap_or_else(|e| Err(ProcessError::Panicked(e.to_string())));
         if processed.is_err() {
             // Unblock the source if it is waiting on a full queue.
             shutdown.cancel();

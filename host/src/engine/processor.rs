@@ -33,6 +33,8 @@ pub enum ProcessError {
     SinkGone(String),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error("the processor panicked: {0}")]
+    Panicked(String),
 }
 
 pub struct Processor {
@@ -65,8 +67,10 @@ impl Processor {
         // nothing accepted is left unreported, then make it all durable.
         if let Some(window) = &mut self.window {
             let mut dead = Vec::new();
+            let before = window.windows_closed();
             let results = window.close(true, &mut dead);
-            self.send_windows(results, &rt)?;
+            self.metrics.add_windows(window.windows_closed() - before);
+            self.send(Input::Windows, results.records, &rt)?;
             self.send_dead(dead, &rt)?;
         }
         self.checkpoint(&rt)
@@ -82,19 +86,19 @@ impl Processor {
             batch = stage.apply(batch, &mut dead);
         }
         let windows = match &mut self.window {
-            Some(w) if !batch.is_empty() => Some(w.push(&batch, &mut dead)),
+            Some(w) if !batch.is_empty() => {
+                let before = w.windows_closed();
+                let results = w.push(&batch, &mut dead);
+                self.metrics.add_windows(w.windows_closed() - before);
+                Some(results)
+            }
             _ => None,
         };
         self.send(Input::Records, batch.records, rt)?;
         if let Some(results) = windows {
-            self.send_windows(results, rt)?;
+            self.send(Input::Windows, results.records, rt)?;
         }
         self.send_dead(dead, rt)
-    }
-
-    fn send_windows(&self, results: Batch, rt: &Handle) -> Result<(), ProcessError> {
-        self.metrics.add_windows(results.len() as u64);
-        self.send(Input::Windows, results.records, rt)
     }
 
     /// Hand records to every sink on `input`, waiting while a sink's queue is full.

@@ -23,16 +23,20 @@ pub struct WindowStage {
     open: BTreeMap<i64, OpenWindow>,
     /// Newest event time accepted so far.
     max_event_ms: Option<i64>,
+    /// Windows closed since the start.
+    closed: u64,
 }
 
 impl WindowStage {
     pub fn new(plugin: WindowPlugin, size_ms: i64, lateness_ms: i64) -> Self {
+        assert!(size_ms > 0, "window size must be at least 1 ms");
         WindowStage {
             plugin,
             size_ms,
             lateness_ms,
             open: BTreeMap::new(),
             max_event_ms: None,
+            closed: 0,
         }
     }
 
@@ -44,6 +48,10 @@ impl WindowStage {
 
     pub fn open_windows(&self) -> usize {
         self.open.len()
+    }
+
+    pub fn windows_closed(&self) -> u64 {
+        self.closed
     }
 
     fn start_of(&self, ts: i64) -> i64 {
@@ -93,6 +101,7 @@ impl WindowStage {
         offsets: Vec<u64>,
         dead: &mut Vec<DeadLetter>,
     ) {
+        let existed = self.open.contains_key(&start);
         let acc = match self.open.remove(&start) {
             Some(w) => w,
             None => match self.plugin.create() {
@@ -164,7 +173,10 @@ impl WindowStage {
         if let Some(m) = accepted_max {
             self.max_event_ms = Some(self.max_event_ms.map_or(m, |old| old.max(m)));
         }
-        self.open.insert(start, window);
+        // A window no record made it into is not a window: it would finish as zeros.
+        if existed || accepted_max.is_some() {
+            self.open.insert(start, window);
+        }
     }
 
     /// Emit and forget windows that have closed (`all`: every open window, at the end
@@ -179,6 +191,7 @@ impl WindowStage {
                 break;
             }
             let window = entry.remove();
+            self.closed += 1;
             let bounds = WindowBounds {
                 start_ms: start,
                 end_ms: end,

@@ -5,7 +5,7 @@
 
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
@@ -54,7 +54,9 @@ impl ComponentCache {
         let key: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
         let path = dir.join(format!("{key}-{:016x}.cwasm", engine_hash.finish()));
 
-        if let Ok(bytes) = std::fs::read(&path) {
+        if path.exists() && !Self::private(dir, &path) {
+            tracing::warn!(path = %path.display(), "not trusting a cache entry others can write; recompiling");
+        } else if let Ok(bytes) = std::fs::read(&path) {
             // Read into memory rather than `deserialize_file`'s mmap: a mapped file that
             // someone truncates (a cache cleaner, a second writer) would kill us with SIGBUS.
             // SAFETY: the file was written by `serialize` below, for an engine with this
@@ -74,12 +76,24 @@ impl ComponentCache {
         Ok(component)
     }
 
-    fn store(component: &Component, dir: &PathBuf, path: &PathBuf) -> anyhow::Result<()> {
+    /// Cached entries are native code run without the sandbox's checks: only trust
+    /// them when neither the folder nor the file is writable by group or others.
+    fn private(dir: &Path, path: &Path) -> bool {
+        use std::os::unix::fs::PermissionsExt;
+        let writable_by_others =
+            |p: &Path| std::fs::metadata(p).map_or(true, |m| m.permissions().mode() & 0o022 != 0);
+        !writable_by_others(dir) && !writable_by_others(path)
+    }
+
+    fn store(component: &Component, dir: &Path, path: &Path) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         let bytes = component.serialize()?;
         // Write then rename, so a concurrent reader never sees half a file.
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, bytes)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
         std::fs::rename(&tmp, path)?;
         Ok(())
     }

@@ -42,6 +42,8 @@ pub enum CallFailure {
     Memory(usize),
     #[error("plugin trapped: {0}")]
     Trap(String),
+    #[error("plugin tried to sleep or block, which the sandbox forbids")]
+    Blocked,
     #[error("plugin broke the contract: {0}")]
     Contract(String),
 }

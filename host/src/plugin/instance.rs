@@ -3,7 +3,7 @@
 //! instance away after a trap (a trapped instance cannot be re-entered).
 
 use super::error::{CallFailure, PluginError};
-use super::runtime::{EpochTicker, LoadedPlugin, Runtime, Sandbox};
+use super::runtime::{Blocked, EpochTicker, LoadedPlugin, Runtime, Sandbox};
 use super::state::PluginState;
 use std::sync::Arc;
 use wasmtime::component::InstancePre;
@@ -139,6 +139,9 @@ fn classify(store: &Store<PluginState>, sandbox: Sandbox, e: wasmtime::Error) ->
     }
     if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
         return CallFailure::Deadline(sandbox.deadline);
+    }
+    if e.downcast_ref::<Blocked>().is_some() {
+        return CallFailure::Blocked;
     }
     // The first line names the trap; the rest is a wasm backtrace, useful in the log
     // but too long for every dead letter.

@@ -42,6 +42,36 @@ impl Sandbox {
     }
 }
 
+/// The `wasi:io/poll` that wasmtime-wasi 48 provides; guests built against any
+/// `0.2.x` resolve to it.
+const WASI_IO_POLL: &str = "wasi:io/poll@0.2.12";
+
+/// Replace the two ways a guest can wait inside the host (`poll`, `pollable.block`:
+/// what `std::thread::sleep` and blocking I/O come down to) with a trap. Epoch
+/// interruption only stops a guest while it runs wasm code, so a guest blocked in
+/// the host would otherwise outlive its deadline and stall the pipeline.
+fn forbid_blocking(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut poll = linker.instance(WASI_IO_POLL)?;
+    for name in ["poll", "[method]pollable.block"] {
+        poll.func_new(name, |_, _, _, _| Err(wasmtime::Error::new(Blocked)))?;
+    }
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// The error a forbidden wait traps with.
+#[derive(Debug)]
+pub(crate) struct Blocked;
+
+impl std::fmt::Display for Blocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the plugin tried to wait (sleep or block on a pollable)")
+    }
+}
+
+impl std::error::Error for Blocked {}
+
 /// A compiled plugin, not yet instantiated.
 #[derive(Clone)]
 pub struct LoadedPlugin {
@@ -89,6 +119,7 @@ impl Runtime {
         // wasm32-wasip2 guests import WASI even when they do no I/O; the context
         // in PluginState grants nothing.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| forbid_blocking(&mut linker))
             .map_err(|e| PluginError::Runtime(format!("linking WASI: {e:#}")))?;
         log::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(|e| PluginError::Runtime(format!("linking sluice:plugin/log: {e:#}")))?;

@@ -27,6 +27,7 @@ impl PluginState {
             table: ResourceTable::new(),
             limiter: MemoryCap {
                 cap: memory_cap,
+                used: 0,
                 exceeded: false,
             },
             plugin,
@@ -66,27 +67,33 @@ impl LogHost for PluginState {
 
 impl super::bindings::types::Host for PluginState {}
 
-/// Caps linear memory growth and remembers that it did, so a failure can be reported
-/// as "memory cap" rather than as whatever the guest's allocator did next.
+/// Caps the linear memory of a whole instance (all its memories together: a
+/// component may have several) and remembers that it did, so a failure can be
+/// reported as "memory cap" rather than as whatever the guest's allocator did next.
 pub struct MemoryCap {
     cap: usize,
+    /// Bytes across every memory of the instance.
+    used: usize,
     pub(crate) exceeded: bool,
 }
 
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.cap {
+        // Called for a memory's creation too (current = 0), so the sum is exact.
+        let total = self.used - current + desired;
+        if total > self.cap {
             self.exceeded = true;
             wasmtime::bail!(
-                "memory would grow to {desired} bytes, over the cap of {}",
+                "memory would grow to {total} bytes, over the cap of {}",
                 self.cap
             );
         }
+        self.used = total;
         Ok(true)
     }
 

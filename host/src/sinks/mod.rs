@@ -120,10 +120,14 @@ impl Sink {
 }
 
 /// A record's value as one JSON line: as it is when it already is single-line JSON
-/// (the common case, and no re-encoding cost), else as a JSON string.
+/// (the common case: checked without building anything, and not re-encoded), else
+/// as a JSON string, so every line of the output parses.
 pub fn json_line(value: &[u8], out: &mut Vec<u8>) {
     let first = value.iter().find(|b| !b.is_ascii_whitespace());
-    if matches!(first, Some(b'{' | b'[')) && !value.contains(&b'\n') {
+    if matches!(first, Some(b'{' | b'['))
+        && !value.contains(&b'\n')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(value).is_ok()
+    {
         out.extend_from_slice(value);
     } else {
         let text = String::from_utf8_lossy(value);

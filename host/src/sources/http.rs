@@ -1,10 +1,11 @@
 //! `type = "http"`: poll a URL (e.g. `https://randomuser.me/api/?results=5`) at an
 //! interval; each successful response body becomes one record.
 //!
-//! Failures are retried with exponential backoff and full jitter; a 429 waits as long
-//! as its `Retry-After` says. A 4xx other than 408/429 means the request itself is
-//! wrong and stops the source with that status; anything else that outlasts the
-//! retries is logged, counted, and the next poll goes ahead.
+//! Network errors, 408, 429 and 5xx are retried with exponential backoff and full
+//! jitter, waiting at least as long as a `Retry-After` says (up to an hour, and never
+//! past `duration`). Any other status means the request itself is wrong and stops the
+//! source with that status; a poll that outlasts its retries is logged and skipped,
+//! and the next poll goes ahead.
 
 use super::{SourceContext, SourceError, SplitMix64};
 use crate::config::Duration;
@@ -41,6 +42,9 @@ pub struct HttpConfig {
     pub headers: BTreeMap<String, String>,
 }
 
+/// The longest a `Retry-After` is obeyed for.
+const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
 fn default_interval() -> Duration {
     Duration::from_millis(5_000)
 }
@@ -72,7 +76,14 @@ impl HttpConfig {
         if self.timeout.is_zero() {
             return Err(("timeout".into(), "must be more than 0".into()));
         }
-        for name in self.headers.keys() {
+        if self.interval.is_zero() {
+            return Err(("interval".into(), "must be more than 0".into()));
+        }
+        for (name, value) in &self.headers {
+            if reqwest::header::HeaderValue::from_str(value).is_err() {
+                let message = "has characters a header value cannot hold";
+                return Err((format!("headers.{name}"), message.into()));
+            }
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err((
                     format!("headers.{name}"),
@@ -99,6 +110,9 @@ async fn attempt(client: &reqwest::Client, config: &HttpConfig) -> Attempt {
     }
     let response = match request.send().await {
         Ok(r) => r,
+        Err(e) if e.is_builder() => {
+            return Attempt::Fatal(format!("cannot build the request: {e}"))
+        }
         Err(e) => return Attempt::Retry(format!("request failed: {e}"), None),
     };
     let status = response.status();
@@ -178,7 +192,13 @@ pub async fn run(config: HttpConfig, mut ctx: SourceContext) -> Result<(), Sourc
                     }
                     let exp = config.backoff.saturating_mul(1 << (failures - 1).min(20));
                     let backoff = exp.min(*config.max_backoff).mul_f64(jitter.unit());
-                    let wait = retry_after.map_or(backoff, |r| r.max(backoff));
+                    let wait = retry_after
+                        .map_or(backoff, |r| r.max(backoff))
+                        .min(MAX_RETRY_AFTER);
+                    if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+                        tracing::warn!(url = %config.url, "{what}; the source's duration ends before a retry could be made");
+                        return Ok(());
+                    }
                     tracing::warn!(url = %config.url, "{what}; retry {failures}/{} in {wait:?}", config.retries);
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}

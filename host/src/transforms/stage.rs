@@ -2,6 +2,10 @@ use crate::dead_letter::DeadLetter;
 use crate::plugin::TransformPlugin;
 use crate::record::{now_ms, Batch, Record};
 
+/// When retrying a failed batch record by record, how many failures in a row make
+/// the stage give up on the rest of the batch.
+const GIVE_UP_AFTER: usize = 3;
+
 /// One transform plugin applied to batches.
 pub struct TransformStage {
     plugin: TransformPlugin,
@@ -54,13 +58,29 @@ impl TransformStage {
                     "{failure}; retrying the batch's {} records one at a time",
                     batch.len()
                 );
+                let mut failed_in_a_row = 0;
+                let mut last_failure = failure;
                 for (record, offset) in batch.records.into_iter().zip(batch.offsets) {
+                    if failed_in_a_row >= GIVE_UP_AFTER {
+                        // A plugin that fails every record alone would otherwise cost a
+                        // deadline per record: the rest go to dead letters untried.
+                        let reason = format!(
+                            "not retried: the plugin failed {GIVE_UP_AFTER} records of this batch in a row ({last_failure})"
+                        );
+                        dead.push(self.dead(record, offset, reason));
+                        continue;
+                    }
                     match self.plugin.process(std::slice::from_ref(&record)) {
                         Ok(mut outcomes) => {
+                            failed_in_a_row = 0;
                             let outcome = outcomes.pop().expect("one outcome per record");
                             self.sort(record, offset, outcome, &mut out, dead);
                         }
-                        Err(failure) => dead.push(self.dead(record, offset, failure.to_string())),
+                        Err(failure) => {
+                            failed_in_a_row += 1;
+                            dead.push(self.dead(record, offset, failure.to_string()));
+                            last_failure = failure;
+                        }
                     }
                 }
             }

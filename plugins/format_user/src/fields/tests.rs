@@ -123,6 +123,7 @@ fn id_without_valid_uuid_is_deterministic_and_distinct() {
     let again = format_value(&serde_json::json!({ "results": users })).unwrap();
     assert_eq!(first, again);
     let mut ids: Vec<&str> = first.iter().map(|r| r.id.as_str()).collect();
+    ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 5, "ids must differ per user");
     for id in ids {

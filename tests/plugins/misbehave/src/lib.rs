@@ -1,6 +1,7 @@
 //! Test-only transform that misbehaves on command, to prove the sandbox holds:
 //! a record whose value is `trap` panics (a trap), `loop` spins forever (caught by the
-//! CPU deadline), `alloc` allocates without bound (caught by the memory cap). Any other
+//! CPU deadline), `sleep` waits an hour inside the host (refused by the sandbox),
+//! `alloc` allocates without bound (caught by the memory cap). Any other
 //! record is passed through unchanged. `readfile` and `env` report what the sandbox
 //! lets a plugin see of the host's files and environment (it should be nothing).
 
@@ -27,6 +28,10 @@ mod component {
                     }
                 }
                 b"error" => Err("misbehave: asked to fail this record".into()),
+                b"sleep" => {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                    Ok(vec![record])
+                }
                 b"readfile" => match std::fs::read("/etc/hostname") {
                     Ok(bytes) => Err(format!("sandbox leak: read {} bytes", bytes.len())),
                     Err(e) => Ok(vec![Record {
