@@ -1,7 +1,9 @@
 //! Field extraction, with errors that name the field (dotted path) and, inside a whole
 //! API response, the user's index.
 
+use crate::shape::{Leaf, List, Node, Object};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::fmt;
 use uuid::Uuid;
 
@@ -84,84 +86,158 @@ impl std::error::Error for FormatError {}
 
 /// Format a record value: a whole API response (one row per user) or one user object.
 pub fn format(value: &[u8]) -> Result<Vec<Row>, FormatError> {
-    let parsed: Value =
+    let first = value.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        // Not an object: let a full parse say whether it is JSON at all, and what.
+        let parsed: Value =
+            serde_json::from_slice(value).map_err(|e| FormatError::NotJson(e.to_string()))?;
+        return Err(FormatError::WrongType {
+            user: None,
+            field: "(record)".into(),
+            expected: "a JSON object",
+            found: kind(&parsed),
+        });
+    }
+    let top: Object =
         serde_json::from_slice(value).map_err(|e| FormatError::NotJson(e.to_string()))?;
-    format_value(&parsed)
+    if let Some(err) = &top.error {
+        let text = match err {
+            Leaf::Str(s) => s.to_string(),
+            Leaf::Num(n) => n.clone(),
+            Leaf::Null => "null".into(),
+            Leaf::Other(kind) => format!("({kind})"),
+        };
+        return Err(FormatError::ApiError(text));
+    }
+    match &top.results {
+        None => Ok(vec![format_user(&top, None, value)?]),
+        Some(List::Arr(users)) => users
+            .iter()
+            .enumerate()
+            .map(|(i, user)| match user {
+                Node::Obj(user) => format_user(user, Some(i), value),
+                Node::Null => Err(FormatError::WrongType {
+                    user: Some(i),
+                    field: "(user)".into(),
+                    expected: "a JSON object",
+                    found: "null",
+                }),
+                Node::Other(found) => Err(FormatError::WrongType {
+                    user: Some(i),
+                    field: "(user)".into(),
+                    expected: "a JSON object",
+                    found,
+                }),
+            })
+            .collect(),
+        Some(List::Null) => Err(wrong(None, "results", "an array", "null")),
+        Some(List::Other(found)) => Err(wrong(None, "results", "an array", found)),
+    }
 }
 
 /// As [`format`], on already-parsed JSON.
 pub fn format_value(parsed: &Value) -> Result<Vec<Row>, FormatError> {
-    let obj = parsed.as_object().ok_or(FormatError::WrongType {
-        user: None,
-        field: "(record)".into(),
-        expected: "a JSON object",
-        found: kind(parsed),
-    })?;
-    if let Some(err) = obj.get("error") {
-        let text = err
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| err.to_string());
-        return Err(FormatError::ApiError(text));
-    }
-    match obj.get("results") {
-        Some(Value::Array(users)) => users
-            .iter()
-            .enumerate()
-            .map(|(i, u)| format_user(u, Some(i)))
-            .collect(),
-        Some(other) => Err(FormatError::WrongType {
-            user: None,
-            field: "results".into(),
-            expected: "an array",
-            found: kind(other),
-        }),
-        None => Ok(vec![format_user(parsed, None)?]),
+    format(parsed.to_string().as_bytes())
+}
+
+fn wrong(
+    user: Option<usize>,
+    field: &str,
+    expected: &'static str,
+    found: &'static str,
+) -> FormatError {
+    FormatError::WrongType {
+        user,
+        field: field.into(),
+        expected,
+        found,
     }
 }
 
-fn format_user(user: &Value, index: Option<usize>) -> Result<Row, FormatError> {
-    let get = Getter {
-        root: user,
-        user: index,
+/// The id when `login.uuid` is missing or invalid: a UUIDv5 of the user object's
+/// canonical (key-sorted) JSON, so the same user always maps to the same id whatever
+/// whitespace or key order it arrived with. Rare, so it re-parses the record.
+fn derived_id(input: &[u8], index: Option<usize>) -> Uuid {
+    let root: Value = serde_json::from_slice(input).unwrap_or(Value::Null);
+    let user = match index {
+        Some(i) => &root["results"][i],
+        None => &root,
     };
-    let id = match user
-        .pointer("/login/uuid")
-        .and_then(Value::as_str)
-        .map(Uuid::parse_str)
-    {
-        Some(Ok(uuid)) => uuid,
-        // Canonical (key-sorted) bytes of the user object: the same user always maps
-        // to the same id, whatever whitespace or key order it arrived with.
-        _ => Uuid::new_v5(&id_namespace(), user.to_string().as_bytes()),
+    Uuid::new_v5(&id_namespace(), user.to_string().as_bytes())
+}
+
+fn format_user(user: &Object, index: Option<usize>, input: &[u8]) -> Result<Row, FormatError> {
+    let get = Getter { user: index };
+    let login = get.node(&user.login, "login.uuid").ok();
+    let id = match login.and_then(|l| l.uuid.as_ref()) {
+        Some(Leaf::Str(text)) => Uuid::parse_str(text).ok(),
+        _ => None,
     }
+    .unwrap_or_else(|| derived_id(input, index))
     .hyphenated()
     .to_string();
 
+    let location = |path| get.node(&user.location, path);
+    let street = |path| get.node(&location(path)?.street, path);
     let address = format!(
         "{} {}, {}, {}, {}",
-        get.scalar("location.street.number")?,
-        get.str("location.street.name")?,
-        get.str("location.city")?,
-        get.scalar("location.state")?,
-        get.str("location.country")?,
+        get.scalar(
+            &street("location.street.number")?.number,
+            "location.street.number"
+        )?,
+        get.str(
+            &street("location.street.name")?.name,
+            "location.street.name"
+        )?,
+        get.str(&location("location.city")?.city, "location.city")?,
+        get.scalar(&location("location.state")?.state, "location.state")?,
+        get.str(&location("location.country")?.country, "location.country")?,
     );
-    let values: [(&str, String); 12] = [
-        ("id", id.clone()),
-        ("first_name", get.str("name.first")?.to_owned()),
-        ("last_name", get.str("name.last")?.to_owned()),
-        ("gender", get.str("gender")?.to_owned()),
-        ("address", address),
-        ("post_code", get.scalar("location.postcode")?),
-        ("email", get.str("email")?.to_owned()),
-        ("username", get.str("login.username")?.to_owned()),
-        ("dob", get.str("dob.date")?.to_owned()),
-        ("registered_date", get.str("registered.date")?.to_owned()),
-        ("phone", get.str("phone")?.to_owned()),
-        ("picture", get.str("picture.medium")?.to_owned()),
+    let name = |path| get.node(&user.name, path);
+    let login = |path| get.node(&user.login, path);
+    let values: [(&str, Cow<str>); 12] = [
+        ("id", Cow::Borrowed(id.as_str())),
+        (
+            "first_name",
+            get.str(&name("name.first")?.first, "name.first")?,
+        ),
+        ("last_name", get.str(&name("name.last")?.last, "name.last")?),
+        ("gender", get.str(&user.gender, "gender")?),
+        ("address", Cow::Owned(address)),
+        (
+            "post_code",
+            Cow::Owned(get.scalar(
+                &location("location.postcode")?.postcode,
+                "location.postcode",
+            )?),
+        ),
+        ("email", get.str(&user.email, "email")?),
+        (
+            "username",
+            get.str(&login("login.username")?.username, "login.username")?,
+        ),
+        (
+            "dob",
+            get.str(&get.node(&user.dob, "dob.date")?.date, "dob.date")?,
+        ),
+        (
+            "registered_date",
+            get.str(
+                &get.node(&user.registered, "registered.date")?.date,
+                "registered.date",
+            )?,
+        ),
+        ("phone", get.str(&user.phone, "phone")?),
+        (
+            "picture",
+            get.str(
+                &get.node(&user.picture, "picture.medium")?.medium,
+                "picture.medium",
+            )?,
+        ),
     ];
 
-    // Written by hand to keep the declared column order (serde_json's map sorts keys).
+    // Written by hand to keep the declared column order and skip building a map.
     let mut json = String::with_capacity(512);
     json.push('{');
     for (i, (name, value)) in values.iter().enumerate() {
@@ -171,40 +247,32 @@ fn format_user(user: &Value, index: Option<usize>) -> Result<Row, FormatError> {
         json.push('"');
         json.push_str(name);
         json.push_str("\":");
-        json.push_str(&Value::String(value.clone()).to_string());
+        push_json_string(&mut json, value);
     }
     json.push('}');
     Ok(Row { id, json })
 }
 
-/// Looks up dotted paths in one user object and reports errors against that path.
-struct Getter<'a> {
-    root: &'a Value,
+/// Append `s` as a JSON string literal.
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Reads required fields and reports errors against their dotted paths.
+struct Getter {
     user: Option<usize>,
 }
 
-impl<'a> Getter<'a> {
-    fn lookup(&self, path: &str) -> Result<&'a Value, FormatError> {
-        let mut node = self.root;
-        for part in path.split('.') {
-            node = match node {
-                Value::Object(map) => match map.get(part) {
-                    Some(Value::Null) | None => return Err(self.missing(path)),
-                    Some(v) => v,
-                },
-                other => {
-                    return Err(FormatError::WrongType {
-                        user: self.user,
-                        field: path.into(),
-                        expected: "an object on the way",
-                        found: kind(other),
-                    })
-                }
-            };
-        }
-        Ok(node)
-    }
-
+impl Getter {
     fn missing(&self, path: &str) -> FormatError {
         FormatError::Missing {
             user: self.user,
@@ -212,31 +280,44 @@ impl<'a> Getter<'a> {
         }
     }
 
+    /// An object on the way to the field at `path`.
+    fn node<'v, T>(&self, node: &'v Option<Node<T>>, path: &str) -> Result<&'v T, FormatError> {
+        match node {
+            Some(Node::Obj(t)) => Ok(t),
+            None | Some(Node::Null) => Err(self.missing(path)),
+            Some(Node::Other(found)) => Err(wrong(self.user, path, "an object on the way", found)),
+        }
+    }
+
+    fn leaf<'v, 'a>(
+        &self,
+        leaf: &'v Option<Leaf<'a>>,
+        path: &str,
+    ) -> Result<&'v Leaf<'a>, FormatError> {
+        match leaf {
+            None | Some(Leaf::Null) => Err(self.missing(path)),
+            Some(leaf) => Ok(leaf),
+        }
+    }
+
     /// A required string.
-    fn str(&self, path: &str) -> Result<&'a str, FormatError> {
-        match self.lookup(path)? {
-            Value::String(s) => Ok(s),
-            other => Err(FormatError::WrongType {
-                user: self.user,
-                field: path.into(),
-                expected: "a string",
-                found: kind(other),
-            }),
+    fn str<'v>(&self, leaf: &'v Option<Leaf>, path: &str) -> Result<Cow<'v, str>, FormatError> {
+        match self.leaf(leaf, path)? {
+            Leaf::Str(s) => Ok(Cow::Borrowed(s.as_ref())),
+            Leaf::Num(_) => Err(wrong(self.user, path, "a string", "a number")),
+            Leaf::Other(found) => Err(wrong(self.user, path, "a string", found)),
+            Leaf::Null => unreachable!("handled by leaf()"),
         }
     }
 
     /// A required string or number, as text: the API sends postcodes (and some street
     /// numbers and states) as either.
-    fn scalar(&self, path: &str) -> Result<String, FormatError> {
-        match self.lookup(path)? {
-            Value::String(s) => Ok(s.clone()),
-            Value::Number(n) => Ok(n.to_string()),
-            other => Err(FormatError::WrongType {
-                user: self.user,
-                field: path.into(),
-                expected: "a string or a number",
-                found: kind(other),
-            }),
+    fn scalar(&self, leaf: &Option<Leaf>, path: &str) -> Result<String, FormatError> {
+        match self.leaf(leaf, path)? {
+            Leaf::Str(s) => Ok(s.to_string()),
+            Leaf::Num(n) => Ok(n.clone()),
+            Leaf::Other(found) => Err(wrong(self.user, path, "a string or a number", found)),
+            Leaf::Null => unreachable!("handled by leaf()"),
         }
     }
 }

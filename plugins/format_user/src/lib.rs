@@ -7,6 +7,7 @@
 //! export is only wired up when built for `wasm32`.
 
 mod fields;
+mod shape;
 
 pub use fields::{format, format_value, FormatError, USER_FIELDS};
 

@@ -180,3 +180,24 @@ fn api_error_and_garbage_are_errors_not_panics() {
     assert!(format(b"").is_err());
     assert_eq!(format(br#"{"results": []}"#).unwrap(), vec![]);
 }
+
+#[test]
+fn text_needing_escapes_round_trips() {
+    let source: Value = serde_json::from_str(RESULTS1).unwrap();
+    let mut user = source["results"][0].clone();
+    let tricky = "Zoë \"the\" \\ back\nslash\t\u{1}";
+    user["name"]["first"] = Value::String(tricky.into());
+    let row = &format_value(&user).unwrap()[0];
+    assert_eq!(row_fields(row)["first_name"], tricky);
+}
+
+#[test]
+fn numbers_keep_their_json_spelling() {
+    let source: Value = serde_json::from_str(RESULTS1).unwrap();
+    let mut user = source["results"][0].clone();
+    user["location"]["postcode"] = serde_json::json!(-42);
+    user["location"]["state"] = serde_json::json!(1.5);
+    let f = row_fields(&format_value(&user).unwrap()[0]);
+    assert_eq!(f["post_code"], "-42");
+    assert!(f["address"].as_str().unwrap().contains(", 1.5, "), "{f:?}");
+}
