@@ -370,3 +370,66 @@ path = "dead.jsonl"
         "and none of them was lost"
     );
 }
+
+#[test]
+fn plugin_test_names_the_line_that_traps() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a\ntrap\nb\n").unwrap();
+    let out = sluice(&[
+        "plugin",
+        "test",
+        wasm("misbehave").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("line 1: ok, 1 record(s)"), "{stdout}");
+    assert!(
+        stdout.contains("line 2: failed: plugin trapped"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("line 3: ok, 1 record(s)"), "{stdout}");
+}
+
+#[test]
+fn the_shipped_sample_records_work_with_plugin_test() {
+    let input = repo().join("tests/fixtures/randomuser/users.jsonl");
+    let out = sluice(&[
+        "plugin",
+        "test",
+        wasm("format_user").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("7 record(s) in: 5 ok (5 out), 2 error(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("line 4: error: missing required field `login.username`"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_failing_sink_stops_the_pipeline_with_exit_1_and_says_which() {
+    let dir = tempfile::tempdir().unwrap();
+    // /dev/full accepts the open and fails every write with ENOSPC.
+    let path = pipeline(
+        dir.path(),
+        "full.toml",
+        &SMALL
+            .replace("count = 300\n", "")
+            .replace("path = \"users.jsonl\"", "path = \"/dev/full\""),
+    );
+    let out = sluice(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("/dev/full") && err.contains("No space left"),
+        "{err}"
+    );
+}

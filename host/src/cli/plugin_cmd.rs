@@ -1,7 +1,9 @@
 use super::Failure;
 use anyhow::{anyhow, Context};
 use clap::Subcommand;
-use sluice::plugin::{inspect, Sandbox, TransformPlugin, WindowPlugin, WorldKind};
+use sluice::plugin::{
+    inspect, CallFailure, Outcome, Sandbox, TransformPlugin, WindowPlugin, WorldKind,
+};
 use sluice::record::{now_ms, record, Record};
 use std::path::{Path, PathBuf};
 
@@ -23,9 +25,9 @@ pub enum PluginCommand {
             its outputs or its error. Each non-empty line of the input file is one record \
             value. A transform plugin gets the records in one batch; a window plugin gets \
             them added into one accumulator, then finished as one window.\n\n\
-            Exit code 0 when the plugin ran (record errors are results, and are printed), \
-            1 if it trapped or ran out of time or memory, 2 for a bad plugin or config.",
-        after_help = "Example:\n  sluice plugin test plugins/dist/format_user.wasm --input tests/fixtures/users.jsonl\n  \
+            Exit code 0 when the plugin ran (record errors and traps are results, and are \
+            printed per line), 1 if a window plugin failed, 2 for a bad plugin or config.",
+        after_help = "Example:\n  sluice plugin test plugins/dist/format_user.wasm --input tests/fixtures/randomuser/users.jsonl\n  \
             sluice plugin test my.wasm --input in.jsonl --config '{\"field\": \"email\"}'"
     )]
     Test {
@@ -146,16 +148,35 @@ fn test_cmd(
             let mut plugin =
                 TransformPlugin::start(&runtime, &loaded, &loaded.name, config, sandbox)
                     .map_err(Failure::config)?;
-            let outcomes = plugin.process(&records).map_err(Failure::runtime)?;
+            // As in a pipeline: if the batch fails as a whole, try each line alone so
+            // the output says which line is to blame.
+            let outcomes: Vec<Result<Outcome, CallFailure>> = match plugin.process(&records) {
+                Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+                Err(failure) => {
+                    println!("the batch failed ({failure}); trying each line alone");
+                    records
+                        .iter()
+                        .map(|r| {
+                            plugin
+                                .process(std::slice::from_ref(r))
+                                .map(|mut o| o.remove(0))
+                        })
+                        .collect()
+                }
+            };
             let mut produced = 0;
             for (line, outcome) in lines.iter().zip(outcomes) {
                 match outcome {
-                    Ok(out) => {
+                    Err(failure) => {
+                        failed += 1;
+                        println!("line {line}: failed: {failure}");
+                    }
+                    Ok(Ok(out)) => {
                         println!("line {line}: ok, {} record(s)", out.len());
                         produced += out.len();
                         out.iter().for_each(|r| println!("  {}", show(r)));
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         failed += 1;
                         println!("line {line}: error: {e}");
                     }

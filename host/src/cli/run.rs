@@ -9,6 +9,12 @@ use tokio_util::sync::CancellationToken;
 pub fn run(path: &Path, no_progress: bool) -> Result<(), Failure> {
     let pipeline = super::build(path)?;
     let name = pipeline.config().name();
+    let dead_letters_go_to = match &pipeline.config().dead_letter {
+        sluice::config::DeadLetterConfig::File { path } => {
+            pipeline.config().resolve(path).display().to_string()
+        }
+        sluice::config::DeadLetterConfig::Stderr => "stderr".to_owned(),
+    };
     let metrics = pipeline.metrics();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -45,6 +51,9 @@ pub fn run(path: &Path, no_progress: bool) -> Result<(), Failure> {
             s.dead_letters,
             s.windows_closed,
         );
+        if s.dead_letters > 0 {
+            eprintln!("{name}: dead letters (with reasons) are in {dead_letters_go_to}");
+        }
         result
             .map(|_| ())
             .with_context(|| format!("pipeline {name}"))

@@ -19,5 +19,5 @@ pub use cache::ComponentCache;
 pub use error::{CallFailure, PluginError};
 pub use inspect::{inspect, Inspection, WorldKind};
 pub use runtime::{LoadedPlugin, Runtime, Sandbox};
-pub use transform::TransformPlugin;
+pub use transform::{Outcome, TransformPlugin};
 pub use window::WindowPlugin;
