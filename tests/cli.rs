@@ -10,6 +10,7 @@ use std::time::Duration;
 fn sluice(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(args)
+        .env_remove("SLUICE_LOG")
         .env(
             "SLUICE_CACHE_DIR",
             std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
@@ -260,6 +261,7 @@ fn records_in(stderr: &str) -> u64 {
 fn start(path: &std::path::Path) -> (std::process::Child, std::thread::JoinHandle<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", path.to_str().unwrap()])
+        .env_remove("SLUICE_LOG")
         .env(
             "SLUICE_CACHE_DIR",
             std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),

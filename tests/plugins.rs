@@ -279,6 +279,12 @@ fn the_sandbox_grants_no_files_and_no_environment() {
     let text = |i: usize| String::from_utf8(out[i].as_ref().unwrap()[0].value.clone()).unwrap();
     assert!(text(0).starts_with("denied: "), "{}", text(0));
     assert_eq!(text(1), "env+args: 0");
+    // A listener the plugin could reach if sockets were granted.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let out = p.process(&[record(format!("net:{port}"), 0)]).unwrap();
+    let reply = String::from_utf8(out[0].as_ref().unwrap()[0].value.clone()).unwrap();
+    assert!(reply.starts_with("denied: "), "{reply}");
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! a record whose value is `trap` panics (a trap), `loop` spins forever (caught by the
 //! CPU deadline), `sleep` waits an hour inside the host (refused by the sandbox),
 //! `alloc` allocates without bound (caught by the memory cap). Any other
-//! record is passed through unchanged. `readfile` and `env` report what the sandbox
-//! lets a plugin see of the host's files and environment (it should be nothing).
+//! record is passed through unchanged. `readfile`, `env` and `net:PORT` report what
+//! the sandbox lets a plugin see of the host's files, environment and network (it
+//! should be nothing).
 
 #[cfg(target_arch = "wasm32")]
 mod component {
@@ -45,6 +46,19 @@ mod component {
                         value: format!("env+args: {seen}").into_bytes(),
                         ..record
                     }])
+                }
+                value if value.starts_with(b"net:") => {
+                    let port: u16 = std::str::from_utf8(&value[4..])
+                        .ok()
+                        .and_then(|p| p.parse().ok())
+                        .ok_or("misbehave: net:PORT wants a port")?;
+                    match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                        Ok(_) => Err(format!("sandbox leak: connected to port {port}")),
+                        Err(e) => Ok(vec![Record {
+                            value: format!("denied: {e}").into_bytes(),
+                            ..record
+                        }]),
+                    }
                 }
                 _ => Ok(vec![record]),
             }
