@@ -163,6 +163,7 @@ fn every_subcommand_explains_itself_with_an_example() {
         &["--help"][..],
         &["run", "--help"],
         &["validate", "--help"],
+        &["plugin", "--help"],
         &["plugin", "inspect", "--help"],
         &["plugin", "test", "--help"],
     ] {
@@ -291,8 +292,12 @@ fn start(path: &std::path::Path) -> (std::process::Child, std::thread::JoinHandl
 }
 
 fn sigterm(child: &std::process::Child) {
+    signal(child, "-TERM");
+}
+
+fn signal(child: &std::process::Child, which: &str) {
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([which, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -434,4 +439,20 @@ fn a_failing_sink_stops_the_pipeline_with_exit_1_and_says_which() {
         err.contains("/dev/full") && err.contains("No space left"),
         "{err}"
     );
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let endless = SMALL.replace("count = 300\n", "rate = 1000.0\n");
+    let path = pipeline(dir.path(), "int.toml", &endless);
+    let (child, stderr) = start(&path);
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, "-INT");
+    let out = child.wait_with_output().unwrap();
+    let stderr = stderr.join().unwrap();
+    assert!(out.status.success(), "{stderr}");
+    let users = json_lines(&dir.path().join("users.jsonl")).len() as u64;
+    let dead = json_lines(&dir.path().join("dead.jsonl")).len() as u64;
+    assert_eq!(users + dead, records_in(&stderr));
 }

@@ -145,6 +145,10 @@ async fn trapping_spinning_and_hoarding_plugins_do_not_stop_the_pipeline() {
     );
     let stats = run(&path).await.unwrap();
     assert_eq!(stats.records_in, 9);
+    assert!(
+        stats.plugin_failures >= 4,
+        "each poison record failed at least alone: {stats:?}"
+    );
     let out = json_lines(&dir.path().join("out.jsonl"));
     assert_eq!(out, ["ok1", "ok2", "ok3", "ok4", "ok5"]);
     let dead = json_lines(&dir.path().join("dead.jsonl"));

@@ -64,6 +64,10 @@ enum Command {
         pipeline: PathBuf,
     },
     /// Work with plugin components: inspect them, try them on sample records.
+    #[command(
+        after_help = "Examples:\n  sluice plugin inspect plugins/dist/format_user.wasm\n  \
+        sluice plugin test plugins/dist/format_user.wasm --input tests/fixtures/randomuser/users.jsonl"
+    )]
     Plugin {
         #[command(subcommand)]
         command: plugin_cmd::PluginCommand,

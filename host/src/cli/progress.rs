@@ -27,12 +27,13 @@ impl Progress {
                 let secs = now.duration_since(last.0).as_secs_f64().max(1e-3);
                 let rate = |a: u64, b: u64| (a - b) as f64 / secs;
                 eprint!(
-                    "\r\x1b[2K{name}: in {} ({:.0}/s)  out {} ({:.0}/s)  dead letters {}  windows {}",
+                    "\r\x1b[2K{name}: in {} ({:.0}/s)  out {} ({:.0}/s)  dead letters {}  plugin errors {}  windows {}",
                     s.records_in,
                     rate(s.records_in, last.1.records_in),
                     s.records_out,
                     rate(s.records_out, last.1.records_out),
                     s.dead_letters,
+                    s.plugin_failures,
                     s.windows_closed,
                 );
                 let _ = std::io::stderr().flush();

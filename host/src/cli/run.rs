@@ -39,7 +39,7 @@ pub fn run(path: &Path, no_progress: bool) -> Result<(), Failure> {
         }
         let s = metrics.snapshot();
         eprintln!(
-            "{name}: {} in {:.1?}: {} records in, {} out, {} dead letters, {} windows closed",
+            "{name}: {} in {:.1?}: {} records in, {} out, {} dead letters, {} windows closed, {} plugin errors",
             if result.is_ok() {
                 "finished"
             } else {
@@ -50,6 +50,7 @@ pub fn run(path: &Path, no_progress: bool) -> Result<(), Failure> {
             s.records_out,
             s.dead_letters,
             s.windows_closed,
+            s.plugin_failures,
         );
         if s.dead_letters > 0 {
             eprintln!("{name}: dead letters (with reasons) are in {dead_letters_go_to}");

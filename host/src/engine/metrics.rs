@@ -8,6 +8,7 @@ pub struct Metrics {
     records_out: AtomicU64,
     dead_letters: AtomicU64,
     windows_closed: AtomicU64,
+    plugin_failures: AtomicU64,
     batches: AtomicU64,
 }
 
@@ -21,6 +22,8 @@ pub struct Snapshot {
     /// Records sent to the dead-letter output.
     pub dead_letters: u64,
     pub windows_closed: u64,
+    /// Plugin calls that trapped, ran out of time or memory, or tried to block.
+    pub plugin_failures: u64,
     pub batches: u64,
 }
 
@@ -37,6 +40,9 @@ impl Metrics {
     pub fn add_windows(&self, n: u64) {
         self.windows_closed.fetch_add(n, Relaxed);
     }
+    pub fn add_plugin_failures(&self, n: u64) {
+        self.plugin_failures.fetch_add(n, Relaxed);
+    }
     pub fn add_batch(&self) {
         self.batches.fetch_add(1, Relaxed);
     }
@@ -47,6 +53,7 @@ impl Metrics {
             records_out: self.records_out.load(Relaxed),
             dead_letters: self.dead_letters.load(Relaxed),
             windows_closed: self.windows_closed.load(Relaxed),
+            plugin_failures: self.plugin_failures.load(Relaxed),
             batches: self.batches.load(Relaxed),
         }
     }

@@ -76,7 +76,25 @@ impl Processor {
         self.checkpoint(&rt)
     }
 
-    fn process(&mut self, mut batch: Batch, rt: &Handle) -> Result<(), ProcessError> {
+    /// Failed plugin calls so far, across every stage.
+    fn plugin_failures(&self) -> u64 {
+        let transforms: u64 = self
+            .transforms
+            .iter()
+            .map(TransformStage::plugin_failures)
+            .sum();
+        transforms + self.window.as_ref().map_or(0, WindowStage::plugin_failures)
+    }
+
+    fn process(&mut self, batch: Batch, rt: &Handle) -> Result<(), ProcessError> {
+        let failures_before = self.plugin_failures();
+        let result = self.process_batch(batch, rt);
+        self.metrics
+            .add_plugin_failures(self.plugin_failures() - failures_before);
+        result
+    }
+
+    fn process_batch(&mut self, mut batch: Batch, rt: &Handle) -> Result<(), ProcessError> {
         self.metrics.add_batch();
         let mut dead = Vec::new();
         for stage in &mut self.transforms {

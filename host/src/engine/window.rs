@@ -54,6 +54,10 @@ impl WindowStage {
         self.closed
     }
 
+    pub fn plugin_failures(&self) -> u64 {
+        self.plugin.failures()
+    }
+
     fn start_of(&self, ts: i64) -> i64 {
         ts.div_euclid(self.size_ms) * self.size_ms
     }

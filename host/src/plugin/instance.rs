@@ -31,6 +31,8 @@ pub(crate) struct Sandboxed<W: World> {
     config_json: String,
     sandbox: Sandbox,
     live: Option<(Store<PluginState>, W)>,
+    /// Calls that failed (trap, deadline, memory, blocking) since the start.
+    failures: u64,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -61,6 +63,7 @@ impl<W: World> Sandboxed<W> {
             config_json,
             sandbox,
             live: None,
+            failures: 0,
             _ticker: runtime.ticker(),
         };
         match me.live() {
@@ -82,6 +85,10 @@ impl<W: World> Sandboxed<W> {
 
     pub fn sandbox(&self) -> Sandbox {
         self.sandbox
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.failures
     }
 
     /// The live instance, creating (and initialising) one if the last call trapped.
@@ -122,6 +129,7 @@ impl<W: World> Sandboxed<W> {
             Err(e) => {
                 let failure = classify(store, sandbox, e);
                 self.live = None;
+                self.failures += 1;
                 Err(failure)
             }
         }

@@ -54,6 +54,11 @@ impl TransformPlugin {
         self.inner.name()
     }
 
+    /// Calls that failed (trap, deadline, memory cap, blocking) since the start.
+    pub fn failures(&self) -> u64 {
+        self.inner.failures()
+    }
+
     pub fn sandbox(&self) -> Sandbox {
         self.inner.sandbox()
     }

@@ -53,6 +53,11 @@ impl WindowPlugin {
         self.inner.name()
     }
 
+    /// Calls that failed (trap, deadline, memory cap, blocking) since the start.
+    pub fn failures(&self) -> u64 {
+        self.inner.failures()
+    }
+
     pub fn create(&mut self) -> Result<Accumulator, CallFailure> {
         self.inner
             .call(|b, store| b.sluice_plugin_aggregator().call_create(store))

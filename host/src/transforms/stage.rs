@@ -20,6 +20,10 @@ impl TransformStage {
         self.plugin.name()
     }
 
+    pub fn plugin_failures(&self) -> u64 {
+        self.plugin.failures()
+    }
+
     fn dead(&self, record: Record, offset: u64, reason: String) -> DeadLetter {
         DeadLetter {
             record,
