@@ -76,13 +76,27 @@ impl WindowStage {
     /// Add a batch; returns the results of the windows it closed.
     pub fn push(&mut self, batch: &Batch, dead: &mut Vec<DeadLetter>) -> Batch {
         let watermark = self.watermark();
+        let starts: Vec<i64> = batch
+            .records
+            .iter()
+            .map(|r| self.start_of(r.timestamp_ms))
+            .collect();
+        let is_late =
+            |start: i64| watermark.is_some_and(|w| start.saturating_add(self.size_ms) <= w);
+
+        if let Some(&first) = starts.first() {
+            if starts.iter().all(|&s| s == first) && !is_late(first) {
+                // The common case, one window for the whole batch: no copies.
+                self.add(first, &batch.records, &batch.offsets, dead);
+                return self.close(false, dead);
+            }
+        }
         let mut groups: BTreeMap<i64, (Vec<Record>, Vec<u64>)> = BTreeMap::new();
-        for (r, &offset) in batch.records.iter().zip(&batch.offsets) {
-            let start = self.start_of(r.timestamp_ms);
-            let end = start.saturating_add(self.size_ms);
-            if watermark.is_some_and(|w| end <= w) && !self.open.contains_key(&start) {
+        for ((r, &offset), &start) in batch.records.iter().zip(&batch.offsets).zip(&starts) {
+            if is_late(start) {
                 let reason = format!(
-                    "late record: its window [{start}, {end}) closed when event time passed {} ms",
+                    "late record: its window [{start}, {}) closed when event time passed {} ms",
+                    start.saturating_add(self.size_ms),
                     watermark.unwrap_or_default()
                 );
                 dead.push(self.dead(r.clone(), offset, reason));
@@ -93,20 +107,14 @@ impl WindowStage {
             group.1.push(offset);
         }
         for (start, (records, offsets)) in groups {
-            self.add(start, records, offsets, dead);
+            self.add(start, &records, &offsets, dead);
         }
         self.close(false, dead)
     }
 
-    fn add(
-        &mut self,
-        start: i64,
-        records: Vec<Record>,
-        offsets: Vec<u64>,
-        dead: &mut Vec<DeadLetter>,
-    ) {
+    fn add(&mut self, start: i64, records: &[Record], offsets: &[u64], dead: &mut Vec<DeadLetter>) {
         let existed = self.open.contains_key(&start);
-        let acc = match self.open.remove(&start) {
+        let mut window = match self.open.remove(&start) {
             Some(w) => w,
             None => match self.plugin.create() {
                 Ok(acc) => OpenWindow {
@@ -114,14 +122,14 @@ impl WindowStage {
                     last_offset: 0,
                 },
                 Err(failure) => {
-                    for (r, o) in records.into_iter().zip(offsets) {
-                        dead.push(self.dead(r, o, format!("creating the accumulator: {failure}")));
+                    for (r, &o) in records.iter().zip(offsets) {
+                        let reason = format!("creating the accumulator: {failure}");
+                        dead.push(self.dead(r.clone(), o, reason));
                     }
                     return;
                 }
             },
         };
-        let mut window = acc;
         let mut accepted_max: Option<i64> = None;
         let mut accept = |window: &mut OpenWindow, rs: &[Record], os: &[u64], skip: &[u32]| {
             for (i, (r, &o)) in rs.iter().zip(os).enumerate() {
@@ -132,19 +140,19 @@ impl WindowStage {
                 }
             }
         };
-        match self.plugin.add(&window.acc, &records) {
+        match self.plugin.add(&window.acc, records) {
             Ok(Ok(added)) => {
                 window.acc = added.accumulator;
                 let skip: Vec<u32> = added.rejected.iter().map(|r| r.index).collect();
-                accept(&mut window, &records, &offsets, &skip);
+                accept(&mut window, records, offsets, &skip);
                 for rej in added.rejected {
                     let i = rej.index as usize;
                     dead.push(self.dead(records[i].clone(), offsets[i], rej.reason));
                 }
             }
             Ok(Err(message)) => {
-                for (r, o) in records.into_iter().zip(offsets) {
-                    dead.push(self.dead(r, o, message.clone()));
+                for (r, &o) in records.iter().zip(offsets) {
+                    dead.push(self.dead(r.clone(), o, message.clone()));
                 }
             }
             Err(failure) => {
@@ -153,24 +161,24 @@ impl WindowStage {
                     plugin = self.plugin.name(),
                     "{failure}; adding records one at a time"
                 );
-                for (r, o) in records.into_iter().zip(offsets) {
-                    match self.plugin.add(&window.acc, std::slice::from_ref(&r)) {
+                for (r, &o) in records.iter().zip(offsets) {
+                    let one = std::slice::from_ref(r);
+                    let reason = match self.plugin.add(&window.acc, one) {
                         Ok(Ok(added)) if added.rejected.is_empty() => {
                             window.acc = added.accumulator;
-                            accept(&mut window, std::slice::from_ref(&r), &[o], &[]);
+                            accept(&mut window, one, &[o], &[]);
+                            continue;
                         }
-                        Ok(Ok(added)) => {
-                            let reason = added
-                                .rejected
-                                .into_iter()
-                                .next()
-                                .map(|r| r.reason)
-                                .unwrap_or_default();
-                            dead.push(self.dead(r, o, reason));
-                        }
-                        Ok(Err(message)) => dead.push(self.dead(r, o, message)),
-                        Err(failure) => dead.push(self.dead(r, o, failure.to_string())),
-                    }
+                        Ok(Ok(added)) => added
+                            .rejected
+                            .into_iter()
+                            .next()
+                            .map(|r| r.reason)
+                            .unwrap_or_default(),
+                        Ok(Err(message)) => message,
+                        Err(failure) => failure.to_string(),
+                    };
+                    dead.push(self.dead(r.clone(), o, reason));
                 }
             }
         }
