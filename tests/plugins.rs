@@ -264,9 +264,20 @@ fn unbounded_allocation_hits_the_memory_cap() {
 
 #[test]
 fn sleeping_inside_the_host_is_refused_rather_than_outliving_the_deadline() {
-    let mut p = misbehave(tight());
-    assert_eq!(p.process(&[record("sleep", 0)]), Err(CallFailure::Blocked));
-    assert!(p.process(&[record("fine", 0)]).is_ok());
+    // On a thread with a time limit: should the shadowing of `poll` ever stop
+    // applying (a wasmtime upgrade renaming wasi:io), this fails instead of hanging.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut p = misbehave(tight());
+        let slept = p.process(&[record("sleep", 0)]);
+        let after = p.process(&[record("fine", 0)]).is_ok();
+        let _ = tx.send((slept, after));
+    });
+    let (slept, after) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the plugin slept in the host");
+    assert_eq!(slept, Err(CallFailure::Blocked));
+    assert!(after);
 }
 
 #[test]
@@ -388,5 +399,32 @@ fn a_core_module_or_wrong_world_is_a_clear_load_error() {
             }
         ),
         "{err}"
+    );
+}
+
+#[test]
+fn a_plugin_failing_every_record_costs_a_few_deadlines_not_one_per_record() {
+    let mut stage = TransformStage::new(misbehave(tight()));
+    let mut batch = Batch::default();
+    for (i, v) in ["loop", "trap", "loop", "loop", "a"].iter().enumerate() {
+        batch.push(record(*v, 0), i as u64);
+    }
+    let mut dead = Vec::new();
+    let out = stage.apply(batch, &mut dead);
+    assert!(out.is_empty());
+    let reasons: Vec<&str> = dead.iter().map(|d| d.reason.as_str()).collect();
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    assert!(
+        reasons[..3].iter().all(|r| r.starts_with("plugin ")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[3..].iter().all(|r| r.starts_with("not retried: ")),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        stage.plugin_failures(),
+        4,
+        "the batch, then three records alone"
     );
 }

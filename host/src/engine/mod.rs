@@ -17,5 +17,11 @@ mod processor;
 mod window;
 
 pub use metrics::{Metrics, Snapshot};
+
+/// When a batch failed as a whole and is retried a record at a time to find the
+/// record to blame: after this many failures in a row the rest of the batch goes to
+/// the dead letters untried, so a plugin that fails everything costs a few deadlines
+/// per batch, not one per record.
+pub const GIVE_UP_AFTER: usize = 3;
 pub use pipeline::{Pipeline, RunError};
 pub use window::WindowStage;

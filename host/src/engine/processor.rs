@@ -66,10 +66,13 @@ impl Processor {
         // End of input (source finished, or shutdown): close every open window so
         // nothing accepted is left unreported, then make it all durable.
         if let Some(window) = &mut self.window {
+            let failures_before = window.plugin_failures();
             let mut dead = Vec::new();
             let before = window.windows_closed();
             let results = window.close(true, &mut dead);
             self.metrics.add_windows(window.windows_closed() - before);
+            self.metrics
+                .add_plugin_failures(window.plugin_failures() - failures_before);
             self.send(Input::Windows, results.records, &rt)?;
             self.send_dead(dead, &rt)?;
         }

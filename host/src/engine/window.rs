@@ -3,6 +3,7 @@
 //! accumulator at a time. Accumulators are opaque bytes here, which is what lets a
 //! checkpoint save them and a newer plugin take them over.
 
+use super::GIVE_UP_AFTER;
 use crate::dead_letter::DeadLetter;
 use crate::plugin::bindings::types::{Accumulator, WindowBounds};
 use crate::plugin::WindowPlugin;
@@ -161,12 +162,20 @@ impl WindowStage {
                     plugin = self.plugin.name(),
                     "{failure}; adding records one at a time"
                 );
+                let mut failed_in_a_row = 0;
+                let mut last_failure = failure;
                 for (r, &o) in records.iter().zip(offsets) {
+                    if failed_in_a_row >= GIVE_UP_AFTER {
+                        let reason = format!("not retried: {GIVE_UP_AFTER} records of this batch failed in a row ({last_failure})");
+                        dead.push(self.dead(r.clone(), o, reason));
+                        continue;
+                    }
                     let one = std::slice::from_ref(r);
                     let reason = match self.plugin.add(&window.acc, one) {
                         Ok(Ok(added)) if added.rejected.is_empty() => {
                             window.acc = added.accumulator;
                             accept(&mut window, one, &[o], &[]);
+                            failed_in_a_row = 0;
                             continue;
                         }
                         Ok(Ok(added)) => added
@@ -176,7 +185,12 @@ impl WindowStage {
                             .map(|r| r.reason)
                             .unwrap_or_default(),
                         Ok(Err(message)) => message,
-                        Err(failure) => failure.to_string(),
+                        Err(failure) => {
+                            failed_in_a_row += 1;
+                            let reason = failure.to_string();
+                            last_failure = failure;
+                            reason
+                        }
                     };
                     dead.push(self.dead(r.clone(), o, reason));
                 }

@@ -113,8 +113,25 @@ impl<W: World> Sandboxed<W> {
         Ok(self.live.as_mut().expect("just created"))
     }
 
-    /// Run one call under the deadline. On any failure the instance is dropped.
+    /// Run one call under the deadline. On any failure the instance is dropped and
+    /// the failure counted.
     pub fn call<R>(
+        &mut self,
+        f: impl FnOnce(&W, &mut Store<PluginState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallFailure> {
+        let result = self.call_uncounted(f);
+        if result.is_err() {
+            self.failures += 1;
+        }
+        result
+    }
+
+    /// Count a failure the caller found in a call's results (a broken contract).
+    pub fn count_failure(&mut self) {
+        self.failures += 1;
+    }
+
+    fn call_uncounted<R>(
         &mut self,
         f: impl FnOnce(&W, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallFailure> {
@@ -129,7 +146,6 @@ impl<W: World> Sandboxed<W> {
             Err(e) => {
                 let failure = classify(store, sandbox, e);
                 self.live = None;
-                self.failures += 1;
                 Err(failure)
             }
         }

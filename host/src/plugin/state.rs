@@ -23,7 +23,14 @@ impl PluginState {
         PluginState {
             // No preopened directories, no environment, no arguments, no network, no
             // stdin; stdout/stderr go nowhere. Clocks and random stay available.
-            wasi: WasiCtx::builder().build(),
+            // Random bytes are capped at 64 KiB a call: a guest asking for more would
+            // otherwise make the host fill a buffer outside the memory cap.
+            //
+            // Note for whoever grants more: stream `blocking-*` calls wait inside the
+            // host without going through `poll` (see `forbid_blocking`). They cannot
+            // wait here (stdin is closed, stdout/stderr are sinks always ready), but
+            // would as soon as stdin, files or sockets are granted.
+            wasi: WasiCtx::builder().max_random_size(64 << 10).build(),
             table: ResourceTable::new(),
             limiter: MemoryCap {
                 cap: memory_cap,

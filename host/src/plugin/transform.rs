@@ -69,6 +69,7 @@ impl TransformPlugin {
             .inner
             .call(|b, store| b.sluice_plugin_transformer().call_process(store, records))?;
         if outcomes.len() != records.len() {
+            self.inner.count_failure();
             return Err(CallFailure::Contract(format!(
                 "process returned {} outcomes for {} records",
                 outcomes.len(),

@@ -72,13 +72,15 @@ impl WindowPlugin {
             .inner
             .call(|b, store| b.sluice_plugin_aggregator().call_add(store, acc, records))?;
         if let Ok(added) = &result {
-            if let Some(bad) = added
+            let mut seen = std::collections::HashSet::new();
+            let broken = added
                 .rejected
                 .iter()
-                .find(|r| r.index as usize >= records.len())
-            {
+                .find(|r| r.index as usize >= records.len() || !seen.insert(r.index));
+            if let Some(bad) = broken {
+                self.inner.count_failure();
                 return Err(CallFailure::Contract(format!(
-                    "add rejected record index {} of a batch of {}",
+                    "add rejected record index {} of a batch of {} (out of range, or twice)",
                     bad.index,
                     records.len()
                 )));

@@ -1,10 +1,7 @@
 use crate::dead_letter::DeadLetter;
+use crate::engine::GIVE_UP_AFTER;
 use crate::plugin::TransformPlugin;
 use crate::record::{now_ms, Batch, Record};
-
-/// When retrying a failed batch record by record, how many failures in a row make
-/// the stage give up on the rest of the batch.
-const GIVE_UP_AFTER: usize = 3;
 
 /// One transform plugin applied to batches.
 pub struct TransformStage {

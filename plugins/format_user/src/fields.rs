@@ -98,8 +98,24 @@ pub fn format(value: &[u8]) -> Result<Vec<Row>, FormatError> {
             found: kind(&parsed),
         });
     }
-    let top: Object =
-        serde_json::from_slice(value).map_err(|e| FormatError::NotJson(e.to_string()))?;
+    match serde_json::from_slice::<Object>(value) {
+        Ok(top) => format_object(&top, value),
+        Err(e) => {
+            // Valid JSON the fast path refuses (a key given twice): normalise it the
+            // way a full parse does, keeping the last copy, and go again.
+            let parsed: Value =
+                serde_json::from_slice(value).map_err(|_| FormatError::NotJson(e.to_string()))?;
+            let normalised = serde_json::to_vec(&parsed).expect("a Value always serializes");
+            let top: Object = serde_json::from_slice(&normalised)
+                .map_err(|e| FormatError::NotJson(e.to_string()))?;
+            format_object(&top, &normalised)
+        }
+    }
+}
+
+fn format_object(top: &Object, value: &[u8]) -> Result<Vec<Row>, FormatError> {
+    // Parsed in full only if some user needs an id derived from its content.
+    let mut canonical = Canonical::new(value);
     if let Some(err) = &top.error {
         let text = match err {
             Leaf::Str(s) => s.to_string(),
@@ -110,12 +126,12 @@ pub fn format(value: &[u8]) -> Result<Vec<Row>, FormatError> {
         return Err(FormatError::ApiError(text));
     }
     match &top.results {
-        None => Ok(vec![format_user(&top, None, value)?]),
+        None => Ok(vec![format_user(top, None, &mut canonical)?]),
         Some(List::Arr(users)) => users
             .iter()
             .enumerate()
             .map(|(i, user)| match user {
-                Node::Obj(user) => format_user(user, Some(i), value),
+                Node::Obj(user) => format_user(user, Some(i), &mut canonical),
                 Node::Null => Err(FormatError::WrongType {
                     user: Some(i),
                     field: "(user)".into(),
@@ -154,26 +170,55 @@ fn wrong(
     }
 }
 
-/// The id when `login.uuid` is missing or invalid: a UUIDv5 of the user object's
-/// canonical (key-sorted) JSON, so the same user always maps to the same id whatever
-/// whitespace or key order it arrived with. Rare, so it re-parses the record.
-fn derived_id(input: &[u8], index: Option<usize>) -> Uuid {
-    let root: Value = serde_json::from_slice(input).unwrap_or(Value::Null);
-    let user = match index {
-        Some(i) => &root["results"][i],
-        None => &root,
-    };
-    Uuid::new_v5(&id_namespace(), user.to_string().as_bytes())
+/// The record parsed in full, on demand: ids derived from content need it, and a
+/// response with many such users must not be parsed once per user.
+struct Canonical<'v> {
+    input: &'v [u8],
+    parsed: Option<Value>,
 }
 
-fn format_user(user: &Object, index: Option<usize>, input: &[u8]) -> Result<Row, FormatError> {
+impl<'v> Canonical<'v> {
+    fn new(input: &'v [u8]) -> Self {
+        Canonical {
+            input,
+            parsed: None,
+        }
+    }
+
+    /// The id when `login.uuid` is missing or invalid: a UUIDv5 of the user object's
+    /// canonical (key-sorted) JSON, so the same user always maps to the same id
+    /// whatever whitespace or key order it arrived with.
+    fn derived_id(&mut self, index: Option<usize>) -> Result<Uuid, FormatError> {
+        if self.parsed.is_none() {
+            let parsed = serde_json::from_slice(self.input).map_err(|e| {
+                FormatError::NotJson(format!("cannot derive an id from the record: {e}"))
+            })?;
+            self.parsed = Some(parsed);
+        }
+        let root = self.parsed.as_ref().expect("parsed above");
+        let user = match index {
+            Some(i) => &root["results"][i],
+            None => root,
+        };
+        Ok(Uuid::new_v5(&id_namespace(), user.to_string().as_bytes()))
+    }
+}
+
+fn format_user(
+    user: &Object,
+    index: Option<usize>,
+    canonical: &mut Canonical,
+) -> Result<Row, FormatError> {
     let get = Getter { user: index };
     let login = get.node(&user.login, "login.uuid").ok();
-    let id = match login.and_then(|l| l.uuid.as_ref()) {
+    let given = match login.and_then(|l| l.uuid.as_ref()) {
         Some(Leaf::Str(text)) => Uuid::parse_str(text).ok(),
         _ => None,
+    };
+    let id = match given {
+        Some(uuid) => uuid,
+        None => canonical.derived_id(index)?,
     }
-    .unwrap_or_else(|| derived_id(input, index))
     .hyphenated()
     .to_string();
 

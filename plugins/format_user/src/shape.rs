@@ -39,9 +39,10 @@ pub enum List<T> {
 /// and `error` matter (a top-level object with neither is taken as one user).
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct Object<'a> {
-    #[serde(borrow)]
+    // `some`: serde would turn `null` into `None` itself, hiding `"results": null`.
+    #[serde(borrow, default, deserialize_with = "some")]
     pub results: Option<List<Node<Object<'a>>>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "some")]
     pub error: Option<Leaf<'a>>,
     #[serde(borrow)]
     pub gender: Option<Leaf<'a>>,
@@ -111,6 +112,11 @@ pub struct Dated<'a> {
 pub struct Picture<'a> {
     #[serde(borrow)]
     pub medium: Option<Leaf<'a>>,
+}
+
+/// A present field, whatever it holds (`null` included).
+fn some<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// Skip the rest of an array or object, then name what it was.

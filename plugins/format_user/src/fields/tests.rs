@@ -201,3 +201,44 @@ fn numbers_keep_their_json_spelling() {
     assert_eq!(f["post_code"], "-42");
     assert!(f["address"].as_str().unwrap().contains(", 1.5, "), "{f:?}");
 }
+
+#[test]
+fn a_key_given_twice_keeps_the_last_copy_like_a_full_parse() {
+    let source: Value = serde_json::from_str(RESULTS1).unwrap();
+    let user = source["results"][0].to_string();
+    let twice = format!(r#"{{"name":{{"first":"Old","last":"X"}},{}"#, &user[1..]);
+    let f = row_fields(&format(twice.as_bytes()).unwrap()[0]);
+    assert_eq!(f["first_name"], "Liam");
+}
+
+#[test]
+fn null_results_or_error_are_reported_as_such() {
+    let err = format(br#"{"results": null, "info": {}}"#).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "field `results`: expected an array, found null"
+    );
+    assert!(matches!(
+        format(br#"{"error": null}"#),
+        Err(FormatError::ApiError(_))
+    ));
+}
+
+#[test]
+fn many_users_without_uuids_get_distinct_ids_from_one_parse() {
+    let source: Value = serde_json::from_str(RESULTS5).unwrap();
+    let mut users = source["results"].as_array().unwrap().clone();
+    for u in &mut users {
+        u["login"].as_object_mut().unwrap().remove("uuid");
+    }
+    let many: Vec<Value> = (0..200).map(|i| users[i % 5].clone()).collect();
+    let rows = format_value(&serde_json::json!({ "results": many })).unwrap();
+    let mut ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        5,
+        "the same user, the same id; different users, different ids"
+    );
+}
