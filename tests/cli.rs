@@ -65,24 +65,25 @@ fn validate_accepts_every_shipped_pipeline() {
     }
 }
 
+/// `sluice validate` on SMALL with one replacement; returns the exit code, stderr and
+/// the pipeline's path.
+fn validate_variant(
+    from: &str,
+    to: &str,
+) -> (Option<i32>, String, std::path::PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = pipeline(dir.path(), "p.toml", &SMALL.replace(from, to));
+    let out = sluice(&["validate", path.to_str().unwrap()]);
+    (out.status.code(), text(&out.stderr), path, dir)
+}
+
 #[test]
 fn validate_reports_a_misspelt_key_with_file_line_column_and_exits_2() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = pipeline(
-        dir.path(),
-        "typo.toml",
-        &SMALL.replace("size = \"1m\"", "size = \"1m\"\nalowed_lateness = \"5s\""),
-    );
-    let out = sluice(&["validate", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = text(&out.stderr);
-    assert!(
-        err.contains(&format!(
-            "{}:15:1: unknown field `alowed_lateness`",
-            path.display()
-        )),
-        "{err}"
-    );
+    let (code, err, path, _dir) =
+        validate_variant("size = \"1m\"", "size = \"1m\"\nalowed_lateness = \"5s\"");
+    assert_eq!(code, Some(2));
+    let located = format!("{}:15:1: unknown field `alowed_lateness`", path.display());
+    assert!(err.contains(&located), "{err}");
     assert!(
         err.contains("expected one of") && err.contains("`allowed_lateness`"),
         "{err}"
@@ -91,35 +92,15 @@ fn validate_reports_a_misspelt_key_with_file_line_column_and_exits_2() {
 
 #[test]
 fn validate_names_a_missing_plugin_and_a_refused_config() {
-    let dir = tempfile::tempdir().unwrap();
-    let missing = pipeline(
-        dir.path(),
-        "m.toml",
-        &SMALL.replace("{FORMAT_USER}", "nowhere/fu.wasm"),
-    );
-    let out = sluice(&["validate", missing.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("nowhere/fu.wasm"),
-        "{}",
-        text(&out.stderr)
-    );
+    let (code, err, _, _dir) = validate_variant("{FORMAT_USER}", "nowhere/fu.wasm");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("nowhere/fu.wasm"), "{err}");
 
-    let refused = pipeline(
-        dir.path(),
-        "r.toml",
-        &SMALL.replace(
-            "plugin = \"{FORMAT_USER}\"",
-            "plugin = \"{FORMAT_USER}\"\nconfig = { shout = true }",
-        ),
-    );
-    let out = sluice(&["validate", refused.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("refused its configuration"),
-        "{}",
-        text(&out.stderr)
-    );
+    let plugin = "plugin = \"{FORMAT_USER}\"";
+    let with_config = format!("{plugin}\nconfig = {{ shout = true }}");
+    let (code, err, _, _dir) = validate_variant(plugin, &with_config);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("refused its configuration"), "{err}");
 }
 
 #[test]
