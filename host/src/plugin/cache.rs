@@ -15,11 +15,6 @@ pub struct ComponentCache {
 }
 
 impl ComponentCache {
-    /// No caching: every load compiles.
-    pub fn disabled() -> Self {
-        ComponentCache { dir: None }
-    }
-
     pub fn at(dir: PathBuf) -> Self {
         ComponentCache { dir: Some(dir) }
     }
@@ -36,10 +31,6 @@ impl ComponentCache {
             .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("sluice/components")))
             .or_else(|| var("HOME").map(|d| d.join(".cache/sluice/components")));
         ComponentCache { dir }
-    }
-
-    pub fn dir(&self) -> Option<&PathBuf> {
-        self.dir.as_ref()
     }
 
     pub fn compile(&self, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Component> {

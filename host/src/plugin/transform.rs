@@ -59,10 +59,6 @@ impl TransformPlugin {
         self.inner.failures()
     }
 
-    pub fn sandbox(&self) -> Sandbox {
-        self.inner.sandbox()
-    }
-
     /// One outcome per input record, in order.
     pub fn process(&mut self, records: &[Record]) -> Result<Vec<Outcome>, CallFailure> {
         let outcomes = self

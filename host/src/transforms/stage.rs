@@ -13,10 +13,6 @@ impl TransformStage {
         TransformStage { plugin }
     }
 
-    pub fn name(&self) -> &str {
-        self.plugin.name()
-    }
-
     pub fn plugin_failures(&self) -> u64 {
         self.plugin.failures()
     }
