@@ -82,6 +82,6 @@ pub async fn open(pipeline: &PipelineConfig) -> Result<Sink, SinkError> {
         DeadLetterConfig::File { path } => {
             Sink::File(FileSink::open(&pipeline.resolve(path)).await?)
         }
-        DeadLetterConfig::Stderr => Sink::Stderr(stdout::StdoutSink::new(stdout::Format::Json)),
+        DeadLetterConfig::Stderr => Sink::Stdout(stdout::StdoutSink::stderr(stdout::Format::Json)),
     })
 }

@@ -69,7 +69,7 @@ impl SinkConfig {
     /// Open the sink (files are created here, so a bad path fails before data flows).
     pub async fn open(&self, pipeline: &PipelineConfig) -> Result<Sink, SinkError> {
         Ok(match self {
-            SinkConfig::Stdout(c) => Sink::Stdout(stdout::StdoutSink::new(c.format)),
+            SinkConfig::Stdout(c) => Sink::Stdout(stdout::StdoutSink::stdout(c.format)),
             SinkConfig::File(c) => {
                 Sink::File(file::FileSink::open(&pipeline.resolve(&c.path)).await?)
             }
@@ -81,18 +81,16 @@ impl SinkConfig {
 /// An open sink. An enum rather than a trait object: the set is closed, and each
 /// arm is a plain `async fn`.
 pub enum Sink {
+    /// Standard output, or standard error (dead letters).
     Stdout(stdout::StdoutSink),
     File(file::FileSink),
     Null(null::NullSink),
-    /// Dead letters as JSON lines on standard error.
-    Stderr(stdout::StdoutSink),
 }
 
 impl Sink {
     pub fn describe(&self) -> String {
         match self {
-            Sink::Stdout(_) => "stdout sink".into(),
-            Sink::Stderr(_) => "stderr".into(),
+            Sink::Stdout(s) => format!("{} sink", s.name()),
             Sink::File(f) => format!("file sink {}", f.path().display()),
             Sink::Null(_) => "null sink".into(),
         }
@@ -100,8 +98,7 @@ impl Sink {
 
     pub async fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
         match self {
-            Sink::Stdout(s) => s.write(records, false).await,
-            Sink::Stderr(s) => s.write(records, true).await,
+            Sink::Stdout(s) => s.write(records).await,
             Sink::File(s) => s.write(records).await,
             Sink::Null(s) => {
                 s.write(records);
@@ -113,7 +110,7 @@ impl Sink {
     /// Make everything written so far durable.
     pub async fn checkpoint(&mut self) -> Result<(), SinkError> {
         match self {
-            Sink::Stdout(_) | Sink::Stderr(_) | Sink::Null(_) => Ok(()),
+            Sink::Stdout(_) | Sink::Null(_) => Ok(()),
             Sink::File(s) => s.sync().await,
         }
     }

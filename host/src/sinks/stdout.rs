@@ -23,27 +23,57 @@ pub enum Format {
     Pretty,
 }
 
+/// JSON on standard output (or standard error, for dead letters), flushed per batch.
 pub struct StdoutSink {
     format: Format,
+    name: &'static str,
+    out: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+    /// Decided once: whether a live progress line may share the terminal.
+    terminal: bool,
     buf: Vec<u8>,
 }
 
 impl StdoutSink {
-    pub fn new(format: Format) -> Self {
+    pub fn stdout(format: Format) -> Self {
+        Self::on(
+            "stdout",
+            Box::new(tokio::io::stdout()),
+            std::io::stdout().is_terminal(),
+            format,
+        )
+    }
+
+    pub fn stderr(format: Format) -> Self {
+        Self::on(
+            "stderr",
+            Box::new(tokio::io::stderr()),
+            std::io::stderr().is_terminal(),
+            format,
+        )
+    }
+
+    fn on(
+        name: &'static str,
+        out: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+        terminal: bool,
+        format: Format,
+    ) -> Self {
         StdoutSink {
             format,
+            name,
+            out,
+            terminal,
             buf: Vec::new(),
         }
     }
 
-    pub async fn write(&mut self, records: &[Record], to_stderr: bool) -> Result<(), SinkError> {
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub async fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
         self.buf.clear();
-        let terminal = if to_stderr {
-            std::io::stderr().is_terminal()
-        } else {
-            std::io::stdout().is_terminal()
-        };
-        if terminal {
+        if self.terminal {
             // Wipe the live progress line (on stderr, same terminal) before printing.
             self.buf.extend_from_slice(b"\r\x1b[2K");
         }
@@ -59,14 +89,8 @@ impl StdoutSink {
                 },
             }
         }
-        let name = if to_stderr { "stderr" } else { "stdout" };
-        let result = if to_stderr {
-            let mut out = tokio::io::stderr();
-            out.write_all(&self.buf).await.and(out.flush().await)
-        } else {
-            let mut out = tokio::io::stdout();
-            out.write_all(&self.buf).await.and(out.flush().await)
-        };
-        result.map_err(|e| SinkError::io(name, e))
+        let written = self.out.write_all(&self.buf).await;
+        let flushed = written.and(self.out.flush().await);
+        flushed.map_err(|e| SinkError::io(self.name, e))
     }
 }
