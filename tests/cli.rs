@@ -184,13 +184,7 @@ fn plugin_test_prints_outputs_and_errors_per_line() {
     let input = dir.path().join("in.jsonl");
     let one = common::fixture("randomuser/response_results1.json");
     std::fs::write(&input, format!("{}\n\n{{\"broken\n", one.trim())).unwrap();
-    let out = sluice(&[
-        "plugin",
-        "test",
-        wasm("format_user").to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-    ]);
+    let out = plugin_test("format_user", &input, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("line 1: ok, 1 record(s)"), "{stdout}");
@@ -210,15 +204,7 @@ fn plugin_test_prints_outputs_and_errors_per_line() {
         "{\"gender\":\"male\"}\n{\"gender\":\"female\"}\nnope\n",
     )
     .unwrap();
-    let out = sluice(&[
-        "plugin",
-        "test",
-        wasm("gender_window").to_str().unwrap(),
-        "--input",
-        genders.to_str().unwrap(),
-        "--timestamp-ms",
-        "0",
-    ]);
+    let out = plugin_test("gender_window", &genders, &["--timestamp-ms", "0"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("line 3: rejected"), "{stdout}");
@@ -226,6 +212,20 @@ fn plugin_test_prints_outputs_and_errors_per_line() {
         stdout.contains("\"male_count\":1,\"female_count\":1,\"other_count\":0,\"total_count\":2"),
         "{stdout}"
     );
+}
+
+/// `sluice plugin test` on a built plugin.
+fn plugin_test(plugin: &str, input: &std::path::Path, extra: &[&str]) -> Output {
+    let wasm = wasm(plugin);
+    let mut args = vec![
+        "plugin",
+        "test",
+        wasm.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    sluice(&args)
 }
 
 fn records_in(stderr: &str) -> u64 {
@@ -364,13 +364,7 @@ fn plugin_test_names_the_line_that_traps() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.txt");
     std::fs::write(&input, "a\ntrap\nb\n").unwrap();
-    let out = sluice(&[
-        "plugin",
-        "test",
-        wasm("misbehave").to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-    ]);
+    let out = plugin_test("misbehave", &input, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("line 1: ok, 1 record(s)"), "{stdout}");
@@ -384,13 +378,7 @@ fn plugin_test_names_the_line_that_traps() {
 #[test]
 fn the_shipped_sample_records_work_with_plugin_test() {
     let input = repo().join("tests/fixtures/randomuser/users.jsonl");
-    let out = sluice(&[
-        "plugin",
-        "test",
-        wasm("format_user").to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-    ]);
+    let out = plugin_test("format_user", &input, &[]);
     let stdout = text(&out.stdout);
     assert!(
         stdout.contains("7 record(s) in: 5 ok (5 out), 2 error(s)"),
