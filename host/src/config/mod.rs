@@ -191,6 +191,6 @@ impl WindowConfig {
     pub fn name(&self) -> String {
         self.name
             .clone()
-            .unwrap_or_else(|| crate::transforms::file_stem(&self.plugin))
+            .unwrap_or_else(|| crate::plugin::default_name(&self.plugin))
     }
 }

@@ -18,6 +18,6 @@ mod window;
 pub use cache::ComponentCache;
 pub use error::{CallFailure, PluginError};
 pub use inspect::{inspect, Inspection, WorldKind};
-pub use runtime::{LoadedPlugin, Runtime, Sandbox};
+pub use runtime::{default_name, LoadedPlugin, Runtime, Sandbox};
 pub use transform::{Outcome, TransformPlugin};
 pub use window::WindowPlugin;

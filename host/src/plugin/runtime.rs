@@ -72,6 +72,14 @@ impl std::fmt::Display for Blocked {
 
 impl std::error::Error for Blocked {}
 
+/// The name a plugin goes by (in logs and dead letters) unless the pipeline gives
+/// one: its file stem.
+pub fn default_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".into())
+}
+
 /// A compiled plugin, not yet instantiated.
 #[derive(Clone)]
 pub struct LoadedPlugin {
@@ -176,13 +184,9 @@ impl Runtime {
             }
             PluginError::Compile { path: path.to_owned(), reason }
         })?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "plugin".into());
         Ok(LoadedPlugin {
             path: path.to_owned(),
-            name,
+            name: default_name(path),
             component,
             size_bytes: wasm.len(),
         })

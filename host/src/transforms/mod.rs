@@ -8,7 +8,7 @@ pub use stage::TransformStage;
 
 use crate::config::Duration;
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A `[[transforms]]` table.
 #[derive(Debug, Clone, Deserialize)]
@@ -27,14 +27,10 @@ pub struct TransformConfig {
 
 impl TransformConfig {
     pub fn name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| file_stem(&self.plugin))
+        self.name
+            .clone()
+            .unwrap_or_else(|| crate::plugin::default_name(&self.plugin))
     }
-}
-
-pub fn file_stem(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "plugin".into())
 }
 
 /// `sandbox = { memory_mb = 64, deadline = "1s" }`: the limits of one plugin.
