@@ -2,7 +2,7 @@
 //! record costs one line in a file and never the pipeline.
 
 use crate::config::{DeadLetterConfig, PipelineConfig};
-use crate::record::{record, Record};
+use crate::record::{now_ms, record, Record};
 use crate::sinks::{file::FileSink, stdout, Sink, SinkError};
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -34,6 +34,24 @@ fn bytes_field(obj: &mut serde_json::Map<String, Value>, name: &str, bytes: &[u8
 }
 
 impl DeadLetter {
+    /// A dead letter failing now.
+    pub fn now(
+        stage: &'static str,
+        plugin: &str,
+        record: Record,
+        offset: u64,
+        reason: String,
+    ) -> Self {
+        DeadLetter {
+            record,
+            offset,
+            stage,
+            plugin: plugin.to_owned(),
+            reason,
+            time_ms: now_ms(),
+        }
+    }
+
     /// The JSON line written to the dead-letter output.
     pub fn to_json(&self) -> Value {
         let mut rec = serde_json::Map::new();

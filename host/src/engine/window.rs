@@ -7,7 +7,7 @@ use super::GIVE_UP_AFTER;
 use crate::dead_letter::DeadLetter;
 use crate::plugin::bindings::types::{Accumulator, WindowBounds};
 use crate::plugin::WindowPlugin;
-use crate::record::{now_ms, record, Batch, Record};
+use crate::record::{record, Batch, Record};
 use base64::Engine as _;
 use std::collections::BTreeMap;
 
@@ -64,14 +64,7 @@ impl WindowStage {
     }
 
     fn dead(&self, record: Record, offset: u64, reason: String) -> DeadLetter {
-        DeadLetter {
-            record,
-            offset,
-            stage: "window",
-            plugin: self.plugin.name().to_owned(),
-            reason,
-            time_ms: now_ms(),
-        }
+        DeadLetter::now("window", self.plugin.name(), record, offset, reason)
     }
 
     /// Add a batch; returns the results of the windows it closed.

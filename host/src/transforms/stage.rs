@@ -1,7 +1,7 @@
 use crate::dead_letter::DeadLetter;
 use crate::engine::GIVE_UP_AFTER;
 use crate::plugin::TransformPlugin;
-use crate::record::{now_ms, Batch, Record};
+use crate::record::{Batch, Record};
 
 /// One transform plugin applied to batches.
 pub struct TransformStage {
@@ -18,14 +18,7 @@ impl TransformStage {
     }
 
     fn dead(&self, record: Record, offset: u64, reason: String) -> DeadLetter {
-        DeadLetter {
-            record,
-            offset,
-            stage: "transform",
-            plugin: self.plugin.name().to_owned(),
-            reason,
-            time_ms: now_ms(),
-        }
+        DeadLetter::now("transform", self.plugin.name(), record, offset, reason)
     }
 
     /// Run the batch through the plugin. Records that fail go to `dead`, with the
