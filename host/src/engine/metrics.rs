@@ -37,11 +37,12 @@ impl Metrics {
     pub fn add_dead(&self, n: u64) {
         self.dead_letters.fetch_add(n, Relaxed);
     }
-    pub fn add_windows(&self, n: u64) {
-        self.windows_closed.fetch_add(n, Relaxed);
+    /// Totals the processor reads off its stages (it is their only writer).
+    pub fn set_windows_closed(&self, total: u64) {
+        self.windows_closed.store(total, Relaxed);
     }
-    pub fn add_plugin_failures(&self, n: u64) {
-        self.plugin_failures.fetch_add(n, Relaxed);
+    pub fn set_plugin_failures(&self, total: u64) {
+        self.plugin_failures.store(total, Relaxed);
     }
     pub fn add_batch(&self) {
         self.batches.fetch_add(1, Relaxed);

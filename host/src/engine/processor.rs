@@ -66,34 +66,34 @@ impl Processor {
         // End of input (source finished, or shutdown): close every open window so
         // nothing accepted is left unreported, then make it all durable.
         if let Some(window) = &mut self.window {
-            let failures_before = window.plugin_failures();
             let mut dead = Vec::new();
-            let before = window.windows_closed();
             let results = window.close(true, &mut dead);
-            self.metrics.add_windows(window.windows_closed() - before);
-            self.metrics
-                .add_plugin_failures(window.plugin_failures() - failures_before);
+            self.publish_stage_counts();
             self.send(Input::Windows, results.records, &rt)?;
             self.send_dead(dead, &rt)?;
         }
         self.checkpoint(&rt)
     }
 
-    /// Failed plugin calls so far, across every stage.
-    fn plugin_failures(&self) -> u64 {
+    /// The stages keep their own totals (failed plugin calls, windows closed); copy
+    /// them into the shared metrics.
+    fn publish_stage_counts(&self) {
         let transforms: u64 = self
             .transforms
             .iter()
             .map(TransformStage::plugin_failures)
             .sum();
-        transforms + self.window.as_ref().map_or(0, WindowStage::plugin_failures)
+        let window = self.window.as_ref();
+        let window_failures = window.map_or(0, WindowStage::plugin_failures);
+        self.metrics
+            .set_plugin_failures(transforms + window_failures);
+        self.metrics
+            .set_windows_closed(window.map_or(0, WindowStage::windows_closed));
     }
 
     fn process(&mut self, batch: Batch, rt: &Handle) -> Result<(), ProcessError> {
-        let failures_before = self.plugin_failures();
         let result = self.process_batch(batch, rt);
-        self.metrics
-            .add_plugin_failures(self.plugin_failures() - failures_before);
+        self.publish_stage_counts();
         result
     }
 
@@ -107,12 +107,7 @@ impl Processor {
             batch = stage.apply(batch, &mut dead);
         }
         let windows = match &mut self.window {
-            Some(w) if !batch.is_empty() => {
-                let before = w.windows_closed();
-                let results = w.push(&batch, &mut dead);
-                self.metrics.add_windows(w.windows_closed() - before);
-                Some(results)
-            }
+            Some(w) if !batch.is_empty() => Some(w.push(&batch, &mut dead)),
             _ => None,
         };
         self.send(Input::Records, batch.records, rt)?;
