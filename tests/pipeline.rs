@@ -5,7 +5,7 @@ mod common;
 use common::{json_lines, pipeline, runtime};
 use sluice::engine::{Pipeline, WindowStage};
 use sluice::plugin::{Sandbox, WindowPlugin};
-use sluice::record::{record, Batch};
+use sluice::record::{record, Batch, PartitionId, Position};
 use tokio_util::sync::CancellationToken;
 
 fn run(path: &std::path::Path) -> sluice::engine::Snapshot {
@@ -103,7 +103,7 @@ fn users_at(seconds: &[i64]) -> Batch {
         let gender = if i % 2 == 0 { "male" } else { "female" };
         b.push(
             record(format!(r#"{{"gender":"{gender}"}}"#), s * 1000),
-            i as u64,
+            Position::new(PartitionId(0), i as u64),
         );
     }
     b
@@ -124,6 +124,11 @@ fn windows_close_at_the_watermark_and_late_records_become_dead_letters() {
     let mut dead = Vec::new();
 
     assert!(stage.push(&users_at(&[0, 30]), &mut dead).is_empty());
+    assert_eq!(
+        stage.held().get(&PartitionId(0)),
+        Some(&0),
+        "an open window holds its records back from acknowledgement"
+    );
     assert!(
         stage.push(&users_at(&[64]), &mut dead).is_empty(),
         "64 s - 5 s lateness < 60 s"
@@ -153,4 +158,5 @@ fn windows_close_at_the_watermark_and_late_records_become_dead_letters() {
     assert_eq!(second["total_count"], 3, "64, 66 and 62 s");
     assert_eq!(second["window_start"], "1970-01-01T00:01:00Z");
     assert_eq!(stage.open_windows(), 0);
+    assert!(stage.held().is_empty(), "emitted windows hold nothing");
 }

@@ -6,7 +6,7 @@ mod common;
 use common::{fixture, load, runtime, runtime_cached_in};
 use sluice::plugin::bindings::types::{Accumulator, WindowBounds};
 use sluice::plugin::{CallFailure, PluginError, Sandbox, TransformPlugin, WindowPlugin};
-use sluice::record::{record, Batch, Record};
+use sluice::record::{record, Batch, PartitionId, Position, Record};
 use sluice::transforms::TransformStage;
 use std::time::{Duration, Instant};
 
@@ -306,14 +306,21 @@ fn a_poison_record_in_a_batch_costs_only_itself() {
         .iter()
         .enumerate()
     {
-        batch.push(record(*v, i as i64), 100 + i as u64);
+        batch.push(
+            record(*v, i as i64),
+            Position::new(PartitionId(0), 100 + i as u64),
+        );
     }
     let mut dead = Vec::new();
     let out = stage.apply(batch, &mut dead);
     let values: Vec<&[u8]> = out.records.iter().map(|r| r.value.as_slice()).collect();
     assert_eq!(values, [b"a", b"b", b"c", b"d"]);
-    assert_eq!(out.offsets, [100, 102, 104, 106]);
-    let dead: Vec<(u64, &str)> = dead.iter().map(|d| (d.offset, d.reason.as_str())).collect();
+    let offsets: Vec<u64> = out.positions.iter().map(|p| p.offset).collect();
+    assert_eq!(offsets, [100, 102, 104, 106]);
+    let dead: Vec<(u64, &str)> = dead
+        .iter()
+        .map(|d| (d.position.offset, d.reason.as_str()))
+        .collect();
     assert_eq!(dead.len(), 4, "{dead:?}");
     assert!(
         dead[0].0 == 101 && dead[0].1.contains("trapped"),
@@ -407,7 +414,7 @@ fn a_plugin_failing_every_record_costs_a_few_deadlines_not_one_per_record() {
     let mut stage = TransformStage::new(misbehave(tight()));
     let mut batch = Batch::default();
     for (i, v) in ["loop", "trap", "loop", "loop", "a"].iter().enumerate() {
-        batch.push(record(*v, 0), i as u64);
+        batch.push(record(*v, 0), Position::new(PartitionId(0), i as u64));
     }
     let mut dead = Vec::new();
     let out = stage.apply(batch, &mut dead);

@@ -1,21 +1,102 @@
-//! Dead letters: records a stage could not handle, kept with the reason, so a poison
-//! record costs one line in a file and never the pipeline.
+//! Dead letters: records a stage could not handle, kept with the reason and the
+//! source position they came from, so a poison record costs one line in a file (or
+//! one message on a topic) and never the pipeline.
 
-use crate::config::{DeadLetterConfig, PipelineConfig};
-use crate::record::{now_ms, record, Record};
-use crate::sinks::{file::FileSink, stdout, Sink, SinkError};
+use crate::position::{Partitions, Position};
+use crate::record::{now_ms, record, Header, Record};
+use crate::sinks::{file::FileSink, kafka, stdout, Input, Sink, SinkContext, SinkError};
 use base64::Engine as _;
+use serde::Deserialize;
 use serde_json::{json, Value};
+use std::path::PathBuf;
+
+/// `[dead_letter]`: where records that failed go, with the reason.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DeadLetterConfig {
+    /// JSON lines appended to a file (the default: `dead_letter.jsonl` beside the
+    /// pipeline file).
+    File { path: PathBuf },
+    /// JSON lines on standard error.
+    Stderr,
+    /// A Kafka topic: the original record as the message (key, value, headers), with
+    /// `sluice.reason`, `sluice.stage`, `sluice.plugin`, `sluice.position` and
+    /// `sluice.time` headers added.
+    Kafka(kafka::KafkaSinkConfig),
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig::File {
+            path: PathBuf::from("dead_letter.jsonl"),
+        }
+    }
+}
+
+impl DeadLetterConfig {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        match self {
+            DeadLetterConfig::File { path } if path.as_os_str().is_empty() => {
+                Err(("path".into(), "must not be empty".into()))
+            }
+            DeadLetterConfig::Kafka(c) if c.input != Input::Records => Err((
+                "input".into(),
+                "has no meaning for dead letters; leave it out".into(),
+            )),
+            DeadLetterConfig::Kafka(c) => c.validate(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Where dead letters go, for messages.
+    pub fn describe(&self, ctx_base: &std::path::Path) -> String {
+        match self {
+            DeadLetterConfig::File { path } => ctx_base.join(path).display().to_string(),
+            DeadLetterConfig::Stderr => "stderr".into(),
+            DeadLetterConfig::Kafka(c) => format!("Kafka topic {}", c.topic),
+        }
+    }
+}
+
+/// How dead letters are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// One JSON object per dead letter (files, stderr): see [`DeadLetter::to_json`].
+    JsonLine,
+    /// The original record, the facts in headers (Kafka).
+    Original,
+}
+
+/// Open the dead-letter output.
+pub async fn open(
+    config: &DeadLetterConfig,
+    ctx: &SinkContext,
+) -> Result<(Sink, Encoding), SinkError> {
+    Ok(match config {
+        DeadLetterConfig::File { path } => (
+            Sink::File(FileSink::open(&ctx.resolve(path), &ctx.name).await?),
+            Encoding::JsonLine,
+        ),
+        DeadLetterConfig::Stderr => (
+            Sink::Stdout(stdout::StdoutSink::stderr(stdout::Format::Json)),
+            Encoding::JsonLine,
+        ),
+        DeadLetterConfig::Kafka(c) => (
+            Sink::Kafka(kafka::KafkaSink::open(c, ctx).await?),
+            Encoding::Original,
+        ),
+    })
+}
 
 /// A record that failed, where, and why.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
     pub record: Record,
-    /// The source offset of the input record it came from.
-    pub offset: u64,
-    /// `transform` or `window`.
+    /// The source position of the input record it came from.
+    pub position: Position,
+    /// `source`, `transform` or `window`.
     pub stage: &'static str,
-    /// The plugin's name in the pipeline.
+    /// The plugin's name in the pipeline (for `source`: the source's type).
     pub plugin: String,
     pub reason: String,
     /// When it failed, ms since the epoch.
@@ -39,12 +120,12 @@ impl DeadLetter {
         stage: &'static str,
         plugin: &str,
         record: Record,
-        offset: u64,
+        position: Position,
         reason: String,
     ) -> Self {
         DeadLetter {
             record,
-            offset,
+            position,
             stage,
             plugin: plugin.to_owned(),
             reason,
@@ -52,8 +133,15 @@ impl DeadLetter {
         }
     }
 
-    /// The JSON line written to the dead-letter output.
-    pub fn to_json(&self) -> Value {
+    fn time(&self) -> Option<String> {
+        chrono::DateTime::from_timestamp_millis(self.time_ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    }
+
+    /// The JSON object written to a dead-letter file: time, stage, plugin, the source
+    /// position (`offset` in its partition, and `position` naming the partition:
+    /// topic and partition, or file), the reason and the original record.
+    pub fn to_json(&self, partitions: &Partitions) -> Value {
         let mut rec = serde_json::Map::new();
         match &self.record.key {
             Some(key) => bytes_field(&mut rec, "key", key),
@@ -75,31 +163,41 @@ impl DeadLetter {
             })
             .collect();
         rec.insert("headers".into(), Value::Array(headers));
-        let time = chrono::DateTime::from_timestamp_millis(self.time_ms)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         json!({
-            "time": time,
+            "time": self.time(),
             "stage": self.stage,
             "plugin": self.plugin,
-            "offset": self.offset,
+            "offset": self.position.offset,
+            "position": partitions.describe(self.position),
             "reason": self.reason,
             "record": rec,
         })
     }
 
-    /// As a record for a sink.
-    pub fn into_record(self) -> Record {
-        let line = serde_json::to_vec(&self.to_json()).expect("a Value always serializes");
-        record(line, self.time_ms)
-    }
-}
-
-/// Open the dead-letter output.
-pub async fn open(pipeline: &PipelineConfig) -> Result<Sink, SinkError> {
-    Ok(match &pipeline.dead_letter {
-        DeadLetterConfig::File { path } => {
-            Sink::File(FileSink::open(&pipeline.resolve(path)).await?)
+    /// As a record for a sink, in the output's encoding.
+    pub fn encode(self, encoding: Encoding, partitions: &Partitions) -> Record {
+        match encoding {
+            Encoding::JsonLine => {
+                let line = serde_json::to_vec(&self.to_json(partitions))
+                    .expect("a Value always serializes");
+                record(line, self.time_ms)
+            }
+            Encoding::Original => {
+                let header = |name: &str, value: String| Header {
+                    name: format!("sluice.{name}"),
+                    value: value.into_bytes(),
+                };
+                let mut r = self.record;
+                r.headers.push(header("reason", self.reason));
+                r.headers.push(header("stage", self.stage.into()));
+                r.headers.push(header("plugin", self.plugin));
+                r.headers.push(header(
+                    "position",
+                    partitions.describe(self.position).to_string(),
+                ));
+                r.headers.push(header("time", self.time_ms.to_string()));
+                r
+            }
         }
-        DeadLetterConfig::Stderr => Sink::Stdout(stdout::StdoutSink::stderr(stdout::Format::Json)),
-    })
+    }
 }

@@ -2,17 +2,25 @@
 //!
 //! The crate is laid out by architecture:
 //! - [`config`]: the pipeline TOML, parsed and validated once at load.
-//! - [`engine`]: batching, backpressure, windows, checkpoints and shutdown; knows
-//!   nothing about any particular connector.
+//! - [`engine`]: batching, backpressure, windows, checkpoints, acknowledgements and
+//!   shutdown; knows nothing about any particular connector.
 //! - [`plugin`]: the WASM plugin runtime (wasmtime component model, sandbox, cache).
 //! - [`sources`], [`transforms`], [`sinks`]: one module per connector, each a config
 //!   struct plus its implementation.
+//! - Leaves that import nothing above them: [`record`], [`position`], [`duration`],
+//!   [`retry`], [`connector`], [`rng`], and the engine's `Metrics`.
 
 pub mod config;
+pub mod connector;
 pub mod dead_letter;
+pub mod duration;
 pub mod engine;
+pub mod kafka;
 pub mod plugin;
+pub mod position;
 pub mod record;
+pub mod retry;
+pub mod rng;
 pub mod sinks;
 pub mod sources;
 pub mod transforms;

@@ -1,31 +1,32 @@
 //! The unit of data: a record as the WIT contract defines it, plus host-only metadata.
+//! A leaf: imports nothing of the crate above the generated WIT types.
 
 pub use crate::plugin::bindings::types::{Header, Record};
+pub use crate::position::{PartitionId, Position};
 
 /// A batch of records on its way through the engine.
 ///
-/// `offsets[i]` is the source position of `records[i]` (a sequence number for the
-/// generator and HTTP sources, a partition offset for Kafka later). Records produced
-/// by a transform inherit the offset of the record they came from, so a dead letter
+/// `positions[i]` is where `records[i]` came from in its source. Records produced by a
+/// transform inherit the position of the record they came from, so a dead letter
 /// always names the input it belongs to, and the engine can tell which source
 /// positions are fully handled when a batch's sinks have acknowledged it.
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
     pub records: Vec<Record>,
-    pub offsets: Vec<u64>,
+    pub positions: Vec<Position>,
 }
 
 impl Batch {
     pub fn with_capacity(n: usize) -> Self {
         Batch {
             records: Vec::with_capacity(n),
-            offsets: Vec::with_capacity(n),
+            positions: Vec::with_capacity(n),
         }
     }
 
-    pub fn push(&mut self, record: Record, offset: u64) {
+    pub fn push(&mut self, record: Record, position: Position) {
         self.records.push(record);
-        self.offsets.push(offset);
+        self.positions.push(position);
     }
 
     pub fn len(&self) -> usize {

@@ -5,6 +5,7 @@ use sluice::plugin::{ComponentCache, LoadedPlugin, Runtime};
 use std::path::{Path, PathBuf};
 
 pub mod http;
+pub mod kafka;
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -2,7 +2,7 @@ use super::Failure;
 use anyhow::{anyhow, Context};
 use clap::Subcommand;
 use sluice::plugin::{
-    inspect, CallFailure, Outcome, Sandbox, TransformPlugin, WindowPlugin, WorldKind,
+    inspect, isolate, Isolated, Outcome, Sandbox, TransformPlugin, WindowPlugin, WorldKind,
 };
 use sluice::record::{now_ms, record, Record};
 use std::path::{Path, PathBuf};
@@ -148,22 +148,19 @@ fn test_cmd(
             let mut plugin =
                 TransformPlugin::start(&runtime, &loaded, &loaded.name, config, sandbox)
                     .map_err(Failure::config)?;
-            // As in a pipeline: if the batch fails as a whole, try each line alone so
-            // the output says which line is to blame.
-            let outcomes: Vec<Result<Outcome, CallFailure>> = match plugin.process(&records) {
-                Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-                Err(failure) => {
-                    println!("the batch failed ({failure}); trying each line alone");
-                    records
-                        .iter()
-                        .map(|r| {
-                            plugin
-                                .process(std::slice::from_ref(r))
-                                .map(|mut o| o.remove(0))
-                        })
-                        .collect()
-                }
-            };
+            // As in a pipeline: if the batch fails as a whole, each line is tried alone
+            // so the output says which line is to blame.
+            let name = loaded.name.clone();
+            let outcomes: Vec<Result<Outcome, String>> =
+                match isolate(&name, &records, |rs| plugin.process(rs)) {
+                    Isolated::Whole(outcomes) => outcomes.into_iter().map(Ok).collect(),
+                    Isolated::Each(each) => {
+                        println!("the batch failed as a whole; trying each line alone");
+                        each.into_iter()
+                            .map(|r| r.map(|mut o| o.remove(0)))
+                            .collect()
+                    }
+                };
             let mut produced = 0;
             for (line, outcome) in lines.iter().zip(outcomes) {
                 match outcome {

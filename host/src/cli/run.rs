@@ -9,12 +9,8 @@ use tokio_util::sync::CancellationToken;
 pub fn run(path: &Path, no_progress: bool) -> Result<(), Failure> {
     let pipeline = super::build(path)?;
     let name = pipeline.config().name();
-    let dead_letters_go_to = match &pipeline.config().dead_letter {
-        sluice::config::DeadLetterConfig::File { path } => {
-            pipeline.config().resolve(path).display().to_string()
-        }
-        sluice::config::DeadLetterConfig::Stderr => "stderr".to_owned(),
-    };
+    let config = pipeline.config();
+    let dead_letters_go_to = config.dead_letter.describe(&config.base_dir());
     let metrics = pipeline.metrics();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -2,18 +2,20 @@
 //! connector's own module), deserialized with `deny_unknown_fields` and validated once
 //! at load, so a running pipeline never meets a config error.
 
-mod duration;
 mod error;
 mod interpolate;
 mod load;
+mod stage;
 
-pub use duration::Duration;
+pub use crate::duration::Duration;
+pub use crate::retry::RetryPolicy;
 pub use error::ConfigError;
 pub use load::{load, parse};
+pub use stage::{config_json, SandboxConfig, TransformConfig, WindowConfig};
 
+use crate::dead_letter::DeadLetterConfig;
 use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
-use crate::transforms::{SandboxConfig, TransformConfig};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -51,8 +53,14 @@ pub struct PipelineSection {
     /// Batches that may wait between two stages. With `batch_size` it bounds memory:
     /// a slow sink fills these queues and then slows the source.
     pub queue_batches: usize,
-    /// How often sinks are flushed and synced (files: `fsync`).
+    /// How often sinks are flushed and synced (files: `fsync`), after which the
+    /// source is told what is safe (Kafka commits its offsets then).
     pub checkpoint_interval: Duration,
+    /// Where the pipeline keeps what must outlive it (the file source's read
+    /// positions), relative to the pipeline file. Default `.sluice/<pipeline name>`.
+    pub state_dir: Option<PathBuf>,
+    /// How sources and sinks retry temporary errors (exponential backoff, full jitter).
+    pub retry: RetryPolicy,
 }
 
 impl Default for PipelineSection {
@@ -63,46 +71,8 @@ impl Default for PipelineSection {
             linger: Duration::from_millis(100),
             queue_batches: 4,
             checkpoint_interval: Duration::from_millis(5_000),
-        }
-    }
-}
-
-/// `[window]`: tumbling event-time windows, aggregated by a `window`-world plugin.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WindowConfig {
-    /// Path to the `.wasm` component.
-    pub plugin: PathBuf,
-    /// Name used in logs and dead letters; defaults to the file stem.
-    pub name: Option<String>,
-    /// Window length, e.g. `"1m"`.
-    pub size: Duration,
-    /// How far behind the newest event time a record may arrive and still be counted.
-    /// A window closes once the newest event time passes its end by this much.
-    #[serde(default)]
-    pub allowed_lateness: Duration,
-    /// Passed to the plugin's `init` as JSON.
-    #[serde(default)]
-    pub config: toml::Table,
-    #[serde(default)]
-    pub sandbox: SandboxConfig,
-}
-
-/// `[dead_letter]`: where records that failed go, with the reason.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum DeadLetterConfig {
-    /// JSON lines appended to a file (the default: `dead_letter.jsonl` beside the
-    /// pipeline file).
-    File { path: PathBuf },
-    /// JSON lines on standard error.
-    Stderr,
-}
-
-impl Default for DeadLetterConfig {
-    fn default() -> Self {
-        DeadLetterConfig::File {
-            path: PathBuf::from("dead_letter.jsonl"),
+            state_dir: None,
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -116,6 +86,19 @@ impl PipelineConfig {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default()
         })
+    }
+
+    /// The folder relative paths resolve from: the pipeline file's.
+    pub fn base_dir(&self) -> PathBuf {
+        self.file.parent().unwrap_or(Path::new(".")).to_owned()
+    }
+
+    /// `[pipeline].state_dir`, resolved.
+    pub fn state_dir(&self) -> PathBuf {
+        match &self.pipeline.state_dir {
+            Some(dir) => self.resolve(dir),
+            None => self.resolve(&Path::new(".sluice").join(self.name())),
+        }
     }
 
     /// Resolve a path from the config against the pipeline file's directory.
@@ -146,6 +129,9 @@ impl PipelineConfig {
         if p.checkpoint_interval.is_zero() {
             return Err(self.invalid("pipeline.checkpoint_interval", "must be more than 0"));
         }
+        p.retry
+            .validate()
+            .map_err(|(f, m)| self.invalid(format!("pipeline.retry.{f}"), m))?;
         self.source
             .validate()
             .map_err(|(field, m)| self.invalid(format!("source.{field}"), m))?;
@@ -160,6 +146,9 @@ impl PipelineConfig {
             sink.validate()
                 .map_err(|(f, m)| self.invalid(format!("sinks[{i}].{f}"), m))?;
         }
+        self.dead_letter
+            .validate()
+            .map_err(|(f, m)| self.invalid(format!("dead_letter.{f}"), m))?;
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.transforms.iter().enumerate() {
             t.sandbox
@@ -184,13 +173,5 @@ impl PipelineConfig {
                 .map_err(|(f, m)| self.invalid(format!("window.sandbox.{f}"), m))?;
         }
         Ok(())
-    }
-}
-
-impl WindowConfig {
-    pub fn name(&self) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| crate::plugin::default_name(&self.plugin))
     }
 }

@@ -1,4 +1,8 @@
+//! Counters shared by every stage. A leaf: imports nothing of the crate.
+
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
 /// Counters shared by every stage; read by the progress line (and, later, by the
 /// metrics endpoint). Relaxed atomics: these are statistics, not synchronisation.
@@ -10,10 +14,15 @@ pub struct Metrics {
     windows_closed: AtomicU64,
     plugin_failures: AtomicU64,
     batches: AtomicU64,
+    checkpoints: AtomicU64,
+    commits: AtomicU64,
+    retries: AtomicU64,
+    /// Consumer lag per partition (`topic[partition]`), as the source last saw it.
+    lag: Mutex<BTreeMap<String, i64>>,
 }
 
 /// A consistent-enough copy of [`Metrics`].
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     /// Records the source emitted.
     pub records_in: u64,
@@ -25,6 +34,20 @@ pub struct Snapshot {
     /// Plugin calls that trapped, ran out of time or memory, or tried to block.
     pub plugin_failures: u64,
     pub batches: u64,
+    /// Checkpoints taken (every sink durable, the source told).
+    pub checkpoints: u64,
+    /// Offset commits the source made.
+    pub commits: u64,
+    /// Sink writes retried after a temporary error.
+    pub retries: u64,
+    pub lag: BTreeMap<String, i64>,
+}
+
+impl Snapshot {
+    /// Total consumer lag over every partition.
+    pub fn total_lag(&self) -> i64 {
+        self.lag.values().sum()
+    }
 }
 
 impl Metrics {
@@ -47,6 +70,18 @@ impl Metrics {
     pub fn add_batch(&self) {
         self.batches.fetch_add(1, Relaxed);
     }
+    pub fn add_checkpoint(&self) {
+        self.checkpoints.fetch_add(1, Relaxed);
+    }
+    pub fn add_commit(&self) {
+        self.commits.fetch_add(1, Relaxed);
+    }
+    pub fn add_retry(&self) {
+        self.retries.fetch_add(1, Relaxed);
+    }
+    pub fn set_lag(&self, lag: BTreeMap<String, i64>) {
+        *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
+    }
 
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -56,6 +91,10 @@ impl Metrics {
             windows_closed: self.windows_closed.load(Relaxed),
             plugin_failures: self.plugin_failures.load(Relaxed),
             batches: self.batches.load(Relaxed),
+            checkpoints: self.checkpoints.load(Relaxed),
+            commits: self.commits.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            lag: self.lag.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 }

@@ -1,14 +1,21 @@
 //! The engine: source -> batcher -> processor (transforms, window) -> sinks, joined by
-//! bounded channels so a slow sink slows the source and memory stays bounded.
+//! bounded channels so a slow sink slows the source and memory stays bounded; and
+//! acknowledgements back to the source once a checkpoint has made records durable.
 //!
 //! ```text
-//!  source task ──records──▶ batcher task ──batches──▶ processor thread ──▶ sink tasks
-//!     (async)     bounded      (async)      bounded     (WASM, blocking)  bounded (one each)
+//!  source ──events──▶ batcher ──work──▶ processor thread ──▶ sink tasks
+//!  (async or         (async)  bounded  (WASM, blocking)     bounded (one each,
+//!   own thread) ◀────────── acks ─────────  ▲ control          dead letters too)
 //! ```
 //!
-//! Everything between two batches happens on the processor thread, in order: that is
-//! where checkpoints are taken now (sinks flushed and synced), and where offset
-//! commits, state snapshots and plugin swaps will go, without reshaping the pipeline.
+//! Everything between two batches happens on the processor thread, in order:
+//! checkpoints (every sink flushed and synced, then the source acknowledged), barriers
+//! a source sends before a rebalance or a stop, and control messages (checkpoint now;
+//! plugin swaps and status queries next), without reshaping the pipeline.
+//!
+//! Positions and acknowledgements are per source partition, and records of one
+//! partition stay in order from source to sinks: that is what lets several processing
+//! workers, each owning some partitions, share the work later.
 
 pub mod batcher;
 mod metrics;
@@ -17,11 +24,6 @@ mod processor;
 mod window;
 
 pub use metrics::{Metrics, Snapshot};
-
-/// When a batch failed as a whole and is retried a record at a time to find the
-/// record to blame: after this many failures in a row the rest of the batch goes to
-/// the dead letters untried, so a plugin that fails everything costs a few deadlines
-/// per batch, not one per record.
-pub const GIVE_UP_AFTER: usize = 3;
 pub use pipeline::{Pipeline, RunError};
+pub use processor::Control;
 pub use window::WindowStage;

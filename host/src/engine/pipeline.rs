@@ -2,15 +2,17 @@
 //! configuration problem shows before data flows), then run until the source is done
 //! or shutdown is asked for.
 
-use super::processor::{ProcessError, Processor, Route, SinkMessage};
+use super::processor::{Control, ProcessError, Processor, Route, SinkMessage};
 use super::window::WindowStage;
 use super::{batcher, Metrics};
 use crate::config::PipelineConfig;
 use crate::dead_letter;
 use crate::plugin::{PluginError, Runtime, TransformPlugin, WindowPlugin};
-use crate::sinks::{Input, Sink, SinkError};
+use crate::position::Partitions;
+use crate::retry::RetryPolicy;
+use crate::sinks::{Input, Sink, SinkContext, SinkError};
 use crate::sources::{SourceContext, SourceError};
-use crate::transforms::{config_json, TransformStage};
+use crate::transforms::TransformStage;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -20,14 +22,15 @@ pub struct Pipeline {
     transforms: Vec<TransformStage>,
     window: Option<WindowStage>,
     metrics: Arc<Metrics>,
+    control: (mpsc::Sender<Control>, mpsc::Receiver<Control>),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Source(#[from] SourceError),
+    Source(SourceError),
     #[error(transparent)]
-    Sink(#[from] SinkError),
+    Sink(SinkError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -42,7 +45,7 @@ impl Pipeline {
                 runtime,
                 &loaded,
                 &t.name(),
-                config_json(&t.config),
+                t.config_json(),
                 t.sandbox.sandbox(),
             )?;
             transforms.push(TransformStage::new(plugin));
@@ -55,7 +58,7 @@ impl Pipeline {
                     runtime,
                     &loaded,
                     &w.name(),
-                    config_json(&w.config),
+                    w.config_json(),
                     w.sandbox.sandbox(),
                 )?;
                 Some(WindowStage::new(
@@ -70,7 +73,13 @@ impl Pipeline {
             transforms,
             window,
             metrics: Arc::new(Metrics::default()),
+            control: mpsc::channel(16),
         })
+    }
+
+    /// Asks things of the running pipeline, between batches.
+    pub fn control(&self) -> mpsc::Sender<Control> {
+        self.control.0.clone()
     }
 
     pub fn config(&self) -> &PipelineConfig {
@@ -91,51 +100,79 @@ impl Pipeline {
             transforms,
             window,
             metrics,
+            control: (_, control_rx),
         } = self;
         let p = &config.pipeline;
         let queue = p.queue_batches;
+        let base_dir = config.base_dir();
+        let context = |name: String| SinkContext {
+            name,
+            base_dir: base_dir.clone(),
+            metrics: metrics.clone(),
+        };
 
         // Sinks first: a sink that cannot open (bad path) fails before any reading.
         let mut sink_tasks = Vec::new();
         let mut routes = Vec::new();
         for (i, sc) in config.sinks.iter().enumerate() {
-            let sink = sc.open(&config).await?;
-            let name = format!("sinks[{i}] ({})", sink.describe());
+            let ctx = context(format!("sinks[{i}] ({})", sc.describe()));
+            let sink = sc.open(&ctx).await.map_err(RunError::Sink)?;
             let (tx, rx) = mpsc::channel(queue);
             routes.push(Route {
                 input: sc.input(),
-                name,
+                name: ctx.name.clone(),
                 tx,
             });
-            sink_tasks.push(tokio::spawn(run_sink(sink, rx)));
+            sink_tasks.push(tokio::spawn(run_sink(sink, rx, ctx, p.retry)));
         }
-        let dlq = dead_letter::open(&config).await?;
+        let ctx = context(format!(
+            "dead letters ({})",
+            config.dead_letter.describe(&base_dir)
+        ));
+        let (dlq, encoding) = dead_letter::open(&config.dead_letter, &ctx)
+            .await
+            .map_err(RunError::Sink)?;
         let (dlq_tx, dlq_rx) = mpsc::channel(queue);
         let dead_letter = Route {
             input: Input::Records,
-            name: format!("dead letters ({})", dlq.describe()),
+            name: ctx.name.clone(),
             tx: dlq_tx,
         };
-        sink_tasks.push(tokio::spawn(run_sink(dlq, dlq_rx)));
+        sink_tasks.push(tokio::spawn(run_sink(dlq, dlq_rx, ctx, p.retry)));
 
-        let (record_tx, record_rx) = mpsc::channel(p.batch_size);
-        let (batch_tx, batch_rx) = mpsc::channel(queue);
-        let ctx = SourceContext::new(record_tx, shutdown.clone(), metrics.clone());
-        let source = tokio::spawn(config.source.clone().run(ctx));
-        let batcher = tokio::spawn(batcher::run(record_rx, batch_tx, p.batch_size, *p.linger));
+        let partitions = Arc::new(Partitions::default());
+        let (event_tx, event_rx) = mpsc::channel(p.batch_size);
+        let (work_tx, work_rx) = mpsc::channel(queue);
+        let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+        let source_ctx = SourceContext::new(
+            format!("source ({})", config.source.kind()),
+            event_tx,
+            ack_rx,
+            partitions.clone(),
+            shutdown.clone(),
+            metrics.clone(),
+            config.state_dir(),
+            base_dir.clone(),
+        );
+        let source = tokio::spawn(config.source.clone().run(source_ctx));
+        let batcher = tokio::spawn(batcher::run(event_rx, work_tx, p.batch_size, *p.linger));
 
         let processor = Processor {
             transforms,
             window,
             sinks: routes,
             dead_letter,
+            dead_letter_encoding: encoding,
             metrics: metrics.clone(),
             checkpoint_interval: *p.checkpoint_interval,
+            partitions,
+            acks: ack_tx,
+            close_windows_at_end: !config.source.resumes(),
         };
         let rt = tokio::runtime::Handle::current();
         // A panic in the processor is treated like its errors: stop the source and let
         // the sinks flush what they already have before reporting it.
-        let processed = tokio::task::spawn_blocking(move || processor.run(batch_rx, rt))
+        let processed = tokio::task::spawn_blocking(move || processor.run(work_rx, control_rx, rt))
             .await
             .unwrap_or_else(|e| Err(ProcessError::Panicked(e.to_string())));
         if processed.is_err() {
@@ -157,28 +194,53 @@ impl Pipeline {
             }
         }
         if let Some(e) = sink_error {
-            return Err(e.into());
+            return Err(RunError::Sink(e));
         }
         match processed {
             Ok(()) => {}
-            Err(ProcessError::Sink(e)) => return Err(e.into()),
+            Err(ProcessError::Sink(e)) => return Err(RunError::Sink(e)),
             Err(e) => return Err(RunError::Internal(e.to_string())),
         }
-        sourced?;
+        sourced.map_err(RunError::Source)?;
         Ok(metrics.snapshot())
     }
 }
 
-async fn run_sink(mut sink: Sink, mut rx: mpsc::Receiver<SinkMessage>) -> Result<(), SinkError> {
+/// A sink's task: writes and checkpoints in order. A retryable error is retried with
+/// the pipeline's backoff (each retry logged and counted); a fatal one, or the last
+/// retry's, ends the task and so the pipeline.
+async fn run_sink(
+    mut sink: Sink,
+    mut rx: mpsc::Receiver<SinkMessage>,
+    ctx: SinkContext,
+    retry: RetryPolicy,
+) -> Result<(), SinkError> {
     while let Some(message) = rx.recv().await {
         match message {
-            SinkMessage::Write(records) => sink.write(&records).await?,
+            SinkMessage::Write(records) => {
+                let mut backoff = retry.start();
+                loop {
+                    match sink.write(&records).await {
+                        Ok(()) => break,
+                        Err(e) if e.is_retryable() => match backoff.next_wait() {
+                            Some(wait) => {
+                                ctx.metrics.add_retry();
+                                tracing::warn!(
+                                    "{e}; retry {}/{} in {wait:?}",
+                                    backoff.retries(),
+                                    backoff.max_retries()
+                                );
+                                tokio::time::sleep(wait).await;
+                            }
+                            None => return Err(e),
+                        },
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
             SinkMessage::Checkpoint(ack) => {
                 let result = sink.checkpoint().await;
-                let failure = result
-                    .as_ref()
-                    .err()
-                    .map(|e| SinkError::io(sink.describe(), e));
+                let failure = result.as_ref().err().cloned();
                 let _ = ack.send(result);
                 if let Some(e) = failure {
                     return Err(e);

@@ -1,12 +1,22 @@
 //! The processor thread: runs plugins (synchronous wasmtime calls) over each batch,
-//! routes the results to the sinks, and takes checkpoints between batches.
+//! routes the results to the sinks, and between batches takes checkpoints, answers
+//! barriers and acts on control messages.
+//!
+//! A checkpoint asks every sink and the dead-letter output to make what it has
+//! durable, waits for all of them, and then acknowledges to the source, per
+//! partition, the newest offset it has handled, except where an open window still
+//! holds older records of that partition: those must be read again after a crash, so
+//! the acknowledgement stops just before the oldest of them.
 
+use super::batcher::Work;
 use super::window::WindowStage;
 use super::Metrics;
-use crate::dead_letter::DeadLetter;
+use crate::dead_letter::{DeadLetter, Encoding};
+use crate::position::{Ack, AckSender, PartitionId, Partitions, Position};
 use crate::record::{Batch, Record};
 use crate::sinks::{Input, SinkError};
 use crate::transforms::TransformStage;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
@@ -26,6 +36,13 @@ pub struct Route {
     pub tx: mpsc::Sender<SinkMessage>,
 }
 
+/// Asked of a running pipeline; acted on between batches. (Plugin swaps and status
+/// queries come here next.)
+pub enum Control {
+    /// Take a checkpoint now; answered once every sink is durable and the source told.
+    Checkpoint(oneshot::Sender<()>),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     /// The sink task has ended (its own error is reported from its task).
@@ -42,37 +59,88 @@ pub struct Processor {
     pub window: Option<WindowStage>,
     pub sinks: Vec<Route>,
     pub dead_letter: Route,
+    pub dead_letter_encoding: Encoding,
     pub metrics: Arc<Metrics>,
     pub checkpoint_interval: Duration,
+    /// Names partitions in dead letters.
+    pub partitions: Arc<Partitions>,
+    /// Back to the source, after each checkpoint.
+    pub acks: AckSender,
+    /// Whether to close and emit open windows when the input ends. Not for a source
+    /// that resumes after a stop: its open windows are rebuilt from the records it
+    /// reads again, rather than emitted half-full.
+    pub close_windows_at_end: bool,
+}
+
+enum Event {
+    Control(Option<Control>),
+    Work(Option<Work>),
+    Tick,
 }
 
 impl Processor {
-    pub fn run(mut self, mut input: mpsc::Receiver<Batch>, rt: Handle) -> Result<(), ProcessError> {
+    pub fn run(
+        mut self,
+        mut input: mpsc::Receiver<Work>,
+        mut control: mpsc::Receiver<Control>,
+        rt: Handle,
+    ) -> Result<(), ProcessError> {
+        // Per partition, the newest offset handled; records of a partition arrive in
+        // order, so every one before it is handled too.
+        let mut progress: BTreeMap<PartitionId, u64> = BTreeMap::new();
         let mut last_checkpoint = Instant::now();
+        let mut control_open = true;
         loop {
             let wait = self
                 .checkpoint_interval
                 .saturating_sub(last_checkpoint.elapsed());
-            match rt.block_on(tokio::time::timeout(wait, input.recv())) {
-                Ok(Some(batch)) => self.process(batch, &rt)?,
-                Ok(None) => break,
-                Err(_) => {}
+            let event = rt.block_on(async {
+                tokio::select! {
+                    biased;
+                    c = control.recv(), if control_open => Event::Control(c),
+                    w = input.recv() => Event::Work(w),
+                    _ = tokio::time::sleep(wait) => Event::Tick,
+                }
+            });
+            match event {
+                Event::Control(Some(Control::Checkpoint(done))) => {
+                    self.checkpoint(&progress, None, &rt)?;
+                    last_checkpoint = Instant::now();
+                    let _ = done.send(());
+                }
+                Event::Control(None) => control_open = false,
+                Event::Work(Some(work)) => {
+                    let barrier = work.barrier;
+                    handled(&mut progress, &work);
+                    self.process(work, &rt)?;
+                    if let Some((id, end_of_input)) = barrier {
+                        if end_of_input {
+                            self.close_windows(&rt)?;
+                        }
+                        self.checkpoint(&progress, Some(id), &rt)?;
+                        last_checkpoint = Instant::now();
+                    }
+                }
+                Event::Work(None) => break,
+                Event::Tick => {}
             }
             if last_checkpoint.elapsed() >= self.checkpoint_interval {
-                self.checkpoint(&rt)?;
+                self.checkpoint(&progress, None, &rt)?;
                 last_checkpoint = Instant::now();
             }
         }
         // End of input (source finished, or shutdown): close every open window so
-        // nothing accepted is left unreported, then make it all durable.
-        if let Some(window) = &mut self.window {
-            let mut dead = Vec::new();
-            let results = window.close(true, &mut dead);
-            self.publish_stage_counts();
-            self.send(Input::Windows, results.records, &rt)?;
-            self.send_dead(dead, &rt)?;
+        // nothing accepted is left unreported (unless the source will read those
+        // records again), then make it all durable.
+        if self.close_windows_at_end {
+            self.close_windows(&rt)?;
+        } else if let Some(w) = self.window.as_ref().filter(|w| w.open_windows() > 0) {
+            tracing::info!(
+                "{} open window(s) not emitted: their records were not acknowledged, so the source reads them again on restart and the windows are rebuilt",
+                w.open_windows()
+            );
         }
-        self.checkpoint(&rt)
+        self.checkpoint(&progress, None, &rt)
     }
 
     /// The stages keep their own totals (failed plugin calls, windows closed); copy
@@ -91,15 +159,19 @@ impl Processor {
             .set_windows_closed(window.map_or(0, WindowStage::windows_closed));
     }
 
-    fn process(&mut self, batch: Batch, rt: &Handle) -> Result<(), ProcessError> {
-        let result = self.process_batch(batch, rt);
+    fn process(&mut self, work: Work, rt: &Handle) -> Result<(), ProcessError> {
+        let result = self.process_batch(work.batch, work.dead, rt);
         self.publish_stage_counts();
         result
     }
 
-    fn process_batch(&mut self, mut batch: Batch, rt: &Handle) -> Result<(), ProcessError> {
+    fn process_batch(
+        &mut self,
+        mut batch: Batch,
+        mut dead: Vec<DeadLetter>,
+        rt: &Handle,
+    ) -> Result<(), ProcessError> {
         self.metrics.add_batch();
-        let mut dead = Vec::new();
         for stage in &mut self.transforms {
             if batch.is_empty() {
                 break;
@@ -114,6 +186,18 @@ impl Processor {
         if let Some(results) = windows {
             self.send(Input::Windows, results.records, rt)?;
         }
+        self.send_dead(dead, rt)
+    }
+
+    /// Close and emit every open window.
+    fn close_windows(&mut self, rt: &Handle) -> Result<(), ProcessError> {
+        let Some(window) = &mut self.window else {
+            return Ok(());
+        };
+        let mut dead = Vec::new();
+        let results = window.close(true, &mut dead);
+        self.publish_stage_counts();
+        self.send(Input::Windows, results.records, rt)?;
         self.send_dead(dead, rt)
     }
 
@@ -140,9 +224,12 @@ impl Processor {
         }
         self.metrics.add_dead(dead.len() as u64);
         for d in &dead {
-            tracing::debug!(stage = d.stage, plugin = %d.plugin, offset = d.offset, "dead letter: {}", d.reason);
+            tracing::debug!(stage = d.stage, plugin = %d.plugin, position = %self.partitions.describe(d.position), "dead letter: {}", d.reason);
         }
-        let records: Vec<Record> = dead.into_iter().map(DeadLetter::into_record).collect();
+        let records: Vec<Record> = dead
+            .into_iter()
+            .map(|d| d.encode(self.dead_letter_encoding, &self.partitions))
+            .collect();
         rt.block_on(
             self.dead_letter
                 .tx
@@ -151,8 +238,14 @@ impl Processor {
         .map_err(|_| ProcessError::SinkGone(self.dead_letter.name.clone()))
     }
 
-    /// Every sink (dead letters included) makes what it has durable.
-    fn checkpoint(&self, rt: &Handle) -> Result<(), ProcessError> {
+    /// Every sink (dead letters included) makes what it has durable; then the source
+    /// hears which positions that covers.
+    fn checkpoint(
+        &self,
+        progress: &BTreeMap<PartitionId, u64>,
+        barrier: Option<u64>,
+        rt: &Handle,
+    ) -> Result<(), ProcessError> {
         let mut acks = Vec::new();
         for route in self.sinks.iter().chain(std::iter::once(&self.dead_letter)) {
             let (tx, rx) = oneshot::channel();
@@ -164,6 +257,62 @@ impl Processor {
             rt.block_on(rx)
                 .map_err(|_| ProcessError::SinkGone(route.name.clone()))??;
         }
+        self.metrics.add_checkpoint();
+        let held = self
+            .window
+            .as_ref()
+            .map(WindowStage::held)
+            .unwrap_or_default();
+        // The source may be gone (it finished): then nobody needs to hear.
+        let _ = self.acks.send(Ack {
+            barrier,
+            durable: durable(progress, &held),
+        });
         Ok(())
+    }
+}
+
+/// Note the newest position of each partition in `work` as handled.
+fn handled(progress: &mut BTreeMap<PartitionId, u64>, work: &Work) {
+    let positions = work
+        .batch
+        .positions
+        .iter()
+        .chain(work.dead.iter().map(|d| &d.position));
+    for &Position { partition, offset } in positions {
+        let p = progress.entry(partition).or_insert(offset);
+        *p = (*p).max(offset);
+    }
+}
+
+/// What a checkpoint makes safe: per partition, the newest handled offset, but never
+/// at or past the oldest one an open window holds.
+fn durable(
+    progress: &BTreeMap<PartitionId, u64>,
+    held: &BTreeMap<PartitionId, u64>,
+) -> BTreeMap<PartitionId, u64> {
+    progress
+        .iter()
+        .filter_map(|(&p, &done)| match held.get(&p) {
+            None => Some((p, done)),
+            Some(&h) => h.checked_sub(1).map(|before| (p, done.min(before))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_hold_back_what_is_durable() {
+        let (a, b, c) = (PartitionId(0), PartitionId(1), PartitionId(2));
+        let progress = BTreeMap::from([(a, 100), (b, 50), (c, 7)]);
+        let held = BTreeMap::from([(a, 40), (c, 0)]);
+        assert_eq!(
+            durable(&progress, &held),
+            BTreeMap::from([(a, 39), (b, 50)]),
+            "a stops before its held record, b is free, c has nothing safe yet"
+        );
     }
 }

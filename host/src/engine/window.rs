@@ -3,18 +3,31 @@
 //! accumulator at a time. Accumulators are opaque bytes here, which is what lets a
 //! checkpoint save them and a newer plugin take them over.
 
-use super::GIVE_UP_AFTER;
 use crate::dead_letter::DeadLetter;
 use crate::plugin::bindings::types::{Accumulator, WindowBounds};
-use crate::plugin::WindowPlugin;
-use crate::record::{record, Batch, Record};
+use crate::plugin::{isolate, Isolated, WindowPlugin};
+use crate::record::{record, Batch, PartitionId, Position, Record};
 use base64::Engine as _;
 use std::collections::BTreeMap;
 
 struct OpenWindow {
     acc: Accumulator,
-    /// Highest source offset added: the window is fully handled once it is emitted.
-    last_offset: u64,
+    /// Per source partition, the oldest offset whose effect is held only here: until
+    /// the window is emitted, the source may not commit past it.
+    held: BTreeMap<PartitionId, u64>,
+    /// The newest position added (results carry it).
+    last: Position,
+}
+
+impl OpenWindow {
+    fn accept(&mut self, position: Position) {
+        let held = self
+            .held
+            .entry(position.partition)
+            .or_insert(position.offset);
+        *held = (*held).min(position.offset);
+        self.last = self.last.max(position);
+    }
 }
 
 pub struct WindowStage {
@@ -63,8 +76,20 @@ impl WindowStage {
         ts.div_euclid(self.size_ms) * self.size_ms
     }
 
-    fn dead(&self, record: Record, offset: u64, reason: String) -> DeadLetter {
-        DeadLetter::now("window", self.plugin.name(), record, offset, reason)
+    /// Per source partition, the oldest offset held in any open window.
+    pub fn held(&self) -> BTreeMap<PartitionId, u64> {
+        let mut held = BTreeMap::new();
+        for w in self.open.values() {
+            for (&p, &o) in &w.held {
+                let h = held.entry(p).or_insert(o);
+                *h = (*h).min(o);
+            }
+        }
+        held
+    }
+
+    fn dead(&self, record: Record, position: Position, reason: String) -> DeadLetter {
+        DeadLetter::now("window", self.plugin.name(), record, position, reason)
     }
 
     /// Add a batch; returns the results of the windows it closed.
@@ -81,112 +106,100 @@ impl WindowStage {
         if let Some(&first) = starts.first() {
             if starts.iter().all(|&s| s == first) && !is_late(first) {
                 // The common case, one window for the whole batch: no copies.
-                self.add(first, &batch.records, &batch.offsets, dead);
+                self.add(first, &batch.records, &batch.positions, dead);
                 return self.close(false, dead);
             }
         }
-        let mut groups: BTreeMap<i64, (Vec<Record>, Vec<u64>)> = BTreeMap::new();
-        for ((r, &offset), &start) in batch.records.iter().zip(&batch.offsets).zip(&starts) {
+        let mut groups: BTreeMap<i64, (Vec<Record>, Vec<Position>)> = BTreeMap::new();
+        for ((r, &position), &start) in batch.records.iter().zip(&batch.positions).zip(&starts) {
             if is_late(start) {
                 let reason = format!(
                     "late record: its window [{start}, {}) closed when event time passed {} ms",
                     start.saturating_add(self.size_ms),
                     watermark.unwrap_or_default()
                 );
-                dead.push(self.dead(r.clone(), offset, reason));
+                dead.push(self.dead(r.clone(), position, reason));
                 continue;
             }
             let group = groups.entry(start).or_default();
             group.0.push(r.clone());
-            group.1.push(offset);
+            group.1.push(position);
         }
-        for (start, (records, offsets)) in groups {
-            self.add(start, &records, &offsets, dead);
+        for (start, (records, positions)) in groups {
+            self.add(start, &records, &positions, dead);
         }
         self.close(false, dead)
     }
 
-    fn add(&mut self, start: i64, records: &[Record], offsets: &[u64], dead: &mut Vec<DeadLetter>) {
+    fn add(
+        &mut self,
+        start: i64,
+        records: &[Record],
+        positions: &[Position],
+        dead: &mut Vec<DeadLetter>,
+    ) {
         let existed = self.open.contains_key(&start);
         let mut window = match self.open.remove(&start) {
             Some(w) => w,
             None => match self.plugin.create() {
                 Ok(acc) => OpenWindow {
                     acc,
-                    last_offset: 0,
+                    held: BTreeMap::new(),
+                    last: Position::default(),
                 },
                 Err(failure) => {
-                    for (r, &o) in records.iter().zip(offsets) {
+                    for (r, &p) in records.iter().zip(positions) {
                         let reason = format!("creating the accumulator: {failure}");
-                        dead.push(self.dead(r.clone(), o, reason));
+                        dead.push(self.dead(r.clone(), p, reason));
                     }
                     return;
                 }
             },
         };
+        // Each call that runs moves the accumulator on, so that when a failed batch
+        // is retried a record at a time each record adds to the one before.
+        let name = self.plugin.name().to_owned();
+        let plugin = &mut self.plugin;
+        let acc = &mut window.acc;
+        let added = isolate(&name, records, |rs| {
+            let result = plugin.add(acc, rs)?;
+            if let Ok(added) = &result {
+                *acc = added.accumulator.clone();
+            }
+            Ok(result)
+        });
+        // Per record: accepted, or why not.
+        let outcomes: Vec<Result<(), String>> = match added {
+            Isolated::Whole(Ok(added)) => {
+                let mut outcomes = vec![Ok(()); records.len()];
+                for rejected in added.rejected {
+                    if let Some(o) = outcomes.get_mut(rejected.index as usize) {
+                        *o = Err(rejected.reason);
+                    }
+                }
+                outcomes
+            }
+            Isolated::Whole(Err(message)) => vec![Err(message); records.len()],
+            Isolated::Each(each) => each
+                .into_iter()
+                .map(|r| match r {
+                    Ok(Ok(added)) => match added.rejected.into_iter().next() {
+                        None => Ok(()),
+                        Some(rejected) => Err(rejected.reason),
+                    },
+                    Ok(Err(message)) | Err(message) => Err(message),
+                })
+                .collect(),
+        };
         let mut accepted_max: Option<i64> = None;
-        let mut accept = |window: &mut OpenWindow, rs: &[Record], os: &[u64], skip: &[u32]| {
-            for (i, (r, &o)) in rs.iter().zip(os).enumerate() {
-                if !skip.contains(&(i as u32)) {
-                    window.last_offset = window.last_offset.max(o);
+        for ((r, &p), outcome) in records.iter().zip(positions).zip(outcomes) {
+            match outcome {
+                Ok(()) => {
+                    window.accept(p);
                     accepted_max =
                         Some(accepted_max.map_or(r.timestamp_ms, |m| m.max(r.timestamp_ms)));
                 }
-            }
-        };
-        match self.plugin.add(&window.acc, records) {
-            Ok(Ok(added)) => {
-                window.acc = added.accumulator;
-                let skip: Vec<u32> = added.rejected.iter().map(|r| r.index).collect();
-                accept(&mut window, records, offsets, &skip);
-                for rej in added.rejected {
-                    let i = rej.index as usize;
-                    dead.push(self.dead(records[i].clone(), offsets[i], rej.reason));
-                }
-            }
-            Ok(Err(message)) => {
-                for (r, &o) in records.iter().zip(offsets) {
-                    dead.push(self.dead(r.clone(), o, message.clone()));
-                }
-            }
-            Err(failure) => {
-                // As for transforms: find the record to blame, keep the rest.
-                tracing::warn!(
-                    plugin = self.plugin.name(),
-                    "{failure}; adding records one at a time"
-                );
-                let mut failed_in_a_row = 0;
-                let mut last_failure = failure;
-                for (r, &o) in records.iter().zip(offsets) {
-                    if failed_in_a_row >= GIVE_UP_AFTER {
-                        let reason = format!("not retried: {GIVE_UP_AFTER} records of this batch failed in a row ({last_failure})");
-                        dead.push(self.dead(r.clone(), o, reason));
-                        continue;
-                    }
-                    let one = std::slice::from_ref(r);
-                    let reason = match self.plugin.add(&window.acc, one) {
-                        Ok(Ok(added)) if added.rejected.is_empty() => {
-                            window.acc = added.accumulator;
-                            accept(&mut window, one, &[o], &[]);
-                            failed_in_a_row = 0;
-                            continue;
-                        }
-                        Ok(Ok(added)) => added
-                            .rejected
-                            .into_iter()
-                            .next()
-                            .map(|r| r.reason)
-                            .unwrap_or_default(),
-                        Ok(Err(message)) => message,
-                        Err(failure) => {
-                            failed_in_a_row += 1;
-                            let reason = failure.to_string();
-                            last_failure = failure;
-                            reason
-                        }
-                    };
-                    dead.push(self.dead(r.clone(), o, reason));
-                }
+                Err(reason) => dead.push(self.dead(r.clone(), p, reason)),
             }
         }
         if let Some(m) = accepted_max {
@@ -216,9 +229,7 @@ impl WindowStage {
                 end_ms: end,
             };
             match self.plugin.finish(&window.acc, bounds) {
-                Ok(Ok(records)) => records
-                    .into_iter()
-                    .for_each(|r| out.push(r, window.last_offset)),
+                Ok(Ok(records)) => records.into_iter().for_each(|r| out.push(r, window.last)),
                 Ok(Err(message)) => dead.push(self.unfinished(&window, bounds, message)),
                 Err(failure) => dead.push(self.unfinished(&window, bounds, failure.to_string())),
             }
@@ -236,10 +247,6 @@ impl WindowStage {
             "accumulator_base64": base64::engine::general_purpose::STANDARD.encode(&window.acc.data),
         });
         let rec = record(value.to_string(), bounds.start_ms);
-        self.dead(
-            rec,
-            window.last_offset,
-            format!("finishing the window: {reason}"),
-        )
+        self.dead(rec, window.last, format!("finishing the window: {reason}"))
     }
 }

@@ -14,15 +14,18 @@ pub struct FileConfig {
 }
 
 /// JSON lines, appended; flushed and `fsync`ed at every checkpoint and at shutdown.
+/// Every I/O error is fatal: a full disk or a lost permission does not heal by itself.
 pub struct FileSink {
+    name: String,
     path: PathBuf,
     file: tokio::io::BufWriter<tokio::fs::File>,
     buf: Vec<u8>,
 }
 
 impl FileSink {
-    pub async fn open(path: &Path) -> Result<Self, SinkError> {
-        let err = |e: std::io::Error| SinkError::io(format!("file sink {}", path.display()), e);
+    /// `name` names the sink in errors (e.g. `sinks[0] (file out/users.jsonl)`).
+    pub async fn open(path: &Path, name: &str) -> Result<Self, SinkError> {
+        let err = |e: std::io::Error| SinkError::fatal(name, format!("{}: {e}", path.display()));
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir).await.map_err(err)?;
         }
@@ -33,18 +36,15 @@ impl FileSink {
             .await
             .map_err(err)?;
         Ok(FileSink {
+            name: name.to_owned(),
             path: path.to_owned(),
             file: tokio::io::BufWriter::with_capacity(256 * 1024, file),
             buf: Vec::new(),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn err(&self, e: std::io::Error) -> SinkError {
-        SinkError::io(format!("file sink {}", self.path.display()), e)
+        SinkError::fatal(&self.name, format!("{}: {e}", self.path.display()))
     }
 
     pub async fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {

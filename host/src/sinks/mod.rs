@@ -1,16 +1,25 @@
 //! Sinks: where records go. One module per connector, each a config struct (from a
 //! `[[sinks]]` table) and a writer. The engine calls `write` with whole batches and
 //! `checkpoint` between batches; a sink must have made everything written so far
-//! durable (as far as it can) when `checkpoint` returns, because that is when the
-//! engine will, later, commit source offsets.
+//! durable (as far as it can) when `checkpoint` returns, because the engine then tells
+//! the source those records are safe (Kafka commits their offsets).
+//!
+//! A sink is opened with a small [`SinkContext`], not the whole pipeline config, and
+//! reports errors as retryable or fatal ([`ConnectorError`]); the engine retries the
+//! retryable ones with the pipeline's one [`crate::retry::RetryPolicy`].
 
 pub mod file;
+pub mod kafka;
 pub mod null;
 pub mod stdout;
 
-use crate::config::PipelineConfig;
+pub use crate::connector::ConnectorError as SinkError;
+
+use crate::engine::Metrics;
 use crate::record::Record;
 use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Which stream a sink takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -29,21 +38,28 @@ pub enum Input {
 pub enum SinkConfig {
     Stdout(stdout::StdoutConfig),
     File(file::FileConfig),
+    /// A Kafka topic (librdkafka producer; idempotent, `acks=all`).
+    Kafka(kafka::KafkaSinkConfig),
     /// Discards everything (benchmarks, dry runs).
     Null(null::NullConfig),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    #[error("{sink}: {message}")]
-    Io { sink: String, message: String },
+/// What a sink gets when it opens: its name for messages, the folder its relative
+/// paths resolve from, and the pipeline's counters.
+#[derive(Debug, Clone)]
+pub struct SinkContext {
+    /// E.g. `sinks[0] (file out/users.jsonl)`.
+    pub name: String,
+    pub base_dir: PathBuf,
+    pub metrics: Arc<Metrics>,
 }
 
-impl SinkError {
-    pub fn io(sink: impl std::fmt::Display, e: impl std::fmt::Display) -> Self {
-        SinkError::Io {
-            sink: sink.to_string(),
-            message: e.to_string(),
+impl SinkContext {
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir.join(path)
         }
     }
 }
@@ -53,7 +69,18 @@ impl SinkConfig {
         match self {
             SinkConfig::Stdout(c) => c.input,
             SinkConfig::File(c) => c.input,
+            SinkConfig::Kafka(c) => c.input,
             SinkConfig::Null(c) => c.input,
+        }
+    }
+
+    /// A short description for names and messages: `file out/users.jsonl`.
+    pub fn describe(&self) -> String {
+        match self {
+            SinkConfig::Stdout(_) => "stdout".into(),
+            SinkConfig::File(c) => format!("file {}", c.path.display()),
+            SinkConfig::Kafka(c) => format!("kafka topic {}", c.topic),
+            SinkConfig::Null(_) => "null".into(),
         }
     }
 
@@ -62,17 +89,19 @@ impl SinkConfig {
             SinkConfig::File(c) if c.path.as_os_str().is_empty() => {
                 Err(("path".into(), "must not be empty".into()))
             }
+            SinkConfig::Kafka(c) => c.validate(),
             _ => Ok(()),
         }
     }
 
     /// Open the sink (files are created here, so a bad path fails before data flows).
-    pub async fn open(&self, pipeline: &PipelineConfig) -> Result<Sink, SinkError> {
+    pub async fn open(&self, ctx: &SinkContext) -> Result<Sink, SinkError> {
         Ok(match self {
             SinkConfig::Stdout(c) => Sink::Stdout(stdout::StdoutSink::stdout(c.format)),
             SinkConfig::File(c) => {
-                Sink::File(file::FileSink::open(&pipeline.resolve(&c.path)).await?)
+                Sink::File(file::FileSink::open(&ctx.resolve(&c.path), &ctx.name).await?)
             }
+            SinkConfig::Kafka(c) => Sink::Kafka(kafka::KafkaSink::open(c, ctx).await?),
             SinkConfig::Null(_) => Sink::Null(null::NullSink::default()),
         })
     }
@@ -84,22 +113,16 @@ pub enum Sink {
     /// Standard output, or standard error (dead letters).
     Stdout(stdout::StdoutSink),
     File(file::FileSink),
+    Kafka(kafka::KafkaSink),
     Null(null::NullSink),
 }
 
 impl Sink {
-    pub fn describe(&self) -> String {
-        match self {
-            Sink::Stdout(s) => format!("{} sink", s.name()),
-            Sink::File(f) => format!("file sink {}", f.path().display()),
-            Sink::Null(_) => "null sink".into(),
-        }
-    }
-
     pub async fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
         match self {
             Sink::Stdout(s) => s.write(records).await,
             Sink::File(s) => s.write(records).await,
+            Sink::Kafka(s) => s.write(records).await,
             Sink::Null(s) => {
                 s.write(records);
                 Ok(())
@@ -112,6 +135,8 @@ impl Sink {
         match self {
             Sink::Stdout(_) | Sink::Null(_) => Ok(()),
             Sink::File(s) => s.sync().await,
+            // Every write already waited for all its delivery reports.
+            Sink::Kafka(_) => Ok(()),
         }
     }
 }

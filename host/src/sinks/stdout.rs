@@ -91,6 +91,6 @@ impl StdoutSink {
         }
         let written = self.out.write_all(&self.buf).await;
         let flushed = written.and(self.out.flush().await);
-        flushed.map_err(|e| SinkError::io(self.name, e))
+        flushed.map_err(|e| SinkError::fatal(self.name, e))
     }
 }

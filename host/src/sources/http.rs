@@ -7,9 +7,11 @@
 //! source with that status; a poll that outlasts its retries is logged and skipped,
 //! and the next poll goes ahead.
 
-use super::{SourceContext, SourceError, SplitMix64};
-use crate::config::Duration;
+use super::{SourceContext, SourceError};
+use crate::duration::Duration;
+use crate::position::{Origin, Position};
 use crate::record::{now_ms, Header, Record};
+use crate::retry::RetryPolicy;
 use reqwest::StatusCode;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -153,13 +155,18 @@ fn parse_retry_after(value: &str) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_millis(ms.max(0) as u64))
 }
 
-pub async fn run(config: HttpConfig, mut ctx: SourceContext) -> Result<(), SourceError> {
+pub async fn run(config: HttpConfig, ctx: SourceContext) -> Result<(), SourceError> {
     let client = reqwest::Client::builder()
         .timeout(*config.timeout)
         .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| SourceError::Http(format!("cannot build an HTTP client: {e}")))?;
-    let mut jitter = SplitMix64::new(now_ms() as u64);
+        .map_err(|e| SourceError::fatal(&ctx.name, format!("cannot build an HTTP client: {e}")))?;
+    let partition = ctx.partition(Origin::Sequence { source: "http" });
+    let retry = RetryPolicy {
+        backoff: config.backoff,
+        max_backoff: config.max_backoff,
+        max_retries: config.retries,
+    };
     let started = Instant::now();
     let deadline = config.duration.map(|d| started + *d);
     let mut emitted = 0u64;
@@ -175,23 +182,22 @@ pub async fn run(config: HttpConfig, mut ctx: SourceContext) -> Result<(), Sourc
         }
         next_poll += *config.interval;
 
-        let mut failures = 0u32;
+        let mut retries = retry.start();
         let body = loop {
             match attempt(&client, &config).await {
                 Attempt::Body(body, content_type) => break Some((body, content_type)),
                 Attempt::Fatal(what) => {
-                    return Err(SourceError::Http(format!(
-                        "{what}; not retrying a client error (check the url and headers)"
-                    )))
+                    return Err(SourceError::fatal(
+                        &ctx.name,
+                        format!("{what}; not retrying a client error (check the url and headers)"),
+                    ))
                 }
                 Attempt::Retry(what, retry_after) => {
-                    failures += 1;
-                    if failures > config.retries {
-                        tracing::error!(url = %config.url, "giving up on this poll after {failures} attempts: {what}");
+                    let Some(backoff) = retries.next_wait() else {
+                        let attempts = retries.retries() + 1;
+                        tracing::error!(url = %config.url, "giving up on this poll after {attempts} attempts: {what}");
                         break None;
-                    }
-                    let exp = config.backoff.saturating_mul(1 << (failures - 1).min(20));
-                    let backoff = exp.min(*config.max_backoff).mul_f64(jitter.unit());
+                    };
                     let wait = retry_after
                         .map_or(backoff, |r| r.max(backoff))
                         .min(MAX_RETRY_AFTER);
@@ -199,7 +205,7 @@ pub async fn run(config: HttpConfig, mut ctx: SourceContext) -> Result<(), Sourc
                         tracing::warn!(url = %config.url, "{what}; the source's duration ends before a retry could be made");
                         return Ok(());
                     }
-                    tracing::warn!(url = %config.url, "{what}; retry {failures}/{} in {wait:?}", config.retries);
+                    tracing::warn!(url = %config.url, "{what}; retry {}/{} in {wait:?}", retries.retries(), retries.max_retries());
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = ctx.shutdown.cancelled() => return Ok(()),
@@ -222,7 +228,11 @@ pub async fn run(config: HttpConfig, mut ctx: SourceContext) -> Result<(), Sourc
                 timestamp_ms: now_ms(),
                 headers,
             };
-            if ctx.emit(rec).await.is_err() {
+            if ctx
+                .emit(rec, Position::new(partition, emitted))
+                .await
+                .is_err()
+            {
                 return Ok(());
             }
             emitted += 1;

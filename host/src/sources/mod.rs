@@ -1,16 +1,29 @@
 //! Sources: where records come from. One module per connector, each a config struct
 //! (deserialized from `[source]`) and a `run` that emits records until it is done or
 //! told to stop.
+//!
+//! A source numbers its own records ([`Position`]: a partition and an offset in it),
+//! and gets [`Ack`]s back on its [`SourceContext`] after each checkpoint, saying which
+//! positions are now durable everywhere: the Kafka source commits them, the file
+//! source saves them. A source that can replay (Kafka, file) asks for a checkpoint
+//! with a barrier before it lets partitions go or stops, so that what it read is
+//! finished, made durable and acknowledged first.
 
+pub mod event_time;
+pub mod file;
 pub mod generator;
 pub mod http;
-mod rng;
+pub mod kafka;
 
-pub use rng::SplitMix64;
+pub use crate::connector::ConnectorError as SourceError;
+pub use crate::rng::SplitMix64;
 
+use crate::dead_letter::DeadLetter;
 use crate::engine::Metrics;
+use crate::position::{Ack, AckReceiver, Origin, PartitionId, Partitions, Position};
 use crate::record::Record;
 use serde::Deserialize;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -23,13 +36,10 @@ pub enum SourceConfig {
     Generator(generator::GeneratorConfig),
     /// Poll an HTTP endpoint such as `https://randomuser.me/api/?results=5`.
     Http(http::HttpConfig),
-}
-
-/// An error that stops a source (and so the pipeline, once in-flight data is flushed).
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("http source: {0}")]
-    Http(String),
+    /// Consume Kafka topics in a consumer group, committing offsets once durable.
+    Kafka(kafka::KafkaSourceConfig),
+    /// JSON lines from a file or a folder of files, resuming at the saved byte offset.
+    File(file::FileSourceConfig),
 }
 
 impl SourceConfig {
@@ -38,54 +48,191 @@ impl SourceConfig {
         match self {
             SourceConfig::Generator(c) => c.validate(),
             SourceConfig::Http(c) => c.validate(),
+            SourceConfig::Kafka(c) => c.validate(),
+            SourceConfig::File(c) => c.validate(),
         }
     }
 
+    /// The source's type, for names and messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Generator(_) => "generator",
+            SourceConfig::Http(_) => "http",
+            SourceConfig::Kafka(_) => "kafka",
+            SourceConfig::File(_) => "file",
+        }
+    }
+
+    /// Whether a restart resumes from what was acknowledged (so that records held in
+    /// open windows at a stop are read again, and the windows need not be emitted
+    /// half-full).
+    pub fn resumes(&self) -> bool {
+        matches!(self, SourceConfig::Kafka(_) | SourceConfig::File(_))
+    }
+
     pub async fn run(self, ctx: SourceContext) -> Result<(), SourceError> {
+        let name = ctx.name.clone();
+        let blocking = |f: Box<dyn FnOnce() -> Result<(), SourceError> + Send>| async move {
+            tokio::task::spawn_blocking(f)
+                .await
+                .unwrap_or_else(|e| Err(SourceError::fatal(&name, format!("panicked: {e}"))))
+        };
         match self {
             SourceConfig::Generator(c) => {
                 generator::run(c, ctx).await;
                 Ok(())
             }
             SourceConfig::Http(c) => http::run(c, ctx).await,
+            // librdkafka and file reads block: these run on a thread of their own.
+            SourceConfig::Kafka(c) => blocking(Box::new(move || kafka::run(c, ctx))).await,
+            SourceConfig::File(c) => blocking(Box::new(move || file::run(c, ctx))).await,
         }
     }
 }
 
-/// What a running source talks to: the engine's intake, and the stop signal.
-pub struct SourceContext {
-    out: mpsc::Sender<(Record, u64)>,
-    next_offset: u64,
-    pub shutdown: CancellationToken,
-    metrics: Arc<Metrics>,
+/// What a source sends the engine.
+pub enum SourceEvent {
+    Record(Record, Position),
+    /// A record the source itself could not make sense of (e.g. no event time).
+    Dead(DeadLetter),
+    /// Make everything sent before this durable, then answer with an [`Ack`] whose
+    /// `barrier` is `id`. `end_of_input`: the source has read everything there is, so
+    /// open windows are closed (and their records acknowledged) first.
+    Barrier {
+        id: u64,
+        end_of_input: bool,
+    },
 }
 
-/// The engine has stopped taking records (it is shutting down).
+/// What a running source talks to: the engine's intake, the acknowledgements coming
+/// back, the stop signal, and where it may keep state.
+pub struct SourceContext {
+    /// `source (kafka)`, for messages.
+    pub name: String,
+    out: mpsc::Sender<SourceEvent>,
+    pub shutdown: CancellationToken,
+    pub metrics: Arc<Metrics>,
+    partitions: Arc<Partitions>,
+    /// In a mutex only so the context is `Sync` (async sources hold it across awaits).
+    acks: std::sync::Mutex<AckReceiver>,
+    next_barrier: u64,
+    /// Where the source may keep what must outlive the process.
+    pub state_dir: PathBuf,
+    /// The folder relative paths resolve from.
+    pub base_dir: PathBuf,
+}
+
+/// The engine has stopped taking records (it is shutting down, or failed).
 #[derive(Debug)]
 pub struct Closed;
 
 impl SourceContext {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        out: mpsc::Sender<(Record, u64)>,
+        name: String,
+        out: mpsc::Sender<SourceEvent>,
+        acks: AckReceiver,
+        partitions: Arc<Partitions>,
         shutdown: CancellationToken,
         metrics: Arc<Metrics>,
+        state_dir: PathBuf,
+        base_dir: PathBuf,
     ) -> Self {
         SourceContext {
+            name,
             out,
-            next_offset: 0,
             shutdown,
             metrics,
+            partitions,
+            acks: std::sync::Mutex::new(acks),
+            next_barrier: 0,
+            state_dir,
+            base_dir,
         }
     }
 
+    /// The id of a partition, registering it on first sight.
+    pub fn partition(&self, origin: Origin) -> PartitionId {
+        self.partitions.register(origin)
+    }
+
+    pub fn origin(&self, id: PartitionId) -> Option<Origin> {
+        self.partitions.origin(id)
+    }
+
     /// Hand one record to the engine, waiting while the pipeline is full
-    /// (backpressure). Each record gets the next source offset.
-    pub async fn emit(&mut self, record: Record) -> Result<(), Closed> {
-        let offset = self.next_offset;
-        self.out.send((record, offset)).await.map_err(|_| Closed)?;
-        self.next_offset += 1;
+    /// (backpressure).
+    pub async fn emit(&self, record: Record, position: Position) -> Result<(), Closed> {
+        self.out
+            .send(SourceEvent::Record(record, position))
+            .await
+            .map_err(|_| Closed)?;
         self.metrics.add_in(1);
         Ok(())
+    }
+
+    /// [`emit`](Self::emit) from a source's own thread.
+    pub fn blocking_emit(&self, record: Record, position: Position) -> Result<(), Closed> {
+        self.out
+            .blocking_send(SourceEvent::Record(record, position))
+            .map_err(|_| Closed)?;
+        self.metrics.add_in(1);
+        Ok(())
+    }
+
+    /// A record the source could not use, to the dead letters (from its own thread).
+    pub fn blocking_dead_letter(&self, dead: DeadLetter) -> Result<(), Closed> {
+        self.out
+            .blocking_send(SourceEvent::Dead(dead))
+            .map_err(|_| Closed)?;
+        self.metrics.add_in(1);
+        Ok(())
+    }
+
+    /// Ask for everything emitted so far to be made durable; returns the barrier's id
+    /// (see [`wait_for_barrier`](Self::wait_for_barrier)).
+    pub fn blocking_barrier(&mut self, end_of_input: bool) -> Result<u64, Closed> {
+        let id = self.next_barrier;
+        self.next_barrier += 1;
+        self.out
+            .blocking_send(SourceEvent::Barrier { id, end_of_input })
+            .map_err(|_| Closed)?;
+        Ok(id)
+    }
+
+    fn receiver(&self) -> std::sync::MutexGuard<'_, AckReceiver> {
+        self.acks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Acks that have arrived, without waiting.
+    pub fn try_acks(&self) -> Vec<Ack> {
+        self.receiver().try_iter().collect()
+    }
+
+    /// Wait up to `timeout` for the ack of barrier `id`, handing every ack that
+    /// arrives meanwhile (that one included) to `on_ack`. False if it did not come
+    /// (the engine stopped, or took too long).
+    pub fn wait_for_barrier(
+        &self,
+        id: u64,
+        timeout: std::time::Duration,
+        mut on_ack: impl FnMut(Ack),
+    ) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let received = self.receiver().recv_timeout(left);
+            match received {
+                Ok(ack) => {
+                    let done = ack.barrier == Some(id);
+                    on_ack(ack);
+                    if done {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
     }
 
     pub fn is_stopping(&self) -> bool {

@@ -1,78 +1,8 @@
 //! Transforms: every record passes through WASM plugins of the `transform` world, in
-//! the order the pipeline lists them. This module holds their config and the stage
-//! that runs one plugin over a batch and sorts the results from the failures.
+//! the order the pipeline lists them. This module holds the stage that runs one
+//! plugin over a batch and sorts the results from the failures; the config is
+//! [`crate::config::TransformConfig`].
 
 mod stage;
 
 pub use stage::TransformStage;
-
-use crate::config::Duration;
-use serde::Deserialize;
-use std::path::PathBuf;
-
-/// A `[[transforms]]` table.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TransformConfig {
-    /// Path to the `.wasm` component (relative to the pipeline file).
-    pub plugin: PathBuf,
-    /// Name used in logs and dead letters; defaults to the file stem.
-    pub name: Option<String>,
-    /// Handed to the plugin's `init`, as a JSON object.
-    #[serde(default)]
-    pub config: toml::Table,
-    #[serde(default)]
-    pub sandbox: SandboxConfig,
-}
-
-impl TransformConfig {
-    pub fn name(&self) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| crate::plugin::default_name(&self.plugin))
-    }
-}
-
-/// `sandbox = { memory_mb = 64, deadline = "1s" }`: the limits of one plugin.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SandboxConfig {
-    /// Linear memory cap per instance, MiB.
-    pub memory_mb: u64,
-    /// CPU time one call (one batch) may take.
-    pub deadline: Duration,
-}
-
-impl Default for SandboxConfig {
-    fn default() -> Self {
-        let d = crate::plugin::Sandbox::default();
-        SandboxConfig {
-            memory_mb: (d.memory_bytes / (1024 * 1024)) as u64,
-            deadline: Duration(d.deadline),
-        }
-    }
-}
-
-impl SandboxConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        if !(1..=4096).contains(&self.memory_mb) {
-            return Err(("memory_mb".into(), "must be between 1 and 4096".into()));
-        }
-        if self.deadline.is_zero() {
-            return Err(("deadline".into(), "must be more than 0".into()));
-        }
-        Ok(())
-    }
-
-    pub fn sandbox(&self) -> crate::plugin::Sandbox {
-        crate::plugin::Sandbox {
-            memory_bytes: (self.memory_mb * 1024 * 1024) as usize,
-            deadline: *self.deadline,
-        }
-    }
-}
-
-/// A TOML table as the JSON text a plugin's `init` takes.
-pub fn config_json(table: &toml::Table) -> String {
-    serde_json::to_string(table).expect("TOML values always convert to JSON")
-}

@@ -1,7 +1,6 @@
 use crate::dead_letter::DeadLetter;
-use crate::engine::GIVE_UP_AFTER;
-use crate::plugin::TransformPlugin;
-use crate::record::{Batch, Record};
+use crate::plugin::{isolate, Isolated, Outcome, TransformPlugin};
+use crate::record::{Batch, Position, Record};
 
 /// One transform plugin applied to batches.
 pub struct TransformStage {
@@ -17,78 +16,33 @@ impl TransformStage {
         self.plugin.failures()
     }
 
-    fn dead(&self, record: Record, offset: u64, reason: String) -> DeadLetter {
-        DeadLetter::now("transform", self.plugin.name(), record, offset, reason)
+    fn dead(&self, record: Record, position: Position, reason: String) -> DeadLetter {
+        DeadLetter::now("transform", self.plugin.name(), record, position, reason)
     }
 
     /// Run the batch through the plugin. Records that fail go to `dead`, with the
-    /// plugin's own message or the reason the call failed.
-    ///
-    /// When a whole call fails (trap, deadline, memory), one record is usually to
-    /// blame, so the batch is retried a record at a time on fresh instances: only the
-    /// records that fail alone become dead letters.
+    /// plugin's own message or the reason the call failed; a call that fails as a
+    /// whole is retried a record at a time ([`isolate`]).
     pub fn apply(&mut self, batch: Batch, dead: &mut Vec<DeadLetter>) -> Batch {
+        let name = self.plugin.name().to_owned();
+        let plugin = &mut self.plugin;
+        let outcomes: Vec<Result<Outcome, String>> =
+            match isolate(&name, &batch.records, |rs| plugin.process(rs)) {
+                Isolated::Whole(outcomes) => outcomes.into_iter().map(Ok).collect(),
+                Isolated::Each(each) => each
+                    .into_iter()
+                    .map(|r| r.map(|mut o| o.pop().expect("one outcome per record")))
+                    .collect(),
+            };
         let mut out = Batch::with_capacity(batch.len());
-        match self.plugin.process(&batch.records) {
-            Ok(outcomes) => {
-                for ((record, offset), outcome) in
-                    batch.records.into_iter().zip(batch.offsets).zip(outcomes)
-                {
-                    self.sort(record, offset, outcome, &mut out, dead);
-                }
-            }
-            Err(failure) if batch.len() == 1 => {
-                let (record, offset) =
-                    (batch.records.into_iter().next().unwrap(), batch.offsets[0]);
-                dead.push(self.dead(record, offset, failure.to_string()));
-            }
-            Err(failure) => {
-                tracing::warn!(
-                    plugin = self.plugin.name(),
-                    "{failure}; retrying the batch's {} records one at a time",
-                    batch.len()
-                );
-                let mut failed_in_a_row = 0;
-                let mut last_failure = failure;
-                for (record, offset) in batch.records.into_iter().zip(batch.offsets) {
-                    if failed_in_a_row >= GIVE_UP_AFTER {
-                        // A plugin that fails every record alone would otherwise cost a
-                        // deadline per record: the rest go to dead letters untried.
-                        let reason = format!(
-                            "not retried: the plugin failed {GIVE_UP_AFTER} records of this batch in a row ({last_failure})"
-                        );
-                        dead.push(self.dead(record, offset, reason));
-                        continue;
-                    }
-                    match self.plugin.process(std::slice::from_ref(&record)) {
-                        Ok(mut outcomes) => {
-                            failed_in_a_row = 0;
-                            let outcome = outcomes.pop().expect("one outcome per record");
-                            self.sort(record, offset, outcome, &mut out, dead);
-                        }
-                        Err(failure) => {
-                            failed_in_a_row += 1;
-                            dead.push(self.dead(record, offset, failure.to_string()));
-                            last_failure = failure;
-                        }
-                    }
-                }
+        for ((record, position), outcome) in
+            batch.records.into_iter().zip(batch.positions).zip(outcomes)
+        {
+            match outcome {
+                Ok(Ok(records)) => records.into_iter().for_each(|r| out.push(r, position)),
+                Ok(Err(reason)) | Err(reason) => dead.push(self.dead(record, position, reason)),
             }
         }
         out
-    }
-
-    fn sort(
-        &self,
-        input: Record,
-        offset: u64,
-        outcome: Result<Vec<Record>, String>,
-        out: &mut Batch,
-        dead: &mut Vec<DeadLetter>,
-    ) {
-        match outcome {
-            Ok(records) => records.into_iter().for_each(|r| out.push(r, offset)),
-            Err(reason) => dead.push(self.dead(input, offset, reason)),
-        }
     }
 }

@@ -7,7 +7,8 @@ mod users;
 pub use users::{response, user};
 
 use super::{SourceContext, SplitMix64};
-use crate::config::Duration;
+use crate::duration::Duration;
+use crate::position::{Origin, Position};
 use crate::record::{now_ms, record};
 use serde::Deserialize;
 
@@ -100,7 +101,10 @@ pub fn value(config: &GeneratorConfig, rng: &mut SplitMix64, index: u64) -> Vec<
     serde_json::to_vec(&v).expect("a Value always serializes")
 }
 
-pub async fn run(config: GeneratorConfig, mut ctx: SourceContext) {
+pub async fn run(config: GeneratorConfig, ctx: SourceContext) {
+    let partition = ctx.partition(Origin::Sequence {
+        source: "generator",
+    });
     let mut rng = SplitMix64::new(config.seed);
     let start_ms = config.start_ms();
     let started = tokio::time::Instant::now();
@@ -122,7 +126,11 @@ pub async fn run(config: GeneratorConfig, mut ctx: SourceContext) {
             None => now_ms(),
         };
         let rec = record(value(&config, &mut rng, index), timestamp);
-        if ctx.emit(rec).await.is_err() {
+        if ctx
+            .emit(rec, Position::new(partition, index))
+            .await
+            .is_err()
+        {
             break;
         }
         index += 1;

@@ -1,0 +1,116 @@
+//! What the Kafka source and sink share: client settings from the pipeline file, and
+//! creating a topic.
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::RDKafkaErrorCode;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// `properties = { "security.protocol" = "SASL_SSL", "session.timeout.ms" = 10000 }`:
+/// handed to librdkafka as they are, after Sluice's own settings (so they win).
+/// Values may be strings, numbers or booleans; secrets go in as `${VAR}`.
+pub type Properties = BTreeMap<String, toml::Value>;
+
+/// Check `brokers` and `properties`; `Err((field, message))`.
+pub fn validate(brokers: &str, properties: &Properties) -> Result<(), (String, String)> {
+    if brokers.trim().is_empty() {
+        return Err((
+            "brokers".into(),
+            "must name at least one broker, like \"127.0.0.1:9092\"".into(),
+        ));
+    }
+    for (name, value) in properties {
+        property_text(value).map_err(|m| (format!("properties.\"{name}\""), m))?;
+    }
+    Ok(())
+}
+
+fn property_text(value: &toml::Value) -> Result<String, String> {
+    match value {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        _ => Err("must be a string, a number or a boolean".into()),
+    }
+}
+
+/// A librdkafka config: Sluice's settings (`ours`), then the user's `properties`.
+pub fn client_config(
+    brokers: &str,
+    ours: &[(&str, String)],
+    properties: &Properties,
+) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (k, v) in ours {
+        config.set(*k, v);
+    }
+    for (k, v) in properties {
+        if let Ok(text) = property_text(v) {
+            config.set(k, text);
+        }
+    }
+    config
+}
+
+/// `create_topic = { partitions = 4, replication_factor = 1 }`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTopic {
+    pub partitions: i32,
+    #[serde(default = "one")]
+    pub replication_factor: i32,
+}
+
+fn one() -> i32 {
+    1
+}
+
+impl CreateTopic {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if !(1..=100_000).contains(&self.partitions) {
+            return Err((
+                "create_topic.partitions".into(),
+                "must be between 1 and 100000".into(),
+            ));
+        }
+        if !(1..=1000).contains(&self.replication_factor) {
+            return Err((
+                "create_topic.replication_factor".into(),
+                "must be between 1 and 1000".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Create `topic` unless it exists.
+pub async fn create_topic(
+    config: &ClientConfig,
+    topic: &str,
+    create: CreateTopic,
+) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = config
+        .create()
+        .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
+    let new = NewTopic::new(
+        topic,
+        create.partitions,
+        TopicReplication::Fixed(create.replication_factor),
+    );
+    let options = AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(30)));
+    let results = admin
+        .create_topics([&new], &options)
+        .await
+        .map_err(|e| format!("creating topic {topic}: {e}"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => return Err(format!("creating topic {name}: {code}")),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! `type = "kafka"`: records to a Kafka topic, with librdkafka's idempotent producer
+//! (`acks=all`). The message key is the record key (format_user sets the user id, so
+//! one user always lands in one partition), headers are carried, the message
+//! timestamp is the record's event time.
+//!
+//! A batch counts as written only when every delivery report is back; a delivery that
+//! fails after librdkafka's own retries (`message.timeout.ms`) is a fatal pipeline
+//! error naming the topic and the cause, never a silent drop.
+
+use super::{Input, SinkContext, SinkError};
+use crate::duration::Duration;
+use crate::kafka::{self, CreateTopic, Properties};
+use crate::record::Record;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use serde::Deserialize;
+use std::collections::VecDeque;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    #[serde(default)]
+    pub input: Input,
+    /// Bootstrap brokers, comma-separated: `"127.0.0.1:9092"`.
+    pub brokers: String,
+    pub topic: String,
+    #[serde(default)]
+    pub compression: Compression,
+    /// How long librdkafka waits to fill a batch (`linger.ms`).
+    #[serde(default = "default_linger")]
+    pub linger: Duration,
+    /// Most messages in one produce request (`batch.num.messages`).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// Create the topic at start if it does not exist.
+    pub create_topic: Option<CreateTopic>,
+    #[serde(default)]
+    pub properties: Properties,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    #[default]
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+fn default_linger() -> Duration {
+    Duration::from_millis(5)
+}
+fn default_batch_size() -> u32 {
+    10_000
+}
+
+impl KafkaSinkConfig {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        kafka::validate(&self.brokers, &self.properties)?;
+        if self.topic.trim().is_empty() {
+            return Err(("topic".into(), "must not be empty".into()));
+        }
+        if self.linger > Duration::from_millis(900_000) {
+            return Err(("linger".into(), "must be at most 15m".into()));
+        }
+        if !(1..=1_000_000).contains(&self.batch_size) {
+            return Err(("batch_size".into(), "must be between 1 and 1000000".into()));
+        }
+        if let Some(c) = &self.create_topic {
+            c.validate()?;
+        }
+        Ok(())
+    }
+
+    fn client_config(&self) -> rdkafka::ClientConfig {
+        let ours = [
+            ("enable.idempotence", "true".to_owned()),
+            ("acks", "all".to_owned()),
+            ("compression.type", self.compression.name().to_owned()),
+            ("linger.ms", self.linger.as_millis().to_string()),
+            ("batch.num.messages", self.batch_size.to_string()),
+        ];
+        kafka::client_config(&self.brokers, &ours, &self.properties)
+    }
+}
+
+pub struct KafkaSink {
+    name: String,
+    topic: String,
+    producer: FutureProducer,
+}
+
+impl KafkaSink {
+    pub async fn open(config: &KafkaSinkConfig, ctx: &SinkContext) -> Result<Self, SinkError> {
+        let client = config.client_config();
+        if let Some(create) = config.create_topic {
+            kafka::create_topic(&client, &config.topic, create)
+                .await
+                .map_err(|e| SinkError::fatal(&ctx.name, e))?;
+        }
+        let producer: FutureProducer = client.create().map_err(|e| {
+            SinkError::fatal(&ctx.name, format!("cannot create a Kafka producer: {e}"))
+        })?;
+        Ok(KafkaSink {
+            name: ctx.name.clone(),
+            topic: config.topic.clone(),
+            producer,
+        })
+    }
+
+    /// Produce every record, then wait for every delivery report.
+    pub async fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        let mut pending: VecDeque<DeliveryFuture> = VecDeque::with_capacity(records.len());
+        for r in records {
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            for h in &r.headers {
+                headers = headers.insert(Header {
+                    key: &h.name,
+                    value: Some(&h.value),
+                });
+            }
+            let mut message = FutureRecord::to(&self.topic)
+                .payload(&r.value)
+                .headers(headers);
+            if r.timestamp_ms >= 0 {
+                message = message.timestamp(r.timestamp_ms);
+            }
+            if let Some(key) = &r.key {
+                message = message.key(key);
+            }
+            loop {
+                match self.producer.send_result(message) {
+                    Ok(delivery) => {
+                        pending.push_back(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // librdkafka's queue is full: wait for the oldest delivery.
+                        message = back;
+                        match pending.pop_front() {
+                            Some(delivery) => self.delivered(delivery.await)?,
+                            None => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+                        }
+                    }
+                    Err((e, _)) => {
+                        return Err(SinkError::fatal(
+                            &self.name,
+                            format!("cannot produce to {}: {e}", self.topic),
+                        ))
+                    }
+                }
+            }
+        }
+        while let Some(delivery) = pending.pop_front() {
+            self.delivered(delivery.await)?;
+        }
+        Ok(())
+    }
+
+    /// A delivery report (the outer error: the producer dropped the report).
+    fn delivered<E>(&self, report: Result<OwnedDeliveryResult, E>) -> Result<(), SinkError> {
+        match report {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(SinkError::fatal(
+                &self.name,
+                format!(
+                    "delivery to {} failed after librdkafka's retries: {e}",
+                    self.topic
+                ),
+            )),
+            Err(_) => Err(SinkError::fatal(
+                &self.name,
+                "the producer went away before reporting a delivery",
+            )),
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! `type = "file"`: JSON lines from a file, or from every file in a folder (in name
+//! order), one record per line. A record's position is the byte offset where its line
+//! starts; once the engine acknowledges a line as durable, the offset after it is
+//! saved (atomically: temp file, fsync, rename) under the pipeline's state folder, so
+//! a restart resumes where it left off. `follow = true` keeps reading lines appended
+//! later (and new files in the folder), like `tail -F`.
+//!
+//! A last line with no newline yet is left for later when following (it may still be
+//! being written), and read as a whole record otherwise. A file that shrank below its
+//! saved offset was replaced: it is read again from the start.
+
+use super::event_time::EventTime;
+use super::{Closed, SourceContext, SourceError};
+use crate::dead_letter::DeadLetter;
+use crate::duration::Duration;
+use crate::position::{Ack, Origin, PartitionId, Position};
+use crate::record::{now_ms, record};
+use serde::Deserialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// A file, or a folder whose files are read in name order (relative to the
+    /// pipeline file).
+    pub path: PathBuf,
+    /// Keep reading appended lines and new files until stopped.
+    #[serde(default)]
+    pub follow: bool,
+    /// How often to look for more when following.
+    #[serde(default = "default_poll")]
+    pub poll_interval: Duration,
+    /// `"message"` (default) is the time the line is read.
+    #[serde(default)]
+    pub event_time: EventTime,
+}
+
+fn default_poll() -> Duration {
+    Duration::from_millis(250)
+}
+
+/// How long the end of input (or a stop) waits for the pipeline to acknowledge.
+const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+const POSITIONS_FILE: &str = "file-source-positions.json";
+
+impl FileSourceConfig {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.path.as_os_str().is_empty() {
+            return Err(("path".into(), "must not be empty".into()));
+        }
+        if self.poll_interval.is_zero() {
+            return Err(("poll_interval".into(), "must be more than 0".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The saved resume offsets, by file.
+struct Saved {
+    path: PathBuf,
+    offsets: BTreeMap<PathBuf, u64>,
+    dirty: bool,
+}
+
+impl Saved {
+    fn load(state_dir: &Path) -> Result<Self, String> {
+        let path = state_dir.join(POSITIONS_FILE);
+        let offsets = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                format!(
+                    "{} is damaged ({e}); delete it to read every file from the start",
+                    path.display()
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        Ok(Saved {
+            path,
+            offsets,
+            dirty: false,
+        })
+    }
+
+    fn store(&mut self) -> Result<(), String> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let tmp = self.path.with_extension("json.tmp");
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(dir)?;
+            let mut f = std::fs::File::create(&tmp)?;
+            serde_json::to_writer_pretty(&mut f, &self.offsets)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            std::fs::File::open(dir)?.sync_all()
+        };
+        write()
+            .map_err(|e| format!("cannot save read positions to {}: {e}", self.path.display()))?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+/// One file being read.
+struct Reader {
+    id: PartitionId,
+    path: PathBuf,
+    reader: BufReader<std::fs::File>,
+    /// Offset of the next byte to read.
+    at: u64,
+    /// Lines handed to the engine and not yet acknowledged: (start, end).
+    pending: VecDeque<(u64, u64)>,
+}
+
+struct FileSource {
+    ctx: SourceContext,
+    config: FileSourceConfig,
+    root: PathBuf,
+    saved: Saved,
+    readers: Vec<Reader>,
+    line: Vec<u8>,
+}
+
+impl FileSource {
+    fn err(&self, m: String) -> SourceError {
+        SourceError::fatal(&self.ctx.name, m)
+    }
+
+    /// Files to read now, in name order.
+    fn files(&self) -> Result<Vec<PathBuf>, SourceError> {
+        let meta = std::fs::metadata(&self.root)
+            .map_err(|e| self.err(format!("{}: {e}", self.root.display())))?;
+        if !meta.is_dir() {
+            return Ok(vec![self.root.clone()]);
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.root)
+            .map_err(|e| self.err(format!("{}: {e}", self.root.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    /// Open files not open yet, at their saved offsets.
+    fn open_new(&mut self) -> Result<(), SourceError> {
+        for path in self.files()? {
+            if self.readers.iter().any(|r| r.path == path) {
+                continue;
+            }
+            let mut file = std::fs::File::open(&path)
+                .map_err(|e| self.err(format!("{}: {e}", path.display())))?;
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let mut at = self.saved.offsets.get(&path).copied().unwrap_or(0);
+            if at > len {
+                tracing::warn!(source = %self.ctx.name, "{} is shorter than its saved offset {at}: it was replaced; reading it from the start", path.display());
+                at = 0;
+            }
+            file.seek(SeekFrom::Start(at))
+                .map_err(|e| self.err(format!("{}: {e}", path.display())))?;
+            if at > 0 {
+                tracing::info!(source = %self.ctx.name, "resuming {} at byte {at}", path.display());
+            }
+            let id = self.ctx.partition(Origin::File { path: path.clone() });
+            self.readers.push(Reader {
+                id,
+                path,
+                reader: BufReader::with_capacity(256 * 1024, file),
+                at,
+                pending: VecDeque::new(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Read what the files have now; `Ok(false)` when the engine stopped taking.
+    fn read_available(&mut self) -> Result<bool, SourceError> {
+        for i in 0..self.readers.len() {
+            loop {
+                if self.ctx.is_stopping() {
+                    return Ok(true);
+                }
+                self.line.clear();
+                let r = &mut self.readers[i];
+                let n = r.reader.read_until(b'\n', &mut self.line).map_err(|e| {
+                    SourceError::fatal(&self.ctx.name, format!("{}: {e}", r.path.display()))
+                })?;
+                if n == 0 {
+                    break;
+                }
+                let complete = self.line.last() == Some(&b'\n');
+                if !complete && self.config.follow {
+                    // Still being written: read it again, whole, later.
+                    r.reader.seek(SeekFrom::Start(r.at)).map_err(|e| {
+                        SourceError::fatal(&self.ctx.name, format!("{}: {e}", r.path.display()))
+                    })?;
+                    break;
+                }
+                let (start, end) = (r.at, r.at + n as u64);
+                r.at = end;
+                let id = r.id;
+                let text = trim_line(&self.line);
+                if text.iter().all(u8::is_ascii_whitespace) {
+                    // Nothing to send, but the bytes are consumed all the same.
+                    self.readers[i].pending.push_back((start, end));
+                    continue;
+                }
+                self.readers[i].pending.push_back((start, end));
+                if self.emit(text.to_vec(), Position::new(id, start)).is_err() {
+                    return Ok(false);
+                }
+                self.apply_acks()?;
+            }
+        }
+        Ok(true)
+    }
+
+    fn emit(&self, value: Vec<u8>, position: Position) -> Result<(), Closed> {
+        let now = now_ms();
+        match self.config.event_time.of(&value, now) {
+            Ok(ts) => self.ctx.blocking_emit(record(value, ts), position),
+            Err(reason) => self.ctx.blocking_dead_letter(DeadLetter::now(
+                "source",
+                "file",
+                record(value, now),
+                position,
+                reason,
+            )),
+        }
+    }
+
+    fn take(&mut self, ack: Ack) {
+        for reader in &mut self.readers {
+            let Some(&durable) = ack.durable.get(&reader.id) else {
+                continue;
+            };
+            let mut resume = None;
+            while let Some(&(start, end)) = reader.pending.front() {
+                if start > durable {
+                    break;
+                }
+                // Blank lines after the durable one count as done too.
+                resume = Some(end);
+                reader.pending.pop_front();
+            }
+            if let Some(resume) = resume {
+                self.saved.offsets.insert(reader.path.clone(), resume);
+                self.saved.dirty = true;
+            }
+        }
+    }
+
+    fn apply_acks(&mut self) -> Result<(), SourceError> {
+        let acks = self.ctx.try_acks();
+        if acks.is_empty() {
+            return Ok(());
+        }
+        acks.into_iter().for_each(|a| self.take(a));
+        let stored = self.saved.store();
+        stored.map_err(|m| self.err(m))
+    }
+
+    /// Barrier, wait for its ack, save.
+    fn flush(&mut self, end_of_input: bool) -> Result<(), SourceError> {
+        if let Ok(id) = self.ctx.blocking_barrier(end_of_input) {
+            let mut acks = Vec::new();
+            if !self
+                .ctx
+                .wait_for_barrier(id, FLUSH_TIMEOUT, |a| acks.push(a))
+            {
+                tracing::warn!(source = %self.ctx.name, "the pipeline did not acknowledge within {FLUSH_TIMEOUT:?}; unacknowledged lines will be read again");
+            }
+            acks.into_iter().for_each(|a| self.take(a));
+        }
+        let stored = self.saved.store();
+        stored.map_err(|m| self.err(m))
+    }
+}
+
+/// The line without its `\n` or `\r\n`.
+fn trim_line(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+pub fn run(config: FileSourceConfig, ctx: SourceContext) -> Result<(), SourceError> {
+    let root = if config.path.is_absolute() {
+        config.path.clone()
+    } else {
+        ctx.base_dir.join(&config.path)
+    };
+    let saved = Saved::load(&ctx.state_dir).map_err(|m| SourceError::fatal(&ctx.name, m))?;
+    let mut source = FileSource {
+        ctx,
+        config,
+        root,
+        saved,
+        readers: Vec::new(),
+        line: Vec::new(),
+    };
+    loop {
+        source.open_new()?;
+        if !source.read_available()? {
+            return Ok(()); // the engine stopped
+        }
+        source.apply_acks()?;
+        if source.ctx.is_stopping() {
+            return source.flush(false);
+        }
+        if !source.config.follow {
+            return source.flush(true);
+        }
+        let wait = *source.config.poll_interval;
+        let stopped = sleep_unless_stopping(&source.ctx, wait);
+        if stopped {
+            return source.flush(false);
+        }
+    }
+}
+
+/// Sleep up to `wait`, waking early on a stop; true if stopping.
+fn sleep_unless_stopping(ctx: &SourceContext, wait: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < deadline {
+        if ctx.is_stopping() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20).min(wait));
+    }
+    ctx.is_stopping()
+}

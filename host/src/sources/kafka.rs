@@ -1,0 +1,405 @@
+//! `type = "kafka"`: consume topics in a consumer group, at least once.
+//!
+//! Offsets are never auto-committed. After each checkpoint the engine acknowledges
+//! what is durable in every sink and the dead letters, and only then is the offset
+//! after it committed, per partition (Vector's Kafka source stores offsets only after
+//! delivery in the same spirit). Before partitions are revoked in a rebalance, and
+//! before the source stops, it sends a barrier through the pipeline and waits for its
+//! acknowledgement, so what was read from them is finished, durable and committed
+//! before they go. Per-partition order is kept: one thread reads, one processor
+//! handles records in the order read.
+//!
+//! librdkafka blocks, and its rebalance callbacks run inside `poll`, so the source
+//! runs on a thread of its own.
+
+use super::event_time::EventTime;
+use super::{Closed, SourceContext, SourceError};
+use crate::dead_letter::DeadLetter;
+use crate::kafka::{self, Properties};
+use crate::position::{Ack, Origin, PartitionId, Position};
+use crate::record::{now_ms, Header, Record};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::{ClientContext, Message, Offset, Statistics, TopicPartitionList};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// Bootstrap brokers, comma-separated: `"127.0.0.1:9092"`.
+    pub brokers: String,
+    pub topics: Vec<String>,
+    /// The consumer group: hosts with the same group split the partitions.
+    pub group_id: String,
+    /// Where a group with no committed offset starts.
+    #[serde(default)]
+    pub start: Start,
+    #[serde(default)]
+    pub event_time: EventTime,
+    /// Stop once every assigned partition has been read to its end (batch jobs,
+    /// benchmarks). Default: keep consuming until stopped.
+    #[serde(default)]
+    pub stop_at_end: bool,
+    #[serde(default)]
+    pub properties: Properties,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Start {
+    /// From the oldest message kept: nothing already in the topic is missed.
+    #[default]
+    Earliest,
+    /// Only messages produced from now on.
+    Latest,
+}
+
+/// How long a rebalance or a stop waits for the pipeline to make what was read
+/// durable before it goes ahead without committing it (it is then read again).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
+const POLL: Duration = Duration::from_millis(100);
+
+impl KafkaSourceConfig {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        kafka::validate(&self.brokers, &self.properties)?;
+        if self.topics.is_empty() || self.topics.iter().any(|t| t.trim().is_empty()) {
+            return Err(("topics".into(), "must list at least one topic name".into()));
+        }
+        if self.group_id.trim().is_empty() {
+            return Err(("group_id".into(), "must not be empty".into()));
+        }
+        for key in ["enable.auto.commit", "enable.auto.offset.store"] {
+            if self.properties.contains_key(key) {
+                return Err((
+                    format!("properties.\"{key}\""),
+                    "is Sluice's to set: offsets are committed only once the records are durable"
+                        .into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn client_config(&self) -> rdkafka::ClientConfig {
+        let start = match self.start {
+            Start::Earliest => "earliest",
+            Start::Latest => "latest",
+        };
+        let ours = [
+            ("group.id", self.group_id.clone()),
+            ("enable.auto.commit", "false".to_owned()),
+            ("enable.auto.offset.store", "false".to_owned()),
+            ("auto.offset.reset", start.to_owned()),
+            ("enable.partition.eof", self.stop_at_end.to_string()),
+            // Per-partition consumer lag arrives in the statistics.
+            ("statistics.interval.ms", "1000".to_owned()),
+        ];
+        kafka::client_config(&self.brokers, &ours, &self.properties)
+    }
+}
+
+/// What the read loop and the rebalance callback share.
+struct State {
+    ctx: SourceContext,
+    event_time: EventTime,
+    ids: HashMap<(String, i32), PartitionId>,
+    /// Partitions assigned to this host now.
+    owned: HashMap<PartitionId, (String, i32)>,
+    /// Per owned partition, the offset the group's commit is known to be at (the
+    /// first offset read after assignment, then each commit): never committed below.
+    committed: HashMap<PartitionId, i64>,
+    /// The newest durable offsets the engine acknowledged.
+    durable: BTreeMap<PartitionId, u64>,
+    /// Partitions librdkafka reported read to their end (by partition number).
+    at_end: HashSet<i32>,
+    /// Leaving the group: the final flush is done.
+    closing: bool,
+}
+
+impl State {
+    fn id(&mut self, topic: &str, partition: i32) -> PartitionId {
+        if let Some(id) = self.ids.get(&(topic.to_owned(), partition)) {
+            return *id;
+        }
+        let id = self.ctx.partition(Origin::Kafka {
+            topic: topic.to_owned(),
+            partition,
+        });
+        self.ids.insert((topic.to_owned(), partition), id);
+        id
+    }
+
+    fn take(&mut self, ack: Ack) {
+        for (p, offset) in ack.durable {
+            let d = self.durable.entry(p).or_insert(offset);
+            *d = (*d).max(offset);
+        }
+    }
+
+    /// Commit, per owned partition, the offset after the newest durable one.
+    fn commit(&mut self, consumer: &BaseConsumer<Ctx>) {
+        let mut tpl = TopicPartitionList::new();
+        let mut next_offsets = Vec::new();
+        for (p, &durable) in &self.durable {
+            let Some((topic, n)) = self.owned.get(p) else {
+                continue;
+            };
+            let next = durable as i64 + 1;
+            if self.committed.get(p).is_some_and(|&c| next <= c) {
+                continue;
+            }
+            if tpl
+                .add_partition_offset(topic, *n, Offset::Offset(next))
+                .is_ok()
+            {
+                next_offsets.push((*p, next));
+            }
+        }
+        if next_offsets.is_empty() {
+            return;
+        }
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                tracing::debug!(source = %self.ctx.name, "committed {tpl:?}");
+                self.ctx.metrics.add_commit();
+                self.committed.extend(next_offsets);
+            }
+            Err(e) => tracing::warn!(
+                source = %self.ctx.name,
+                "committing offsets failed (tried again at the next checkpoint): {e}"
+            ),
+        }
+    }
+
+    /// Make everything read so far durable (a barrier through the pipeline), then
+    /// commit it.
+    fn flush(&mut self, consumer: &BaseConsumer<Ctx>) {
+        if let Ok(id) = self.ctx.blocking_barrier(false) {
+            let mut acks = Vec::new();
+            if !self
+                .ctx
+                .wait_for_barrier(id, FLUSH_TIMEOUT, |a| acks.push(a))
+            {
+                tracing::warn!(source = %self.ctx.name, "the pipeline did not make what was read durable within {FLUSH_TIMEOUT:?}; it will be read again");
+            }
+            acks.into_iter().for_each(|a| self.take(a));
+        }
+        self.commit(consumer);
+    }
+
+    fn emit(&mut self, m: &BorrowedMessage<'_>) -> Result<(), Closed> {
+        let id = self.id(m.topic(), m.partition());
+        self.committed.entry(id).or_insert(m.offset());
+        self.at_end.remove(&m.partition());
+        let headers = m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| Header {
+                        name: h.key.to_owned(),
+                        value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut record = Record {
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            timestamp_ms: m.timestamp().to_millis().unwrap_or_else(now_ms),
+            headers,
+        };
+        let position = Position::new(id, m.offset().max(0) as u64);
+        match self.event_time.of(&record.value, record.timestamp_ms) {
+            Ok(ts) => {
+                record.timestamp_ms = ts;
+                self.ctx.blocking_emit(record, position)
+            }
+            Err(reason) => self
+                .ctx
+                .blocking_dead_letter(DeadLetter::now("source", "kafka", record, position, reason)),
+        }
+    }
+}
+
+/// librdkafka's callbacks: statistics (lag), errors, rebalances.
+struct Ctx {
+    state: Mutex<State>,
+    name: String,
+}
+
+impl Ctx {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn list(tpl: &TopicPartitionList) -> String {
+    let names: Vec<String> = tpl
+        .elements()
+        .iter()
+        .map(|e| format!("{}[{}]", e.topic(), e.partition()))
+        .collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+impl ClientContext for Ctx {
+    fn stats(&self, statistics: Statistics) {
+        let mut lag = BTreeMap::new();
+        for (topic, t) in &statistics.topics {
+            for (&p, part) in &t.partitions {
+                if p >= 0 && part.consumer_lag >= 0 {
+                    lag.insert(format!("{topic}[{p}]"), part.consumer_lag);
+                }
+            }
+        }
+        self.lock().ctx.metrics.set_lag(lag);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(source = %self.name, "librdkafka: {error}: {reason}");
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut state = self.lock();
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                if !state.closing {
+                    // Finish, make durable and commit what was read before they go.
+                    state.flush(consumer);
+                }
+                for e in tpl.elements() {
+                    let id = state.id(e.topic(), e.partition());
+                    state.owned.remove(&id);
+                    state.committed.remove(&id);
+                    state.durable.remove(&id);
+                }
+                state.at_end.clear();
+                tracing::info!(source = %self.name, "partitions revoked: {}", list(tpl));
+            }
+            Rebalance::Assign(tpl) => {
+                for e in tpl.elements() {
+                    let id = state.id(e.topic(), e.partition());
+                    state
+                        .owned
+                        .insert(id, (e.topic().to_owned(), e.partition()));
+                }
+                tracing::info!(source = %self.name, "partitions assigned: {}", list(tpl));
+            }
+            Rebalance::Error(e) => tracing::warn!(source = %self.name, "rebalance failed: {e}"),
+        }
+    }
+}
+
+pub fn run(config: KafkaSourceConfig, ctx: SourceContext) -> Result<(), SourceError> {
+    let name = ctx.name.clone();
+    let shutdown = ctx.shutdown.clone();
+    let context = Ctx {
+        name: name.clone(),
+        state: Mutex::new(State {
+            ctx,
+            event_time: config.event_time.clone(),
+            ids: HashMap::new(),
+            owned: HashMap::new(),
+            committed: HashMap::new(),
+            durable: BTreeMap::new(),
+            at_end: HashSet::new(),
+            closing: false,
+        }),
+    };
+    let consumer: BaseConsumer<Ctx> = config
+        .client_config()
+        .create_with_context(context)
+        .map_err(|e| SourceError::fatal(&name, format!("cannot create a Kafka consumer: {e}")))?;
+    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| SourceError::fatal(&name, format!("cannot subscribe to {topics:?}: {e}")))?;
+    tracing::info!(source = %name, "joining consumer group `{}` for {}", config.group_id, topics.join(", "));
+
+    let result = loop {
+        if shutdown.is_cancelled() {
+            break Ok(());
+        }
+        {
+            let mut state = consumer.context().lock();
+            let acks = state.ctx.try_acks();
+            if !acks.is_empty() {
+                acks.into_iter().for_each(|a| state.take(a));
+                state.commit(&consumer);
+            }
+        }
+        match consumer.poll(POLL) {
+            None => {}
+            Some(Ok(message)) if consumer.context().lock().emit(&message).is_err() => {
+                break Ok(()); // the engine is shutting down
+            }
+            Some(Ok(_)) => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                consumer.context().lock().at_end.insert(p);
+            }
+            Some(Err(e)) if is_fatal(&e) => {
+                break Err(SourceError::fatal(&name, format!("consumer failed: {e}")));
+            }
+            Some(Err(e)) => tracing::warn!(source = %name, "{e} (librdkafka retries)"),
+        }
+        if config.stop_at_end && read_to_end(&consumer) {
+            tracing::info!(source = %name, "every assigned partition is read to its end; stopping");
+            break Ok(());
+        }
+    };
+    // Leaving: what was read is finished, made durable and committed first.
+    {
+        let mut state = consumer.context().lock();
+        state.flush(&consumer);
+        state.closing = true;
+    }
+    drop(consumer); // leaves the group
+    result
+}
+
+fn is_fatal(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::Fatal
+                | RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::GroupAuthorizationFailed
+        )
+    )
+}
+
+/// Every assigned partition has reported its end, and its position is at the high
+/// watermark (the end reports name a partition number, not its topic).
+fn read_to_end(consumer: &BaseConsumer<Ctx>) -> bool {
+    let owned: Vec<(String, i32)> = {
+        let state = consumer.context().lock();
+        if state.owned.is_empty() || state.owned.values().any(|(_, p)| !state.at_end.contains(p)) {
+            return false;
+        }
+        state.owned.values().cloned().collect()
+    };
+    let Ok(positions) = consumer.position() else {
+        return false;
+    };
+    owned.iter().all(|(topic, p)| {
+        let Ok((_, high)) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(5)) else {
+            return false;
+        };
+        match positions.find_partition(topic, *p).map(|e| e.offset()) {
+            Some(Offset::Offset(at)) => at >= high,
+            // Nothing read since the assignment: the end report stands.
+            _ => true,
+        }
+    })
+}

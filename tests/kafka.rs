@@ -1,0 +1,540 @@
+//! Kafka end to end, against a real broker (never a mock of the client): `sluice run`
+//! producing to a topic and consuming from it, stopped gracefully, killed, restarted,
+//! two hosts in one group, poison messages.
+//!
+//! The broker comes from `SLUICE_TEST_KAFKA`, else `scripts/servers.sh start kafka`.
+//! Every test uses topics and groups of its own, so they share one broker.
+
+mod common;
+
+use common::kafka::{broker, committed, create_topic, produce, read_all, unique, FAST_GROUP};
+use common::{json_lines, pipeline, wasm};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `sluice run` in the background, its stderr in a file.
+struct Host {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Host {
+    fn start(pipeline: &Path) -> Host {
+        let stderr = pipeline.with_extension(format!("{}.stderr", unique("run")));
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", "--no-progress"])
+            .arg(pipeline)
+            .env("SLUICE_LOG", "info")
+            .env(
+                "SLUICE_CACHE_DIR",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
+            )
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        Host { child, stderr }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Wait until `done` holds for the log, or panic after `secs`.
+    fn wait_log(&mut self, secs: u64, what: &str, done: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !done(&self.log()) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sluice exited ({status}) before {what}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} after {secs}s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Partitions in the newest assignment it logged.
+    fn assigned(log: &str) -> Option<usize> {
+        let line = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("partitions assigned: "))?;
+        let list = line.split("partitions assigned: ").nth(1)?;
+        Some(if list.trim() == "none" {
+            0
+        } else {
+            list.split(", ").count()
+        })
+    }
+
+    fn signal(&self, which: &str) {
+        let ok = Command::new("kill")
+            .args([which, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {which}");
+    }
+
+    /// Wait for the exit; panics after `secs`.
+    fn wait(&mut self, secs: u64) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice still running after {secs}s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(mut self) {
+        self.signal("-TERM");
+        let status = self.wait(120);
+        assert!(status.success(), "{status}:\n{}", self.log());
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Generated users -> format_user -> the topic (4 partitions, created if missing),
+/// and the same rows to `produced.jsonl` as the expected set.
+fn producer(dir: &Path, topic: &str, count: u64, rate: Option<u64>) -> PathBuf {
+    let rate = rate.map(|r| format!("rate = {r}")).unwrap_or_default();
+    pipeline(
+        dir,
+        &format!("produce-{topic}.toml"),
+        &format!(
+            r#"
+[pipeline]
+checkpoint_interval = "500ms"
+[source]
+type = "generator"
+seed = 11
+count = {count}
+{rate}
+[[transforms]]
+plugin = "{{FORMAT_USER}}"
+[[sinks]]
+type = "kafka"
+brokers = "{broker}"
+topic = "{topic}"
+create_topic = {{ partitions = 4 }}
+[[sinks]]
+type = "file"
+path = "produced.jsonl"
+[dead_letter]
+type = "file"
+path = "produce-dead.jsonl"
+"#,
+            broker = broker()
+        ),
+    )
+}
+
+/// topic -> (transforms) -> `out` file, dead letters to `dead.jsonl`.
+fn consumer(
+    dir: &Path,
+    name: &str,
+    topic: &str,
+    group: &str,
+    extra: &str,
+    transforms: &str,
+) -> PathBuf {
+    pipeline(
+        dir,
+        &format!("{name}.toml"),
+        &format!(
+            r#"
+[pipeline]
+batch_size = 100
+checkpoint_interval = "300ms"
+linger = "20ms"
+[source]
+type = "kafka"
+brokers = "{broker}"
+topics = ["{topic}"]
+group_id = "{group}"
+{extra}
+{FAST_GROUP}
+{transforms}
+[[sinks]]
+type = "file"
+path = "{name}.jsonl"
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+            broker = broker()
+        ),
+    )
+}
+
+fn ids(path: &Path) -> Vec<String> {
+    json_lines(path)
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
+}
+
+fn produce_users(dir: &Path, topic: &str, count: u64) -> BTreeSet<String> {
+    let status = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--no-progress"])
+        .arg(producer(dir, topic, count, None))
+        .env(
+            "SLUICE_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
+        )
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let produced: BTreeSet<String> = ids(&dir.join("produced.jsonl")).into_iter().collect();
+    assert_eq!(produced.len() as u64, count, "distinct generated users");
+    produced
+}
+
+fn counts(ids: &[String]) -> BTreeMap<&str, usize> {
+    let mut counts = BTreeMap::new();
+    for id in ids {
+        *counts.entry(id.as_str()).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[test]
+fn round_trip_delivers_every_id_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("roundtrip");
+    let produced = produce_users(dir.path(), &topic, 10_000);
+    let group = unique("g");
+    let path = consumer(dir.path(), "out", &topic, &group, "stop_at_end = true", "");
+    let mut host = Host::start(&path);
+    let status = host.wait(180);
+    assert!(status.success(), "{}", host.log());
+    let got = ids(&dir.path().join("out.jsonl"));
+    assert_eq!(got.len(), 10_000, "every record once");
+    assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), produced);
+    // And the group's commit covers them all: 10,000 over 4 partitions.
+    let total: i64 = committed(&group, &topic, 4)
+        .iter()
+        .map(|o| o.unwrap_or(0))
+        .sum();
+    assert_eq!(total, 10_000);
+}
+
+/// A consumer joins, a producer streams 10,000 users at 2,000/s, and the consumer is
+/// stopped (`signal`) part-way; a second consumer in the same group finishes.
+fn stop_mid_stream_and_resume(signal: &str) -> (BTreeSet<String>, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("resume");
+    create_topic(&topic, 4);
+    let group = unique("g");
+    let path = consumer(dir.path(), "out", &topic, &group, "", "");
+    let out = dir.path().join("out.jsonl");
+    let mut first = Host::start(&path);
+    first.wait_log(90, "partition assignment", |l| Host::assigned(l) == Some(4));
+    let mut producing = Host::start(&producer(dir.path(), &topic, 10_000, Some(2_000)));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lines(&out) < 2_000 {
+        assert!(
+            Instant::now() < deadline,
+            "consumed too little:\n{}",
+            first.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.signal(signal);
+    let status = first.wait(120);
+    let at_stop = lines(&out);
+    assert!(at_stop < 10_000, "stopped mid-stream ({at_stop} read)");
+    if signal == "-TERM" {
+        assert!(status.success(), "{status}:\n{}", first.log());
+    }
+    assert!(producing.wait(120).success(), "{}", producing.log());
+    let produced: BTreeSet<String> = ids(&dir.path().join("produced.jsonl"))
+        .into_iter()
+        .collect();
+
+    let second = Host::start(&path);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got: BTreeSet<String> = ids(&out).into_iter().collect();
+        if got.is_superset(&produced) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} ids after the restart:\n{}",
+            got.len(),
+            produced.len(),
+            second.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    second.stop();
+    (produced, ids(&out))
+}
+
+#[test]
+fn a_graceful_stop_and_restart_loses_none_and_repeats_none() {
+    let (produced, got) = stop_mid_stream_and_resume("-TERM");
+    let repeated: Vec<_> = counts(&got).into_iter().filter(|(_, n)| *n > 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "{} ids twice, e.g. {:?}",
+        repeated.len(),
+        repeated.first()
+    );
+    assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), produced);
+}
+
+#[test]
+fn a_kill_and_restart_loses_none() {
+    let (produced, got) = stop_mid_stream_and_resume("-KILL");
+    let distinct: BTreeSet<String> = got.iter().cloned().collect();
+    assert_eq!(distinct, produced, "every id, none lost");
+    println!(
+        "after SIGKILL and restart: {} records read for {} ids ({} read twice)",
+        got.len(),
+        distinct.len(),
+        got.len() - distinct.len()
+    );
+}
+
+#[test]
+fn the_commit_never_runs_ahead_of_what_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("durable");
+    let produced = produce_users(dir.path(), &topic, 3_000);
+    let group = unique("g");
+    // No checkpoint for an hour: the sink writes (its buffer spills to the file), but
+    // nothing is synced, so nothing may be committed.
+    let slow = consumer(dir.path(), "out", &topic, &group, "", "")
+        .to_string_lossy()
+        .into_owned();
+    let text = std::fs::read_to_string(&slow)
+        .unwrap()
+        .replace("\"300ms\"", "\"1h\"");
+    std::fs::write(&slow, text).unwrap();
+    let out = dir.path().join("out.jsonl");
+    let mut host = Host::start(Path::new(&slow));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while lines(&out) < 1_000 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing written:\n{}",
+            host.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    host.signal("-KILL");
+    host.wait(30);
+    assert!(lines(&out) >= 1_000, "the sink wrote before the kill");
+    assert_eq!(
+        committed(&group, &topic, 4),
+        vec![None; 4],
+        "no commit without a checkpoint"
+    );
+
+    let path = consumer(
+        dir.path(),
+        "again",
+        &topic,
+        &group,
+        "stop_at_end = true",
+        "",
+    );
+    let mut again = Host::start(&path);
+    assert!(again.wait(180).success(), "{}", again.log());
+    let mut all: BTreeSet<String> = ids(&out).into_iter().collect();
+    all.extend(ids(&dir.path().join("again.jsonl")));
+    assert_eq!(all, produced, "nothing lost");
+    assert_eq!(
+        lines(&dir.path().join("again.jsonl")),
+        3_000,
+        "everything was read again: nothing had been committed"
+    );
+}
+
+#[test]
+fn two_hosts_in_one_group_split_the_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("split");
+    create_topic(&topic, 4);
+    let group = unique("g");
+    let mut a = Host::start(&consumer(dir.path(), "a", &topic, &group, "", ""));
+    a.wait_log(90, "first assignment", |l| Host::assigned(l) == Some(4));
+    let mut b = Host::start(&consumer(dir.path(), "b", &topic, &group, "", ""));
+    // The broker rebalances slowly: wait for it, whatever it takes.
+    b.wait_log(180, "second host's assignment", |l| {
+        Host::assigned(l).is_some_and(|n| n > 0)
+    });
+    a.wait_log(180, "rebalance", |l| {
+        Host::assigned(l).is_some_and(|n| n < 4)
+    });
+    let (na, nb) = (
+        Host::assigned(&a.log()).unwrap(),
+        Host::assigned(&b.log()).unwrap(),
+    );
+    assert_eq!(na + nb, 4, "the partitions are split: {na} + {nb}");
+
+    let produced = produce_users(dir.path(), &topic, 10_000);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (out_a, out_b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    loop {
+        let mut got: BTreeSet<String> = ids(&out_a).into_iter().collect();
+        got.extend(ids(&out_b));
+        if got == produced {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} of 10000 ids", got.len());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    a.stop();
+    b.stop();
+    let (ia, ib) = (ids(&out_a), ids(&out_b));
+    assert!(
+        !ia.is_empty() && !ib.is_empty(),
+        "both hosts delivered: {} + {}",
+        ia.len(),
+        ib.len()
+    );
+    assert_eq!(ia.len() + ib.len(), 10_000, "none twice");
+}
+
+#[test]
+fn poison_messages_go_to_the_dead_letters_with_their_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("poison");
+    create_topic(&topic, 1);
+    let user = |seed: u64| {
+        let config: sluice::sources::generator::GeneratorConfig =
+            toml::from_str(&format!("seed = {seed}")).unwrap();
+        let mut rng = sluice::sources::SplitMix64::new(seed);
+        sluice::sources::generator::value(&config, &mut rng, 0)
+    };
+    let big = format!(
+        r#"{{"gender": "female", "pad": "{}"}}"#,
+        "x".repeat(1 << 20)
+    );
+    let messages: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = vec![
+        (None, Some(user(1))),
+        (None, Some(b"not json at all".to_vec())),
+        (
+            None,
+            Some(br#"{"gender": "male", "name": {"first": "Tru"#.to_vec()),
+        ),
+        (None, Some(br#"{"gender": "male"}"#.to_vec())),
+        (None, Some(Vec::new())),
+        (Some(b"k".to_vec()), None),
+        (None, Some(big.into_bytes())),
+        (None, Some(user(2))),
+    ];
+    produce(&topic, &messages);
+    let group = unique("g");
+    let transform = format!(
+        "[[transforms]]\nplugin = \"{}\"",
+        wasm("format_user").display()
+    );
+    let path = consumer(
+        dir.path(),
+        "out",
+        &topic,
+        &group,
+        "stop_at_end = true",
+        &transform,
+    );
+    let mut host = Host::start(&path);
+    let status = host.wait(180);
+    assert!(status.success(), "the pipeline goes on: {}", host.log());
+
+    assert_eq!(
+        ids(&dir.path().join("out.jsonl")).len(),
+        2,
+        "both good users"
+    );
+    let dead = json_lines(&dir.path().join("dead.jsonl"));
+    let offsets: Vec<u64> = dead.iter().map(|d| d["offset"].as_u64().unwrap()).collect();
+    assert_eq!(offsets, [1, 2, 3, 4, 5, 6], "{dead:#?}");
+    for d in &dead {
+        assert_eq!(d["position"]["topic"], topic.as_str());
+        assert_eq!(d["position"]["partition"], 0);
+        assert_eq!(d["position"]["offset"], d["offset"]);
+        assert_eq!(d["stage"], "transform");
+        assert!(d["reason"].as_str().unwrap().len() > 5, "{d}");
+    }
+    assert_eq!(
+        dead[5]["record"]["value"].as_str().unwrap().len(),
+        (1 << 20) + 33,
+        "the 1 MiB value is kept whole"
+    );
+    assert_eq!(
+        committed(&group, &topic, 1),
+        [Some(8)],
+        "offsets still advance"
+    );
+}
+
+#[test]
+fn dead_letters_can_go_to_a_kafka_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let dlq = unique("dlq");
+    let path = pipeline(
+        dir.path(),
+        "p.toml",
+        &format!(
+            r#"
+[source]
+type = "generator"
+count = 10
+poison_every = 2
+[[transforms]]
+plugin = "{{FORMAT_USER}}"
+[[sinks]]
+type = "null"
+[dead_letter]
+type = "kafka"
+brokers = "{broker}"
+topic = "{dlq}"
+create_topic = {{ partitions = 1 }}
+"#,
+            broker = broker()
+        ),
+    );
+    let mut host = Host::start(&path);
+    assert!(host.wait(120).success(), "{}", host.log());
+    let got = read_all(&dlq, 5);
+    assert_eq!(got.len(), 5, "every second record is poisoned");
+    for (value, headers) in &got {
+        let h: BTreeMap<&str, &str> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(h["sluice.stage"], "transform");
+        assert_eq!(h["sluice.plugin"], "format_user");
+        assert!(!h["sluice.reason"].is_empty());
+        let position: serde_json::Value = serde_json::from_str(h["sluice.position"]).unwrap();
+        assert_eq!(position["source"], "generator");
+        assert_eq!((position["sequence"].as_u64().unwrap() + 1) % 2, 0);
+        assert!(!value.is_empty(), "the original bytes");
+    }
+}
