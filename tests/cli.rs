@@ -53,7 +53,13 @@ path = "dead.jsonl"
 
 #[test]
 fn validate_accepts_every_shipped_pipeline() {
-    for name in ["quickstart", "randomuser"] {
+    for name in [
+        "quickstart",
+        "randomuser",
+        "local_demo",
+        "ingest_users",
+        "users_to_stores",
+    ] {
         let path = repo().join(format!("pipelines/{name}.toml"));
         let out = sluice(&["validate", path.to_str().unwrap()]);
         assert!(out.status.success(), "{name}: {}", text(&out.stderr));

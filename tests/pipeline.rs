@@ -160,3 +160,52 @@ fn windows_close_at_the_watermark_and_late_records_become_dead_letters() {
     assert_eq!(stage.open_windows(), 0);
     assert!(stage.held().is_empty(), "emitted windows hold nothing");
 }
+
+#[test]
+fn the_file_source_resumes_from_its_byte_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let line = |i: usize| format!("{{\"n\": {i}}}\n");
+    std::fs::write(&input, (0..100).map(line).collect::<String>()).unwrap();
+    let path = pipeline(
+        dir.path(),
+        "f.toml",
+        r#"
+[pipeline]
+batch_size = 16
+[source]
+type = "file"
+path = "in.jsonl"
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+"#,
+    );
+    assert_eq!(run(&path).records_in, 100);
+    let saved = dir.path().join(".sluice/f/file-source-positions.json");
+    let offsets: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
+    let size = std::fs::metadata(&input).unwrap().len();
+    assert_eq!(offsets.as_object().unwrap().values().next().unwrap(), size);
+
+    // Appended lines (a blank one among them, and a last one with no newline): only
+    // these are read by the next run.
+    let mut more: String = (100..150).map(line).collect();
+    more.push_str("\n{\"n\": 150}");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&input)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, more.as_bytes()))
+        .unwrap();
+    assert_eq!(run(&path).records_in, 51);
+    let ns: Vec<u64> = json_lines(&dir.path().join("out.jsonl"))
+        .iter()
+        .map(|v| v["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        ns,
+        (0..151).collect::<Vec<u64>>(),
+        "each line once, in order"
+    );
+    assert_eq!(run(&path).records_in, 0, "nothing new: nothing read");
+}

@@ -69,9 +69,14 @@ pub fn create_topic(topic: &str, partitions: i32) {
     }
 }
 
-/// Produce raw messages (key, value; `None` value = a null message) to partition 0
-/// and wait for every delivery.
-pub fn produce(topic: &str, messages: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) {
+/// A raw message: key, value (`None`: a null message).
+pub type Raw = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// A message as read back: value, headers as text.
+pub type Read = (Vec<u8>, Vec<(String, String)>);
+
+/// Produce raw messages to partition 0 and wait for every delivery.
+pub fn produce(topic: &str, messages: &[Raw]) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", broker())
         .set("message.max.bytes", "4000000")
@@ -93,7 +98,7 @@ pub fn produce(topic: &str, messages: &[(Option<Vec<u8>>, Option<Vec<u8>>)]) {
 
 /// Every message of partition 0 of `topic` as (value, headers), read with a bare
 /// consumer (no group) until `count` arrive or a minute passes.
-pub fn read_all(topic: &str, count: usize) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
+pub fn read_all(topic: &str, count: usize) -> Vec<Read> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker())
         .set("group.id", unique("reader"))

@@ -1,4 +1,4 @@
-use sluice::engine::Metrics;
+use sluice::engine::{Metrics, Snapshot};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ impl Progress {
                 let secs = now.duration_since(last.0).as_secs_f64().max(1e-3);
                 let rate = |a: u64, b: u64| (a - b) as f64 / secs;
                 eprint!(
-                    "\r\x1b[2K{name}: in {} ({:.0}/s)  out {} ({:.0}/s)  dead letters {}  plugin errors {}  windows {}",
+                    "\r\x1b[2K{name}: in {} ({:.0}/s)  out {} ({:.0}/s)  dead letters {}  plugin errors {}  windows {}{}",
                     s.records_in,
                     rate(s.records_in, last.1.records_in),
                     s.records_out,
@@ -35,6 +35,7 @@ impl Progress {
                     s.dead_letters,
                     s.plugin_failures,
                     s.windows_closed,
+                    lag(&s),
                 );
                 let _ = std::io::stderr().flush();
                 last = (now, s);
@@ -48,4 +49,22 @@ impl Progress {
         self.stop.cancel();
         let _ = self.task.await;
     }
+}
+
+/// `  lag 120 (t[0] 30, t[1] 90)`: consumer lag, total and per partition (the first
+/// few), when the source reports it.
+fn lag(s: &Snapshot) -> String {
+    if s.lag.is_empty() {
+        return String::new();
+    }
+    let mut parts: Vec<String> = s
+        .lag
+        .iter()
+        .take(4)
+        .map(|(p, n)| format!("{p} {n}"))
+        .collect();
+    if s.lag.len() > 4 {
+        parts.push(format!("+{} more", s.lag.len() - 4));
+    }
+    format!("  lag {} ({})", s.total_lag(), parts.join(", "))
 }

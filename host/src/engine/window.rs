@@ -35,8 +35,8 @@ pub struct WindowStage {
     size_ms: i64,
     lateness_ms: i64,
     open: BTreeMap<i64, OpenWindow>,
-    /// Newest event time accepted so far.
-    max_event_ms: Option<i64>,
+    /// Per source partition, the newest event time accepted from it.
+    max_event_ms: BTreeMap<PartitionId, i64>,
     /// Windows closed since the start.
     closed: u64,
 }
@@ -49,14 +49,20 @@ impl WindowStage {
             size_ms,
             lateness_ms,
             open: BTreeMap::new(),
-            max_event_ms: None,
+            max_event_ms: BTreeMap::new(),
             closed: 0,
         }
     }
 
     /// Windows ending at or before this are closed; records for them are late.
+    ///
+    /// Tracked per source partition (its newest event time less the allowed
+    /// lateness) and the least of them taken, so a partition read ahead of another
+    /// (Kafka fetches partition by partition) cannot make the other's records late.
     pub fn watermark(&self) -> Option<i64> {
         self.max_event_ms
+            .values()
+            .min()
             .map(|m| m.saturating_sub(self.lateness_ms))
     }
 
@@ -191,22 +197,23 @@ impl WindowStage {
                 })
                 .collect(),
         };
-        let mut accepted_max: Option<i64> = None;
+        let mut accepted = false;
         for ((r, &p), outcome) in records.iter().zip(positions).zip(outcomes) {
             match outcome {
                 Ok(()) => {
                     window.accept(p);
-                    accepted_max =
-                        Some(accepted_max.map_or(r.timestamp_ms, |m| m.max(r.timestamp_ms)));
+                    accepted = true;
+                    let newest = self
+                        .max_event_ms
+                        .entry(p.partition)
+                        .or_insert(r.timestamp_ms);
+                    *newest = (*newest).max(r.timestamp_ms);
                 }
                 Err(reason) => dead.push(self.dead(r.clone(), p, reason)),
             }
         }
-        if let Some(m) = accepted_max {
-            self.max_event_ms = Some(self.max_event_ms.map_or(m, |old| old.max(m)));
-        }
         // A window no record made it into is not a window: it would finish as zeros.
-        if existed || accepted_max.is_some() {
+        if existed || accepted {
             self.open.insert(start, window);
         }
     }

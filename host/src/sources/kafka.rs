@@ -97,6 +97,9 @@ impl KafkaSourceConfig {
             ("enable.partition.eof", self.stop_at_end.to_string()),
             // Per-partition consumer lag arrives in the statistics.
             ("statistics.interval.ms", "1000".to_owned()),
+            // A topic created after the subscription is found within seconds, not
+            // librdkafka's default five minutes.
+            ("topic.metadata.refresh.interval.ms", "10000".to_owned()),
         ];
         kafka::client_config(&self.brokers, &ours, &self.properties)
     }
@@ -134,6 +137,7 @@ impl State {
     }
 
     fn take(&mut self, ack: Ack) {
+        tracing::trace!(source = %self.ctx.name, "acknowledged: {ack:?}");
         for (p, offset) in ack.durable {
             let d = self.durable.entry(p).or_insert(offset);
             *d = (*d).max(offset);
