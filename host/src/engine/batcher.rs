@@ -20,16 +20,44 @@ pub struct Work {
 }
 
 impl Work {
+    fn new(size: usize) -> Self {
+        Work {
+            batch: Batch::with_capacity(size),
+            ..Work::default()
+        }
+    }
+
     fn len(&self) -> usize {
         self.batch.len() + self.dead.len()
     }
 
-    fn add(&mut self, event: SourceEvent) {
+    /// Whether nothing more goes into this work.
+    fn is_done(&self, size: usize) -> bool {
+        self.len() >= size || self.barrier.is_some()
+    }
+
+    /// Add what fits; what does not (the rest of a chunk once the work is full or a
+    /// barrier ended it) comes back.
+    fn add(&mut self, event: SourceEvent, size: usize) -> Option<SourceEvent> {
         match event {
             SourceEvent::Record(r, p) => self.batch.push(r, p),
             SourceEvent::Dead(d) => self.dead.push(d),
             SourceEvent::Barrier { id, end_of_input } => self.barrier = Some((id, end_of_input)),
+            SourceEvent::Many(events) => {
+                let mut events = events.into_iter();
+                while !self.is_done(size) {
+                    let e = events.next()?;
+                    if let Some(rest) = self.add(e, size) {
+                        let mut rest = vec![rest];
+                        rest.extend(events);
+                        return Some(SourceEvent::Many(rest));
+                    }
+                }
+                let rest: Vec<SourceEvent> = events.collect();
+                return (!rest.is_empty()).then_some(SourceEvent::Many(rest));
+            }
         }
+        None
     }
 }
 
@@ -43,44 +71,29 @@ pub async fn run(
     size: usize,
     linger: Duration,
 ) {
-    let mut pending: Vec<SourceEvent> = Vec::with_capacity(size);
+    // The rest of a chunk that did not fit into the last work.
+    let mut carry: Option<SourceEvent> = None;
+    let mut closed = false;
     loop {
-        let Some(first) = input.recv().await else {
-            return;
+        let first = match carry.take() {
+            Some(e) => e,
+            None if closed => return,
+            None => match input.recv().await {
+                Some(e) => e,
+                None => return,
+            },
         };
-        let mut work = Work {
-            batch: Batch::with_capacity(size),
-            ..Work::default()
-        };
-        work.add(first);
+        let mut work = Work::new(size);
+        carry = work.add(first, size);
         let deadline = Instant::now() + linger;
-        let mut closed = false;
-        while work.len() < size && work.barrier.is_none() {
-            match tokio::time::timeout_at(
-                deadline,
-                input.recv_many(&mut pending, size - work.len()),
-            )
-            .await
-            {
-                Ok(0) => {
-                    closed = true;
-                    break;
-                }
-                Ok(_) => {
-                    for event in pending.drain(..) {
-                        if work.barrier.is_some() {
-                            // What follows a barrier starts the next work.
-                            if output.send(std::mem::take(&mut work)).await.is_err() {
-                                return;
-                            }
-                        }
-                        work.add(event);
-                    }
-                }
+        while carry.is_none() && !closed && !work.is_done(size) {
+            match tokio::time::timeout_at(deadline, input.recv()).await {
+                Ok(Some(event)) => carry = work.add(event, size),
+                Ok(None) => closed = true,
                 Err(_) => break,
             }
         }
-        if output.send(work).await.is_err() || closed {
+        if output.send(work).await.is_err() {
             return;
         }
     }
@@ -130,6 +143,38 @@ mod tests {
         assert_eq!(work.batch.len(), 2);
         assert_eq!(started.elapsed(), Duration::from_millis(50));
         assert!(!tx.is_closed(), "the batcher keeps running");
+    }
+
+    #[tokio::test]
+    async fn chunks_are_split_at_the_batch_size_in_order() {
+        let (tx, mut rx) = spawn(4, 60_000);
+        tx.send(SourceEvent::Many((0..6).map(rec).collect()))
+            .await
+            .unwrap();
+        tx.send(SourceEvent::Many(vec![
+            rec(6),
+            SourceEvent::Barrier {
+                id: 1,
+                end_of_input: true,
+            },
+            rec(7),
+        ]))
+        .await
+        .unwrap();
+        drop(tx);
+        let mut got = Vec::new();
+        while let Some(w) = rx.recv().await {
+            let offsets: Vec<u64> = w.batch.positions.iter().map(|p| p.offset).collect();
+            got.push((offsets, w.barrier));
+        }
+        assert_eq!(
+            got,
+            [
+                (vec![0, 1, 2, 3], None),
+                (vec![4, 5, 6], Some((1, true))),
+                (vec![7], None)
+            ]
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,7 +10,7 @@
 //! saved offset was replaced: it is read again from the start.
 
 use super::event_time::EventTime;
-use super::{Closed, SourceContext, SourceError};
+use super::{Closed, SourceContext, SourceError, SourceEvent};
 use crate::dead_letter::DeadLetter;
 use crate::duration::Duration;
 use crate::position::{Ack, Origin, PartitionId, Position};
@@ -44,6 +44,8 @@ fn default_poll() -> Duration {
 /// How long the end of input (or a stop) waits for the pipeline to acknowledge.
 const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 const POSITIONS_FILE: &str = "file-source-positions.json";
+/// Most lines handed to the engine at once.
+const CHUNK: usize = 256;
 
 impl FileSourceConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
@@ -123,6 +125,8 @@ struct FileSource {
     saved: Saved,
     readers: Vec<Reader>,
     line: Vec<u8>,
+    /// Read and not yet handed to the engine (sent in chunks: one wake-up each).
+    chunk: Vec<SourceEvent>,
 }
 
 impl FileSource {
@@ -215,27 +219,38 @@ impl FileSource {
                     continue;
                 }
                 self.readers[i].pending.push_back((start, end));
-                if self.emit(text.to_vec(), Position::new(id, start)).is_err() {
-                    return Ok(false);
+                let value = text.to_vec();
+                self.take_line(value, Position::new(id, start));
+                if self.chunk.len() >= CHUNK {
+                    if self.send().is_err() {
+                        return Ok(false);
+                    }
+                    self.apply_acks()?;
                 }
-                self.apply_acks()?;
             }
         }
-        Ok(true)
+        Ok(self.send().is_ok())
     }
 
-    fn emit(&self, value: Vec<u8>, position: Position) -> Result<(), Closed> {
+    /// Hand what was read to the engine.
+    fn send(&mut self) -> Result<(), Closed> {
+        self.ctx.blocking_emit_many(std::mem::take(&mut self.chunk))
+    }
+
+    /// Add a line to the chunk.
+    fn take_line(&mut self, value: Vec<u8>, position: Position) {
         let now = now_ms();
-        match self.config.event_time.of(&value, now) {
-            Ok(ts) => self.ctx.blocking_emit(record(value, ts), position),
-            Err(reason) => self.ctx.blocking_dead_letter(DeadLetter::now(
+        let event = match self.config.event_time.of(&value, now) {
+            Ok(ts) => SourceEvent::Record(record(value, ts), position),
+            Err(reason) => SourceEvent::Dead(DeadLetter::now(
                 "source",
                 "file",
                 record(value, now),
                 position,
                 reason,
             )),
-        }
+        };
+        self.chunk.push(event);
     }
 
     fn take(&mut self, ack: Ack) {
@@ -271,7 +286,8 @@ impl FileSource {
 
     /// Barrier, wait for its ack, save.
     fn flush(&mut self, end_of_input: bool) -> Result<(), SourceError> {
-        if let Ok(id) = self.ctx.blocking_barrier(end_of_input) {
+        let sent = self.send();
+        if let Ok(id) = sent.and_then(|()| self.ctx.blocking_barrier(end_of_input)) {
             let mut acks = Vec::new();
             if !self
                 .ctx
@@ -306,6 +322,7 @@ pub fn run(config: FileSourceConfig, ctx: SourceContext) -> Result<(), SourceErr
         saved,
         readers: Vec::new(),
         line: Vec::new(),
+        chunk: Vec::new(),
     };
     loop {
         source.open_new()?;

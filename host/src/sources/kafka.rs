@@ -13,7 +13,7 @@
 //! runs on a thread of its own.
 
 use super::event_time::EventTime;
-use super::{Closed, SourceContext, SourceError};
+use super::{Closed, SourceContext, SourceError, SourceEvent};
 use crate::dead_letter::DeadLetter;
 use crate::kafka::{self, Properties};
 use crate::position::{Ack, Origin, PartitionId, Position};
@@ -62,6 +62,8 @@ pub enum Start {
 /// durable before it goes ahead without committing it (it is then read again).
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(100);
+/// Most messages handed to the engine at once.
+const CHUNK: usize = 256;
 
 impl KafkaSourceConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
@@ -121,6 +123,8 @@ struct State {
     at_end: HashSet<i32>,
     /// Leaving the group: the final flush is done.
     closing: bool,
+    /// Read and not yet handed to the engine (sent in chunks: one wake-up each).
+    chunk: Vec<SourceEvent>,
 }
 
 impl State {
@@ -179,10 +183,16 @@ impl State {
         }
     }
 
+    /// Hand what was read to the engine.
+    fn send(&mut self) -> Result<(), Closed> {
+        self.ctx.blocking_emit_many(std::mem::take(&mut self.chunk))
+    }
+
     /// Make everything read so far durable (a barrier through the pipeline), then
     /// commit it.
     fn flush(&mut self, consumer: &BaseConsumer<Ctx>) {
-        if let Ok(id) = self.ctx.blocking_barrier(false) {
+        let sent = self.send();
+        if let Ok(id) = sent.and_then(|()| self.ctx.blocking_barrier(false)) {
             let mut acks = Vec::new();
             if !self
                 .ctx
@@ -195,7 +205,8 @@ impl State {
         self.commit(consumer);
     }
 
-    fn emit(&mut self, m: &BorrowedMessage<'_>) -> Result<(), Closed> {
+    /// Add a message to the chunk.
+    fn take_message(&mut self, m: &BorrowedMessage<'_>) {
         let id = self.id(m.topic(), m.partition());
         self.committed.entry(id).or_insert(m.offset());
         self.at_end.remove(&m.partition());
@@ -217,15 +228,16 @@ impl State {
             headers,
         };
         let position = Position::new(id, m.offset().max(0) as u64);
-        match self.event_time.of(&record.value, record.timestamp_ms) {
+        let event = match self.event_time.of(&record.value, record.timestamp_ms) {
             Ok(ts) => {
                 record.timestamp_ms = ts;
-                self.ctx.blocking_emit(record, position)
+                SourceEvent::Record(record, position)
             }
-            Err(reason) => self
-                .ctx
-                .blocking_dead_letter(DeadLetter::now("source", "kafka", record, position, reason)),
-        }
+            Err(reason) => {
+                SourceEvent::Dead(DeadLetter::now("source", "kafka", record, position, reason))
+            }
+        };
+        self.chunk.push(event);
     }
 }
 
@@ -318,6 +330,7 @@ pub fn run(config: KafkaSourceConfig, ctx: SourceContext) -> Result<(), SourceEr
             durable: BTreeMap::new(),
             at_end: HashSet::new(),
             closing: false,
+            chunk: Vec::with_capacity(CHUNK),
         }),
     };
     let consumer: BaseConsumer<Ctx> = config
@@ -342,19 +355,32 @@ pub fn run(config: KafkaSourceConfig, ctx: SourceContext) -> Result<(), SourceEr
                 state.commit(&consumer);
             }
         }
-        match consumer.poll(POLL) {
-            None => {}
-            Some(Ok(message)) if consumer.context().lock().emit(&message).is_err() => {
-                break Ok(()); // the engine is shutting down
+        // Wait for a message, then take what else is there at once, up to a chunk.
+        let mut timeout = POLL;
+        let mut failed = None;
+        loop {
+            match consumer.poll(timeout) {
+                None => break,
+                Some(Ok(message)) => consumer.context().lock().take_message(&message),
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    consumer.context().lock().at_end.insert(p);
+                }
+                Some(Err(e)) if is_fatal(&e) => {
+                    failed = Some(e);
+                    break;
+                }
+                Some(Err(e)) => tracing::warn!(source = %name, "{e} (librdkafka retries)"),
             }
-            Some(Ok(_)) => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                consumer.context().lock().at_end.insert(p);
+            timeout = Duration::ZERO;
+            if consumer.context().lock().chunk.len() >= CHUNK {
+                break;
             }
-            Some(Err(e)) if is_fatal(&e) => {
-                break Err(SourceError::fatal(&name, format!("consumer failed: {e}")));
-            }
-            Some(Err(e)) => tracing::warn!(source = %name, "{e} (librdkafka retries)"),
+        }
+        if consumer.context().lock().send().is_err() {
+            break Ok(()); // the engine is shutting down
+        }
+        if let Some(e) = failed {
+            break Err(SourceError::fatal(&name, format!("consumer failed: {e}")));
         }
         if config.stop_at_end && read_to_end(&consumer) {
             tracing::info!(source = %name, "every assigned partition is read to its end; stopping");

@@ -102,6 +102,9 @@ pub enum SourceEvent {
         id: u64,
         end_of_input: bool,
     },
+    /// Several records and dead letters at once, in order: a source on a thread of
+    /// its own sends in chunks, since each send may wake the engine.
+    Many(Vec<SourceEvent>),
 }
 
 /// What a running source talks to: the engine's intake, the acknowledgements coming
@@ -171,21 +174,17 @@ impl SourceContext {
         Ok(())
     }
 
-    /// [`emit`](Self::emit) from a source's own thread.
-    pub fn blocking_emit(&self, record: Record, position: Position) -> Result<(), Closed> {
+    /// Records and dead letters (the source could not use), in order, from a
+    /// source's own thread.
+    pub fn blocking_emit_many(&self, events: Vec<SourceEvent>) -> Result<(), Closed> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let n = events.len() as u64;
         self.out
-            .blocking_send(SourceEvent::Record(record, position))
+            .blocking_send(SourceEvent::Many(events))
             .map_err(|_| Closed)?;
-        self.metrics.add_in(1);
-        Ok(())
-    }
-
-    /// A record the source could not use, to the dead letters (from its own thread).
-    pub fn blocking_dead_letter(&self, dead: DeadLetter) -> Result<(), Closed> {
-        self.out
-            .blocking_send(SourceEvent::Dead(dead))
-            .map_err(|_| Closed)?;
-        self.metrics.add_in(1);
+        self.metrics.add_in(n);
         Ok(())
     }
 

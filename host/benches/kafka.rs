@@ -1,0 +1,217 @@
+//! Kafka throughput, printed side by side (never asserted):
+//!
+//! - `bare rdkafka consumer`: a librdkafka consumer reading the topic and doing
+//!   nothing with the messages: the floor.
+//! - `sluice kafka -> format_user -> null`: the same topic through a whole pipeline
+//!   (consumer thread, batching, the WASM transform, the sink task, checkpoints and
+//!   offset commits).
+//!
+//! The gap is Sluice's own cost. Both are timed from their first message to their
+//! last, so the consumer-group join (seconds on the test broker) is not counted.
+//!
+//! Needs a broker: `SLUICE_TEST_KAFKA=host:port`, else `scripts/servers.sh start
+//! kafka` is run. `cargo bench -p sluice --bench kafka` (after
+//! `scripts/build-plugins.sh`); `SLUICE_BENCH_RECORDS` sets the count (default 200000).
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use sluice::engine::Pipeline;
+use sluice::plugin::{ComponentCache, Runtime};
+use sluice::sources::generator::{self, GeneratorConfig};
+use sluice::sources::SplitMix64;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const PARTITIONS: i32 = 4;
+
+fn broker() -> String {
+    if let Ok(b) = std::env::var("SLUICE_TEST_KAFKA") {
+        return b;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new(repo.join("scripts/servers.sh"))
+        .args(["start", "kafka"])
+        .output()
+        .expect("scripts/servers.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn fill(broker: &str, topic: &str, n: u64) -> u64 {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .create()
+        .unwrap();
+    let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
+    rt.block_on(admin.create_topics([&new], &AdminOptions::new()))
+        .unwrap();
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("linger.ms", "20")
+        .set("compression.type", "lz4")
+        .create()
+        .unwrap();
+    let config: GeneratorConfig = toml::from_str("seed = 3").unwrap();
+    let mut rng = SplitMix64::new(3);
+    let mut bytes = 0;
+    for i in 0..n {
+        let value = generator::value(&config, &mut rng, i);
+        bytes += value.len() as u64;
+        let key = i.to_string();
+        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    bytes
+}
+
+/// Read every message with a plain consumer; seconds from the first to the last.
+fn bare(broker: &str, topic: &str, n: u64) -> f64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", "sluice-bench-bare")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut seen = 0u64;
+    let mut first = None;
+    while seen < n {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.unwrap();
+            std::hint::black_box(rdkafka::Message::payload(&m));
+            first.get_or_insert_with(Instant::now);
+            seen += 1;
+        }
+    }
+    first.unwrap().elapsed().as_secs_f64()
+}
+
+/// The same topic through `sluice`: seconds from the first record in to the last
+/// record out, and the seconds the stop took after that (end detected, last
+/// checkpoint and commit, the consumer leaving its group).
+fn through_sluice(broker: &str, topic: &str, n: u64, transform: bool) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist/format_user.wasm");
+    assert!(plugin.exists(), "run scripts/build-plugins.sh first");
+    let text = format!(
+        r#"
+[pipeline]
+batch_size = 1024
+linger = "20ms"
+checkpoint_interval = "1s"
+[source]
+type = "kafka"
+brokers = "{broker}"
+topics = ["{topic}"]
+group_id = "sluice-bench-{topic}-{transform}"
+stop_at_end = true
+properties = {{ "session.timeout.ms" = 6000, "heartbeat.interval.ms" = 2000 }}
+{}
+[[sinks]]
+type = "null"
+[dead_letter]
+type = "stderr"
+"#,
+        if transform {
+            format!("[[transforms]]\nplugin = \"{}\"", plugin.display())
+        } else {
+            String::new()
+        }
+    );
+    let path = dir.path().join("bench.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = sluice::config::load(&path).unwrap();
+    let runtime = Runtime::new(ComponentCache::from_env()).unwrap();
+    let pipeline = Pipeline::build(config, &runtime).unwrap();
+    let metrics = pipeline.metrics();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let watcher = std::thread::spawn(move || {
+        while metrics.snapshot().records_in == 0 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let first = Instant::now();
+        while metrics.snapshot().records_out < n {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        (first, Instant::now())
+    });
+    let stats = rt.block_on(pipeline.run(CancellationToken::new())).unwrap();
+    let end = Instant::now();
+    assert_eq!(stats.records_in, n, "every message read");
+    let (first, last) = watcher.join().unwrap();
+    (
+        last.duration_since(first).as_secs_f64(),
+        end.duration_since(last).as_secs_f64(),
+    )
+}
+
+fn main() {
+    // `cargo bench` passes flags such as --bench; this benchmark takes none.
+    let n: u64 = std::env::var("SLUICE_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let broker = broker();
+    let topic = format!(
+        "bench-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let bytes = fill(&broker, &topic, n);
+    println!(
+        "kafka: {n} randomuser.me users ({:.0} bytes each) in {topic} ({PARTITIONS} partitions) on {broker}",
+        bytes as f64 / n as f64
+    );
+    let bare_s = bare(&broker, &topic, n);
+    let (plain_s, _) = through_sluice(&broker, &topic, n, false);
+    let (sluice_s, stop_s) = through_sluice(&broker, &topic, n, true);
+    let rate = |s: f64| n as f64 / s;
+    println!(
+        "  bare rdkafka consumer (reads, does nothing): {:>9.0} records/s",
+        rate(bare_s)
+    );
+    println!(
+        "  sluice kafka -> null (no transform):        {:>9.0} records/s",
+        rate(plain_s)
+    );
+    println!(
+        "  sluice kafka -> format_user -> null:        {:>9.0} records/s",
+        rate(sluice_s)
+    );
+    println!(
+        "  sluice / bare time: {:.2}x without the transform, {:.2}x with it; stopping took {:.2}s",
+        plain_s / bare_s,
+        sluice_s / bare_s,
+        stop_s
+    );
+}
