@@ -209,3 +209,46 @@ path = "out.jsonl"
     );
     assert_eq!(run(&path).records_in, 0, "nothing new: nothing read");
 }
+
+#[test]
+fn a_checkpoint_asked_for_on_the_control_channel_is_taken_between_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = pipeline(
+        dir.path(),
+        "c.toml",
+        r#"
+[pipeline]
+batch_size = 10
+linger = "10ms"
+checkpoint_interval = "1h"
+[source]
+type = "generator"
+count = 400
+rate = 200
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+"#,
+    );
+    let config = sluice::config::load(&path).unwrap();
+    let p = Pipeline::build(config, &runtime()).unwrap();
+    let (control, metrics) = (p.control(), p.metrics());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let running = rt.spawn(p.run(CancellationToken::new()));
+    rt.block_on(async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(metrics.snapshot().checkpoints, 0, "none due for an hour");
+        let (done, answered) = tokio::sync::oneshot::channel();
+        control
+            .send(sluice::engine::Control::Checkpoint(done))
+            .await
+            .unwrap();
+        answered.await.unwrap();
+    });
+    let mid_run = metrics.snapshot();
+    assert_eq!(mid_run.checkpoints, 1);
+    assert!(mid_run.records_in < 400, "taken while the source ran");
+    let done = rt.block_on(running).unwrap().unwrap();
+    assert_eq!(done.records_in, 400);
+    assert_eq!(done.checkpoints, 2, "and the last one at the end");
+}
