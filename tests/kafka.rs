@@ -257,7 +257,7 @@ fn stop_mid_stream_and_resume(signal: &str) -> (BTreeSet<String>, Vec<String>) {
     first.wait_log(90, "partition assignment", |l| Host::assigned(l) == Some(4));
     let mut producing = Host::start(&producer(dir.path(), &topic, 10_000, Some(2_000)));
     let deadline = Instant::now() + Duration::from_secs(60);
-    while lines(&out) < 2_000 {
+    while lines(&out) < 4_000 {
         assert!(
             Instant::now() < deadline,
             "consumed too little:\n{}",

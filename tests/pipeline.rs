@@ -252,3 +252,44 @@ path = "out.jsonl"
     assert_eq!(done.records_in, 400);
     assert_eq!(done.checkpoints, 2, "and the last one at the end");
 }
+
+#[test]
+fn the_watermark_waits_for_every_assigned_partition() {
+    let rt = runtime();
+    let plugin = WindowPlugin::start(
+        &rt,
+        &common::load(&rt, "gender_window"),
+        "gw",
+        "{}".into(),
+        Sandbox::default(),
+    )
+    .unwrap();
+    let mut stage = WindowStage::new(plugin, 60_000, 0);
+    let (a, b) = (PartitionId(0), PartitionId(1));
+    stage.set_assignment(vec![a, b]);
+    let at = |p: PartitionId, seconds: &[i64]| {
+        let mut batch = Batch::default();
+        for (i, s) in seconds.iter().enumerate() {
+            batch.push(
+                record(r#"{"gender":"male"}"#, s * 1000),
+                Position::new(p, i as u64),
+            );
+        }
+        batch
+    };
+    let mut dead = Vec::new();
+    // Partition a is read far ahead; b has not been read yet: nothing may close.
+    assert!(stage.push(&at(a, &[10, 200, 300]), &mut dead).is_empty());
+    assert_eq!(stage.watermark(), None);
+    // b's old records are on time, and once b is read, windows close.
+    let closed = stage.push(&at(b, &[20, 130]), &mut dead);
+    assert!(
+        dead.is_empty(),
+        "nothing late: {:?}",
+        dead.first().map(|d| &d.reason)
+    );
+    assert_eq!(stage.watermark(), Some(130_000), "the slower partition's");
+    let first: serde_json::Value = serde_json::from_slice(&closed.records[0].value).unwrap();
+    assert_eq!(first["total_count"], 2, "10 s from a and 20 s from b");
+    assert_eq!(closed.len(), 1, "only [0, 60) ends before 130 s");
+}

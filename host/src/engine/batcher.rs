@@ -3,7 +3,7 @@
 //! sent before it, without waiting out the linger.
 
 use crate::dead_letter::DeadLetter;
-use crate::record::Batch;
+use crate::record::{Batch, PartitionId};
 use crate::sources::SourceEvent;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -17,6 +17,8 @@ pub struct Work {
     pub dead: Vec<DeadLetter>,
     /// `(id, end_of_input)` of a barrier that ends this work.
     pub barrier: Option<(u64, bool)>,
+    /// The source's partitions changed after this work's records (ends the work).
+    pub assignment: Option<Vec<PartitionId>>,
 }
 
 impl Work {
@@ -33,7 +35,7 @@ impl Work {
 
     /// Whether nothing more goes into this work.
     fn is_done(&self, size: usize) -> bool {
-        self.len() >= size || self.barrier.is_some()
+        self.len() >= size || self.barrier.is_some() || self.assignment.is_some()
     }
 
     /// Add what fits; what does not (the rest of a chunk once the work is full or a
@@ -43,6 +45,7 @@ impl Work {
             SourceEvent::Record(r, p) => self.batch.push(r, p),
             SourceEvent::Dead(d) => self.dead.push(d),
             SourceEvent::Barrier { id, end_of_input } => self.barrier = Some((id, end_of_input)),
+            SourceEvent::Assignment(partitions) => self.assignment = Some(partitions),
             SourceEvent::Many(events) => {
                 let mut events = events.into_iter();
                 while !self.is_done(size) {

@@ -109,10 +109,14 @@ impl Processor {
                     let _ = done.send(());
                 }
                 Event::Control(None) => control_open = false,
-                Event::Work(Some(work)) => {
+                Event::Work(Some(mut work)) => {
                     let barrier = work.barrier;
+                    let assignment = work.assignment.take();
                     handled(&mut progress, &work);
                     self.process(work, &rt)?;
+                    if let (Some(partitions), Some(w)) = (assignment, &mut self.window) {
+                        w.set_assignment(partitions);
+                    }
                     if let Some((id, end_of_input)) = barrier {
                         if end_of_input {
                             self.close_windows(&rt)?;

@@ -37,6 +37,9 @@ pub struct WindowStage {
     open: BTreeMap<i64, OpenWindow>,
     /// Per source partition, the newest event time accepted from it.
     max_event_ms: BTreeMap<PartitionId, i64>,
+    /// The partitions the source reads, when it says (Kafka): the watermark waits
+    /// for each. Otherwise the partitions seen so far count.
+    assigned: Option<Vec<PartitionId>>,
     /// Windows closed since the start.
     closed: u64,
 }
@@ -50,6 +53,7 @@ impl WindowStage {
             lateness_ms,
             open: BTreeMap::new(),
             max_event_ms: BTreeMap::new(),
+            assigned: None,
             closed: 0,
         }
     }
@@ -59,11 +63,27 @@ impl WindowStage {
     /// Tracked per source partition (its newest event time less the allowed
     /// lateness) and the least of them taken, so a partition read ahead of another
     /// (Kafka fetches partition by partition) cannot make the other's records late.
+    ///
+    /// When the source names its partitions ([`set_assignment`](Self::set_assignment)),
+    /// there is no watermark until each has had a record: the first partition read
+    /// cannot close windows another has records for. (A partition that never gets one
+    /// holds windows open; idle partitions are the next step.)
     pub fn watermark(&self) -> Option<i64> {
-        self.max_event_ms
-            .values()
-            .min()
-            .map(|m| m.saturating_sub(self.lateness_ms))
+        let newest = match &self.assigned {
+            None => self.max_event_ms.values().min().copied(),
+            Some(partitions) => partitions
+                .iter()
+                .map(|p| self.max_event_ms.get(p).copied())
+                .min()
+                .flatten(),
+        };
+        newest.map(|m| m.saturating_sub(self.lateness_ms))
+    }
+
+    /// The source's partitions changed: the watermark follows these from now on.
+    pub fn set_assignment(&mut self, partitions: Vec<PartitionId>) {
+        self.max_event_ms.retain(|p, _| partitions.contains(p));
+        self.assigned = Some(partitions);
     }
 
     pub fn open_windows(&self) -> usize {

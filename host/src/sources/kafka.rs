@@ -300,6 +300,8 @@ impl ConsumerContext for Ctx {
                     state.durable.remove(&id);
                 }
                 state.at_end.clear();
+                let remaining = state.owned.keys().copied().collect();
+                state.chunk.push(SourceEvent::Assignment(remaining));
                 tracing::info!(source = %self.name, "partitions revoked: {}", list(tpl));
             }
             Rebalance::Assign(tpl) => {
@@ -309,6 +311,8 @@ impl ConsumerContext for Ctx {
                         .owned
                         .insert(id, (e.topic().to_owned(), e.partition()));
                 }
+                let owned = state.owned.keys().copied().collect();
+                state.chunk.push(SourceEvent::Assignment(owned));
                 tracing::info!(source = %self.name, "partitions assigned: {}", list(tpl));
             }
             Rebalance::Error(e) => tracing::warn!(source = %self.name, "rebalance failed: {e}"),

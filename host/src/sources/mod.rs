@@ -102,6 +102,10 @@ pub enum SourceEvent {
         id: u64,
         end_of_input: bool,
     },
+    /// The partitions this source reads now (after a rebalance): a window's watermark
+    /// waits for each of them, so the first partition read cannot close windows the
+    /// others still have records for.
+    Assignment(Vec<PartitionId>),
     /// Several records and dead letters at once, in order: a source on a thread of
     /// its own sends in chunks, since each send may wake the engine.
     Many(Vec<SourceEvent>),
@@ -180,7 +184,10 @@ impl SourceContext {
         if events.is_empty() {
             return Ok(());
         }
-        let n = events.len() as u64;
+        let n = events
+            .iter()
+            .filter(|e| matches!(e, SourceEvent::Record(..) | SourceEvent::Dead(_)))
+            .count() as u64;
         self.out
             .blocking_send(SourceEvent::Many(events))
             .map_err(|_| Closed)?;
