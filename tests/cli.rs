@@ -431,3 +431,40 @@ fn ctrl_c_stops_cleanly_too() {
     let dead = json_lines(&dir.path().join("dead.jsonl")).len() as u64;
     assert_eq!(users + dead, records_in(&stderr));
 }
+
+#[test]
+fn an_absurd_duration_is_a_config_error_not_a_panic() {
+    let (code, err, path, _dir) = validate_variant(
+        "[source]",
+        "[pipeline]\nlinger = \"400000000000y\"\n[source]",
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{}:3:", path.display())) && err.contains("365 days"),
+        "{err}"
+    );
+}
+
+#[test]
+fn two_quick_sigterms_as_timeout_sends_them_still_flush_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let endless = SMALL.replace("count = 300\n", "rate = 3000.0\n");
+    let path = pipeline(dir.path(), "twice.toml", &endless);
+    let (child, stderr) = start(&path);
+    std::thread::sleep(Duration::from_millis(800));
+    // coreutils `timeout` signals the child, then its whole process group.
+    sigterm(&child);
+    sigterm(&child);
+    let out = child.wait_with_output().unwrap();
+    let stderr = stderr.join().unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("quitting without flushing"), "{stderr}");
+    let users = json_lines(&dir.path().join("users.jsonl")).len() as u64;
+    let dead = json_lines(&dir.path().join("dead.jsonl")).len() as u64;
+    assert!(users > 0);
+    assert_eq!(
+        users + dead,
+        records_in(&stderr),
+        "everything read was written"
+    );
+}

@@ -293,3 +293,32 @@ fn the_watermark_waits_for_every_assigned_partition() {
     assert_eq!(first["total_count"], 2, "10 s from a and 20 s from b");
     assert_eq!(closed.len(), 1, "only [0, 60) ends before 130 s");
 }
+
+#[test]
+fn a_file_sink_mends_a_torn_last_line_before_appending() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("out.jsonl"),
+        "{\"n\": -1}\n{\"id\":\"6218\",\"dob\":\"1949-08-24",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), "{\"n\": 0}\n{\"n\": 1}\n").unwrap();
+    let path = pipeline(
+        dir.path(),
+        "torn.toml",
+        r#"
+[source]
+type = "file"
+path = "in.jsonl"
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+"#,
+    );
+    run(&path);
+    let ns: Vec<i64> = json_lines(&dir.path().join("out.jsonl"))
+        .iter()
+        .map(|v| v["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ns, [-1, 0, 1], "every line parses; the torn one is gone");
+}

@@ -65,6 +65,17 @@ struct Signals {
     terminate: Signal,
 }
 
+/// A second signal within this long of the first does not force an exit: coreutils
+/// `timeout` (and some supervisors) send SIGTERM to the child and then to its whole
+/// process group, which would otherwise look like an impatient user.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Interrupt,
+    Terminate,
+}
+
 impl Signals {
     fn register() -> std::io::Result<Self> {
         Ok(Signals {
@@ -73,22 +84,57 @@ impl Signals {
         })
     }
 
-    async fn next(&mut self) {
+    async fn next(&mut self) -> Kind {
         tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => Kind::Interrupt,
+            _ = self.terminate.recv() => Kind::Terminate,
         }
     }
 
-    /// First signal: stop reading, finish and flush. Second: quit now.
+    /// First signal: stop reading, finish and flush. A second one quits at once if it
+    /// is Ctrl-C on a terminal, or comes more than [`GRACE`] after the first.
     async fn stop_on_signal(mut self, shutdown: CancellationToken) {
         self.next().await;
+        let first = tokio::time::Instant::now();
         tracing::warn!(
             "stopping: finishing in-flight batches and flushing sinks (Ctrl-C again to quit now)"
         );
         shutdown.cancel();
-        self.next().await;
+        let terminal = std::io::stdin().is_terminal() || std::io::stderr().is_terminal();
+        loop {
+            let kind = self.next().await;
+            if must_quit(kind, terminal, first.elapsed()) {
+                break;
+            }
+            tracing::warn!(
+                "a second signal within {GRACE:?} of the first (as `timeout` sends): still finishing; send it again to quit at once"
+            );
+        }
         eprintln!("quitting without flushing");
         std::process::exit(130);
+    }
+}
+
+/// Whether a signal after the first one means "quit now".
+fn must_quit(kind: Kind, terminal: bool, since_first: std::time::Duration) -> bool {
+    (kind == Kind::Interrupt && terminal) || since_first >= GRACE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_quick_second_sigterm_does_not_quit_but_ctrl_c_on_a_terminal_does() {
+        let soon = Duration::from_millis(10);
+        assert!(!must_quit(Kind::Terminate, false, soon));
+        assert!(!must_quit(Kind::Terminate, true, soon));
+        assert!(
+            !must_quit(Kind::Interrupt, false, soon),
+            "SIGINT from a script"
+        );
+        assert!(must_quit(Kind::Interrupt, true, soon));
+        assert!(must_quit(Kind::Terminate, false, GRACE));
     }
 }

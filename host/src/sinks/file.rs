@@ -29,6 +29,18 @@ impl FileSink {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir).await.map_err(err)?;
         }
+        let owned = path.to_owned();
+        let dropped = tokio::task::spawn_blocking(move || cut_torn_tail(&owned))
+            .await
+            .map_err(|e| SinkError::fatal(name, e))?
+            .map_err(err)?;
+        if dropped > 0 {
+            tracing::warn!(
+                sink = name,
+                "{} ended in a torn line (a crash or a full disk during a write): dropped its last {dropped} bytes; those records were never acknowledged, so the source sends them again",
+                path.display()
+            );
+        }
         let file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -61,5 +73,74 @@ impl FileSink {
         flushed.map_err(|e| self.err(e))?;
         let synced = self.file.get_ref().sync_data().await;
         synced.map_err(|e| self.err(e))
+    }
+}
+
+/// If the regular file at `path` does not end with a newline, cut it back to just after
+/// its last one, so appending starts on a line of its own; returns the bytes dropped.
+/// Everything before the last complete line was synced at a checkpoint, so what is
+/// dropped was never acknowledged to the source.
+fn cut_torn_tail(path: &Path) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.len() == 0 {
+        return Ok(0);
+    }
+    let len = meta.len();
+    let mut end = len;
+    let mut block = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(block.len() as u64);
+        let chunk = &mut block[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            let keep = start + i as u64 + 1;
+            if keep == len {
+                return Ok(0);
+            }
+            file.set_len(keep)?;
+            file.sync_all()?;
+            return Ok(len - keep);
+        }
+        end = start;
+    }
+    file.set_len(0)?;
+    file.sync_all()?;
+    Ok(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_is_cut_back_to_the_last_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.jsonl");
+        std::fs::write(&path, "{\"a\":1}\n{\"b\":2}\n{\"dob\":\"1949-08-24").unwrap();
+        assert_eq!(cut_torn_tail(&path).unwrap(), 18);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"b\":2}\n"
+        );
+        assert_eq!(
+            cut_torn_tail(&path).unwrap(),
+            0,
+            "whole lines are left alone"
+        );
+        std::fs::write(&path, "no newline at all").unwrap();
+        assert_eq!(cut_torn_tail(&path).unwrap(), 17);
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        assert_eq!(cut_torn_tail(&dir.path().join("missing")).unwrap(), 0);
     }
 }
