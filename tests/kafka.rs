@@ -62,6 +62,21 @@ impl Host {
         }
     }
 
+    /// Wait until `path` has `n` lines, or panic after a minute.
+    fn wait_lines(&self, path: &Path, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while lines(path) < n {
+            assert!(
+                Instant::now() < deadline,
+                "{} has {} lines, not {n}:\n{}",
+                path.display(),
+                lines(path),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Partitions in the newest assignment it logged.
     fn assigned(log: &str) -> Option<usize> {
         let line = log
@@ -256,15 +271,7 @@ fn stop_mid_stream_and_resume(signal: &str) -> (BTreeSet<String>, Vec<String>) {
     let mut first = Host::start(&path);
     first.wait_log(90, "partition assignment", |l| Host::assigned(l) == Some(4));
     let mut producing = Host::start(&producer(dir.path(), &topic, 10_000, Some(2_000)));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while lines(&out) < 4_000 {
-        assert!(
-            Instant::now() < deadline,
-            "consumed too little:\n{}",
-            first.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    first.wait_lines(&out, 4_000);
     first.signal(signal);
     let status = first.wait(120);
 
@@ -341,15 +348,7 @@ fn the_commit_never_runs_ahead_of_what_is_durable() {
     std::fs::write(&slow, text).unwrap();
     let out = dir.path().join("out.jsonl");
     let mut host = Host::start(Path::new(&slow));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while lines(&out) < 1_000 {
-        assert!(
-            Instant::now() < deadline,
-            "nothing written:\n{}",
-            host.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    host.wait_lines(&out, 1_000);
     std::thread::sleep(Duration::from_millis(500));
     host.signal("-KILL");
     host.wait(30);
@@ -612,11 +611,7 @@ path = "produced.jsonl"
     let mut first = Host::start(&consume(false));
     first.wait_log(90, "partition assignment", |l| Host::assigned(l) == Some(1));
     let mut producing = Host::start(&produce);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while lines(&windows) < 2 {
-        assert!(Instant::now() < deadline, "no windows:\n{}", first.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    first.wait_lines(&windows, 2);
     first.signal("-KILL");
     first.wait(30);
     assert!(lines(&windows) < 6, "killed mid-stream");

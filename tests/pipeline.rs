@@ -97,6 +97,20 @@ path = "out/dead.jsonl"
     assert_eq!(again[users.len()..], users[..]);
 }
 
+/// 1-minute gender_window windows with this allowed lateness.
+fn gender_windows(lateness_ms: i64) -> WindowStage {
+    let rt = runtime();
+    let plugin = WindowPlugin::start(
+        &rt,
+        &common::load(&rt, "gender_window"),
+        "gw",
+        "{}".into(),
+        Sandbox::default(),
+    )
+    .unwrap();
+    WindowStage::new(plugin, 60_000, lateness_ms)
+}
+
 fn users_at(seconds: &[i64]) -> Batch {
     let mut b = Batch::default();
     for (i, s) in seconds.iter().enumerate() {
@@ -111,16 +125,7 @@ fn users_at(seconds: &[i64]) -> Batch {
 
 #[test]
 fn windows_close_at_the_watermark_and_late_records_become_dead_letters() {
-    let rt = runtime();
-    let plugin = WindowPlugin::start(
-        &rt,
-        &common::load(&rt, "gender_window"),
-        "gw",
-        "{}".into(),
-        Sandbox::default(),
-    )
-    .unwrap();
-    let mut stage = WindowStage::new(plugin, 60_000, 5_000);
+    let mut stage = gender_windows(5_000);
     let mut dead = Vec::new();
 
     assert!(stage.push(&users_at(&[0, 30]), &mut dead).is_empty());
@@ -255,16 +260,7 @@ path = "out.jsonl"
 
 #[test]
 fn the_watermark_waits_for_every_assigned_partition() {
-    let rt = runtime();
-    let plugin = WindowPlugin::start(
-        &rt,
-        &common::load(&rt, "gender_window"),
-        "gw",
-        "{}".into(),
-        Sandbox::default(),
-    )
-    .unwrap();
-    let mut stage = WindowStage::new(plugin, 60_000, 0);
+    let mut stage = gender_windows(0);
     let (a, b) = (PartitionId(0), PartitionId(1));
     stage.set_assignment(vec![a, b]);
     let at = |p: PartitionId, seconds: &[i64]| {

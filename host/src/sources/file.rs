@@ -41,8 +41,6 @@ fn default_poll() -> Duration {
     Duration::from_millis(250)
 }
 
-/// How long the end of input (or a stop) waits for the pipeline to acknowledge.
-const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 const POSITIONS_FILE: &str = "file-source-positions.json";
 /// Most lines handed to the engine at once.
 const CHUNK: usize = 256;
@@ -286,16 +284,9 @@ impl FileSource {
 
     /// Barrier, wait for its ack, save.
     fn flush(&mut self, end_of_input: bool) -> Result<(), SourceError> {
-        let sent = self.send();
-        if let Ok(id) = sent.and_then(|()| self.ctx.blocking_barrier(end_of_input)) {
-            let mut acks = Vec::new();
-            if !self
-                .ctx
-                .wait_for_barrier(id, FLUSH_TIMEOUT, |a| acks.push(a))
-            {
-                tracing::warn!(source = %self.ctx.name, "the pipeline did not acknowledge within {FLUSH_TIMEOUT:?}; unacknowledged lines will be read again");
-            }
-            acks.into_iter().for_each(|a| self.take(a));
+        let chunk = std::mem::take(&mut self.chunk);
+        for ack in self.ctx.blocking_flush(chunk, end_of_input) {
+            self.take(ack);
         }
         let stored = self.saved.store();
         stored.map_err(|m| self.err(m))

@@ -58,9 +58,6 @@ pub enum Start {
     Latest,
 }
 
-/// How long a rebalance or a stop waits for the pipeline to make what was read
-/// durable before it goes ahead without committing it (it is then read again).
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(100);
 /// Most messages handed to the engine at once.
 const CHUNK: usize = 256;
@@ -191,16 +188,9 @@ impl State {
     /// Make everything read so far durable (a barrier through the pipeline), then
     /// commit it.
     fn flush(&mut self, consumer: &BaseConsumer<Ctx>) {
-        let sent = self.send();
-        if let Ok(id) = sent.and_then(|()| self.ctx.blocking_barrier(false)) {
-            let mut acks = Vec::new();
-            if !self
-                .ctx
-                .wait_for_barrier(id, FLUSH_TIMEOUT, |a| acks.push(a))
-            {
-                tracing::warn!(source = %self.ctx.name, "the pipeline did not make what was read durable within {FLUSH_TIMEOUT:?}; it will be read again");
-            }
-            acks.into_iter().for_each(|a| self.take(a));
+        let chunk = std::mem::take(&mut self.chunk);
+        for ack in self.ctx.blocking_flush(chunk, false) {
+            self.take(ack);
         }
         self.commit(consumer);
     }

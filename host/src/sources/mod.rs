@@ -90,6 +90,10 @@ impl SourceConfig {
     }
 }
 
+/// How long a rebalance or a stop waits for the pipeline to make what was read
+/// durable before it goes ahead without it (it is then read again).
+pub const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// What a source sends the engine.
 pub enum SourceEvent {
     Record(Record, Position),
@@ -208,6 +212,20 @@ impl SourceContext {
 
     fn receiver(&self) -> std::sync::MutexGuard<'_, AckReceiver> {
         self.acks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hand over `events`, then a barrier, and wait up to [`FLUSH_TIMEOUT`] for its
+    /// acknowledgement: what a replayable source does before partitions go or it stops.
+    /// Returns every ack that arrived meanwhile (none if the engine has stopped).
+    pub fn blocking_flush(&mut self, events: Vec<SourceEvent>, end_of_input: bool) -> Vec<Ack> {
+        let mut acks = Vec::new();
+        let sent = self.blocking_emit_many(events);
+        if let Ok(id) = sent.and_then(|()| self.blocking_barrier(end_of_input)) {
+            if !self.wait_for_barrier(id, FLUSH_TIMEOUT, |a| acks.push(a)) {
+                tracing::warn!(source = %self.name, "the pipeline did not make what was read durable within {FLUSH_TIMEOUT:?}; what it did not acknowledge is read again next time");
+            }
+        }
+        acks
     }
 
     /// Acks that have arrived, without waiting.
