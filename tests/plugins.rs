@@ -341,6 +341,39 @@ fn a_poison_record_in_a_batch_costs_only_itself() {
 }
 
 #[test]
+fn a_shared_cache_folder_keeps_its_permissions_and_gets_a_private_subfolder() {
+    use std::os::unix::fs::PermissionsExt;
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    load(&runtime_cached_in(shared.path()), "format_user");
+    let mode = std::fs::metadata(shared.path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o1777, "the shared folder is left as it was");
+    let subfolders: Vec<_> = std::fs::read_dir(shared.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(subfolders.len(), 1, "{subfolders:?}");
+    let own = &subfolders[0];
+    assert!(own
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("sluice-"));
+    assert_eq!(
+        std::fs::metadata(own).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert_eq!(
+        std::fs::read_dir(own).unwrap().count(),
+        1,
+        "the entry is in it"
+    );
+}
+
+#[test]
 fn compiled_components_are_cached_on_disk_and_reused() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime_cached_in(dir.path());

@@ -34,9 +34,17 @@ impl ComponentCache {
     }
 
     pub fn compile(&self, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Component> {
-        let Some(dir) = &self.dir else {
+        let Some(chosen) = &self.dir else {
             return Component::new(engine, wasm);
         };
+        let dir = match entries_dir(chosen) {
+            Ok(dir) => dir,
+            Err(why) => {
+                tracing::warn!(dir = %chosen.display(), "not caching compiled plugins: {why}");
+                return Component::new(engine, wasm);
+            }
+        };
+        let dir = &dir;
         let mut engine_hash = std::hash::DefaultHasher::new();
         engine
             .precompile_compatibility_hash()
@@ -61,7 +69,7 @@ impl ComponentCache {
             }
         }
         let component = Component::new(engine, wasm)?;
-        if let Err(e) = Self::store(&component, dir, &path) {
+        if let Err(e) = Self::store(&component, &path) {
             tracing::warn!(dir = %dir.display(), "cannot cache compiled plugin: {e:#}");
         }
         Ok(component)
@@ -76,10 +84,8 @@ impl ComponentCache {
         !writable_by_others(dir) && !writable_by_others(path)
     }
 
-    fn store(component: &Component, dir: &Path, path: &Path) -> anyhow::Result<()> {
+    fn store(component: &Component, path: &Path) -> anyhow::Result<()> {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         let bytes = component.serialize()?;
         // Write then rename, so a concurrent reader never sees half a file.
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
@@ -88,4 +94,47 @@ impl ComponentCache {
         std::fs::rename(&tmp, path)?;
         Ok(())
     }
+}
+
+/// The folder cache entries go in, never changing the permissions of a folder Sluice
+/// did not create: `dir` itself if it is missing (created, 0700) or already closed to
+/// group and others; if others may write in it (a shared folder such as `/tmp`), a
+/// subfolder of ours, `sluice-<uid>`, created 0700 and only used while it is ours and
+/// private.
+fn entries_dir(dir: &Path) -> Result<PathBuf, String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let create = |d: &Path| {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(d)
+            .map_err(|e| format!("cannot create {}: {e}", d.display()))
+    };
+    let meta = match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            create(dir)?;
+            return Ok(dir.to_owned());
+        }
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
+        Ok(m) => m,
+    };
+    if !meta.is_dir() {
+        return Err(format!("{} is not a folder", dir.display()));
+    }
+    if meta.permissions().mode() & 0o022 == 0 {
+        return Ok(dir.to_owned());
+    }
+    // Linux: the owner of /proc/self is this process's user.
+    let uid = std::fs::metadata("/proc/self").map_or(meta.uid(), |m| m.uid());
+    let own = dir.join(format!("sluice-{uid}"));
+    create(&own)?;
+    let m = std::fs::symlink_metadata(&own).map_err(|e| format!("{}: {e}", own.display()))?;
+    if !m.is_dir() || m.uid() != uid || m.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is shared, and {} is not a private folder of this user",
+            dir.display(),
+            own.display()
+        ));
+    }
+    Ok(own)
 }
