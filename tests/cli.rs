@@ -468,3 +468,27 @@ fn two_quick_sigterms_as_timeout_sends_them_still_flush_everything() {
         "everything read was written"
     );
 }
+
+#[test]
+fn validate_refuses_sink_paths_that_cannot_be_written() {
+    // A folder where the users file should be.
+    let (code, err, path, dir) = validate_variant("path = \"users.jsonl\"", "path = \"out\"");
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    let out = sluice(&["validate", path.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "no folder yet: fine ({err})");
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("sinks[0]") && err.contains("is a folder"),
+        "{err}"
+    );
+
+    // A dead-letter file under a file, not a folder.
+    let (code, err, _, _dir) =
+        validate_variant("path = \"dead.jsonl\"", "path = \"/dev/null/dead.jsonl\"");
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("dead_letter") && err.contains("not a folder"),
+        "{err}"
+    );
+}

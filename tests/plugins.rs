@@ -421,6 +421,14 @@ fn a_core_module_or_wrong_world_is_a_clear_load_error() {
         err.contains("core module") && err.contains("wasm32-wasip2"),
         "{err}"
     );
+    let elf = dir.path().join("elf.wasm");
+    std::fs::write(&elf, b"\x7fELF\x02\x01\x01\0").unwrap();
+    let err = rt.load(&elf).err().unwrap().to_string();
+    assert!(
+        err.contains("not a WebAssembly file (it starts with 7f 45 4c 46"),
+        "{err}"
+    );
+    assert!(!err.contains("0x7f"), "no byte-array dump: {err}");
     let err = TransformPlugin::start(
         &rt,
         &load(&rt, "gender_window"),

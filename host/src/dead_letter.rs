@@ -48,6 +48,16 @@ impl DeadLetterConfig {
         }
     }
 
+    /// Whether the output could be opened, checked without writing (`sluice validate`).
+    pub fn check(&self, base_dir: &std::path::Path) -> Result<(), String> {
+        match self {
+            DeadLetterConfig::File { path } => {
+                crate::sinks::file::check_writable(&base_dir.join(path))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Where dead letters go, for messages.
     pub fn describe(&self, ctx_base: &std::path::Path) -> String {
         match self {

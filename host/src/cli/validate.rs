@@ -4,6 +4,21 @@ use std::path::Path;
 pub fn validate(path: &Path) -> Result<(), Failure> {
     let pipeline = super::build(path)?;
     let c = pipeline.config();
+    // Outputs that could not be written are configuration errors too: found now,
+    // not when `run` has started.
+    let base = c.base_dir();
+    for (i, sink) in c.sinks.iter().enumerate() {
+        sink.check(&base).map_err(|why| {
+            Failure::config(anyhow::anyhow!(
+                "{}: sinks[{i}] ({}): {why}",
+                path.display(),
+                sink.describe()
+            ))
+        })?;
+    }
+    c.dead_letter.check(&base).map_err(|why| {
+        Failure::config(anyhow::anyhow!("{}: dead_letter: {why}", path.display()))
+    })?;
     let plugins = c.transforms.len() + usize::from(c.window.is_some());
     println!(
         "{}: ok (pipeline `{}`: {} transform(s), {}, {} sink(s); {plugins} plugin(s) loaded and initialised)",

@@ -175,6 +175,20 @@ impl Runtime {
             path: path.to_owned(),
             source,
         })?;
+        if !wasm.starts_with(b"\0asm") {
+            let head: Vec<String> = wasm.iter().take(4).map(|b| format!("{b:02x}")).collect();
+            return Err(PluginError::Compile {
+                path: path.to_owned(),
+                reason: format!(
+                    "not a WebAssembly file (it starts with {}, not 00 61 73 6d)",
+                    if head.is_empty() {
+                        "nothing: it is empty".to_owned()
+                    } else {
+                        head.join(" ")
+                    }
+                ),
+            });
+        }
         let component = self.cache.compile(&self.engine, &wasm).map_err(|e| {
             let mut reason = format!("{e:#}");
             if wasm.get(4..8) == Some(&[1, 0, 0, 0]) {

@@ -119,6 +119,55 @@ fn cut_torn_tail(path: &Path) -> std::io::Result<u64> {
     Ok(len)
 }
 
+/// Whether a file sink could write `path`, checked without writing anything (for
+/// `sluice validate`): not a folder; its nearest existing parent a folder this user
+/// may create files in (and the file itself writable, if it exists), on a filesystem
+/// mounted writable.
+pub fn check_writable(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!("{} is a folder, not a file", path.display()));
+    }
+    let writable = |p: &Path| {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: a valid NUL-terminated path; access(2) only reads it.
+        unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    };
+    if path.exists() {
+        return if writable(path) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} cannot be written: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            ))
+        };
+    }
+    let mut parent = path.parent();
+    while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+        if dir.exists() {
+            if !dir.is_dir() {
+                return Err(format!("{} is not a folder", dir.display()));
+            }
+            return if writable(dir) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "cannot create {} in {}: {}",
+                    path.display(),
+                    dir.display(),
+                    std::io::Error::last_os_error()
+                ))
+            };
+        }
+        parent = dir.parent();
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -94,6 +94,22 @@ impl SinkConfig {
         }
     }
 
+    /// Whether the sink could be opened, checked without writing or connecting
+    /// (`sluice validate`): file paths are not folders and can be created.
+    pub fn check(&self, base_dir: &Path) -> Result<(), String> {
+        match self {
+            SinkConfig::File(c) => {
+                let path = if c.path.is_absolute() {
+                    c.path.clone()
+                } else {
+                    base_dir.join(&c.path)
+                };
+                file::check_writable(&path)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Open the sink (files are created here, so a bad path fails before data flows).
     pub async fn open(&self, ctx: &SinkContext) -> Result<Sink, SinkError> {
         Ok(match self {
