@@ -492,3 +492,24 @@ fn validate_refuses_sink_paths_that_cannot_be_written() {
         "{err}"
     );
 }
+
+#[test]
+fn numbers_that_cannot_work_are_refused_by_validate() {
+    for (from, to, field) in [
+        (
+            "count = 300",
+            "count = 300\nusers_per_record = 100000000",
+            "source.users_per_record",
+        ),
+        (
+            "[source]",
+            "[pipeline]\nqueue_batches = 1000000000\n[source]",
+            "pipeline.queue_batches",
+        ),
+        ("count = 300", "count = 300\nrate = 1e12", "source.rate"),
+    ] {
+        let (code, err, _, _dir) = validate_variant(from, to);
+        assert_eq!(code, Some(2), "{field}: {err}");
+        assert!(err.contains(&format!("`{field}`")), "{err}");
+    }
+}

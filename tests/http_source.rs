@@ -184,3 +184,46 @@ async fn trapping_spinning_and_hoarding_plugins_do_not_stop_the_pipeline() {
     assert_eq!(dead[0]["offset"], 1);
     assert_eq!(dead[0]["plugin"], "misbehave");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_loop_is_fatal_and_named() {
+    let redirect = || Reply {
+        status: 302,
+        headers: vec![("location", "/loop".into())],
+        body: Vec::new(),
+    };
+    let (addr, script) = serve((0..30).map(|_| redirect()).collect()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = http_pipeline(dir.path(), &format!("http://{addr}/loop"), "count = 1", "");
+    let err = run(&path).await.unwrap_err().to_string();
+    assert!(
+        err.contains("too many redirects (10)") && err.contains("not retrying"),
+        "{err}"
+    );
+    assert_eq!(
+        script.hits.lock().unwrap().len(),
+        11,
+        "followed 10, never retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_over_max_body_skips_that_poll_only() {
+    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(2 << 20));
+    let (addr, _) = serve(vec![ok(big), ok("{\"small\": true}")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = http_pipeline(
+        dir.path(),
+        &format!("http://{addr}/"),
+        "count = 1\nmax_body_mb = 1",
+        "",
+    );
+    run(&path).await.unwrap();
+    let out = json_lines(&dir.path().join("out.jsonl"));
+    assert_eq!(
+        out.len(),
+        1,
+        "the big body was skipped, the next poll taken"
+    );
+    assert_eq!(out[0]["small"], true);
+}

@@ -123,8 +123,8 @@ impl PipelineConfig {
         if !(1..=1_000_000).contains(&p.batch_size) {
             return Err(self.invalid("pipeline.batch_size", "must be between 1 and 1000000"));
         }
-        if p.queue_batches == 0 {
-            return Err(self.invalid("pipeline.queue_batches", "must be at least 1"));
+        if !(1..=1000).contains(&p.queue_batches) {
+            return Err(self.invalid("pipeline.queue_batches", "must be between 1 and 1000"));
         }
         if p.checkpoint_interval.is_zero() {
             return Err(self.invalid("pipeline.checkpoint_interval", "must be more than 0"));

@@ -42,7 +42,18 @@ pub struct HttpConfig {
     /// Extra request headers (values may use `${VAR}` for secrets).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The largest response body taken, in MiB; a larger one fails that poll (it is
+    /// logged and skipped) instead of filling memory.
+    #[serde(default = "default_max_body_mb")]
+    pub max_body_mb: u64,
 }
+
+fn default_max_body_mb() -> u64 {
+    16
+}
+
+/// Redirects followed before the request is given up as a loop.
+const MAX_REDIRECTS: usize = 10;
 
 /// The longest a `Retry-After` is obeyed for.
 const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -81,6 +92,12 @@ impl HttpConfig {
         if self.interval.is_zero() {
             return Err(("interval".into(), "must be more than 0".into()));
         }
+        if !(1..=1024).contains(&self.max_body_mb) {
+            return Err(("max_body_mb".into(), "must be between 1 and 1024".into()));
+        }
+        if self.retries > 100 {
+            return Err(("retries".into(), "must be at most 100".into()));
+        }
         for (name, value) in &self.headers {
             if reqwest::header::HeaderValue::from_str(value).is_err() {
                 let message = "has characters a header value cannot hold";
@@ -102,7 +119,29 @@ enum Attempt {
     Body(Vec<u8>, Option<String>),
     /// Worth another try, after at least this long (from `Retry-After`) if given.
     Retry(String, Option<std::time::Duration>),
+    /// Not worth another try, but the next poll may fare better.
+    Skip(String),
     Fatal(String),
+}
+
+/// A failed request, said plainly: timeouts and redirect loops by name.
+fn request_failed(e: &reqwest::Error, config: &HttpConfig) -> Attempt {
+    if e.is_redirect() {
+        return Attempt::Fatal(format!(
+            "{}: too many redirects ({MAX_REDIRECTS}): a redirect loop; not retrying",
+            config.url
+        ));
+    }
+    if e.is_timeout() {
+        return Attempt::Retry(
+            format!(
+                "{}: timed out after {} (no complete response)",
+                config.url, config.timeout
+            ),
+            None,
+        );
+    }
+    Attempt::Retry(format!("request failed: {e}"), None)
 }
 
 async fn attempt(client: &reqwest::Client, config: &HttpConfig) -> Attempt {
@@ -115,7 +154,7 @@ async fn attempt(client: &reqwest::Client, config: &HttpConfig) -> Attempt {
         Err(e) if e.is_builder() => {
             return Attempt::Fatal(format!("cannot build the request: {e}"))
         }
-        Err(e) => return Attempt::Retry(format!("request failed: {e}"), None),
+        Err(e) => return request_failed(&e, config),
     };
     let status = response.status();
     if status.is_success() {
@@ -124,10 +163,9 @@ async fn attempt(client: &reqwest::Client, config: &HttpConfig) -> Attempt {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        return match response.bytes().await {
-            Ok(body) => Attempt::Body(body.to_vec(), content_type),
-            Err(e) => Attempt::Retry(format!("reading the body failed: {e}"), None),
-        };
+        return read_body(response, config)
+            .await
+            .map_or_else(|failed| failed, |body| Attempt::Body(body, content_type));
     }
     let retry_after = response
         .headers()
@@ -145,6 +183,43 @@ async fn attempt(client: &reqwest::Client, config: &HttpConfig) -> Attempt {
     }
 }
 
+/// The body, streamed, refusing one longer than `max_body_mb` before it is all read.
+async fn read_body(
+    mut response: reqwest::Response,
+    config: &HttpConfig,
+) -> Result<Vec<u8>, Attempt> {
+    let max = config.max_body_mb * 1024 * 1024;
+    let too_big = || {
+        Attempt::Skip(format!(
+            "{}: the response body is larger than max_body_mb ({} MiB); skipping this poll",
+            config.url, config.max_body_mb
+        ))
+    };
+    if response.content_length().is_some_and(|n| n > max) {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if (body.len() + chunk.len()) as u64 > max {
+                    return Err(too_big());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                return Err(match request_failed(&e, config) {
+                    Attempt::Retry(why, _) => {
+                        Attempt::Retry(format!("reading the body: {why}"), None)
+                    }
+                    other => other,
+                })
+            }
+        }
+    }
+}
+
 /// `Retry-After` as delay-seconds or an HTTP date.
 fn parse_retry_after(value: &str) -> Option<std::time::Duration> {
     if let Ok(secs) = value.trim().parse::<u64>() {
@@ -159,6 +234,7 @@ pub async fn run(config: HttpConfig, ctx: SourceContext) -> Result<(), SourceErr
     let client = reqwest::Client::builder()
         .timeout(*config.timeout)
         .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
         .build()
         .map_err(|e| SourceError::fatal(&ctx.name, format!("cannot build an HTTP client: {e}")))?;
     let partition = ctx.partition(Origin::Sequence { source: "http" });
@@ -186,6 +262,10 @@ pub async fn run(config: HttpConfig, ctx: SourceContext) -> Result<(), SourceErr
         let body = loop {
             match attempt(&client, &config).await {
                 Attempt::Body(body, content_type) => break Some((body, content_type)),
+                Attempt::Skip(why) => {
+                    tracing::error!(url = %config.url, "{why}");
+                    break None;
+                }
                 Attempt::Fatal(what) => {
                     return Err(SourceError::fatal(
                         &ctx.name,
@@ -245,6 +325,29 @@ pub async fn run(config: HttpConfig, ctx: SourceContext) -> Result<(), SourceErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_is_said_to_have_timed_out() {
+        // Accepts, then says nothing.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                open.push(stream);
+            }
+        });
+        let config: HttpConfig =
+            toml::from_str(&format!("url = \"http://{addr}/\"\ntimeout = \"200ms\"")).unwrap();
+        let client = reqwest::Client::builder()
+            .timeout(*config.timeout)
+            .build()
+            .unwrap();
+        match attempt(&client, &config).await {
+            Attempt::Retry(why, None) => assert!(why.contains("timed out after 200ms"), "{why}"),
+            _ => panic!("a timeout is worth a retry"),
+        }
+    }
 
     #[test]
     fn retry_after_seconds_and_dates() {

@@ -51,8 +51,15 @@ impl GeneratorConfig {
                 return err("rate", "must be a positive number of records per second");
             }
         }
-        if self.users_per_record == 0 {
-            return err("users_per_record", "must be at least 1");
+        if let Some(rate) = self.rate.filter(|&r| r > 10_000_000.0) {
+            return err(
+                "rate",
+                &format!("{rate} is over the most, 10000000 records per second"),
+            );
+        }
+        // A record of 10,000 users is ~11 MB; more would only fill memory.
+        if !(1..=10_000).contains(&self.users_per_record) {
+            return err("users_per_record", "must be between 1 and 10000");
         }
         if self.poison_every == Some(0) {
             return err("poison_every", "must be at least 1 (or left out)");
