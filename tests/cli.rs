@@ -513,3 +513,71 @@ fn numbers_that_cannot_work_are_refused_by_validate() {
         assert!(err.contains(&format!("`{field}`")), "{err}");
     }
 }
+
+/// Peak resident memory (VmHWM) of a running process, in KiB.
+fn peak_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn a_plugin_returning_huge_outputs_cannot_swell_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    // 100 records, each of which the plugin answers with 8 MiB of output: 800 MiB a
+    // batch if the host kept it all.
+    std::fs::write(dir.path().join("in.txt"), "huge\n".repeat(100)).unwrap();
+    let path = pipeline(
+        dir.path(),
+        "huge.toml",
+        r#"
+[pipeline]
+batch_size = 100
+linger = "500ms"
+[source]
+type = "file"
+path = "in.txt"
+[[transforms]]
+plugin = "{MISBEHAVE}"
+[[sinks]]
+type = "null"
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--no-progress", path.to_str().unwrap()])
+        .env(
+            "SLUICE_CACHE_DIR",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        peak = peak.max(peak_kib(child.id()).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    println!(
+        "peak RSS with a plugin returning 8 MiB per record: {} MiB",
+        peak / 1024
+    );
+    assert!(peak < 400 * 1024, "host peaked at {} MiB", peak / 1024);
+    let dead = json_lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(
+        dead.len(),
+        100 - 64 / 8,
+        "what fits in the 64 MiB cap got through"
+    );
+    assert!(
+        dead.iter()
+            .any(|d| d["reason"] == "plugin output exceeded its cap of 64 MiB"),
+        "{:?}",
+        dead.first()
+    );
+}

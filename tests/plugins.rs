@@ -224,6 +224,7 @@ fn tight() -> Sandbox {
     Sandbox {
         memory_bytes: 32 << 20,
         deadline: Duration::from_millis(200),
+        ..Sandbox::default()
     }
 }
 

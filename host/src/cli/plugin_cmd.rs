@@ -69,6 +69,7 @@ pub fn run(command: PluginCommand) -> Result<(), Failure> {
             let sandbox = Sandbox {
                 memory_bytes: memory_mb * 1024 * 1024,
                 deadline,
+                ..Sandbox::default()
             };
             let config = config_to_json(&config).map_err(Failure::config)?;
             let records = read_records(&input, timestamp_ms.unwrap_or_else(now_ms))

@@ -74,6 +74,8 @@ pub struct SandboxConfig {
     pub memory_mb: u64,
     /// CPU time one call (one batch) may take.
     pub deadline: Duration,
+    /// Most MiB of records a transform may return for one batch, retries included.
+    pub max_output_mb: u64,
 }
 
 impl Default for SandboxConfig {
@@ -82,6 +84,7 @@ impl Default for SandboxConfig {
         SandboxConfig {
             memory_mb: (d.memory_bytes / (1024 * 1024)) as u64,
             deadline: Duration(d.deadline),
+            max_output_mb: (d.max_output_bytes / (1024 * 1024)) as u64,
         }
     }
 }
@@ -94,6 +97,9 @@ impl SandboxConfig {
         if self.deadline.is_zero() {
             return Err(("deadline".into(), "must be more than 0".into()));
         }
+        if !(1..=4096).contains(&self.max_output_mb) {
+            return Err(("max_output_mb".into(), "must be between 1 and 4096".into()));
+        }
         Ok(())
     }
 
@@ -101,6 +107,7 @@ impl SandboxConfig {
         crate::plugin::Sandbox {
             memory_bytes: (self.memory_mb * 1024 * 1024) as usize,
             deadline: *self.deadline,
+            max_output_bytes: (self.max_output_mb * 1024 * 1024) as usize,
         }
     }
 }

@@ -46,4 +46,6 @@ pub enum CallFailure {
     Blocked,
     #[error("plugin broke the contract: {0}")]
     Contract(String),
+    #[error("plugin output exceeded its cap of {} MiB", .0 / (1024 * 1024))]
+    Output(usize),
 }

@@ -83,6 +83,10 @@ impl<W: World> Sandboxed<W> {
         &self.name
     }
 
+    pub fn sandbox(&self) -> Sandbox {
+        self.sandbox
+    }
+
     pub fn failures(&self) -> u64 {
         self.failures
     }

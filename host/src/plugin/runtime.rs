@@ -22,6 +22,10 @@ pub struct Sandbox {
     pub memory_bytes: usize,
     /// Longest one call (a whole batch) may run.
     pub deadline: Duration,
+    /// Most bytes of records a transform may hand back for one batch (all its calls,
+    /// retries included): what a plugin returns is copied into host memory, outside
+    /// its memory cap.
+    pub max_output_bytes: usize,
 }
 
 impl Default for Sandbox {
@@ -29,6 +33,7 @@ impl Default for Sandbox {
         Sandbox {
             memory_bytes: 64 * 1024 * 1024,
             deadline: Duration::from_secs(1),
+            max_output_bytes: 64 * 1024 * 1024,
         }
     }
 }

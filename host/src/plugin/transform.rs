@@ -59,8 +59,24 @@ impl TransformPlugin {
         self.inner.failures()
     }
 
-    /// One outcome per input record, in order.
+    /// The most bytes of output one batch may bring back.
+    pub fn max_output(&self) -> usize {
+        self.inner.sandbox().max_output_bytes
+    }
+
+    /// One outcome per input record, in order, within the sandbox's output cap.
     pub fn process(&mut self, records: &[Record]) -> Result<Vec<Outcome>, CallFailure> {
+        let cap = self.max_output();
+        self.process_within(records, cap)
+    }
+
+    /// As [`process`](Self::process), failing the call if its outputs come to more
+    /// than `budget` bytes (what is left of the batch's cap).
+    pub fn process_within(
+        &mut self,
+        records: &[Record],
+        budget: usize,
+    ) -> Result<Vec<Outcome>, CallFailure> {
         let outcomes = self
             .inner
             .call(|b, store| b.sluice_plugin_transformer().call_process(store, records))?;
@@ -72,6 +88,29 @@ impl TransformPlugin {
                 records.len()
             )));
         }
+        if output_bytes(&outcomes) > budget {
+            self.inner.count_failure();
+            return Err(CallFailure::Output(self.max_output()));
+        }
         Ok(outcomes)
     }
+}
+
+/// Bytes of records (keys, values, headers) and error messages in `outcomes`.
+pub fn output_bytes(outcomes: &[Outcome]) -> usize {
+    let record = |r: &Record| {
+        r.key.as_ref().map_or(0, Vec::len)
+            + r.value.len()
+            + r.headers
+                .iter()
+                .map(|h| h.name.len() + h.value.len())
+                .sum::<usize>()
+    };
+    outcomes
+        .iter()
+        .map(|o| match o {
+            Ok(records) => records.iter().map(record).sum(),
+            Err(message) => message.len(),
+        })
+        .sum()
 }

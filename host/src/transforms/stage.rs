@@ -1,5 +1,5 @@
 use crate::dead_letter::DeadLetter;
-use crate::plugin::{isolate, Isolated, Outcome, TransformPlugin};
+use crate::plugin::{isolate, output_bytes, Isolated, Outcome, TransformPlugin};
 use crate::record::{Batch, Position, Record};
 
 /// One transform plugin applied to batches.
@@ -26,14 +26,20 @@ impl TransformStage {
     pub fn apply(&mut self, batch: Batch, dead: &mut Vec<DeadLetter>) -> Batch {
         let name = self.plugin.name().to_owned();
         let plugin = &mut self.plugin;
-        let outcomes: Vec<Result<Outcome, String>> =
-            match isolate(&name, &batch.records, |rs| plugin.process(rs)) {
-                Isolated::Whole(outcomes) => outcomes.into_iter().map(Ok).collect(),
-                Isolated::Each(each) => each
-                    .into_iter()
-                    .map(|r| r.map(|mut o| o.pop().expect("one outcome per record")))
-                    .collect(),
-            };
+        // One output budget for the whole batch, whichever calls spend it: a plugin
+        // cannot make the host hold more than its cap, retries included.
+        let mut left = plugin.max_output();
+        let outcomes: Vec<Result<Outcome, String>> = match isolate(&name, &batch.records, |rs| {
+            let outcomes = plugin.process_within(rs, left)?;
+            left = left.saturating_sub(output_bytes(&outcomes));
+            Ok(outcomes)
+        }) {
+            Isolated::Whole(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Isolated::Each(each) => each
+                .into_iter()
+                .map(|r| r.map(|mut o| o.pop().expect("one outcome per record")))
+                .collect(),
+        };
         let mut out = Batch::with_capacity(batch.len());
         for ((record, position), outcome) in
             batch.records.into_iter().zip(batch.positions).zip(outcomes)

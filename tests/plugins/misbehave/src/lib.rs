@@ -2,7 +2,8 @@
 //! a record whose value is `trap` panics (a trap), `loop` spins forever (caught by the
 //! CPU deadline), `sleep` waits an hour inside the host (refused by the sandbox),
 //! `alloc` allocates without bound (caught by the memory cap). Any other
-//! record is passed through unchanged. `readfile`, `env` and `net:PORT` report what
+//! record is passed through unchanged. `huge` returns 8 records of 1 MiB each, to
+//! test the cap on what a plugin may hand back. `readfile`, `env` and `net:PORT` report what
 //! the sandbox lets a plugin see of the host's files, environment and network (it
 //! should be nothing).
 
@@ -29,6 +30,12 @@ mod component {
                     }
                 }
                 b"error" => Err("misbehave: asked to fail this record".into()),
+                b"huge" => Ok((0..8)
+                    .map(|_| Record {
+                        value: vec![b'x'; 1 << 20],
+                        ..record.clone()
+                    })
+                    .collect()),
                 b"sleep" => {
                     std::thread::sleep(std::time::Duration::from_secs(3600));
                     Ok(vec![record])
