@@ -318,3 +318,46 @@ path = "out.jsonl"
         .collect();
     assert_eq!(ns, [-1, 0, 1], "every line parses; the torn one is gone");
 }
+
+#[test]
+fn a_huge_dead_letter_keeps_its_start_its_size_and_its_hash() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let huge = "é".repeat(100_000); // 200,000 bytes, not a user
+    std::fs::write(dir.path().join("in.txt"), format!("{huge}\n")).unwrap();
+    let path = pipeline(
+        dir.path(),
+        "dl.toml",
+        r#"
+[pipeline]
+dead_letter_max_kb = 64
+[source]
+type = "file"
+path = "in.txt"
+[[transforms]]
+plugin = "{FORMAT_USER}"
+[[sinks]]
+type = "null"
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+    );
+    run(&path);
+    let dead = json_lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), 1);
+    let kept = dead[0]["record"]["value"].as_str().unwrap();
+    assert!(
+        kept.len() <= 64 * 1024 && kept.len() > 60 * 1024,
+        "{}",
+        kept.len()
+    );
+    assert!(huge.starts_with(kept), "a prefix, cut between characters");
+    let truncated = &dead[0]["record"]["value_truncated"];
+    assert_eq!(truncated["bytes"], 200_000);
+    let digest: String = sha2::Sha256::digest(huge.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(truncated["sha256"], digest);
+}

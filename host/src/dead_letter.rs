@@ -8,6 +8,7 @@ use crate::sinks::{file::FileSink, kafka, stdout, Input, Sink, SinkContext, Sink
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use sha2::Digest as _;
 use std::path::PathBuf;
 
 /// `[dead_letter]`: where records that failed go, with the reason.
@@ -71,25 +72,29 @@ impl DeadLetterConfig {
 /// How dead letters are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
-    /// One JSON object per dead letter (files, stderr): see [`DeadLetter::to_json`].
-    JsonLine,
+    /// One JSON object per dead letter (files, stderr): see [`DeadLetter::to_json`];
+    /// a record value longer than `max_value` keeps only its start.
+    JsonLine { max_value: usize },
     /// The original record, the facts in headers (Kafka).
     Original,
 }
 
-/// Open the dead-letter output.
+/// Open the dead-letter output; JSON lines keep at most `max_value` bytes of a
+/// record's value.
 pub async fn open(
     config: &DeadLetterConfig,
     ctx: &SinkContext,
+    max_value: usize,
 ) -> Result<(Sink, Encoding), SinkError> {
+    let json = Encoding::JsonLine { max_value };
     Ok(match config {
         DeadLetterConfig::File { path } => (
             Sink::File(FileSink::open(&ctx.resolve(path), &ctx.name).await?),
-            Encoding::JsonLine,
+            json,
         ),
         DeadLetterConfig::Stderr => (
             Sink::Stdout(stdout::StdoutSink::stderr(stdout::Format::Json)),
-            Encoding::JsonLine,
+            json,
         ),
         DeadLetterConfig::Kafka(c) => (
             Sink::Kafka(kafka::KafkaSink::open(c, ctx).await?),
@@ -151,7 +156,11 @@ impl DeadLetter {
     /// The JSON object written to a dead-letter file: time, stage, plugin, the source
     /// position (`offset` in its partition, and `position` naming the partition:
     /// topic and partition, or file), the reason and the original record.
-    pub fn to_json(&self, partitions: &Partitions) -> Value {
+    ///
+    /// A value longer than `max_value` bytes keeps only its start, with
+    /// `"value_truncated": {"bytes": <whole length>, "sha256": <of the whole>}`, so a
+    /// huge poison record costs a bounded line and can still be matched to its source.
+    pub fn to_json(&self, partitions: &Partitions, max_value: usize) -> Value {
         let mut rec = serde_json::Map::new();
         match &self.record.key {
             Some(key) => bytes_field(&mut rec, "key", key),
@@ -159,7 +168,26 @@ impl DeadLetter {
                 rec.insert("key".into(), Value::Null);
             }
         }
-        bytes_field(&mut rec, "value", &self.record.value);
+        let value = &self.record.value;
+        if value.len() > max_value {
+            let mut cut = max_value;
+            if let Err(e) = std::str::from_utf8(&value[..cut]) {
+                if e.error_len().is_none() && std::str::from_utf8(value).is_ok() {
+                    cut = e.valid_up_to(); // not through the middle of a character
+                }
+            }
+            bytes_field(&mut rec, "value", &value[..cut]);
+            let digest: String = sha2::Sha256::digest(value)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            rec.insert(
+                "value_truncated".into(),
+                json!({ "bytes": value.len(), "sha256": digest }),
+            );
+        } else {
+            bytes_field(&mut rec, "value", value);
+        }
         rec.insert("timestamp_ms".into(), json!(self.record.timestamp_ms));
         let headers: Vec<Value> = self
             .record
@@ -187,8 +215,8 @@ impl DeadLetter {
     /// As a record for a sink, in the output's encoding.
     pub fn encode(self, encoding: Encoding, partitions: &Partitions) -> Record {
         match encoding {
-            Encoding::JsonLine => {
-                let line = serde_json::to_vec(&self.to_json(partitions))
+            Encoding::JsonLine { max_value } => {
+                let line = serde_json::to_vec(&self.to_json(partitions, max_value))
                     .expect("a Value always serializes");
                 record(line, self.time_ms)
             }

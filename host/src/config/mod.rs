@@ -61,6 +61,9 @@ pub struct PipelineSection {
     pub state_dir: Option<PathBuf>,
     /// How sources and sinks retry temporary errors (exponential backoff, full jitter).
     pub retry: RetryPolicy,
+    /// The most of a record's value a dead-letter line keeps, in KiB; a longer one
+    /// keeps its start, its length and its SHA-256.
+    pub dead_letter_max_kb: usize,
 }
 
 impl Default for PipelineSection {
@@ -73,6 +76,7 @@ impl Default for PipelineSection {
             checkpoint_interval: Duration::from_millis(5_000),
             state_dir: None,
             retry: RetryPolicy::default(),
+            dead_letter_max_kb: 4096,
         }
     }
 }
@@ -128,6 +132,12 @@ impl PipelineConfig {
         }
         if p.checkpoint_interval.is_zero() {
             return Err(self.invalid("pipeline.checkpoint_interval", "must be more than 0"));
+        }
+        if !(1..=1_048_576).contains(&p.dead_letter_max_kb) {
+            return Err(self.invalid(
+                "pipeline.dead_letter_max_kb",
+                "must be between 1 and 1048576",
+            ));
         }
         p.retry
             .validate()

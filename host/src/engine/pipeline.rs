@@ -129,7 +129,8 @@ impl Pipeline {
             "dead letters ({})",
             config.dead_letter.describe(&base_dir)
         ));
-        let (dlq, encoding) = dead_letter::open(&config.dead_letter, &ctx)
+        let max_value = p.dead_letter_max_kb * 1024;
+        let (dlq, encoding) = dead_letter::open(&config.dead_letter, &ctx, max_value)
             .await
             .map_err(RunError::Sink)?;
         let (dlq_tx, dlq_rx) = mpsc::channel(queue);
