@@ -581,3 +581,94 @@ path = "dead.jsonl"
         dead.first()
     );
 }
+
+#[test]
+fn after_a_kill_every_acknowledged_position_is_in_the_output_or_the_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every 7th line makes the plugin fail that record: it becomes a dead letter.
+    let mut input = String::new();
+    let mut starts = Vec::new();
+    for i in 0..200_000u64 {
+        starts.push((input.len() as u64, i));
+        if i % 7 == 3 {
+            input.push_str("error\n");
+        } else {
+            input.push_str(&format!("{{\"n\":{i}}}\n"));
+        }
+    }
+    std::fs::write(dir.path().join("in.jsonl"), &input).unwrap();
+    let path = pipeline(
+        dir.path(),
+        "kill.toml",
+        r#"
+[pipeline]
+batch_size = 128
+checkpoint_interval = "20ms"
+[source]
+type = "file"
+path = "in.jsonl"
+[[transforms]]
+plugin = "{MISBEHAVE}"
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+    );
+    let saved = dir.path().join(".sluice/kill/file-source-positions.json");
+    let (mut child, _stderr) = start(&path);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !saved.exists() {
+        assert!(std::time::Instant::now() < deadline, "no position saved");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    signal(&child, "-KILL");
+    let _ = child.wait();
+
+    let positions: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
+    let acknowledged = positions
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .as_u64()
+        .unwrap();
+    assert!(acknowledged < input.len() as u64, "killed before the end");
+    // Lines past the last sync may be torn; everything acknowledged was synced.
+    let parse = |file: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.path().join(file))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let written: std::collections::HashSet<u64> = parse("out.jsonl")
+        .iter()
+        .map(|v| v["n"].as_u64().unwrap())
+        .collect();
+    let dead: std::collections::HashSet<u64> = parse("dead.jsonl")
+        .iter()
+        .map(|d| d["position"]["offset"].as_u64().unwrap())
+        .collect();
+    let mut checked = 0;
+    for &(start, i) in starts.iter().take_while(|(s, _)| *s < acknowledged) {
+        if i % 7 == 3 {
+            assert!(
+                dead.contains(&start),
+                "line {i} (byte {start}) is not in the dead letters"
+            );
+        } else {
+            assert!(written.contains(&i), "line {i} is not in the output");
+        }
+        checked += 1;
+    }
+    assert!(
+        checked > 1000,
+        "only {checked} lines acknowledged before the kill"
+    );
+}
