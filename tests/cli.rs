@@ -672,3 +672,11 @@ path = "dead.jsonl"
         "only {checked} lines acknowledged before the kill"
     );
 }
+
+#[test]
+fn a_refused_value_in_a_tagged_table_is_located_at_its_line() {
+    let (code, err, path, _dir) = validate_variant("count = 300", "count = -1");
+    assert_eq!(code, Some(2));
+    // SMALL's `count` is on line 4, under `[source]` on line 2.
+    assert!(err.contains(&format!("{}:4:1:", path.display())), "{err}");
+}

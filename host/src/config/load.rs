@@ -46,15 +46,21 @@ pub fn parse(
     Ok(config)
 }
 
-/// Where an error is. toml gives a span; for an unknown key inside a tagged table
-/// (`[source]`, `[[sinks]]`) the span is the table's header, so look for the key
-/// itself, from the span to the next table header.
+/// Where an error is. toml gives a span; for an error inside a tagged table
+/// (`[source]`, `[[sinks]]`) the span is the table's header, so look for the place
+/// itself, from the span to the next table header: the key of an unknown field, or
+/// the one line whose value is the one refused (`invalid value: integer `-1`, ...`).
 fn locate(text: &str, e: &toml::de::Error) -> usize {
     let Some(span) = e.span() else { return 0 };
     let unknown = e
         .message()
         .strip_prefix("unknown field `")
         .and_then(|m| m.split('`').next());
+    if unknown.is_none() {
+        if let Some(at) = refused_value(text, span.clone(), e.message()) {
+            return at;
+        }
+    }
     if let Some(key) = unknown {
         let mut offset = span.start;
         for (i, line) in text[span.start..].split_inclusive('\n').enumerate() {
@@ -72,6 +78,34 @@ fn locate(text: &str, e: &toml::de::Error) -> usize {
         }
     }
     span.start
+}
+
+/// The start of the one line in the table at `span` whose value is the one an
+/// `invalid value: integer `-1`` / `invalid type: ...` message names.
+fn refused_value(text: &str, span: std::ops::Range<usize>, message: &str) -> Option<usize> {
+    if !(message.starts_with("invalid value") || message.starts_with("invalid type")) {
+        return None;
+    }
+    let shown = message.split('`').nth(1)?.trim_matches('"');
+    let mut offset = span.start;
+    let mut found = None;
+    for (i, line) in text[span.start..].split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_start();
+        if i > 0 && offset >= span.end && trimmed.starts_with('[') {
+            break;
+        }
+        let value = trimmed
+            .split_once('=')
+            .map(|(_, v)| v.trim().trim_matches('"'));
+        if value.is_some_and(|v| v == shown || v.split('#').next().map(str::trim) == Some(shown)) {
+            if found.is_some() {
+                return None; // two candidates: keep the table's header
+            }
+            found = Some(offset + (line.len() - trimmed.len()));
+        }
+        offset += line.len();
+    }
+    found
 }
 
 /// 1-based line and column (in characters) of a byte offset.
