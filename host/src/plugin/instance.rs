@@ -2,6 +2,7 @@
 //! shared by every call: arm the CPU deadline, classify a failure, and throw the
 //! instance away after a trap (a trapped instance cannot be re-entered).
 
+use super::capped::OutputCapExceeded;
 use super::error::{CallFailure, PluginError};
 use super::runtime::{Blocked, EpochTicker, LoadedPlugin, Runtime, Sandbox};
 use super::state::PluginState;
@@ -166,6 +167,9 @@ fn classify(store: &Store<PluginState>, sandbox: Sandbox, e: wasmtime::Error) ->
     }
     if e.downcast_ref::<Blocked>().is_some() {
         return CallFailure::Blocked;
+    }
+    if e.downcast_ref::<OutputCapExceeded>().is_some() {
+        return CallFailure::Output(sandbox.max_output_bytes);
     }
     // The first line names the trap; the rest is a wasm backtrace, useful in the log
     // but too long for every dead letter.

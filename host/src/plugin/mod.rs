@@ -7,6 +7,7 @@
 
 pub mod bindings;
 mod cache;
+mod capped;
 mod error;
 mod inspect;
 mod instance;

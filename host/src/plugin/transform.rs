@@ -1,18 +1,69 @@
 //! Stateless transform plugins (the `transform` world).
 
-use super::bindings::types::Record;
+use super::bindings::types::{Header, Record};
 use super::bindings::{Transform, TransformPre};
+use super::capped::{with_budget, CappedList, CappedString};
 use super::error::{CallFailure, PluginError};
 use super::instance::{Sandboxed, World};
 use super::runtime::{LoadedPlugin, Runtime, Sandbox};
 use super::state::PluginState;
-use wasmtime::component::InstancePre;
+use wasmtime::component::{ComponentType, Func, InstancePre, Lift};
 use wasmtime::Store;
 
 /// What one input record became.
 pub type Outcome = Result<Vec<Record>, String>;
 
-impl World for Transform {
+/// The export `process` is called through, so that its results are lifted under the
+/// output budget (see [`super::capped`]) rather than by the generated bindings.
+const INTERFACE: &str = "sluice:plugin/transformer@0.1.0";
+
+/// `header` as lifted under the budget.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+struct RawHeader {
+    name: CappedString,
+    value: CappedList<u8>,
+}
+
+/// `record` as lifted under the budget.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+struct RawRecord {
+    key: Option<CappedList<u8>>,
+    value: CappedList<u8>,
+    #[component(name = "timestamp-ms")]
+    timestamp_ms: i64,
+    headers: CappedList<RawHeader>,
+}
+
+type RawOutcomes = CappedList<Result<CappedList<RawRecord>, CappedString>>;
+
+impl From<RawRecord> for Record {
+    fn from(r: RawRecord) -> Self {
+        Record {
+            key: r.key.map(|k| k.0),
+            value: r.value.0,
+            timestamp_ms: r.timestamp_ms,
+            headers: r
+                .headers
+                .0
+                .into_iter()
+                .map(|h| Header {
+                    name: h.name.0,
+                    value: h.value.0,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A live `transform` instance: the generated bindings (for `init`) and `process`.
+pub(crate) struct TransformInstance {
+    bindings: Transform,
+    process: Func,
+}
+
+impl World for TransformInstance {
     const NAME: &'static str = "transform";
     type Pre = TransformPre<PluginState>;
 
@@ -20,19 +71,33 @@ impl World for Transform {
         TransformPre::new(pre)
     }
     fn instantiate(pre: &Self::Pre, store: &mut Store<PluginState>) -> wasmtime::Result<Self> {
-        pre.instantiate(store)
+        let instance = pre.instance_pre().instantiate(&mut *store)?;
+        let bindings = Transform::new(&mut *store, &instance)?;
+        let missing = || wasmtime::format_err!("no export {INTERFACE}#process");
+        let interface = instance
+            .get_export_index(&mut *store, None, INTERFACE)
+            .ok_or_else(missing)?;
+        let process = instance
+            .get_export_index(&mut *store, Some(&interface), "process")
+            .and_then(|f| instance.get_func(&mut *store, f))
+            .ok_or_else(missing)?;
+        // Checked once here: the signature matches the lifting types.
+        process.typed::<(&[Record],), (RawOutcomes,)>(&*store)?;
+        Ok(TransformInstance { bindings, process })
     }
     fn init(
         &self,
         store: &mut Store<PluginState>,
         config: &str,
     ) -> wasmtime::Result<Result<(), String>> {
-        self.sluice_plugin_transformer().call_init(store, config)
+        self.bindings
+            .sluice_plugin_transformer()
+            .call_init(store, config)
     }
 }
 
 pub struct TransformPlugin {
-    inner: Sandboxed<Transform>,
+    inner: Sandboxed<TransformInstance>,
 }
 
 impl TransformPlugin {
@@ -77,9 +142,22 @@ impl TransformPlugin {
         records: &[Record],
         budget: usize,
     ) -> Result<Vec<Outcome>, CallFailure> {
-        let outcomes = self
-            .inner
-            .call(|b, store| b.sluice_plugin_transformer().call_process(store, records))?;
+        // The budget is charged while lifting, before anything is copied: a call
+        // that would bring back more fails instead.
+        let (outcomes, _) = with_budget(budget, || {
+            self.inner.call(|w, store| {
+                let process = w.process.typed::<(&[Record],), (RawOutcomes,)>(&*store)?;
+                let (raw,) = process.call(store, (records,))?;
+                Ok(raw.0)
+            })
+        });
+        let outcomes: Vec<Outcome> = outcomes?
+            .into_iter()
+            .map(|o| match o {
+                Ok(records) => Ok(records.0.into_iter().map(Record::from).collect()),
+                Err(message) => Err(message.0),
+            })
+            .collect();
         if outcomes.len() != records.len() {
             self.inner.count_failure();
             return Err(CallFailure::Contract(format!(
@@ -87,10 +165,6 @@ impl TransformPlugin {
                 outcomes.len(),
                 records.len()
             )));
-        }
-        if output_bytes(&outcomes) > budget {
-            self.inner.count_failure();
-            return Err(CallFailure::Output(self.max_output()));
         }
         Ok(outcomes)
     }

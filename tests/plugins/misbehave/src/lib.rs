@@ -3,7 +3,9 @@
 //! CPU deadline), `sleep` waits an hour inside the host (refused by the sandbox),
 //! `alloc` allocates without bound (caught by the memory cap). Any other
 //! record is passed through unchanged. `huge` returns 8 records of 1 MiB each, to
-//! test the cap on what a plugin may hand back. `readfile`, `env` and `net:PORT` report what
+//! test the cap on what a plugin may hand back; `alias` returns 256 records whose
+//! values are all the same 1 MiB of its memory (deliberately unsound, as a hostile
+//! plugin in any language could do it), so the host would copy 256 MiB from 1. `readfile`, `env` and `net:PORT` report what
 //! the sandbox lets a plugin see of the host's files, environment and network (it
 //! should be nothing).
 
@@ -30,6 +32,17 @@ mod component {
                     }
                 }
                 b"error" => Err("misbehave: asked to fail this record".into()),
+                b"alias" => {
+                    let mut one = std::mem::ManuallyDrop::new(vec![b'x'; 1 << 20]);
+                    let (ptr, len, cap) = (one.as_mut_ptr(), one.len(), one.capacity());
+                    Ok((0..256)
+                        .map(|_| Record {
+                            // SAFETY: none; the point is 256 lists over the same bytes.
+                            value: unsafe { Vec::from_raw_parts(ptr, len, cap) },
+                            ..record.clone()
+                        })
+                        .collect())
+                }
                 b"huge" => Ok((0..8)
                     .map(|_| Record {
                         value: vec![b'x'; 1 << 20],
