@@ -736,3 +736,19 @@ path = "dead.jsonl"
         dead[0]["reason"]
     );
 }
+
+#[test]
+fn a_sink_path_that_is_a_folder_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = pipeline(
+        dir.path(),
+        "folder.toml",
+        &SMALL.replace("path = \"users.jsonl\"", "path = \"out\""),
+    );
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    let out = sluice(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(err.matches("Is a directory").count(), 1, "{err}");
+    assert!(err.contains("sinks[0] (file out)"), "{err}");
+}

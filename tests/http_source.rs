@@ -227,3 +227,34 @@ async fn a_body_over_max_body_skips_that_poll_only() {
     );
     assert_eq!(out[0]["small"], true);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_is_heard_inside_a_request_that_never_ends() {
+    // A server that accepts and never answers; the request's timeout is an hour.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            open.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = http_pipeline(
+        dir.path(),
+        &format!("http://{addr}/"),
+        "timeout = \"1h\"",
+        "",
+    );
+    let config = sluice::config::load(&path).unwrap();
+    let pipeline = Pipeline::build(config, &runtime()).unwrap();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(pipeline.run(stop.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    let done = tokio::time::timeout(Duration::from_secs(10), running).await;
+    assert!(
+        done.is_ok(),
+        "the source did not stop while its request hung"
+    );
+}

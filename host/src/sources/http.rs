@@ -260,7 +260,13 @@ pub async fn run(config: HttpConfig, ctx: SourceContext) -> Result<(), SourceErr
 
         let mut retries = retry.start();
         let body = loop {
-            match attempt(&client, &config).await {
+            // A stop is heard inside a slow request too (a drip-fed body, a server that
+            // never answers), not only between polls.
+            let attempted = tokio::select! {
+                a = attempt(&client, &config) => a,
+                _ = ctx.shutdown.cancelled() => return Ok(()),
+            };
+            match attempted {
                 Attempt::Body(body, content_type) => break Some((body, content_type)),
                 Attempt::Skip(why) => {
                     tracing::error!(url = %config.url, "{why}");
