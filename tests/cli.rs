@@ -752,3 +752,52 @@ fn a_sink_path_that_is_a_folder_is_reported_once() {
     assert_eq!(err.matches("Is a directory").count(), 1, "{err}");
     assert!(err.contains("sinks[0] (file out)"), "{err}");
 }
+
+#[test]
+fn several_pipelines_run_in_one_process_and_stop_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = |name: &str| {
+        format!(
+            "[pipeline]\nname = \"{name}\"\n[source]\ntype = \"generator\"\nrate = 500.0\n\
+             [[sinks]]\ntype = \"file\"\npath = \"{name}.jsonl\"\n[dead_letter]\ntype = \"stderr\"\n"
+        )
+    };
+    let a = pipeline(dir.path(), "a.toml", &one("first"));
+    let b = pipeline(dir.path(), "b.toml", &one("second"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", a.to_str().unwrap(), b.to_str().unwrap()])
+        .env_remove("SLUICE_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    sigterm(&child);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "{stderr}");
+    for name in ["first", "second"] {
+        let written = json_lines(&dir.path().join(format!("{name}.jsonl"))).len();
+        assert!(written > 0, "{name} ran");
+        assert!(
+            stderr.contains(&format!("{name}: finished"))
+                && stderr.contains(&format!("{written} records in")),
+            "{name}: {stderr}"
+        );
+    }
+
+    // Two pipelines of one name would share state and logs: refused.
+    let c = pipeline(dir.path(), "c.toml", &one("first"));
+    let out = sluice(&["validate", a.to_str().unwrap(), c.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("are both named `first`"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -43,11 +43,15 @@ enum Command {
             commits). A second Ctrl-C on a terminal, or a second signal more than 2 s \
             after the first, quits at once. On a terminal a live progress line shows records in and \
             out per second, dead letters, closed windows and consumer lag.",
-        after_help = "Example:\n  sluice run pipelines/quickstart.toml\n  SLUICE_LOG=debug sluice run --no-progress my.toml"
+        after_help = "Examples:\n  sluice run pipelines/quickstart.toml\n  \
+            sluice run pipelines/ingest_users.toml pipelines/users_to_stores.toml\n  \
+            SLUICE_LOG=debug sluice run --no-progress my.toml"
     )]
     Run {
-        /// The pipeline file.
-        pipeline: PathBuf,
+        /// The pipeline file(s): several run in one process (one plugin engine and
+        /// cache, one progress line each, one shutdown for all).
+        #[arg(required = true, num_args = 1..)]
+        pipelines: Vec<PathBuf>,
         /// No live progress line, even on a terminal.
         #[arg(long)]
         no_progress: bool,
@@ -62,8 +66,9 @@ enum Command {
         after_help = "Example:\n  sluice validate pipelines/quickstart.toml"
     )]
     Validate {
-        /// The pipeline file.
-        pipeline: PathBuf,
+        /// The pipeline file(s).
+        #[arg(required = true, num_args = 1..)]
+        pipelines: Vec<PathBuf>,
     },
     /// Work with plugin components: inspect them, try them on sample records.
     #[command(
@@ -81,10 +86,10 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Run {
-            pipeline,
+            pipelines,
             no_progress,
-        } => run::run(&pipeline, no_progress),
-        Command::Validate { pipeline } => validate::validate(&pipeline),
+        } => run::run(&pipelines, no_progress),
+        Command::Validate { pipelines } => validate::validate(&pipelines),
         Command::Plugin { command } => plugin_cmd::run(command),
     };
     match result {
@@ -135,12 +140,37 @@ fn init_logging(verbose: u8) {
 
 /// Load a pipeline and build it (plugins loaded and initialised): the part `run` and
 /// `validate` share. Every error here is a configuration error.
-pub fn build(path: &std::path::Path) -> Result<sluice::engine::Pipeline, Failure> {
+pub fn build(
+    path: &std::path::Path,
+    runtime: &sluice::plugin::Runtime,
+) -> Result<sluice::engine::Pipeline, Failure> {
     let config = sluice::config::load(path).map_err(Failure::config)?;
-    let runtime = runtime()?;
-    sluice::engine::Pipeline::build(config, &runtime).map_err(|e| {
+    sluice::engine::Pipeline::build(config, runtime).map_err(|e| {
         Failure::config(anyhow::Error::new(e).context(format!("in {}", path.display())))
     })
+}
+
+/// Several pipeline files, built with one runtime; their names must differ (they
+/// name logs, progress lines and state folders).
+pub fn build_all(paths: &[PathBuf]) -> Result<Vec<sluice::engine::Pipeline>, Failure> {
+    let runtime = runtime()?;
+    let mut pipelines: Vec<sluice::engine::Pipeline> = Vec::new();
+    for path in paths {
+        let p = build(path, &runtime)?;
+        if let Some(same) = pipelines
+            .iter()
+            .find(|q| q.config().name() == p.config().name())
+        {
+            return Err(Failure::config(anyhow::anyhow!(
+                "{} and {} are both named `{}`: give one a [pipeline] name",
+                same.config().file.display(),
+                path.display(),
+                p.config().name()
+            )));
+        }
+        pipelines.push(p);
+    }
+    Ok(pipelines)
 }
 
 pub fn runtime() -> Result<sluice::plugin::Runtime, Failure> {

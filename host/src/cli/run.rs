@@ -1,17 +1,15 @@
 use super::progress::Progress;
 use super::Failure;
 use anyhow::Context;
+use sluice::engine::Metrics;
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-pub fn run(path: &Path, no_progress: bool) -> Result<(), Failure> {
-    let pipeline = super::build(path)?;
-    let name = pipeline.config().name();
-    let config = pipeline.config();
-    let dead_letters_go_to = config.dead_letter.describe(&config.base_dir());
-    let metrics = pipeline.metrics();
+pub fn run(paths: &[PathBuf], no_progress: bool) -> Result<(), Failure> {
+    let pipelines = super::build_all(paths)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -23,38 +21,69 @@ pub fn run(path: &Path, no_progress: bool) -> Result<(), Failure> {
             .context("listening for signals")
             .map_err(Failure::runtime)?;
         tokio::spawn(signals.stop_on_signal(shutdown.clone()));
+        let shown: Vec<(String, Arc<Metrics>)> = pipelines
+            .iter()
+            .map(|p| (p.config().name(), p.metrics()))
+            .collect();
+        let dead_letters_go_to: Vec<String> = pipelines
+            .iter()
+            .map(|p| p.config().dead_letter.describe(&p.config().base_dir()))
+            .collect();
         // Logged once the signal handlers are in place: from here on, Ctrl-C and
-        // SIGTERM mean a clean stop.
-        tracing::info!("running pipeline `{name}` (Ctrl-C or SIGTERM stops it cleanly)");
+        // SIGTERM mean a clean stop (of every pipeline).
+        for (name, _) in &shown {
+            tracing::info!("running pipeline `{name}` (Ctrl-C or SIGTERM stops it cleanly)");
+        }
         let progress = (!no_progress && std::io::stderr().is_terminal())
-            .then(|| Progress::start(name.clone(), metrics.clone()));
+            .then(|| Progress::start(shown.clone()));
         let started = std::time::Instant::now();
-        let result = pipeline.run(shutdown).await;
+        // One task each; a pipeline that fails stops the others too.
+        let tasks: Vec<_> = pipelines
+            .into_iter()
+            .map(|p| {
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    let result = p.run(shutdown.clone()).await;
+                    if result.is_err() {
+                        shutdown.cancel();
+                    }
+                    result
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap_or_else(|e| {
+                Err(sluice::engine::RunError::Internal(format!("panicked: {e}")))
+            }));
+        }
         if let Some(p) = progress {
             p.stop().await;
         }
-        let s = metrics.snapshot();
-        eprintln!(
-            "{name}: {} in {:.1?}: {} records in, {} out, {} dead letters, {} windows closed, {} plugin errors",
-            if result.is_ok() {
-                "finished"
-            } else {
-                "stopped"
-            },
-            started.elapsed(),
-            s.records_in,
-            s.records_out,
-            s.dead_letters,
-            s.windows_closed,
-            s.plugin_failures,
-        );
-        if s.dead_letters > 0 {
-            eprintln!("{name}: dead letters (with reasons) are in {dead_letters_go_to}");
+        let mut first_error = None;
+        for (((name, metrics), result), dead_to) in shown.iter().zip(results).zip(&dead_letters_go_to) {
+            let s = metrics.snapshot();
+            eprintln!(
+                "{name}: {} in {:.1?}: {} records in, {} out, {} dead letters, {} windows closed, {} plugin errors",
+                if result.is_ok() { "finished" } else { "stopped" },
+                started.elapsed(),
+                s.records_in,
+                s.records_out,
+                s.dead_letters,
+                s.windows_closed,
+                s.plugin_failures,
+            );
+            if s.dead_letters > 0 {
+                eprintln!("{name}: dead letters (with reasons) are in {dead_to}");
+            }
+            if let Err(e) = result {
+                first_error.get_or_insert(anyhow::Error::new(e).context(format!("pipeline {name}")));
+            }
         }
-        result
-            .map(|_| ())
-            .with_context(|| format!("pipeline {name}"))
-            .map_err(Failure::runtime)
+        match first_error {
+            None => Ok(()),
+            Some(e) => Err(Failure::runtime(e)),
+        }
     })
 }
 

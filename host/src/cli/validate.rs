@@ -1,9 +1,16 @@
 use super::Failure;
-use std::path::Path;
+use std::path::PathBuf;
 
-pub fn validate(path: &Path) -> Result<(), Failure> {
-    let pipeline = super::build(path)?;
+pub fn validate(paths: &[PathBuf]) -> Result<(), Failure> {
+    for pipeline in super::build_all(paths)? {
+        check(&pipeline)?;
+    }
+    Ok(())
+}
+
+fn check(pipeline: &sluice::engine::Pipeline) -> Result<(), Failure> {
     let c = pipeline.config();
+    let path = &c.file;
     // Outputs that could not be written are configuration errors too: found now,
     // not when `run` has started.
     let base = c.base_dir();
