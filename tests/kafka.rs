@@ -642,15 +642,106 @@ path = "produced.jsonl"
         assert_eq!(w["male_count"], male, "{w}");
         seen.insert(start);
     }
-    // 400 s of events: six whole minutes closed; the seventh is still open.
-    assert_eq!(seen.len(), 6, "{got:?}");
+    // 400 s of events: six whole minutes closed by the watermark, and the seventh at
+    // the end of the input (`stop_at_end`), all exact.
+    assert_eq!(seen.len(), 7, "{got:?}");
     assert!(
         json_lines(&dir.path().join("dead.jsonl")).is_empty(),
         "no record was late"
     );
     println!(
-        "{} window results for 6 windows after a kill ({} emitted twice, each exact)",
+        "{} window results for 7 windows after a kill ({} emitted twice, each exact)",
         got.len(),
-        got.len() - 6
+        got.len() - 7
     );
+}
+
+#[test]
+fn a_rebalance_does_not_make_an_open_window_count_records_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("rebalance");
+    create_topic(&topic, 2);
+    let group = unique("g");
+    let host = |name: &str| {
+        pipeline(
+            dir.path(),
+            &format!("{name}.toml"),
+            &format!(
+                r#"
+[pipeline]
+name = "{name}"
+batch_size = 50
+checkpoint_interval = "200ms"
+linger = "20ms"
+[source]
+type = "kafka"
+brokers = "{broker}"
+topics = ["{topic}"]
+group_id = "{group}"
+{FAST_GROUP}
+[window]
+plugin = "{{GENDER_WINDOW}}"
+size = "1m"
+[[sinks]]
+type = "file"
+path = "{name}-users.jsonl"
+[[sinks]]
+type = "file"
+input = "windows"
+path = "{name}-windows.jsonl"
+"#,
+                broker = broker()
+            ),
+        )
+    };
+    let users = |start: &str, seed: u64| {
+        pipeline(
+            dir.path(),
+            &format!("produce-{seed}.toml"),
+            &format!(
+                r#"
+[source]
+type = "generator"
+seed = {seed}
+count = 200
+event_interval = "10ms"
+start_time = "{start}"
+[[transforms]]
+plugin = "{{FORMAT_USER}}"
+[[sinks]]
+type = "kafka"
+brokers = "{broker}"
+topic = "{topic}"
+"#,
+                broker = broker()
+            ),
+        )
+    };
+    let mut a = Host::start(&host("a"));
+    a.wait_log(90, "assignment", |l| Host::assigned(l) == Some(2));
+    // 200 users in the first minute: A's window for it stays open, holding them.
+    assert!(Host::start(&users("2026-01-01T00:00:00Z", 1))
+        .wait(60)
+        .success());
+    a.wait_lines(&dir.path().join("a-users.jsonl"), 200);
+    // B joins: every partition is revoked from A and one comes back to it. What A
+    // read of that one is still in its open window and must not be read into it again.
+    let mut b = Host::start(&host("b"));
+    b.wait_log(120, "B's assignment", |l| {
+        Host::assigned(l).is_some_and(|n| n > 0)
+    });
+    a.wait_log(120, "A's new assignment", |l| Host::assigned(l) == Some(1));
+    // Users five minutes later move both hosts' watermarks past the first window.
+    assert!(Host::start(&users("2026-01-01T00:05:00Z", 2))
+        .wait(60)
+        .success());
+    a.wait_lines(&dir.path().join("a-windows.jsonl"), 1);
+    let first = &json_lines(&dir.path().join("a-windows.jsonl"))[0];
+    assert_eq!(first["window_start"], "2026-01-01T00:00:00Z");
+    assert_eq!(
+        first["total_count"], 200,
+        "each of the 200 users once in A's window"
+    );
+    a.stop();
+    b.stop();
 }

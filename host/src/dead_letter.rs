@@ -75,8 +75,10 @@ pub enum Encoding {
     /// One JSON object per dead letter (files, stderr): see [`DeadLetter::to_json`];
     /// a record value longer than `max_value` keeps only its start.
     JsonLine { max_value: usize },
-    /// The original record, the facts in headers (Kafka).
-    Original,
+    /// The original record, the facts in headers (Kafka); a value longer than
+    /// `max_value` keeps only its start (a message over the topic's size limit would
+    /// stop the pipeline at every restart).
+    Original { max_value: usize },
 }
 
 /// Open the dead-letter output; JSON lines keep at most `max_value` bytes of a
@@ -98,7 +100,7 @@ pub async fn open(
         ),
         DeadLetterConfig::Kafka(c) => (
             Sink::Kafka(kafka::KafkaSink::open(c, ctx).await?),
-            Encoding::Original,
+            Encoding::Original { max_value },
         ),
     })
 }
@@ -177,13 +179,9 @@ impl DeadLetter {
                 }
             }
             bytes_field(&mut rec, "value", &value[..cut]);
-            let digest: String = sha2::Sha256::digest(value)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
             rec.insert(
                 "value_truncated".into(),
-                json!({ "bytes": value.len(), "sha256": digest }),
+                json!({ "bytes": value.len(), "sha256": sha256_hex(value) }),
             );
         } else {
             bytes_field(&mut rec, "value", value);
@@ -220,12 +218,20 @@ impl DeadLetter {
                     .expect("a Value always serializes");
                 record(line, self.time_ms)
             }
-            Encoding::Original => {
+            Encoding::Original { max_value } => {
                 let header = |name: &str, value: String| Header {
                     name: format!("sluice.{name}"),
                     value: value.into_bytes(),
                 };
                 let mut r = self.record;
+                if r.value.len() > max_value {
+                    let (bytes, sha256) = (r.value.len(), sha256_hex(&r.value));
+                    r.value.truncate(max_value);
+                    r.headers.push(header(
+                        "value_truncated",
+                        json!({ "bytes": bytes, "sha256": sha256 }).to_string(),
+                    ));
+                }
                 r.headers.push(header("reason", self.reason));
                 r.headers.push(header("stage", self.stage.into()));
                 r.headers.push(header("plugin", self.plugin));
@@ -238,4 +244,11 @@ impl DeadLetter {
             }
         }
     }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

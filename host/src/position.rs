@@ -109,7 +109,8 @@ pub struct Ack {
     pub durable: BTreeMap<PartitionId, u64>,
 }
 
-pub type AckSender = std::sync::mpsc::Sender<Ack>;
+/// Bounded: see the processor's checkpoint for what happens when it is full.
+pub type AckSender = std::sync::mpsc::SyncSender<Ack>;
 pub type AckReceiver = std::sync::mpsc::Receiver<Ack>;
 
 #[cfg(test)]

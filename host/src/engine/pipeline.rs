@@ -144,7 +144,7 @@ impl Pipeline {
         let partitions = Arc::new(Partitions::default());
         let (event_tx, event_rx) = mpsc::channel(p.batch_size);
         let (work_tx, work_rx) = mpsc::channel(queue);
-        let (ack_tx, ack_rx) = std::sync::mpsc::channel();
+        let (ack_tx, ack_rx) = std::sync::mpsc::sync_channel(64);
         let source_ctx = SourceContext::new(
             format!("source ({})", config.source.kind()),
             event_tx,

@@ -114,8 +114,12 @@ impl Processor {
                     let assignment = work.assignment.take();
                     handled(&mut progress, &work);
                     self.process(work, &rt)?;
-                    if let (Some(partitions), Some(w)) = (assignment, &mut self.window) {
-                        w.set_assignment(partitions);
+                    if let Some(partitions) = assignment {
+                        // Partitions gone are no longer this host's to acknowledge.
+                        progress.retain(|p, _| partitions.contains(p));
+                        if let Some(w) = &mut self.window {
+                            w.set_assignment(partitions);
+                        }
                     }
                     if let Some((id, end_of_input)) = barrier {
                         if end_of_input {
@@ -267,11 +271,20 @@ impl Processor {
             .as_ref()
             .map(WindowStage::held)
             .unwrap_or_default();
-        // The source may be gone (it finished): then nobody needs to hear.
-        let _ = self.acks.send(Ack {
+        let ack = Ack {
             barrier,
             durable: durable(progress, &held),
-        });
+        };
+        // Acks are cumulative: when a source does not read them (generator, http) the
+        // queue fills and a plain one is dropped, since the next says as much. A
+        // barrier's is awaited, so it waits for room. A source that is gone (it
+        // finished) needs to hear nothing.
+        match self.acks.try_send(ack) {
+            Err(std::sync::mpsc::TrySendError::Full(ack)) if ack.barrier.is_some() => {
+                let _ = self.acks.send(ack);
+            }
+            _ => {}
+        }
         Ok(())
     }
 }

@@ -41,12 +41,23 @@ impl FileSink {
                 path.display()
             );
         }
+        let is_new = !path.exists();
         let file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .await
             .map_err(err)?;
+        if is_new {
+            // A new file's name is durable only once its folder is synced: without
+            // this a crash could lose the file with records already acknowledged.
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let folder = tokio::fs::File::open(dir).await.map_err(err)?;
+            folder.sync_all().await.map_err(err)?;
+        }
         Ok(FileSink {
             name: name.to_owned(),
             path: path.to_owned(),

@@ -18,9 +18,12 @@ use crate::dead_letter::DeadLetter;
 use crate::kafka::{self, Properties};
 use crate::position::{Ack, Origin, PartitionId, Position};
 use crate::record::{now_ms, Header, Record};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, Statistics, TopicPartitionList};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -122,6 +125,11 @@ struct State {
     closing: bool,
     /// Read and not yet handed to the engine (sent in chunks: one wake-up each).
     chunk: Vec<SourceEvent>,
+    /// Per partition ever read, the offset after the last message read. Kept across
+    /// revocations: when a partition comes back while an open window still holds its
+    /// records (so its commit stayed behind them), reading resumes here, not at the
+    /// commit, or the window would count those records twice.
+    next_read: HashMap<PartitionId, i64>,
 }
 
 impl State {
@@ -139,7 +147,12 @@ impl State {
 
     fn take(&mut self, ack: Ack) {
         tracing::trace!(source = %self.ctx.name, "acknowledged: {ack:?}");
-        for (p, offset) in ack.durable {
+        // Only partitions owned now: an ack may still name one revoked since.
+        for (p, offset) in ack
+            .durable
+            .into_iter()
+            .filter(|(p, _)| self.owned.contains_key(p))
+        {
             let d = self.durable.entry(p).or_insert(offset);
             *d = (*d).max(offset);
         }
@@ -186,10 +199,11 @@ impl State {
     }
 
     /// Make everything read so far durable (a barrier through the pipeline), then
-    /// commit it.
-    fn flush(&mut self, consumer: &BaseConsumer<Ctx>) {
+    /// commit it. `end_of_input`: every partition was read to its end (`stop_at_end`),
+    /// so open windows are closed and emitted first.
+    fn flush(&mut self, consumer: &BaseConsumer<Ctx>, end_of_input: bool) {
         let chunk = std::mem::take(&mut self.chunk);
-        for ack in self.ctx.blocking_flush(chunk, false) {
+        for ack in self.ctx.blocking_flush(chunk, end_of_input) {
             self.take(ack);
         }
         self.commit(consumer);
@@ -199,6 +213,7 @@ impl State {
     fn take_message(&mut self, m: &BorrowedMessage<'_>) {
         let id = self.id(m.topic(), m.partition());
         self.committed.entry(id).or_insert(m.offset());
+        self.next_read.insert(id, m.offset() + 1);
         self.at_end.remove(&m.partition());
         let headers = m
             .headers()
@@ -274,14 +289,86 @@ impl ClientContext for Ctx {
     }
 }
 
+impl Ctx {
+    /// Partitions read before start where reading stopped, unless the group's commit
+    /// is further on (another host read them meanwhile).
+    fn resume_where_read(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let mut state = self.lock();
+        let mut known = Vec::new();
+        for e in tpl.elements() {
+            let id = state.id(e.topic(), e.partition());
+            if let Some(&next) = state.next_read.get(&id) {
+                known.push((e.topic().to_owned(), e.partition(), next));
+            }
+        }
+        drop(state);
+        if known.is_empty() {
+            return;
+        }
+        let mut ask = TopicPartitionList::new();
+        for (t, p, _) in &known {
+            ask.add_partition(t, *p);
+        }
+        let committed = consumer
+            .committed_offsets(ask, Duration::from_secs(30))
+            .ok();
+        for (t, p, next) in known {
+            let group = committed
+                .as_ref()
+                .and_then(|c| c.find_partition(&t, p))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
+            let at = group.map_or(next, |g| g.max(next));
+            let _ = tpl.set_partition_offset(&t, p, Offset::Offset(at));
+        }
+    }
+}
+
 impl ConsumerContext for Ctx {
+    /// librdkafka's rebalance, as rdkafka does it, except that partitions this host
+    /// read before are assigned at the offset after what it read
+    /// ([`Ctx::resume_where_read`]).
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let assign = err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+        if assign {
+            self.resume_where_read(consumer, tpl);
+        }
+        let rebalance = match err {
+            _ if assign => Rebalance::Assign(tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(tpl),
+            other => Rebalance::Error(KafkaError::Rebalance(other.into())),
+        };
+        self.pre_rebalance(consumer, &rebalance);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let done = match (&rebalance, cooperative) {
+            (Rebalance::Assign(tpl), true) => consumer.incremental_assign(tpl),
+            (Rebalance::Assign(tpl), false) => consumer.assign(tpl),
+            (_, true) => consumer.incremental_unassign(tpl),
+            (_, false) => consumer.unassign(),
+        };
+        if let Err(e) = done {
+            tracing::warn!(source = %self.name, "applying the rebalance failed: {e}");
+        }
+        self.post_rebalance(consumer, &rebalance);
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let mut state = self.lock();
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 if !state.closing {
                     // Finish, make durable and commit what was read before they go.
-                    state.flush(consumer);
+                    state.flush(consumer, false);
                 }
                 for e in tpl.elements() {
                     let id = state.id(e.topic(), e.partition());
@@ -300,12 +387,21 @@ impl ConsumerContext for Ctx {
                     state
                         .owned
                         .insert(id, (e.topic().to_owned(), e.partition()));
+                    state.durable.remove(&id);
                 }
                 let owned = state.owned.keys().copied().collect();
                 state.chunk.push(SourceEvent::Assignment(owned));
                 tracing::info!(source = %self.name, "partitions assigned: {}", list(tpl));
             }
-            Rebalance::Error(e) => tracing::warn!(source = %self.name, "rebalance failed: {e}"),
+            Rebalance::Error(e) => {
+                // rdkafka then unassigns everything: nothing is ours to commit.
+                tracing::warn!(source = %self.name, "rebalance failed: {e}; partitions released");
+                state.owned.clear();
+                state.committed.clear();
+                state.durable.clear();
+                state.at_end.clear();
+                state.chunk.push(SourceEvent::Assignment(Vec::new()));
+            }
         }
     }
 }
@@ -325,6 +421,7 @@ pub fn run(config: KafkaSourceConfig, ctx: SourceContext) -> Result<(), SourceEr
             at_end: HashSet::new(),
             closing: false,
             chunk: Vec::with_capacity(CHUNK),
+            next_read: HashMap::new(),
         }),
     };
     let consumer: BaseConsumer<Ctx> = config
@@ -337,6 +434,7 @@ pub fn run(config: KafkaSourceConfig, ctx: SourceContext) -> Result<(), SourceEr
         .map_err(|e| SourceError::fatal(&name, format!("cannot subscribe to {topics:?}: {e}")))?;
     tracing::info!(source = %name, "joining consumer group `{}` for {}", config.group_id, topics.join(", "));
 
+    let mut at_end = false;
     let result = loop {
         if shutdown.is_cancelled() {
             break Ok(());
@@ -376,15 +474,17 @@ pub fn run(config: KafkaSourceConfig, ctx: SourceContext) -> Result<(), SourceEr
         if let Some(e) = failed {
             break Err(SourceError::fatal(&name, format!("consumer failed: {e}")));
         }
-        if config.stop_at_end && read_to_end(&consumer) {
+        if config.stop_at_end && read_to_end(&consumer, topics.len() == 1) {
             tracing::info!(source = %name, "every assigned partition is read to its end; stopping");
+            at_end = true;
             break Ok(());
         }
     };
-    // Leaving: what was read is finished, made durable and committed first.
+    // Leaving: what was read is finished, made durable and committed first (at the
+    // end of the input, open windows too).
     {
         let mut state = consumer.context().lock();
-        state.flush(&consumer);
+        state.flush(&consumer, at_end);
         state.closing = true;
     }
     drop(consumer); // leaves the group
@@ -404,8 +504,9 @@ fn is_fatal(e: &KafkaError) -> bool {
 }
 
 /// Every assigned partition has reported its end, and its position is at the high
-/// watermark (the end reports name a partition number, not its topic).
-fn read_to_end(consumer: &BaseConsumer<Ctx>) -> bool {
+/// watermark (the end reports name a partition number, not its topic, so with several
+/// topics a partition not read since its assignment counts only if it is empty).
+fn read_to_end(consumer: &BaseConsumer<Ctx>, one_topic: bool) -> bool {
     let owned: Vec<(String, i32)> = {
         let state = consumer.context().lock();
         if state.owned.is_empty() || state.owned.values().any(|(_, p)| !state.at_end.contains(p)) {
@@ -417,13 +518,14 @@ fn read_to_end(consumer: &BaseConsumer<Ctx>) -> bool {
         return false;
     };
     owned.iter().all(|(topic, p)| {
-        let Ok((_, high)) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(5)) else {
+        let Ok((low, high)) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(5)) else {
             return false;
         };
         match positions.find_partition(topic, *p).map(|e| e.offset()) {
             Some(Offset::Offset(at)) => at >= high,
-            // Nothing read since the assignment: the end report stands.
-            _ => true,
+            // Nothing read since the assignment: the end report is this partition's
+            // when there is one topic; otherwise only an empty partition is at its end.
+            _ => one_topic || low == high,
         }
     })
 }
