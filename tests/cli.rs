@@ -630,12 +630,7 @@ path = "dead.jsonl"
 
     let positions: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
-    let acknowledged = positions
-        .as_object()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap()
+    let acknowledged = positions.as_object().unwrap().values().next().unwrap()["offset"]
         .as_u64()
         .unwrap();
     assert!(acknowledged < input.len() as u64, "killed before the end");

@@ -191,7 +191,10 @@ path = "out.jsonl"
     let offsets: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
     let size = std::fs::metadata(&input).unwrap().len();
-    assert_eq!(offsets.as_object().unwrap().values().next().unwrap(), size);
+    assert_eq!(
+        offsets.as_object().unwrap().values().next().unwrap()["offset"],
+        size
+    );
 
     // Appended lines (a blank one among them, and a last one with no newline): only
     // these are read by the next run.
@@ -213,6 +216,13 @@ path = "out.jsonl"
         "each line once, in order"
     );
     assert_eq!(run(&path).records_in, 0, "nothing new: nothing read");
+
+    // Replaced by another file (a rotation): longer than the saved offset, but read
+    // from its start.
+    let replacement = dir.path().join("in.jsonl.new");
+    std::fs::write(&replacement, (0..300).map(line).collect::<String>()).unwrap();
+    std::fs::rename(&replacement, &input).unwrap();
+    assert_eq!(run(&path).records_in, 300, "a new file is read whole");
 }
 
 #[test]

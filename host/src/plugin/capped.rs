@@ -29,11 +29,18 @@ thread_local! {
 pub struct OutputCapExceeded;
 
 /// Run `f` (a plugin call) with `budget` bytes to lift; how many were left after.
+/// The budget is lifted again afterwards, even if `f` panics.
 pub fn with_budget<R>(budget: usize, f: impl FnOnce() -> R) -> (R, usize) {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            LEFT.with(|left| left.set(usize::MAX));
+        }
+    }
     LEFT.with(|left| left.set(budget));
+    let _reset = Reset;
     let r = f();
-    let left = LEFT.with(|left| left.replace(usize::MAX));
-    (r, left)
+    (r, LEFT.with(Cell::get))
 }
 
 fn charge(items: u32, each: usize) -> wasmtime::Result<()> {

@@ -81,7 +81,8 @@ impl World for TransformInstance {
             .get_export_index(&mut *store, Some(&interface), "process")
             .and_then(|f| instance.get_func(&mut *store, f))
             .ok_or_else(missing)?;
-        // Checked once here: the signature matches the lifting types.
+        // A plugin whose `process` does not match the lifting types fails here, at
+        // start (each call's `typed` repeats the check, cheaply).
         process.typed::<(&[Record],), (RawOutcomes,)>(&*store)?;
         Ok(TransformInstance { bindings, process })
     }

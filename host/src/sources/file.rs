@@ -3,7 +3,9 @@
 //! starts; once the engine acknowledges a line as durable, the offset after it is
 //! saved (atomically: temp file, fsync, rename) under the pipeline's state folder, so
 //! a restart resumes where it left off. `follow = true` keeps reading lines appended
-//! later (and new files in the folder), like `tail -F`.
+//! later (and new files in the folder), like `tail -f`: a file that is replaced
+//! (another inode, as after a rotation) is read again from its start at the next
+//! run; while running, a followed file is read by the handle first opened.
 //!
 //! A last line with no newline yet is left for later when following (it may still be
 //! being written), and read as a whole record otherwise. A file that shrank below its
@@ -57,10 +59,18 @@ impl FileSourceConfig {
     }
 }
 
+/// Where to resume a file, and which file it was (its inode): a different file under
+/// the same name is read from its start.
+#[derive(Debug, Clone, Copy, serde::Serialize, Deserialize)]
+struct Resume {
+    offset: u64,
+    inode: u64,
+}
+
 /// The saved resume offsets, by file.
 struct Saved {
     path: PathBuf,
-    offsets: BTreeMap<PathBuf, u64>,
+    offsets: BTreeMap<PathBuf, Resume>,
     dirty: bool,
 }
 
@@ -108,6 +118,7 @@ impl Saved {
 /// One file being read.
 struct Reader {
     id: PartitionId,
+    inode: u64,
     path: PathBuf,
     reader: BufReader<std::fs::File>,
     /// Offset of the next byte to read.
@@ -161,11 +172,17 @@ impl FileSource {
             }
             let mut file = std::fs::File::open(&path)
                 .map_err(|e| self.err(format!("{}: {e}", path.display())))?;
-            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-            let mut at = self.saved.offsets.get(&path).copied().unwrap_or(0);
-            if at > len {
-                tracing::warn!(source = %self.ctx.name, "{} is shorter than its saved offset {at}: it was replaced; reading it from the start", path.display());
-                at = 0;
+            let meta = file
+                .metadata()
+                .map_err(|e| self.err(format!("{}: {e}", path.display())))?;
+            let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+            let mut at = 0;
+            if let Some(saved) = self.saved.offsets.get(&path) {
+                if saved.inode != inode || saved.offset > meta.len() {
+                    tracing::warn!(source = %self.ctx.name, "{} is not the file read before (another inode, or shorter than its saved offset {}): reading it from the start", path.display(), saved.offset);
+                } else {
+                    at = saved.offset;
+                }
             }
             file.seek(SeekFrom::Start(at))
                 .map_err(|e| self.err(format!("{}: {e}", path.display())))?;
@@ -175,6 +192,7 @@ impl FileSource {
             let id = self.ctx.partition(Origin::File { path: path.clone() });
             self.readers.push(Reader {
                 id,
+                inode,
                 path,
                 reader: BufReader::with_capacity(256 * 1024, file),
                 at,
@@ -261,12 +279,16 @@ impl FileSource {
                 if start > durable {
                     break;
                 }
-                // Blank lines after the durable one count as done too.
+                // Every line at or before the durable one, blank ones included.
                 resume = Some(end);
                 reader.pending.pop_front();
             }
             if let Some(resume) = resume {
-                self.saved.offsets.insert(reader.path.clone(), resume);
+                let at = Resume {
+                    offset: resume,
+                    inode: reader.inode,
+                };
+                self.saved.offsets.insert(reader.path.clone(), at);
                 self.saved.dirty = true;
             }
         }
