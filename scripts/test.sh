@@ -54,6 +54,9 @@ echo "    Kafka tests use $SLUICE_TEST_KAFKA"
 echo "==> cargo test (host, plugins' native tests, integration tests in tests/)"
 cargo test --workspace
 
+echo "==> docker-compose.yml (validated offline)"
+scripts/check-compose.sh
+
 echo "==> quickstart pipeline"
 cargo build --quiet -p sluice
 "$CARGO_TARGET_DIR/debug/sluice" run --no-progress pipelines/quickstart.toml > "$CARGO_TARGET_DIR/quickstart-windows.jsonl"
