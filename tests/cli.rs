@@ -514,6 +514,26 @@ fn numbers_that_cannot_work_are_refused_by_validate() {
     }
 }
 
+/// `sluice run` the pipeline; its output and its peak resident memory, in KiB.
+fn run_watching_memory(path: &std::path::Path) -> (Output, u64) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--no-progress", path.to_str().unwrap()])
+        .env(
+            "SLUICE_CACHE_DIR",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        peak = peak.max(peak_kib(child.id()).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (child.wait_with_output().unwrap(), peak)
+}
+
 /// Peak resident memory (VmHWM) of a running process, in KiB.
 fn peak_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -546,22 +566,7 @@ type = "file"
 path = "dead.jsonl"
 "#,
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--no-progress", path.to_str().unwrap()])
-        .env(
-            "SLUICE_CACHE_DIR",
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut peak = 0;
-    while child.try_wait().unwrap().is_none() {
-        peak = peak.max(peak_kib(child.id()).unwrap_or(0));
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let out = child.wait_with_output().unwrap();
+    let (out, peak) = run_watching_memory(&path);
     assert!(out.status.success(), "{}", text(&out.stderr));
     println!(
         "peak RSS with a plugin returning 8 MiB per record: {} MiB",
@@ -701,22 +706,7 @@ type = "file"
 path = "dead.jsonl"
 "#,
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--no-progress", path.to_str().unwrap()])
-        .env(
-            "SLUICE_CACHE_DIR",
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut peak = 0;
-    while child.try_wait().unwrap().is_none() {
-        peak = peak.max(peak_kib(child.id()).unwrap_or(0));
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let out = child.wait_with_output().unwrap();
+    let (out, peak) = run_watching_memory(&path);
     assert!(out.status.success(), "{}", text(&out.stderr));
     println!(
         "peak RSS with a plugin aliasing 256 MiB of output: {} MiB",
