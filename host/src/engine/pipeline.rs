@@ -142,7 +142,9 @@ impl Pipeline {
         sink_tasks.push(tokio::spawn(run_sink(dlq, dlq_rx, ctx, p.retry)));
 
         let partitions = Arc::new(Partitions::default());
-        let (event_tx, event_rx) = mpsc::channel(p.batch_size);
+        // About a batch of records waits at the intake, whether sent one by one or in
+        // chunks, so memory stays bounded by the batch and queue sizes.
+        let (event_tx, event_rx) = mpsc::channel(config.source.intake_capacity(p.batch_size));
         let (work_tx, work_rx) = mpsc::channel(queue);
         let (ack_tx, ack_rx) = std::sync::mpsc::sync_channel(64);
         let source_ctx = SourceContext::new(

@@ -12,7 +12,7 @@
 //! saved offset was replaced: it is read again from the start.
 
 use super::event_time::EventTime;
-use super::{Closed, SourceContext, SourceError, SourceEvent};
+use super::{Closed, SourceContext, SourceError, SourceEvent, CHUNK};
 use crate::dead_letter::DeadLetter;
 use crate::duration::Duration;
 use crate::position::{Ack, Origin, PartitionId, Position};
@@ -44,8 +44,6 @@ fn default_poll() -> Duration {
 }
 
 const POSITIONS_FILE: &str = "file-source-positions.json";
-/// Most lines handed to the engine at once.
-const CHUNK: usize = 256;
 
 impl FileSourceConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {

@@ -13,7 +13,7 @@
 //! runs on a thread of its own.
 
 use super::event_time::EventTime;
-use super::{Closed, SourceContext, SourceError, SourceEvent};
+use super::{Closed, SourceContext, SourceError, SourceEvent, CHUNK};
 use crate::dead_letter::DeadLetter;
 use crate::kafka::{self, Properties};
 use crate::position::{Ack, Origin, PartitionId, Position};
@@ -62,8 +62,6 @@ pub enum Start {
 }
 
 const POLL: Duration = Duration::from_millis(100);
-/// Most messages handed to the engine at once.
-const CHUNK: usize = 256;
 
 impl KafkaSourceConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {

@@ -70,6 +70,15 @@ impl SourceConfig {
         matches!(self, SourceConfig::Kafka(_) | SourceConfig::File(_))
     }
 
+    /// How many events the engine's intake holds for about `records` records: a source
+    /// on its own thread sends chunks of up to [`CHUNK`], the others one record each.
+    pub fn intake_capacity(&self, records: usize) -> usize {
+        match self {
+            SourceConfig::Kafka(_) | SourceConfig::File(_) => records.div_ceil(CHUNK).max(2),
+            _ => records.max(1),
+        }
+    }
+
     pub async fn run(self, ctx: SourceContext) -> Result<(), SourceError> {
         let name = ctx.name.clone();
         let blocking = |f: Box<dyn FnOnce() -> Result<(), SourceError> + Send>| async move {
@@ -89,6 +98,9 @@ impl SourceConfig {
         }
     }
 }
+
+/// Most records a source on a thread of its own hands over at once.
+pub const CHUNK: usize = 256;
 
 /// How long a rebalance or a stop waits for the pipeline to make what was read
 /// durable before it goes ahead without it (it is then read again).
