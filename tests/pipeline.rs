@@ -371,3 +371,47 @@ path = "dead.jsonl"
         .collect();
     assert_eq!(truncated["sha256"], digest);
 }
+
+#[test]
+fn a_line_over_max_line_mb_is_skipped_with_a_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "x".repeat(3 << 20);
+    let text = format!("{{\"n\": 0}}\n{long}\n{{\"n\": 1}}\n");
+    std::fs::write(dir.path().join("in.jsonl"), &text).unwrap();
+    let path = pipeline(
+        dir.path(),
+        "long.toml",
+        r#"
+[source]
+type = "file"
+path = "in.jsonl"
+max_line_mb = 1
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+    );
+    run(&path);
+    let ns: Vec<u64> = json_lines(&dir.path().join("out.jsonl"))
+        .iter()
+        .map(|v| v["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, [0, 1], "the lines around it are read");
+    let dead = json_lines(&dir.path().join("dead.jsonl"));
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["stage"], "source");
+    assert_eq!(
+        dead[0]["position"]["offset"], 9,
+        "where the long line starts"
+    );
+    let reason = dead[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("line of {} bytes", (3 << 20) + 1)),
+        "{reason}"
+    );
+    assert!(reason.contains("max_line_mb (1 MiB)"), "{reason}");
+    assert_eq!(dead[0]["record"]["value"].as_str().unwrap().len(), 4096);
+}

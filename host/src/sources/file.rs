@@ -19,7 +19,7 @@ use crate::position::{Ack, Origin, PartitionId, Position};
 use crate::record::{now_ms, record};
 use serde::Deserialize;
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -37,7 +37,18 @@ pub struct FileSourceConfig {
     /// `"message"` (default) is the time the line is read.
     #[serde(default)]
     pub event_time: EventTime,
+    /// A longer line is not read into memory: it is skipped, and a dead letter with
+    /// its start and size says so.
+    #[serde(default = "default_max_line_mb")]
+    pub max_line_mb: u64,
 }
+
+fn default_max_line_mb() -> u64 {
+    16
+}
+
+/// How much of a line over `max_line_mb` its dead letter keeps.
+const TOO_LONG_PREFIX: usize = 4096;
 
 fn default_poll() -> Duration {
     Duration::from_millis(250)
@@ -52,6 +63,9 @@ impl FileSourceConfig {
         }
         if self.poll_interval.is_zero() {
             return Err(("poll_interval".into(), "must be more than 0".into()));
+        }
+        if !(1..=1024).contains(&self.max_line_mb) {
+            return Err(("max_line_mb".into(), "must be between 1 and 1024".into()));
         }
         Ok(())
     }
@@ -123,6 +137,8 @@ struct Reader {
     at: u64,
     /// Lines handed to the engine and not yet acknowledged: (start, end).
     pending: VecDeque<(u64, u64)>,
+    /// A line over the cap being skipped: where it starts, and its first bytes.
+    too_long: Option<(u64, Vec<u8>)>,
 }
 
 struct FileSource {
@@ -195,6 +211,7 @@ impl FileSource {
                 reader: BufReader::with_capacity(256 * 1024, file),
                 at,
                 pending: VecDeque::new(),
+                too_long: None,
             });
         }
         Ok(())
@@ -208,14 +225,50 @@ impl FileSource {
                     return Ok(true);
                 }
                 self.line.clear();
+                let max = self.config.max_line_mb * 1024 * 1024;
                 let r = &mut self.readers[i];
-                let n = r.reader.read_until(b'\n', &mut self.line).map_err(|e| {
-                    SourceError::fatal(&self.ctx.name, format!("{}: {e}", r.path.display()))
-                })?;
+                let n = (&mut r.reader)
+                    .take(max + 1)
+                    .read_until(b'\n', &mut self.line)
+                    .map_err(|e| {
+                        SourceError::fatal(&self.ctx.name, format!("{}: {e}", r.path.display()))
+                    })?;
                 if n == 0 {
                     break;
                 }
                 let complete = self.line.last() == Some(&b'\n');
+                if r.too_long.is_some() || (!complete && n as u64 > max) {
+                    // A line over the cap: consumed piece by piece, never held whole.
+                    let at = r.at;
+                    let line = &self.line;
+                    r.too_long.get_or_insert_with(|| {
+                        (at, line[..line.len().min(TOO_LONG_PREFIX)].to_vec())
+                    });
+                    r.at += n as u64;
+                    let at_eof = !complete && n as u64 <= max;
+                    if !complete && (!at_eof || self.config.follow) {
+                        if at_eof {
+                            break; // the rest of it is still to be written
+                        }
+                        continue;
+                    }
+                    let (start, prefix) = r.too_long.take().expect("set above");
+                    let (id, end) = (r.id, r.at);
+                    r.pending.push_back((start, end));
+                    let reason = format!(
+                        "line of {} bytes is longer than max_line_mb ({} MiB); skipped",
+                        end - start,
+                        self.config.max_line_mb
+                    );
+                    self.chunk.push(SourceEvent::Dead(DeadLetter::now(
+                        "source",
+                        "file",
+                        record(prefix, now_ms()),
+                        Position::new(id, start),
+                        reason,
+                    )));
+                    continue;
+                }
                 if !complete && self.config.follow {
                     // Still being written: read it again, whole, later.
                     r.reader.seek(SeekFrom::Start(r.at)).map_err(|e| {
