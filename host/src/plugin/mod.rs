@@ -22,5 +22,5 @@ pub use error::{CallFailure, PluginError};
 pub use inspect::{inspect, Inspection, WorldKind};
 pub use isolate::{isolate, Isolated, GIVE_UP_AFTER};
 pub use runtime::{default_name, LoadedPlugin, Runtime, Sandbox};
-pub use transform::{output_bytes, Outcome, TransformPlugin};
+pub use transform::{Outcome, TransformPlugin};
 pub use window::WindowPlugin;

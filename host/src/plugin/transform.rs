@@ -134,18 +134,20 @@ impl TransformPlugin {
     pub fn process(&mut self, records: &[Record]) -> Result<Vec<Outcome>, CallFailure> {
         let cap = self.max_output();
         self.process_within(records, cap)
+            .map(|(outcomes, _)| outcomes)
     }
 
-    /// As [`process`](Self::process), failing the call if its outputs come to more
-    /// than `budget` bytes (what is left of the batch's cap).
+    /// As [`process`](Self::process), failing the call if lifting its outputs would
+    /// cost more than `budget` bytes (what is left of the batch's cap); also returns
+    /// what is left after it.
     pub fn process_within(
         &mut self,
         records: &[Record],
         budget: usize,
-    ) -> Result<Vec<Outcome>, CallFailure> {
+    ) -> Result<(Vec<Outcome>, usize), CallFailure> {
         // The budget is charged while lifting, before anything is copied: a call
         // that would bring back more fails instead.
-        let (outcomes, _) = with_budget(budget, || {
+        let (outcomes, left) = with_budget(budget, || {
             self.inner.call(|w, store| {
                 let process = w.process.typed::<(&[Record],), (RawOutcomes,)>(&*store)?;
                 let (raw,) = process.call(store, (records,))?;
@@ -167,25 +169,6 @@ impl TransformPlugin {
                 records.len()
             )));
         }
-        Ok(outcomes)
+        Ok((outcomes, left))
     }
-}
-
-/// Bytes of records (keys, values, headers) and error messages in `outcomes`.
-pub fn output_bytes(outcomes: &[Outcome]) -> usize {
-    let record = |r: &Record| {
-        r.key.as_ref().map_or(0, Vec::len)
-            + r.value.len()
-            + r.headers
-                .iter()
-                .map(|h| h.name.len() + h.value.len())
-                .sum::<usize>()
-    };
-    outcomes
-        .iter()
-        .map(|o| match o {
-            Ok(records) => records.iter().map(record).sum(),
-            Err(message) => message.len(),
-        })
-        .sum()
 }

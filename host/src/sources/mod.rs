@@ -211,17 +211,6 @@ impl SourceContext {
         Ok(())
     }
 
-    /// Ask for everything emitted so far to be made durable; returns the barrier's id
-    /// (see [`wait_for_barrier`](Self::wait_for_barrier)).
-    pub fn blocking_barrier(&mut self, end_of_input: bool) -> Result<u64, Closed> {
-        let id = self.next_barrier;
-        self.next_barrier += 1;
-        self.out
-            .blocking_send(SourceEvent::Barrier { id, end_of_input })
-            .map_err(|_| Closed)?;
-        Ok(id)
-    }
-
     fn receiver(&self) -> std::sync::MutexGuard<'_, AckReceiver> {
         self.acks.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -231,13 +220,44 @@ impl SourceContext {
     /// Returns every ack that arrived meanwhile (none if the engine has stopped).
     pub fn blocking_flush(&mut self, events: Vec<SourceEvent>, end_of_input: bool) -> Vec<Ack> {
         let mut acks = Vec::new();
-        let sent = self.blocking_emit_many(events);
-        if let Ok(id) = sent.and_then(|()| self.blocking_barrier(end_of_input)) {
-            if !self.wait_for_barrier(id, FLUSH_TIMEOUT, |a| acks.push(a)) {
+        // The whole flush, handing over included, keeps to FLUSH_TIMEOUT: a stalled
+        // sink must not hold a rebalance past the group's patience.
+        let deadline = std::time::Instant::now() + FLUSH_TIMEOUT;
+        let records = events
+            .iter()
+            .filter(|e| matches!(e, SourceEvent::Record(..) | SourceEvent::Dead(_)))
+            .count() as u64;
+        let handed = events.is_empty() || self.send_by(SourceEvent::Many(events), deadline).is_ok();
+        if handed {
+            self.metrics.add_in(records);
+        }
+        let id = self.next_barrier;
+        let barrier = SourceEvent::Barrier { id, end_of_input };
+        if handed && self.send_by(barrier, deadline).is_ok() {
+            self.next_barrier += 1;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if !self.wait_for_barrier(id, left, |a| acks.push(a)) {
                 tracing::warn!(source = %self.name, "the pipeline did not make what was read durable within {FLUSH_TIMEOUT:?}; what it did not acknowledge is read again next time");
             }
         }
         acks
+    }
+
+    /// Send, waiting for room until `deadline` at the most.
+    fn send_by(&self, mut event: SourceEvent, deadline: std::time::Instant) -> Result<(), Closed> {
+        loop {
+            match self.out.try_send(event) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Closed),
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(Closed);
+                    }
+                    event = back;
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+        }
     }
 
     /// Acks that have arrived, without waiting.

@@ -1,5 +1,5 @@
 use crate::dead_letter::DeadLetter;
-use crate::plugin::{isolate, output_bytes, Isolated, Outcome, TransformPlugin};
+use crate::plugin::{isolate, Isolated, Outcome, TransformPlugin};
 use crate::record::{Batch, Position, Record};
 
 /// One transform plugin applied to batches.
@@ -30,8 +30,8 @@ impl TransformStage {
         // cannot make the host hold more than its cap, retries included.
         let mut left = plugin.max_output();
         let outcomes: Vec<Result<Outcome, String>> = match isolate(&name, &batch.records, |rs| {
-            let outcomes = plugin.process_within(rs, left)?;
-            left = left.saturating_sub(output_bytes(&outcomes));
+            let (outcomes, after) = plugin.process_within(rs, left)?;
+            left = after;
             Ok(outcomes)
         }) {
             Isolated::Whole(outcomes) => outcomes.into_iter().map(Ok).collect(),
