@@ -514,6 +514,38 @@ fn numbers_that_cannot_work_are_refused_by_validate() {
     }
 }
 
+/// `count` records that each say `word` to the misbehave plugin, in one batch; the
+/// run must succeed with the host under 400 MiB. Its dead letters and peak memory
+/// (KiB).
+fn misbehave_in_one_batch(word: &str, count: usize) -> (Vec<serde_json::Value>, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), format!("{word}\n").repeat(count)).unwrap();
+    let toml = r#"
+[pipeline]
+batch_size = COUNT
+linger = "500ms"
+[source]
+type = "file"
+path = "in.txt"
+[[transforms]]
+plugin = "{MISBEHAVE}"
+[[sinks]]
+type = "null"
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#;
+    let path = pipeline(
+        dir.path(),
+        "p.toml",
+        &toml.replace("COUNT", &count.to_string()),
+    );
+    let (out, peak) = run_watching_memory(&path);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(peak < 400 * 1024, "host peaked at {} MiB", peak / 1024);
+    (json_lines(&dir.path().join("dead.jsonl")), peak)
+}
+
 /// `sluice run` the pipeline; its output and its peak resident memory, in KiB.
 fn run_watching_memory(path: &std::path::Path) -> (Output, u64) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -543,37 +575,13 @@ fn peak_kib(pid: u32) -> Option<u64> {
 
 #[test]
 fn a_plugin_returning_huge_outputs_cannot_swell_the_host() {
-    let dir = tempfile::tempdir().unwrap();
     // 100 records, each of which the plugin answers with 8 MiB of output: 800 MiB a
     // batch if the host kept it all.
-    std::fs::write(dir.path().join("in.txt"), "huge\n".repeat(100)).unwrap();
-    let path = pipeline(
-        dir.path(),
-        "huge.toml",
-        r#"
-[pipeline]
-batch_size = 100
-linger = "500ms"
-[source]
-type = "file"
-path = "in.txt"
-[[transforms]]
-plugin = "{MISBEHAVE}"
-[[sinks]]
-type = "null"
-[dead_letter]
-type = "file"
-path = "dead.jsonl"
-"#,
-    );
-    let (out, peak) = run_watching_memory(&path);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (dead, peak) = misbehave_in_one_batch("huge", 100);
     println!(
         "peak RSS with a plugin returning 8 MiB per record: {} MiB",
         peak / 1024
     );
-    assert!(peak < 400 * 1024, "host peaked at {} MiB", peak / 1024);
-    let dead = json_lines(&dir.path().join("dead.jsonl"));
     let through = 100 - dead.len();
     assert!(
         (1..=8).contains(&through),
@@ -683,37 +691,13 @@ fn a_refused_value_in_a_tagged_table_is_located_at_its_line() {
 
 #[test]
 fn a_plugin_pointing_many_records_at_the_same_bytes_is_stopped_before_the_copy() {
-    let dir = tempfile::tempdir().unwrap();
     // Each record is answered with 256 MiB of output made of the same 1 MiB: 5 GiB
     // for the batch if the host copied before counting.
-    std::fs::write(dir.path().join("in.txt"), "alias\n".repeat(20)).unwrap();
-    let path = pipeline(
-        dir.path(),
-        "alias.toml",
-        r#"
-[pipeline]
-batch_size = 20
-linger = "500ms"
-[source]
-type = "file"
-path = "in.txt"
-[[transforms]]
-plugin = "{MISBEHAVE}"
-[[sinks]]
-type = "null"
-[dead_letter]
-type = "file"
-path = "dead.jsonl"
-"#,
-    );
-    let (out, peak) = run_watching_memory(&path);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (dead, peak) = misbehave_in_one_batch("alias", 20);
     println!(
         "peak RSS with a plugin aliasing 256 MiB of output: {} MiB",
         peak / 1024
     );
-    assert!(peak < 400 * 1024, "host peaked at {} MiB", peak / 1024);
-    let dead = json_lines(&dir.path().join("dead.jsonl"));
     assert_eq!(dead.len(), 20, "every record refused");
     assert!(
         dead[0]["reason"] == "plugin output exceeded its cap of 64 MiB",

@@ -81,10 +81,6 @@ impl Partitions {
         PartitionId((origins.len() - 1) as u32)
     }
 
-    pub fn origin(&self, id: PartitionId) -> Option<Origin> {
-        self.read().get(id.0 as usize).cloned()
-    }
-
     /// A position as JSON (see [`Origin::describe`]).
     pub fn describe(&self, position: Position) -> Value {
         match self.read().get(position.partition.0 as usize) {

@@ -55,12 +55,9 @@ pub struct SinkContext {
 }
 
 impl SinkContext {
+    /// A path from the config; `join` keeps an absolute one as it is.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
-            path.to_owned()
-        } else {
-            self.base_dir.join(path)
-        }
+        self.base_dir.join(path)
     }
 }
 
@@ -98,14 +95,8 @@ impl SinkConfig {
     /// (`sluice validate`): file paths are not folders and can be created.
     pub fn check(&self, base_dir: &Path) -> Result<(), String> {
         match self {
-            SinkConfig::File(c) => {
-                let path = if c.path.is_absolute() {
-                    c.path.clone()
-                } else {
-                    base_dir.join(&c.path)
-                };
-                file::check_writable(&path)
-            }
+            // `join` keeps an absolute path as it is.
+            SinkConfig::File(c) => file::check_writable(&base_dir.join(&c.path)),
             _ => Ok(()),
         }
     }

@@ -159,13 +159,13 @@ impl FileSource {
 
     /// Files to read now, in name order.
     fn files(&self) -> Result<Vec<PathBuf>, SourceError> {
-        let meta = std::fs::metadata(&self.root)
-            .map_err(|e| self.err(format!("{}: {e}", self.root.display())))?;
+        let meta =
+            std::fs::metadata(&self.root).map_err(|e| io_error(&self.ctx.name, &self.root, e))?;
         if !meta.is_dir() {
             return Ok(vec![self.root.clone()]);
         }
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.root)
-            .map_err(|e| self.err(format!("{}: {e}", self.root.display())))?
+            .map_err(|e| io_error(&self.ctx.name, &self.root, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 p.is_file()
@@ -184,11 +184,11 @@ impl FileSource {
             if self.readers.iter().any(|r| r.path == path) {
                 continue;
             }
-            let mut file = std::fs::File::open(&path)
-                .map_err(|e| self.err(format!("{}: {e}", path.display())))?;
+            let mut file =
+                std::fs::File::open(&path).map_err(|e| io_error(&self.ctx.name, &path, e))?;
             let meta = file
                 .metadata()
-                .map_err(|e| self.err(format!("{}: {e}", path.display())))?;
+                .map_err(|e| io_error(&self.ctx.name, &path, e))?;
             let inode = std::os::unix::fs::MetadataExt::ino(&meta);
             let mut at = 0;
             if let Some(saved) = self.saved.offsets.get(&path) {
@@ -199,7 +199,7 @@ impl FileSource {
                 }
             }
             file.seek(SeekFrom::Start(at))
-                .map_err(|e| self.err(format!("{}: {e}", path.display())))?;
+                .map_err(|e| io_error(&self.ctx.name, &path, e))?;
             if at > 0 {
                 tracing::info!(source = %self.ctx.name, "resuming {} at byte {at}", path.display());
             }
@@ -230,9 +230,7 @@ impl FileSource {
                 let n = (&mut r.reader)
                     .take(max + 1)
                     .read_until(b'\n', &mut self.line)
-                    .map_err(|e| {
-                        SourceError::fatal(&self.ctx.name, format!("{}: {e}", r.path.display()))
-                    })?;
+                    .map_err(|e| io_error(&self.ctx.name, &r.path, e))?;
                 if n == 0 {
                     break;
                 }
@@ -271,9 +269,9 @@ impl FileSource {
                 }
                 if !complete && self.config.follow {
                     // Still being written: read it again, whole, later.
-                    r.reader.seek(SeekFrom::Start(r.at)).map_err(|e| {
-                        SourceError::fatal(&self.ctx.name, format!("{}: {e}", r.path.display()))
-                    })?;
+                    r.reader
+                        .seek(SeekFrom::Start(r.at))
+                        .map_err(|e| io_error(&self.ctx.name, &r.path, e))?;
                     break;
                 }
                 let (start, end) = (r.at, r.at + n as u64);
@@ -364,6 +362,11 @@ impl FileSource {
         let stored = self.saved.store();
         stored.map_err(|m| self.err(m))
     }
+}
+
+/// An I/O error of this source, naming the file.
+fn io_error(source: &str, path: &Path, e: std::io::Error) -> SourceError {
+    SourceError::fatal(source, format!("{}: {e}", path.display()))
 }
 
 /// The line without its `\n` or `\r\n`.

@@ -109,7 +109,7 @@ impl KafkaSourceConfig {
 struct State {
     ctx: SourceContext,
     event_time: EventTime,
-    ids: HashMap<(String, i32), PartitionId>,
+    ids: HashMap<String, HashMap<i32, PartitionId>>,
     /// Partitions assigned to this host now.
     owned: HashMap<PartitionId, (String, i32)>,
     /// Per owned partition, the offset the group's commit is known to be at (the
@@ -131,15 +131,20 @@ struct State {
 }
 
 impl State {
+    /// The engine's id of a topic-partition; looked up without allocating, since it
+    /// is asked for every message.
     fn id(&mut self, topic: &str, partition: i32) -> PartitionId {
-        if let Some(id) = self.ids.get(&(topic.to_owned(), partition)) {
-            return *id;
+        if let Some(&id) = self.ids.get(topic).and_then(|ps| ps.get(&partition)) {
+            return id;
         }
         let id = self.ctx.partition(Origin::Kafka {
             topic: topic.to_owned(),
             partition,
         });
-        self.ids.insert((topic.to_owned(), partition), id);
+        self.ids
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(partition, id);
         id
     }
 

@@ -127,6 +127,14 @@ pub enum SourceEvent {
     Many(Vec<SourceEvent>),
 }
 
+/// Records (and the source's own dead letters) among `events`, for the counters.
+fn records_in(events: &[SourceEvent]) -> u64 {
+    events
+        .iter()
+        .filter(|e| matches!(e, SourceEvent::Record(..) | SourceEvent::Dead(_)))
+        .count() as u64
+}
+
 /// What a running source talks to: the engine's intake, the acknowledgements coming
 /// back, the stop signal, and where it may keep state.
 pub struct SourceContext {
@@ -179,10 +187,6 @@ impl SourceContext {
         self.partitions.register(origin)
     }
 
-    pub fn origin(&self, id: PartitionId) -> Option<Origin> {
-        self.partitions.origin(id)
-    }
-
     /// Hand one record to the engine, waiting while the pipeline is full
     /// (backpressure).
     pub async fn emit(&self, record: Record, position: Position) -> Result<(), Closed> {
@@ -200,10 +204,7 @@ impl SourceContext {
         if events.is_empty() {
             return Ok(());
         }
-        let n = events
-            .iter()
-            .filter(|e| matches!(e, SourceEvent::Record(..) | SourceEvent::Dead(_)))
-            .count() as u64;
+        let n = records_in(&events);
         self.out
             .blocking_send(SourceEvent::Many(events))
             .map_err(|_| Closed)?;
@@ -223,10 +224,7 @@ impl SourceContext {
         // The whole flush, handing over included, keeps to FLUSH_TIMEOUT: a stalled
         // sink must not hold a rebalance past the group's patience.
         let deadline = std::time::Instant::now() + FLUSH_TIMEOUT;
-        let records = events
-            .iter()
-            .filter(|e| matches!(e, SourceEvent::Record(..) | SourceEvent::Dead(_)))
-            .count() as u64;
+        let records = records_in(&events);
         let handed = events.is_empty() || self.send_by(SourceEvent::Many(events), deadline).is_ok();
         if handed {
             self.metrics.add_in(records);
