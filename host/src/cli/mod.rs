@@ -1,5 +1,6 @@
 mod plugin_cmd;
 mod progress;
+mod query;
 mod run;
 mod validate;
 
@@ -79,6 +80,15 @@ enum Command {
         #[command(subcommand)]
         command: plugin_cmd::PluginCommand,
     },
+    /// Look at what the Cassandra and MongoDB sinks wrote (rows and documents as JSON).
+    #[command(
+        after_help = "Examples:\n  sluice query cql \"SELECT * FROM spark_streams.created_users\" --limit 5\n  \
+        sluice query mongo UserData.GenderCounts --sort '{\"_id\": 1}'"
+    )]
+    Query {
+        #[command(subcommand)]
+        command: query::QueryCommand,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -91,6 +101,7 @@ pub fn main() -> ExitCode {
         } => run::run(&pipelines, no_progress),
         Command::Validate { pipelines } => validate::validate(&pipelines),
         Command::Plugin { command } => plugin_cmd::run(command),
+        Command::Query { command } => query::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,15 +2,15 @@
 //! configuration problem shows before data flows), then run until the source is done
 //! or shutdown is asked for.
 
-use super::processor::{Control, ProcessError, Processor, Route, SinkMessage};
+use super::processor::{Control, DeadLetterQueue, ProcessError, Processor, Route, SinkMessage};
 use super::window::WindowStage;
 use super::{batcher, Metrics};
 use crate::config::PipelineConfig;
-use crate::dead_letter;
+use crate::dead_letter::{self, DeadLetter};
 use crate::plugin::{PluginError, Runtime, TransformPlugin, WindowPlugin};
 use crate::position::Partitions;
 use crate::retry::RetryPolicy;
-use crate::sinks::{Input, Sink, SinkContext, SinkError};
+use crate::sinks::{Delivery, Sink, SinkContext, SinkError};
 use crate::sources::{SourceContext, SourceError};
 use crate::transforms::TransformStage;
 use std::sync::Arc;
@@ -111,8 +111,26 @@ impl Pipeline {
             metrics: metrics.clone(),
         };
 
-        // Sinks first: a sink that cannot open (bad path) fails before any reading.
-        let mut sink_tasks = Vec::new();
+        // The dead-letter output first (sinks send it the records they refuse), then
+        // the sinks: one that cannot open (bad path) fails before any reading.
+        let ctx = context(format!(
+            "dead letters ({})",
+            config.dead_letter.describe(&base_dir)
+        ));
+        let max_value = p.dead_letter_max_kb * 1024;
+        let (dlq, encoding) = dead_letter::open(&config.dead_letter, &ctx, max_value)
+            .await
+            .map_err(RunError::Sink)?;
+        let (dlq_tx, dlq_rx) = mpsc::channel(queue);
+        let partitions = Arc::new(Partitions::default());
+        let dead_letter = DeadLetterQueue {
+            name: ctx.name.clone(),
+            tx: dlq_tx,
+            encoding,
+            partitions: partitions.clone(),
+            metrics: metrics.clone(),
+        };
+        let mut sink_tasks = vec![tokio::spawn(run_sink(dlq, dlq_rx, ctx, p.retry, None))];
         let mut routes = Vec::new();
         for (i, sc) in config.sinks.iter().enumerate() {
             let ctx = context(format!("sinks[{i}] ({})", sc.describe()));
@@ -123,25 +141,10 @@ impl Pipeline {
                 name: ctx.name.clone(),
                 tx,
             });
-            sink_tasks.push(tokio::spawn(run_sink(sink, rx, ctx, p.retry)));
+            let refused = Some(dead_letter.clone());
+            sink_tasks.push(tokio::spawn(run_sink(sink, rx, ctx, p.retry, refused)));
         }
-        let ctx = context(format!(
-            "dead letters ({})",
-            config.dead_letter.describe(&base_dir)
-        ));
-        let max_value = p.dead_letter_max_kb * 1024;
-        let (dlq, encoding) = dead_letter::open(&config.dead_letter, &ctx, max_value)
-            .await
-            .map_err(RunError::Sink)?;
-        let (dlq_tx, dlq_rx) = mpsc::channel(queue);
-        let dead_letter = Route {
-            input: Input::Records,
-            name: ctx.name.clone(),
-            tx: dlq_tx,
-        };
-        sink_tasks.push(tokio::spawn(run_sink(dlq, dlq_rx, ctx, p.retry)));
 
-        let partitions = Arc::new(Partitions::default());
         // About a batch of records waits at the intake, whether sent one by one or in
         // chunks, so memory stays bounded by the batch and queue sizes.
         let (event_tx, event_rx) = mpsc::channel(config.source.intake_capacity(p.batch_size));
@@ -165,10 +168,8 @@ impl Pipeline {
             window,
             sinks: routes,
             dead_letter,
-            dead_letter_encoding: encoding,
             metrics: metrics.clone(),
             checkpoint_interval: *p.checkpoint_interval,
-            partitions,
             acks: ack_tx,
             close_windows_at_end: !config.source.resumes(),
         };
@@ -210,35 +211,61 @@ impl Pipeline {
 }
 
 /// A sink's task: writes and checkpoints in order. A retryable error is retried with
-/// the pipeline's backoff (each retry logged and counted); a fatal one, or the last
-/// retry's, ends the task and so the pipeline.
+/// the pipeline's backoff (each retry logged and counted), for the records still
+/// pending; a fatal one, or the last retry's, ends the task and so the pipeline.
+/// Records the store refused for good go to `refused` (the dead letters) before the
+/// next message is taken, so a checkpoint answered here covers them.
 async fn run_sink(
     mut sink: Sink,
     mut rx: mpsc::Receiver<SinkMessage>,
     ctx: SinkContext,
     retry: RetryPolicy,
+    refused: Option<DeadLetterQueue>,
 ) -> Result<(), SinkError> {
     while let Some(message) = rx.recv().await {
         match message {
-            SinkMessage::Write(records) => {
+            SinkMessage::Write(batch) => {
+                let mut delivery = Delivery::new(batch.len());
                 let mut backoff = retry.start();
                 loop {
-                    match sink.write(&records).await {
+                    match sink.write(&batch.records, &mut delivery).await {
                         Ok(()) => break,
                         Err(e) if e.is_retryable() => match backoff.next_wait() {
                             Some(wait) => {
                                 ctx.metrics.add_retry();
                                 tracing::warn!(
-                                    "{e}; retry {}/{} in {wait:?}",
+                                    "{e}; {} record(s) of the batch still to write: retry {}/{} in {wait:?}",
+                                    delivery.pending().len(),
                                     backoff.retries(),
                                     backoff.max_retries()
                                 );
                                 tokio::time::sleep(wait).await;
+                                delivery.next_attempt();
                             }
                             None => return Err(e),
                         },
                         Err(e) => return Err(e),
                     }
+                }
+                let rejected = delivery.take_rejected();
+                if !rejected.is_empty() {
+                    let Some(dead_letters) = &refused else {
+                        return Err(SinkError::fatal(
+                            &ctx.name,
+                            format!("refused {} record(s): {}", rejected.len(), rejected[0].1),
+                        ));
+                    };
+                    let dead = rejected
+                        .into_iter()
+                        .map(|(i, reason)| {
+                            let record = batch.records[i].clone();
+                            DeadLetter::now("sink", &ctx.name, record, batch.positions[i], reason)
+                        })
+                        .collect();
+                    dead_letters
+                        .send(dead)
+                        .await
+                        .map_err(|e| SinkError::fatal(&ctx.name, e))?;
                 }
             }
             SinkMessage::Checkpoint(ack) => {

@@ -13,7 +13,7 @@ use super::window::WindowStage;
 use super::Metrics;
 use crate::dead_letter::{DeadLetter, Encoding};
 use crate::position::{Ack, AckSender, PartitionId, Partitions, Position};
-use crate::record::{Batch, Record};
+use crate::record::Batch;
 use crate::sinks::{Input, SinkError};
 use crate::transforms::TransformStage;
 use std::collections::BTreeMap;
@@ -24,7 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// What the processor sends a sink task.
 pub enum SinkMessage {
-    Write(Arc<Vec<Record>>),
+    /// Records with their source positions (a refused record's dead letter names it).
+    Write(Arc<Batch>),
     /// Make everything written so far durable, then answer.
     Checkpoint(oneshot::Sender<Result<(), SinkError>>),
 }
@@ -34,6 +35,38 @@ pub struct Route {
     pub input: Input,
     pub name: String,
     pub tx: mpsc::Sender<SinkMessage>,
+}
+
+/// The dead-letter output's queue, for the processor and for sinks that refuse
+/// records: each dead letter is encoded in the output's format and queued.
+#[derive(Clone)]
+pub struct DeadLetterQueue {
+    pub name: String,
+    pub tx: mpsc::Sender<SinkMessage>,
+    pub encoding: Encoding,
+    /// Names partitions in dead letters.
+    pub partitions: Arc<Partitions>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl DeadLetterQueue {
+    /// Queue `dead`, waiting while the output's queue is full.
+    pub async fn send(&self, dead: Vec<DeadLetter>) -> Result<(), ProcessError> {
+        if dead.is_empty() {
+            return Ok(());
+        }
+        self.metrics.add_dead(dead.len() as u64);
+        let mut batch = Batch::with_capacity(dead.len());
+        for d in dead {
+            tracing::debug!(stage = d.stage, plugin = %d.plugin, position = %self.partitions.describe(d.position), "dead letter: {}", d.reason);
+            let position = d.position;
+            batch.push(d.encode(self.encoding, &self.partitions), position);
+        }
+        self.tx
+            .send(SinkMessage::Write(Arc::new(batch)))
+            .await
+            .map_err(|_| ProcessError::SinkGone(self.name.clone()))
+    }
 }
 
 /// Asked of a running pipeline; acted on between batches. (Plugin swaps and status
@@ -58,12 +91,9 @@ pub struct Processor {
     pub transforms: Vec<TransformStage>,
     pub window: Option<WindowStage>,
     pub sinks: Vec<Route>,
-    pub dead_letter: Route,
-    pub dead_letter_encoding: Encoding,
+    pub dead_letter: DeadLetterQueue,
     pub metrics: Arc<Metrics>,
     pub checkpoint_interval: Duration,
-    /// Names partitions in dead letters.
-    pub partitions: Arc<Partitions>,
     /// Back to the source, after each checkpoint.
     pub acks: AckSender,
     /// Whether to close and emit open windows when the input ends. Not for a source
@@ -190,9 +220,9 @@ impl Processor {
             Some(w) if !batch.is_empty() => Some(w.push(&batch, &mut dead)),
             _ => None,
         };
-        self.send(Input::Records, batch.records, rt)?;
+        self.send(Input::Records, batch, rt)?;
         if let Some(results) = windows {
-            self.send(Input::Windows, results.records, rt)?;
+            self.send(Input::Windows, results, rt)?;
         }
         self.send_dead(dead, rt)
     }
@@ -205,45 +235,29 @@ impl Processor {
         let mut dead = Vec::new();
         let results = window.close(true, &mut dead);
         self.publish_stage_counts();
-        self.send(Input::Windows, results.records, rt)?;
+        self.send(Input::Windows, results, rt)?;
         self.send_dead(dead, rt)
     }
 
     /// Hand records to every sink on `input`, waiting while a sink's queue is full.
-    fn send(&self, input: Input, records: Vec<Record>, rt: &Handle) -> Result<(), ProcessError> {
-        if records.is_empty() {
+    fn send(&self, input: Input, batch: Batch, rt: &Handle) -> Result<(), ProcessError> {
+        if batch.is_empty() {
             return Ok(());
         }
         let routes: Vec<&Route> = self.sinks.iter().filter(|r| r.input == input).collect();
         if !routes.is_empty() {
-            self.metrics.add_out(records.len() as u64);
+            self.metrics.add_out(batch.len() as u64);
         }
-        let records = Arc::new(records);
+        let batch = Arc::new(batch);
         for route in routes {
-            rt.block_on(route.tx.send(SinkMessage::Write(records.clone())))
+            rt.block_on(route.tx.send(SinkMessage::Write(batch.clone())))
                 .map_err(|_| ProcessError::SinkGone(route.name.clone()))?;
         }
         Ok(())
     }
 
     fn send_dead(&self, dead: Vec<DeadLetter>, rt: &Handle) -> Result<(), ProcessError> {
-        if dead.is_empty() {
-            return Ok(());
-        }
-        self.metrics.add_dead(dead.len() as u64);
-        for d in &dead {
-            tracing::debug!(stage = d.stage, plugin = %d.plugin, position = %self.partitions.describe(d.position), "dead letter: {}", d.reason);
-        }
-        let records: Vec<Record> = dead
-            .into_iter()
-            .map(|d| d.encode(self.dead_letter_encoding, &self.partitions))
-            .collect();
-        rt.block_on(
-            self.dead_letter
-                .tx
-                .send(SinkMessage::Write(Arc::new(records))),
-        )
-        .map_err(|_| ProcessError::SinkGone(self.dead_letter.name.clone()))
+        rt.block_on(self.dead_letter.send(dead))
     }
 
     /// Every sink (dead letters included) makes what it has durable; then the source
@@ -254,17 +268,13 @@ impl Processor {
         barrier: Option<u64>,
         rt: &Handle,
     ) -> Result<(), ProcessError> {
-        let mut acks = Vec::new();
-        for route in self.sinks.iter().chain(std::iter::once(&self.dead_letter)) {
-            let (tx, rx) = oneshot::channel();
-            rt.block_on(route.tx.send(SinkMessage::Checkpoint(tx)))
-                .map_err(|_| ProcessError::SinkGone(route.name.clone()))?;
-            acks.push((route, rx));
-        }
-        for (route, rx) in acks {
-            rt.block_on(rx)
-                .map_err(|_| ProcessError::SinkGone(route.name.clone()))??;
-        }
+        // The sinks first, all at once: a sink queues the records it refuses as dead
+        // letters before it answers, so the dead-letter output's checkpoint, asked
+        // after, covers them too.
+        let sinks = self.sinks.iter().map(|r| (&r.name, &r.tx));
+        checkpoint_all(sinks, rt)?;
+        let dead_letters = (&self.dead_letter.name, &self.dead_letter.tx);
+        checkpoint_all(std::iter::once(dead_letters), rt)?;
         self.metrics.add_checkpoint();
         let held = self
             .window
@@ -287,6 +297,25 @@ impl Processor {
         }
         Ok(())
     }
+}
+
+/// Ask each sink to make what it has durable, then wait for every answer.
+fn checkpoint_all<'a>(
+    sinks: impl Iterator<Item = (&'a String, &'a mpsc::Sender<SinkMessage>)>,
+    rt: &Handle,
+) -> Result<(), ProcessError> {
+    let mut answers = Vec::new();
+    for (name, tx) in sinks {
+        let (answer, rx) = oneshot::channel();
+        rt.block_on(tx.send(SinkMessage::Checkpoint(answer)))
+            .map_err(|_| ProcessError::SinkGone(name.clone()))?;
+        answers.push((name, rx));
+    }
+    for (name, rx) in answers {
+        rt.block_on(rx)
+            .map_err(|_| ProcessError::SinkGone(name.clone()))??;
+    }
+    Ok(())
 }
 
 /// Note the newest position of each partition in `work` as handled.

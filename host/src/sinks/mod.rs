@@ -6,14 +6,20 @@
 //!
 //! A sink is opened with a small [`SinkContext`], not the whole pipeline config, and
 //! reports errors as retryable or fatal ([`ConnectorError`]); the engine retries the
-//! retryable ones with the pipeline's one [`crate::retry::RetryPolicy`].
+//! retryable ones with the pipeline's one [`crate::retry::RetryPolicy`], for the
+//! records of the batch still pending ([`Delivery`]). Records a store refuses for a
+//! reason of their own go to the dead letters with that reason.
 
+pub mod cassandra;
+mod delivery;
 pub mod file;
 pub mod kafka;
+pub mod mongo;
 pub mod null;
 pub mod stdout;
 
 pub use crate::connector::ConnectorError as SinkError;
+pub use delivery::Delivery;
 
 use crate::engine::Metrics;
 use crate::record::Record;
@@ -40,6 +46,10 @@ pub enum SinkConfig {
     File(file::FileConfig),
     /// A Kafka topic (librdkafka producer; idempotent, `acks=all`).
     Kafka(kafka::KafkaSinkConfig),
+    /// A Cassandra table (prepared upserts, bounded concurrency).
+    Cassandra(cassandra::CassandraConfig),
+    /// A MongoDB collection (one `update`/`insert` command per batch).
+    Mongodb(mongo::MongoConfig),
     /// Discards everything (benchmarks, dry runs).
     Null(null::NullConfig),
 }
@@ -67,6 +77,8 @@ impl SinkConfig {
             SinkConfig::Stdout(c) => c.input,
             SinkConfig::File(c) => c.input,
             SinkConfig::Kafka(c) => c.input,
+            SinkConfig::Cassandra(c) => c.input,
+            SinkConfig::Mongodb(c) => c.input,
             SinkConfig::Null(c) => c.input,
         }
     }
@@ -77,6 +89,8 @@ impl SinkConfig {
             SinkConfig::Stdout(_) => "stdout".into(),
             SinkConfig::File(c) => format!("file {}", c.path.display()),
             SinkConfig::Kafka(c) => format!("kafka topic {}", c.topic),
+            SinkConfig::Cassandra(c) => format!("cassandra {}.{}", c.keyspace, c.table),
+            SinkConfig::Mongodb(c) => format!("mongodb {}.{}", c.database, c.collection),
             SinkConfig::Null(_) => "null".into(),
         }
     }
@@ -87,6 +101,8 @@ impl SinkConfig {
                 Err(("path".into(), "must not be empty".into()))
             }
             SinkConfig::Kafka(c) => c.validate(),
+            SinkConfig::Cassandra(c) => c.validate(),
+            SinkConfig::Mongodb(c) => c.validate(),
             _ => Ok(()),
         }
     }
@@ -109,6 +125,10 @@ impl SinkConfig {
                 Sink::File(file::FileSink::open(&ctx.resolve(&c.path), &ctx.name).await?)
             }
             SinkConfig::Kafka(c) => Sink::Kafka(kafka::KafkaSink::open(c, ctx).await?),
+            SinkConfig::Cassandra(c) => {
+                Sink::Cassandra(Box::new(cassandra::CassandraSink::open(c, ctx).await?))
+            }
+            SinkConfig::Mongodb(c) => Sink::Mongodb(mongo::MongoSink::open(c, ctx).await?),
             SinkConfig::Null(_) => Sink::Null(null::NullSink::default()),
         })
     }
@@ -121,20 +141,31 @@ pub enum Sink {
     Stdout(stdout::StdoutSink),
     File(file::FileSink),
     Kafka(kafka::KafkaSink),
+    /// Boxed: a prepared statement and a session are large beside the others.
+    Cassandra(Box<cassandra::CassandraSink>),
+    Mongodb(mongo::MongoSink),
     Null(null::NullSink),
 }
 
 impl Sink {
-    pub async fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+    /// Write the records `delivery` has pending. `Ok` once each is written or
+    /// rejected; a retryable error leaves the rest pending for the next attempt.
+    pub async fn write(
+        &mut self,
+        records: &[Record],
+        delivery: &mut Delivery,
+    ) -> Result<(), SinkError> {
         match self {
-            Sink::Stdout(s) => s.write(records).await,
-            Sink::File(s) => s.write(records).await,
-            Sink::Kafka(s) => s.write(records).await,
-            Sink::Null(s) => {
-                s.write(records);
-                Ok(())
-            }
+            Sink::Cassandra(s) => return s.write(records, delivery).await,
+            Sink::Mongodb(s) => return s.write(records, delivery).await,
+            // The others write a batch whole or fail it whole, never retryably.
+            Sink::Stdout(s) => s.write(records).await?,
+            Sink::File(s) => s.write(records).await?,
+            Sink::Kafka(s) => s.write(records).await?,
+            Sink::Null(s) => s.write(records),
         }
+        delivery.all_written();
+        Ok(())
     }
 
     /// Make everything written so far durable.
@@ -142,8 +173,9 @@ impl Sink {
         match self {
             Sink::Stdout(_) | Sink::Null(_) => Ok(()),
             Sink::File(s) => s.sync().await,
-            // Every write already waited for all its delivery reports.
-            Sink::Kafka(_) => Ok(()),
+            // Every write already waited for all its delivery reports, every row
+            // and document for the store's acknowledgement.
+            Sink::Kafka(_) | Sink::Cassandra(_) | Sink::Mongodb(_) => Ok(()),
         }
     }
 }
