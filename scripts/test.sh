@@ -2,11 +2,13 @@
 # README command 2: every test, from a fresh clone on a fresh machine.
 # Installs what is missing (the wasm32-wasip2 target, clippy, rustfmt, OpenSSL headers
 # for librdkafka), builds the plugins, checks formatting and lints, starts the test
-# servers (a Kafka-protocol broker) on 127.0.0.1, runs every test, stops the servers,
-# then runs the quickstart pipeline.
+# servers (a Kafka-protocol broker, a CQL server, a MongoDB-wire server) on 127.0.0.1,
+# runs every test, stops the servers, validates docker-compose.yml, then runs the
+# quickstart pipeline.
 #
-# SLUICE_TEST_KAFKA=host:port runs the Kafka tests against another broker (e.g.
-# Apache Kafka from docker-compose.yml) instead of starting one.
+# SLUICE_TEST_KAFKA=host:port, SLUICE_TEST_CASSANDRA=host:port and
+# SLUICE_TEST_MONGO=mongodb://host:port run the tests against other servers (e.g. the
+# genuine ones from docker-compose.yml) instead of starting them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -39,17 +41,34 @@ cargo clippy --quiet --workspace --all-targets -- -D warnings
 cargo clippy --quiet --target wasm32-wasip2 \
   -p sluice-plugin-sdk -p format_user -p gender_window -p misbehave -- -D warnings
 
-# One broker for every test (tests use topics and groups of their own), in a state
-# folder of the test run's own, so a broker a developer started is left alone.
-if [ -z "${SLUICE_TEST_KAFKA:-}" ]; then
-  export SLUICE_SERVERS_DIR="${SLUICE_TEST_SERVERS_DIR:-$CARGO_TARGET_DIR/test-servers}"
-  export SLUICE_KAFKA_PORT="${SLUICE_TEST_KAFKA_PORT:-19092}"
-  echo "==> starting the Kafka-protocol test broker (scripts/servers.sh)"
-  SLUICE_TEST_KAFKA=$(scripts/servers.sh start kafka | tail -n 1)
-  export SLUICE_TEST_KAFKA
-  trap 'scripts/servers.sh stop kafka || true' EXIT
-fi
-echo "    Kafka tests use $SLUICE_TEST_KAFKA"
+# One broker, one CQL server and one MongoDB-wire server for every test (tests use
+# topics, groups, keyspaces and databases of their own), in a state folder of the
+# test run's own, so servers a developer started are left alone. A test that stops a
+# store mid-stream starts one of its own.
+export SLUICE_SERVERS_DIR="${SLUICE_TEST_SERVERS_DIR:-$CARGO_TARGET_DIR/test-servers}"
+export SLUICE_KAFKA_PORT="${SLUICE_TEST_KAFKA_PORT:-19092}"
+export SLUICE_CASSANDRA_PORT="${SLUICE_TEST_CASSANDRA_PORT:-19042}"
+export SLUICE_MONGO_PORT="${SLUICE_TEST_MONGO_PORT:-27018}"
+echo "==> building the CQL test server"
+cargo build --quiet --release -p sluice-cql-test-server
+export SLUICE_CQL_SERVER_BIN="$CARGO_TARGET_DIR/release/sluice-cql-test-server"
+# Last run's servers (if a run was killed) and data go first.
+scripts/servers.sh stop >/dev/null 2>&1 || true
+rm -rf "$SLUICE_SERVERS_DIR/run"
+started=()
+stop_servers() { ((${#started[@]})) && scripts/servers.sh stop "${started[@]}" || true; }
+trap stop_servers EXIT
+for store in KAFKA:kafka CASSANDRA:cassandra MONGO:mongo; do
+  var=SLUICE_TEST_${store%%:*} name=${store##*:}
+  if [ -z "${!var:-}" ]; then
+    echo "==> starting the $name test server (scripts/servers.sh)"
+    addr=$(scripts/servers.sh start "$name" | tail -n 1)
+    started+=("$name")
+    [ "$name" = mongo ] && addr="mongodb://$addr"
+    export "$var=$addr"
+  fi
+  echo "    $name tests use ${!var}"
+done
 
 echo "==> cargo test (host, plugins' native tests, integration tests in tests/)"
 cargo test --workspace

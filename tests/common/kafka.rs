@@ -152,3 +152,33 @@ pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> 
         })
         .collect()
 }
+
+/// A message as the broker has it: partition, offset, timestamp (ms), value.
+pub type Stored = (i32, i64, i64, Vec<u8>);
+
+/// Every message of the `partitions` partitions of `topic`, read with a bare consumer
+/// (no group) until `count` arrive or a minute passes.
+pub fn read_topic(topic: &str, partitions: i32, count: usize) -> Vec<Stored> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("group.id", unique("reader"))
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.len() < count && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.unwrap();
+            let ts = m.timestamp().to_millis().unwrap_or(-1);
+            let value = m.payload().unwrap_or_default().to_vec();
+            out.push((m.partition(), m.offset(), ts, value));
+        }
+    }
+    out
+}

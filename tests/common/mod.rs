@@ -4,8 +4,10 @@
 use sluice::plugin::{ComponentCache, LoadedPlugin, Runtime};
 use std::path::{Path, PathBuf};
 
+pub mod host;
 pub mod http;
 pub mod kafka;
+pub mod stores;
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

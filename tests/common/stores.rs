@@ -1,0 +1,246 @@
+//! The store test servers and bare clients to read back what Sluice wrote. Never a
+//! mock: a CQL server and a MongoDB-wire server speaking the real protocols, started
+//! by `scripts/servers.sh` on 127.0.0.1, or genuine ones from `SLUICE_TEST_CASSANDRA`
+//! and `SLUICE_TEST_MONGO` (docker-compose.yml's, for instance).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// `host:port` of the CQL server every test shares.
+pub fn cassandra() -> String {
+    static ADDR: OnceLock<String> = OnceLock::new();
+    ADDR.get_or_init(|| {
+        std::env::var("SLUICE_TEST_CASSANDRA")
+            .unwrap_or_else(|_| servers(&["start", "cassandra"], &[]))
+    })
+    .clone()
+}
+
+/// The MongoDB URI every test shares.
+pub fn mongo() -> String {
+    static URI: OnceLock<String> = OnceLock::new();
+    URI.get_or_init(|| {
+        std::env::var("SLUICE_TEST_MONGO")
+            .unwrap_or_else(|_| format!("mongodb://{}", servers(&["start", "mongo"], &[])))
+    })
+    .clone()
+}
+
+/// Whether the tests use servers they did not start (and so may not stop).
+pub fn external(store: Store) -> bool {
+    std::env::var(match store {
+        Store::Cassandra => "SLUICE_TEST_CASSANDRA",
+        Store::Mongo => "SLUICE_TEST_MONGO",
+    })
+    .is_ok()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Cassandra,
+    Mongo,
+}
+
+impl Store {
+    fn server(self) -> &'static str {
+        match self {
+            Store::Cassandra => "cassandra",
+            Store::Mongo => "mongo",
+        }
+    }
+}
+
+/// `scripts/servers.sh ARGS`, its last line of output. The CQL server is the one this
+/// build made, when there is one (so no cargo runs inside a test).
+fn servers(args: &[&str], env: &[(&str, String)]) -> String {
+    let mut cmd = Command::new(super::repo().join("scripts/servers.sh"));
+    cmd.args(args);
+    if std::env::var_os("SLUICE_CQL_SERVER_BIN").is_none() {
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
+        for profile in ["release", "debug"] {
+            let bin = target.join(profile).join("sluice-cql-test-server");
+            if bin.exists() {
+                cmd.env("SLUICE_CQL_SERVER_BIN", bin);
+                break;
+            }
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("running scripts/servers.sh");
+    assert!(
+        out.status.success(),
+        "scripts/servers.sh {args:?} failed (set SLUICE_TEST_CASSANDRA / SLUICE_TEST_MONGO to use other servers): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// A server of a test's own, which it may stop and start again (a store going away
+/// mid-stream) without disturbing the other tests. Its state folder is its own; the
+/// binaries are the shared cache's. Stopped when dropped.
+pub struct OwnServer {
+    store: Store,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl OwnServer {
+    pub fn start(store: Store) -> OwnServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = OwnServer {
+            store,
+            dir: tempfile::tempdir().unwrap(),
+            port,
+        };
+        server.run("start");
+        server
+    }
+
+    fn run(&self, command: &str) {
+        let shared_bin = match std::env::var("SLUICE_SERVERS_DIR") {
+            Ok(dir) => PathBuf::from(dir).join("bin"),
+            Err(_) => {
+                PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/sluice/servers/bin")
+            }
+        };
+        let port_var = match self.store {
+            Store::Cassandra => "SLUICE_CASSANDRA_PORT",
+            Store::Mongo => "SLUICE_MONGO_PORT",
+        };
+        servers(
+            &[command, self.store.server()],
+            &[
+                ("SLUICE_SERVERS_DIR", self.dir.path().display().to_string()),
+                ("SLUICE_SERVERS_BIN", shared_bin.display().to_string()),
+                (port_var, self.port.to_string()),
+            ],
+        );
+    }
+
+    /// Stop it (its data is kept) ...
+    pub fn stop(&self) {
+        self.run("stop");
+    }
+
+    /// ... and start it again on the same port, with the same data.
+    pub fn restart(&self) {
+        self.run("start");
+    }
+
+    /// Its log, for failure messages.
+    pub fn log(&self) -> String {
+        let log = self
+            .dir
+            .path()
+            .join(format!("run/{}.log", self.store.server()));
+        std::fs::read_to_string(log).unwrap_or_default()
+    }
+
+    /// What a sink's config takes: `host:port`, or a MongoDB URI.
+    pub fn address(&self) -> String {
+        match self.store {
+            Store::Cassandra => format!("127.0.0.1:{}", self.port),
+            Store::Mongo => format!("mongodb://127.0.0.1:{}", self.port),
+        }
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.run("stop");
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// Every row `cql` selects, read page by page with a bare driver session.
+pub fn cql_rows(contact_point: &str, cql: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    try_cql_rows(contact_point, cql).unwrap()
+}
+
+/// The same, or why not (the table does not exist yet, say).
+pub fn try_cql_rows(
+    contact_point: &str,
+    cql: &str,
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, String> {
+    use sluice::sinks::cassandra::{client, Consistency};
+    block_on(async {
+        let connection = client::Connection {
+            contact_points: vec![contact_point.to_owned()],
+            fetch_schema: false,
+            local_datacenter: None,
+            credentials: None,
+            tls: None,
+            consistency: Consistency::One,
+            timeout: std::time::Duration::from_secs(30),
+        };
+        let session = client::connect(&connection, Path::new(".")).await?;
+        let mut rows = Vec::new();
+        client::select_json(&session, cql, 1000, |row| {
+            rows.push(row);
+            true
+        })
+        .await?;
+        Ok(rows)
+    })
+}
+
+/// Every document of `database.collection`, sorted by `_id`.
+pub fn mongo_docs(uri: &str, database: &str, collection: &str) -> Vec<serde_json::Value> {
+    use sluice::sinks::mongo::client;
+    block_on(async {
+        let c = client::connect(uri, std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+        let mut docs = Vec::new();
+        let sort = mongodb::bson::doc! { "_id": 1 };
+        client::find_json(
+            &c,
+            database,
+            collection,
+            Default::default(),
+            Some(sort),
+            None,
+            |d| {
+                docs.push(d);
+                true
+            },
+        )
+        .await
+        .unwrap();
+        docs
+    })
+}
+
+/// A name for a keyspace or database no other test (or earlier run) uses: lower case
+/// letters, digits and `_`.
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
+}
