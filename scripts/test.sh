@@ -64,10 +64,12 @@ for store in KAFKA:kafka CASSANDRA:cassandra MONGO:mongo; do
     echo "==> starting the $name test server (scripts/servers.sh)"
     addr=$(scripts/servers.sh start "$name" | tail -n 1)
     started+=("$name")
-    [ "$name" = mongo ] && addr="mongodb://$addr"
-    export "$var=$addr"
+    # Not exported as SLUICE_TEST_*: the tests find these through servers.sh (the
+    # same state folder and ports), and know they may start servers of their own.
+    echo "    $name tests use $addr"
+  else
+    echo "    $name tests use ${!var}"
   fi
-  echo "    $name tests use ${!var}"
 done
 
 echo "==> cargo test (host, plugins' native tests, integration tests in tests/)"

@@ -64,20 +64,72 @@ impl RowShape {
 
     /// The values to bind for `json`, or why the record cannot be a row.
     pub fn values(&self, json: &[u8]) -> Result<Vec<Bound>, String> {
-        let object: serde_json::Map<String, Value> = serde_json::from_slice(json)
-            .map_err(|e| format!("the record is not a JSON object: {e}"))?;
+        // Only the columns' fields are parsed into values (the rest are skipped
+        // unbuilt), straight into their slots: no map of the whole record.
+        let mut fields: Vec<Option<Value>> = vec![None; self.columns.len()];
+        let mut de = serde_json::Deserializer::from_slice(json);
+        serde::de::DeserializeSeed::deserialize(
+            Fields {
+                shape: self,
+                fields: &mut fields,
+            },
+            &mut de,
+        )
+        .and_then(|()| de.end())
+        .map_err(|e| format!("the record is not a JSON object: {e}"))?;
         self.columns
             .iter()
-            .map(|(name, ty, key)| match object.get(name) {
+            .zip(fields)
+            .map(|((name, ty, key), field)| match field {
                 None if *key => Err(format!("primary key column `{name}` is missing")),
                 Some(Value::Null) if *key => Err(format!("primary key column `{name}` is null")),
                 None => Ok(MaybeUnset::Unset),
                 Some(Value::Null) => Ok(MaybeUnset::Set(None)),
-                Some(v) => convert(*ty, v)
+                // The common case, moved rather than copied.
+                Some(Value::String(s)) if *ty == ColumnType::Text => {
+                    Ok(MaybeUnset::Set(Some(CqlValue::Text(s))))
+                }
+                Some(v) => convert(*ty, &v)
                     .map(|v| MaybeUnset::Set(Some(v)))
-                    .map_err(|why| format!("column `{name}` ({}): {} {why}", ty.cql(), preview(v))),
+                    .map_err(|why| {
+                        format!("column `{name}` ({}): {} {why}", ty.cql(), preview(&v))
+                    }),
             })
             .collect()
+    }
+}
+
+/// Reads a JSON object, keeping the value of each field that is a column (the last,
+/// if a key repeats) and skipping the others.
+struct Fields<'a> {
+    shape: &'a RowShape,
+    fields: &'a mut [Option<Value>],
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Fields<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Fields<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match self.shape.columns.iter().position(|(n, _, _)| *n == *key) {
+                Some(i) => self.fields[i] = Some(map.next_value()?),
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
