@@ -8,47 +8,14 @@
 mod common;
 
 use common::host::{lines, Host};
-use common::kafka::{broker, committed, create_topic, produce, read_all, unique, Raw, FAST_GROUP};
+use common::kafka::{
+    broker, committed, create_topic, produce, producer, read_all, unique, Raw, FAST_GROUP,
+};
 use common::{json_lines, pipeline, wasm};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Generated users -> format_user -> the topic (4 partitions, created if missing),
-/// and the same rows to `produced.jsonl` as the expected set.
-fn producer(dir: &Path, topic: &str, count: u64, rate: Option<u64>) -> PathBuf {
-    let rate = rate.map(|r| format!("rate = {r}")).unwrap_or_default();
-    pipeline(
-        dir,
-        &format!("produce-{topic}.toml"),
-        &format!(
-            r#"
-[pipeline]
-checkpoint_interval = "500ms"
-[source]
-type = "generator"
-seed = 11
-count = {count}
-{rate}
-[[transforms]]
-plugin = "{{FORMAT_USER}}"
-[[sinks]]
-type = "kafka"
-brokers = "{broker}"
-topic = "{topic}"
-create_topic = {{ partitions = 4 }}
-[[sinks]]
-type = "file"
-path = "produced.jsonl"
-[dead_letter]
-type = "file"
-path = "produce-dead.jsonl"
-"#,
-            broker = broker()
-        ),
-    )
-}
 
 /// topic -> (transforms) -> `out` file, dead letters to `dead.jsonl`.
 fn consumer(
@@ -98,7 +65,7 @@ fn ids(path: &Path) -> Vec<String> {
 fn produce_users(dir: &Path, topic: &str, count: u64) -> BTreeSet<String> {
     let status = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", "--no-progress"])
-        .arg(producer(dir, topic, count, None))
+        .arg(producer(dir, topic, count, None, ""))
         .env(
             "SLUICE_CACHE_DIR",
             Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
@@ -151,7 +118,7 @@ fn stop_mid_stream_and_resume(signal: &str) -> (BTreeSet<String>, Vec<String>) {
     let out = dir.path().join("out.jsonl");
     let mut first = Host::start(&path);
     first.wait_log(90, "partition assignment", |l| Host::assigned(l) == Some(4));
-    let mut producing = Host::start(&producer(dir.path(), &topic, 10_000, Some(2_000)));
+    let mut producing = Host::start(&producer(dir.path(), &topic, 10_000, Some(2_000), ""));
     first.wait_lines(&out, 4_000);
     first.signal(signal);
     let status = first.wait(120);

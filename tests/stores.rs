@@ -25,38 +25,8 @@ const START: &str = "2026-01-01T00:00:00Z";
 /// Generated users -> format_user -> `topic` (4 partitions; event time = message
 /// timestamp, 50 ms apart from START), and the same rows to `produced.jsonl`.
 fn producer(dir: &Path, topic: &str, count: u64, rate: Option<u64>) -> PathBuf {
-    let rate = rate.map(|r| format!("rate = {r}")).unwrap_or_default();
-    pipeline(
-        dir,
-        &format!("produce-{topic}.toml"),
-        &format!(
-            r#"
-[pipeline]
-checkpoint_interval = "500ms"
-[source]
-type = "generator"
-seed = 23
-count = {count}
-{rate}
-event_interval = "50ms"
-start_time = "{START}"
-[[transforms]]
-plugin = "{{FORMAT_USER}}"
-[[sinks]]
-type = "kafka"
-brokers = "{broker}"
-topic = "{topic}"
-create_topic = {{ partitions = 4 }}
-[[sinks]]
-type = "file"
-path = "produced.jsonl"
-[dead_letter]
-type = "file"
-path = "produce-dead.jsonl"
-"#,
-            broker = broker()
-        ),
-    )
+    let timed = format!("event_interval = \"50ms\"\nstart_time = \"{START}\"");
+    common::kafka::producer(dir, topic, count, rate, &timed)
 }
 
 /// Where one consumer pipeline writes.

@@ -13,6 +13,8 @@
 //! kafka` is run. `cargo bench -p sluice --bench kafka` (after
 //! `scripts/build-plugins.sh`); `SLUICE_BENCH_RECORDS` sets the count (default 200000).
 
+mod common;
+
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -29,26 +31,7 @@ use tokio_util::sync::CancellationToken;
 const PARTITIONS: i32 = 4;
 
 fn broker() -> String {
-    if let Ok(b) = std::env::var("SLUICE_TEST_KAFKA") {
-        return b;
-    }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::process::Command::new(repo.join("scripts/servers.sh"))
-        .args(["start", "kafka"])
-        .output()
-        .expect("scripts/servers.sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_owned()
+    common::server("SLUICE_TEST_KAFKA", "kafka")
 }
 
 fn fill(broker: &str, topic: &str, n: u64) -> u64 {

@@ -19,6 +19,9 @@
 //! local ones. `cargo bench -p sluice --bench stores`; `SLUICE_BENCH_RECORDS` sets the
 //! rows per round (default 20000).
 
+mod common;
+
+use common::server;
 use futures_util::stream::{self, StreamExt};
 use mongodb::bson::{doc, Bson, Document};
 use scylla::value::{CqlValue, MaybeUnset};
@@ -34,29 +37,6 @@ use std::time::{Duration, Instant};
 
 const BATCH: usize = 256;
 const CONCURRENCY: usize = 64;
-
-fn server(var: &str, name: &str) -> String {
-    if let Ok(v) = std::env::var(var) {
-        return v;
-    }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::process::Command::new(repo.join("scripts/servers.sh"))
-        .args(["start", name])
-        .output()
-        .expect("scripts/servers.sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_owned()
-}
 
 /// `n` formatted users as JSON records; round `round` gets ids of its own (fresh rows).
 fn users(n: usize, seed: u64) -> Vec<Record> {
@@ -156,16 +136,11 @@ async fn cassandra_bare(
 ) -> Duration {
     let connection = CassandraConfig::connection(&cassandra_config(contact, keyspace, table));
     let session = client::connect(&connection, Path::new(".")).await.unwrap();
+    // The sink's default layout, in the order `bind` gives the values.
+    let layout = cassandra_config(contact, keyspace, table).layout();
     let columns: Vec<(String, ColumnType)> = SEED_COLUMNS
         .iter()
-        .map(|&c| {
-            let t = if c == "id" {
-                ColumnType::Uuid
-            } else {
-                ColumnType::Text
-            };
-            (c.to_owned(), t)
-        })
+        .map(|&c| (c.to_owned(), layout.columns[c]))
         .collect();
     let insert = client::prepare_insert(&session, keyspace, table, &columns)
         .await

@@ -6,6 +6,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -99,15 +100,7 @@ pub fn produce(topic: &str, messages: &[Raw]) {
 /// Every message of partition 0 of `topic` as (value, headers), read with a bare
 /// consumer (no group) until `count` arrive or a minute passes.
 pub fn read_all(topic: &str, count: usize) -> Vec<Read> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker())
-        .set("group.id", unique("reader"))
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
+    let consumer = from_the_start(topic, 1);
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while out.len() < count && Instant::now() < deadline {
@@ -159,17 +152,7 @@ pub type Stored = (i32, i64, i64, Vec<u8>);
 /// Every message of the `partitions` partitions of `topic`, read with a bare consumer
 /// (no group) until `count` arrive or a minute passes.
 pub fn read_topic(topic: &str, partitions: i32, count: usize) -> Vec<Stored> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker())
-        .set("group.id", unique("reader"))
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
+    let consumer = from_the_start(topic, partitions);
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while out.len() < count && Instant::now() < deadline {
@@ -181,4 +164,58 @@ pub fn read_topic(topic: &str, partitions: i32, count: usize) -> Vec<Stored> {
         }
     }
     out
+}
+
+/// Generated users (seed 11, `source` lines added to the generator's table) ->
+/// format_user -> `topic` (4 partitions, created if missing), and the same rows to
+/// `produced.jsonl` in `dir` as the expected set.
+pub fn producer(dir: &Path, topic: &str, count: u64, rate: Option<u64>, source: &str) -> PathBuf {
+    let rate = rate.map(|r| format!("rate = {r}")).unwrap_or_default();
+    super::pipeline(
+        dir,
+        &format!("produce-{topic}.toml"),
+        &format!(
+            r#"
+[pipeline]
+checkpoint_interval = "500ms"
+[source]
+type = "generator"
+seed = 11
+count = {count}
+{rate}
+{source}
+[[transforms]]
+plugin = "{{FORMAT_USER}}"
+[[sinks]]
+type = "kafka"
+brokers = "{broker}"
+topic = "{topic}"
+create_topic = {{ partitions = 4 }}
+[[sinks]]
+type = "file"
+path = "produced.jsonl"
+[dead_letter]
+type = "file"
+path = "produce-dead.jsonl"
+"#,
+            broker = broker()
+        ),
+    )
+}
+
+/// A bare consumer (no group) assigned partitions 0..`partitions` of `topic` from
+/// their beginning.
+fn from_the_start(topic: &str, partitions: i32) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("group.id", unique("reader"))
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    consumer
 }

@@ -102,6 +102,15 @@ struct Printer {
 }
 
 impl Printer {
+    fn new(limit: Option<u64>, count: bool) -> Self {
+        Printer {
+            limit,
+            count,
+            seen: 0,
+            error: None,
+        }
+    }
+
     fn take(&mut self, row: &serde_json::Value) -> bool {
         if self.limit.is_some_and(|l| self.seen >= l) {
             return false;
@@ -161,12 +170,7 @@ async fn cql(
     let session = client::connect(&connection, std::path::Path::new("."))
         .await
         .map_err(|e| Failure::runtime(anyhow::anyhow!(e)))?;
-    let mut printer = Printer {
-        limit,
-        count,
-        seen: 0,
-        error: None,
-    };
+    let mut printer = Printer::new(limit, count);
     client::select_json(&session, &statement, 1000, |row| {
         printer.take(&serde_json::Value::Object(row))
     })
@@ -200,12 +204,7 @@ async fn mongo(
     let client = client::connect(&uri, std::time::Duration::from_secs(10))
         .await
         .map_err(|e| Failure::runtime(anyhow::anyhow!(e)))?;
-    let mut printer = Printer {
-        limit,
-        count,
-        seen: 0,
-        error: None,
-    };
+    let mut printer = Printer::new(limit, count);
     let server_limit = if count { None } else { limit.map(|l| l as i64) };
     client::find_json(
         &client,
