@@ -770,3 +770,148 @@ fn several_pipelines_run_in_one_process_and_stop_together() {
         text(&out.stderr)
     );
 }
+
+/// A file source -> gender_window -> a file of window results; its window state is
+/// kept in `state/` beside it.
+fn windowed_file_pipeline(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::write(
+        dir.join("in.jsonl"),
+        "{\"gender\":\"male\"}\n{\"gender\":\"female\"}\n",
+    )
+    .unwrap();
+    pipeline(
+        dir,
+        "w.toml",
+        r#"
+[pipeline]
+state_dir = "state"
+[source]
+type = "file"
+path = "in.jsonl"
+[window]
+plugin = "{GENDER_WINDOW}"
+size = "1m"
+[[sinks]]
+type = "file"
+input = "windows"
+path = "windows.jsonl"
+"#,
+    )
+}
+
+#[test]
+fn window_state_the_plugin_refuses_stops_the_run_before_any_data_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = windowed_file_pipeline(dir.path());
+    let input = dir.path().join("in.jsonl");
+    // Saved by "another build": the window's accumulator is in state version 99.
+    let snapshot = serde_json::json!({
+        "format": 1,
+        "window_size_ms": 60000,
+        "plugin": "gender_window",
+        "partitions": [{
+            "origin": {"file": {"path": input}},
+            "covered": 0,
+            "max_event_ms": 0,
+            "windows": [{"start_ms": 0, "version": 99, "data": "AQID", "first_offset": 0, "last_offset": 0}],
+        }],
+    });
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    std::fs::write(dir.path().join("state/windows.json"), snapshot.to_string()).unwrap();
+
+    let out = sluice(&["run", "--no-progress", path.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refuses the saved state of window 0 of")
+            && err.contains("state version 99")
+            && err.contains("gender_window state version 99 is not supported"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("windows.jsonl").exists(),
+        "nothing was read or written: {err}"
+    );
+
+    // A snapshot of another window size is refused as clearly.
+    let resized = snapshot.to_string().replace("60000", "30000");
+    std::fs::write(dir.path().join("state/windows.json"), resized).unwrap();
+    let out = sluice(&["run", "--no-progress", path.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("was saved with windows of 30000 ms, but [window] size is now 60000 ms"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_idle_stream_still_emits_its_last_window_and_later_records_for_it_are_late() {
+    use common::host::{lines, Host};
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let user = |g: &str, at: &str| format!("{{\"gender\":\"{g}\",\"at\":\"{at}\"}}\n");
+    std::fs::write(
+        &input,
+        user("male", "2026-01-01T00:00:05Z") + &user("female", "2026-01-01T00:00:30Z"),
+    )
+    .unwrap();
+    let path = pipeline(
+        dir.path(),
+        "idle.toml",
+        r#"
+[pipeline]
+checkpoint_interval = "200ms"
+[source]
+type = "file"
+path = "in.jsonl"
+follow = true
+poll_interval = "100ms"
+event_time = { field = "at", format = "rfc3339" }
+[window]
+plugin = "{GENDER_WINDOW}"
+size = "1m"
+idle_timeout = "1s"
+[[sinks]]
+type = "file"
+input = "windows"
+path = "windows.jsonl"
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+    );
+    let host = Host::start(&path);
+    let windows = dir.path().join("windows.jsonl");
+    // No record passes the window's end: only idleness can close it.
+    host.wait_lines(&windows, 1);
+    let got = common::json_lines(&windows);
+    assert_eq!(got[0]["window_start"], "2026-01-01T00:00:00Z");
+    assert_eq!(
+        (
+            got[0]["male_count"].as_u64(),
+            got[0]["female_count"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    // A record for the emitted window, arriving after it: late, not a second result.
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&input)
+        .unwrap();
+    f.write_all(user("male", "2026-01-01T00:00:50Z").as_bytes())
+        .unwrap();
+    drop(f);
+    host.wait_lines(&dir.path().join("dead.jsonl"), 1);
+    let dead = common::json_lines(&dir.path().join("dead.jsonl"));
+    assert!(
+        dead[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("late record"),
+        "{dead:?}"
+    );
+    host.stop();
+    assert_eq!(lines(&windows), 1, "the window was emitted once");
+}

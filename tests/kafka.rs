@@ -393,7 +393,7 @@ create_topic = {{ partitions = 1 }}
 }
 
 #[test]
-fn after_a_kill_replay_rebuilds_the_open_windows_exactly() {
+fn after_a_kill_the_saved_window_state_is_taken_up_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let topic = unique("windows");
     create_topic(&topic, 1);
@@ -405,6 +405,8 @@ fn after_a_kill_replay_rebuilds_the_open_windows_exactly() {
             &format!(
                 r#"
 [pipeline]
+# One pipeline, run twice: its window state (state_dir) is the same.
+name = "windows"
 batch_size = 50
 checkpoint_interval = "200ms"
 linger = "20ms"
@@ -496,6 +498,11 @@ path = "produced.jsonl"
     assert!(
         json_lines(&dir.path().join("dead.jsonl")).is_empty(),
         "no record was late"
+    );
+    assert!(
+        second.log().contains("window state restored from"),
+        "{}",
+        second.log()
     );
     println!(
         "{} window results for 7 windows after a kill ({} emitted twice, each exact)",

@@ -597,3 +597,60 @@ path = "dead.jsonl"
     .collect();
     assert_eq!(docs, want);
 }
+
+/// Issue 7's crash test: 50,000 users through Kafka -> format_user -> both stores, and
+/// gender_window -> MongoDB; the host is SIGKILLed at random moments 5 times and
+/// started again each time. At the end the user stores hold every id exactly once and
+/// every window's counts equal the ones computed here from the input.
+#[test]
+fn killed_five_times_the_stores_and_windows_end_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("crash");
+    let count = 50_000;
+    let expected = produce(dir.path(), &topic, count);
+    assert_eq!(expected.len() as u64, count, "distinct generated users");
+    let counts = independent_counts(&topic, count as usize);
+
+    let stores = Stores::new(cassandra(), mongo());
+    let group = unique("g");
+    let path = consumer(dir.path(), "crash", &topic, &group, &stores, "");
+    let mut rng = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    for kill in 1..=5 {
+        let mut host = Host::start(&path);
+        host.wait_log(120, "partition assignment", |l| {
+            Host::assigned(l) == Some(4)
+        });
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let after = Duration::from_millis(500 + (rng >> 33) % 4000);
+        std::thread::sleep(after);
+        host.signal("-KILL");
+        host.wait(30);
+        println!(
+            "kill {kill} after {after:?}: {} users in MongoDB so far",
+            stores.mongo_ids().len()
+        );
+    }
+    // The same pipeline (same name, so the same window state), reading to the end.
+    let end = consumer(
+        dir.path(),
+        "crash",
+        &topic,
+        &group,
+        &stores,
+        "stop_at_end = true",
+    );
+    run_to_end(&end);
+
+    assert_users_equal(&stores, &expected);
+    let got: BTreeMap<String, Value> = stores
+        .windows()
+        .into_iter()
+        .map(|w| (w["_id"].as_str().unwrap().to_owned(), w))
+        .collect();
+    assert_eq!(got, counts, "every window exact after 5 kills");
+}

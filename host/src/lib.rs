@@ -8,11 +8,12 @@
 //! - [`sources`], [`transforms`], [`sinks`]: one module per connector, each a config
 //!   struct plus its implementation.
 //! - Leaves that import nothing above them: [`record`], [`position`], [`duration`],
-//!   [`retry`], [`connector`], [`rng`], and the engine's `Metrics`.
+//!   [`retry`], [`connector`], [`rng`], [`durable`], and the engine's `Metrics`.
 
 pub mod config;
 pub mod connector;
 pub mod dead_letter;
+pub mod durable;
 pub mod duration;
 pub mod engine;
 pub mod kafka;

@@ -30,11 +30,12 @@ impl Position {
     }
 }
 
-/// What a partition is, in the source's own terms.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// What a partition is, in the source's own terms (saved in window snapshots).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Origin {
     /// Records numbered from 0 by a source that cannot replay (generator, http).
-    Sequence { source: &'static str },
+    Sequence { source: String },
     /// A Kafka topic-partition; offsets are Kafka offsets.
     Kafka { topic: String, partition: i32 },
     /// A file; offsets are the byte offsets where lines start.
@@ -79,6 +80,11 @@ impl Partitions {
         }
         origins.push(origin);
         PartitionId((origins.len() - 1) as u32)
+    }
+
+    /// What partition `id` is (window snapshots name partitions by it).
+    pub fn origin(&self, id: PartitionId) -> Option<Origin> {
+        self.read().get(id.0 as usize).cloned()
     }
 
     /// A position as JSON (see [`Origin::describe`]).

@@ -39,7 +39,8 @@ enum Command {
     #[command(
         long_about = "Run a pipeline until its source is done, or until Ctrl-C or SIGTERM.\n\n\
             On a signal the source stops, batches already read are processed, open \
-            windows are closed (unless the source resumes: Kafka, file) and every sink is \
+            windows are closed (unless the source resumes: Kafka, file; then they are \
+            saved with the window state and taken up on restart) and every sink is \
             flushed and synced before exit, and the source is told what is safe (Kafka \
             commits). A second Ctrl-C on a terminal, or a second signal more than 2 s \
             after the first, quits at once. On a terminal a live progress line shows records in and \

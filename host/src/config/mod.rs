@@ -178,6 +178,9 @@ impl PipelineConfig {
             if w.size.as_millis() < 1 {
                 return Err(self.invalid("window.size", "must be at least 1ms"));
             }
+            if w.idle_timeout.is_some_and(|d| d.is_zero()) {
+                return Err(self.invalid("window.idle_timeout", "must be more than 0"));
+            }
             w.sandbox
                 .validate()
                 .map_err(|(f, m)| self.invalid(format!("window.sandbox.{f}"), m))?;

@@ -34,6 +34,10 @@ pub struct WindowConfig {
     /// A window closes once the newest event time passes its end by this much.
     #[serde(default)]
     pub allowed_lateness: Duration,
+    /// A source partition with no record for this long stops holding the watermark
+    /// back; when every partition is idle, every open window closes (so the last
+    /// window of a quiet stream is emitted). Default: partitions never count as idle.
+    pub idle_timeout: Option<Duration>,
     /// Passed to the plugin's `init` as JSON.
     #[serde(default)]
     pub config: toml::Table,

@@ -21,6 +21,7 @@ pub mod batcher;
 mod metrics;
 mod pipeline;
 mod processor;
+pub mod snapshot;
 mod window;
 
 pub use metrics::{Metrics, Snapshot};

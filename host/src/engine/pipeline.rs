@@ -3,6 +3,7 @@
 //! or shutdown is asked for.
 
 use super::processor::{Control, DeadLetterQueue, ProcessError, Processor, Route, SinkMessage};
+use super::snapshot::SnapshotStore;
 use super::window::WindowStage;
 use super::{batcher, Metrics};
 use crate::config::PipelineConfig;
@@ -31,6 +32,9 @@ pub enum RunError {
     Source(SourceError),
     #[error(transparent)]
     Sink(SinkError),
+    /// The window snapshot cannot be read, or the window plugin refuses its state.
+    #[error("window state: {0}")]
+    State(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -61,11 +65,12 @@ impl Pipeline {
                     w.config_json(),
                     w.sandbox.sandbox(),
                 )?;
-                Some(WindowStage::new(
+                let stage = WindowStage::new(
                     plugin,
                     w.size.as_millis_i64(),
                     w.allowed_lateness.as_millis_i64(),
-                ))
+                );
+                Some(stage.idle_after(w.idle_timeout.map(|d| *d)))
             }
         };
         Ok(Pipeline {
@@ -98,11 +103,22 @@ impl Pipeline {
         let Pipeline {
             config,
             transforms,
-            window,
+            mut window,
             metrics,
             control: (_, control_rx),
         } = self;
         let p = &config.pipeline;
+        let partitions = Arc::new(Partitions::default());
+        // Window state outlives the process when the source can resume from where the
+        // state leaves off; it is taken up first, before any data moves.
+        let snapshots = match &mut window {
+            Some(w) if config.source.resumes() => {
+                let store = SnapshotStore::in_dir(&config.state_dir());
+                restore(w, &store, &partitions).map_err(RunError::State)?;
+                Some(store)
+            }
+            _ => None,
+        };
         let queue = p.queue_batches;
         let base_dir = config.base_dir();
         let context = |name: String| SinkContext {
@@ -122,7 +138,6 @@ impl Pipeline {
             .await
             .map_err(RunError::Sink)?;
         let (dlq_tx, dlq_rx) = mpsc::channel(queue);
-        let partitions = Arc::new(Partitions::default());
         let dead_letter = DeadLetterQueue {
             name: ctx.name.clone(),
             tx: dlq_tx,
@@ -170,6 +185,7 @@ impl Pipeline {
             dead_letter,
             metrics: metrics.clone(),
             checkpoint_interval: *p.checkpoint_interval,
+            snapshots,
             acks: ack_tx,
             close_windows_at_end: !config.source.resumes(),
         };
@@ -203,11 +219,44 @@ impl Pipeline {
         match processed {
             Ok(()) => {}
             Err(ProcessError::Sink(e)) => return Err(RunError::Sink(e)),
+            Err(ProcessError::Snapshot(e)) => return Err(RunError::State(e)),
             Err(e) => return Err(RunError::Internal(e.to_string())),
         }
         sourced.map_err(RunError::Source)?;
         Ok(metrics.snapshot())
     }
+}
+
+/// Take up the saved window state, if there is one.
+fn restore(
+    window: &mut WindowStage,
+    store: &SnapshotStore,
+    partitions: &Partitions,
+) -> Result<(), String> {
+    let Some(snapshot) = store.load()? else {
+        return Ok(());
+    };
+    if snapshot.window_size_ms != window.size_ms() {
+        return Err(format!(
+            "{} was saved with windows of {} ms, but [window] size is now {} ms; move it away to start the windows afresh",
+            store.path().display(),
+            snapshot.window_size_ms,
+            window.size_ms()
+        ));
+    }
+    window.set_closed_through(snapshot.closed_through_ms);
+    let (mut parts, mut open) = (0, 0);
+    for state in snapshot.partitions {
+        let id = partitions.register(state.origin.clone());
+        open += state.windows.len();
+        parts += 1;
+        window.restore(id, state)?;
+    }
+    tracing::info!(
+        "window state restored from {}: {open} open window share(s) over {parts} partition(s)",
+        store.path().display()
+    );
+    Ok(())
 }
 
 /// A sink's task: writes and checkpoints in order. A retryable error is retried with

@@ -9,6 +9,7 @@
 //! the acknowledgement stops just before the oldest of them.
 
 use super::batcher::Work;
+use super::snapshot::{self, Snapshot, SnapshotStore};
 use super::window::WindowStage;
 use super::Metrics;
 use crate::dead_letter::{DeadLetter, Encoding};
@@ -85,6 +86,8 @@ pub enum ProcessError {
     Sink(#[from] SinkError),
     #[error("the processor panicked: {0}")]
     Panicked(String),
+    #[error("{0}")]
+    Snapshot(String),
 }
 
 pub struct Processor {
@@ -94,6 +97,9 @@ pub struct Processor {
     pub dead_letter: DeadLetterQueue,
     pub metrics: Arc<Metrics>,
     pub checkpoint_interval: Duration,
+    /// Where the window state is saved at each checkpoint (a source that resumes):
+    /// then acknowledgements no longer wait for windows to close.
+    pub snapshots: Option<SnapshotStore>,
     /// Back to the source, after each checkpoint.
     pub acks: AckSender,
     /// Whether to close and emit open windows when the input ends. Not for a source
@@ -160,7 +166,9 @@ impl Processor {
                     }
                 }
                 Event::Work(None) => break,
-                Event::Tick => {}
+                // With no records coming, windows still close when their partitions
+                // go idle.
+                Event::Tick => self.emit_closed(&rt)?,
             }
             if last_checkpoint.elapsed() >= self.checkpoint_interval {
                 self.checkpoint(&progress, None, &rt)?;
@@ -174,7 +182,7 @@ impl Processor {
             self.close_windows(&rt)?;
         } else if let Some(w) = self.window.as_ref().filter(|w| w.open_windows() > 0) {
             tracing::info!(
-                "{} open window(s) not emitted: their records were not acknowledged, so the source reads them again on restart and the windows are rebuilt",
+                "{} open window(s) not emitted: they are saved with the window state and taken up again on restart",
                 w.open_windows()
             );
         }
@@ -227,6 +235,19 @@ impl Processor {
         self.send_dead(dead, rt)
     }
 
+    /// Emit the windows the watermark has passed without a new batch (partitions
+    /// gone idle).
+    fn emit_closed(&mut self, rt: &Handle) -> Result<(), ProcessError> {
+        let Some(window) = self.window.as_mut().filter(|w| w.has_idle_timeout()) else {
+            return Ok(());
+        };
+        let mut dead = Vec::new();
+        let results = window.close(false, &mut dead);
+        self.publish_stage_counts();
+        self.send(Input::Windows, results, rt)?;
+        self.send_dead(dead, rt)
+    }
+
     /// Close and emit every open window.
     fn close_windows(&mut self, rt: &Handle) -> Result<(), ProcessError> {
         let Some(window) = &mut self.window else {
@@ -276,11 +297,24 @@ impl Processor {
         let dead_letters = (&self.dead_letter.name, &self.dead_letter.tx);
         checkpoint_all(std::iter::once(dead_letters), rt)?;
         self.metrics.add_checkpoint();
-        let held = self
-            .window
-            .as_ref()
-            .map(WindowStage::held)
-            .unwrap_or_default();
+        // With the window state saved, what it holds is safe too; without, the
+        // acknowledgement stops before the oldest record an open window holds.
+        let held = match (&self.window, &self.snapshots) {
+            (Some(w), Some(store)) => {
+                store
+                    .save(&Snapshot {
+                        format: snapshot::FORMAT,
+                        window_size_ms: w.size_ms(),
+                        plugin: w.plugin_name().to_owned(),
+                        closed_through_ms: w.closed_through(),
+                        partitions: w.snapshot(progress, &self.dead_letter.partitions),
+                    })
+                    .map_err(ProcessError::Snapshot)?;
+                BTreeMap::new()
+            }
+            (Some(w), None) => w.held(),
+            (None, _) => BTreeMap::new(),
+        };
         let ack = Ack {
             barrier,
             durable: durable(progress, &held),

@@ -1,47 +1,62 @@
 //! Host-owned tumbling event-time windows. The host decides which window a record is
-//! in, tracks the watermark and closes windows; the plugin only sees one window's
-//! accumulator at a time. Accumulators are opaque bytes here, which is what lets a
-//! checkpoint save them and a newer plugin take them over.
+//! in, tracks the watermark and closes windows; the plugin only sees one accumulator
+//! at a time. Accumulators are opaque bytes here, which is what lets a checkpoint save
+//! them ([`super::snapshot`]) and a newer plugin take them over.
+//!
+//! Each open window keeps one accumulator per source partition: a partition's share
+//! can be saved, restored and moved on its own, and a closing window merges the
+//! shares (the plugin's `merge`, which must be exact) before `finish`.
 
+use super::snapshot::{PartitionState, WindowState};
 use crate::dead_letter::DeadLetter;
 use crate::plugin::bindings::types::{Accumulator, WindowBounds};
 use crate::plugin::{isolate, Isolated, WindowPlugin};
+use crate::position::{Origin, Partitions};
 use crate::record::{record, Batch, PartitionId, Position, Record};
 use base64::Engine as _;
 use std::collections::BTreeMap;
+use std::time::Instant;
 
-struct OpenWindow {
+/// One partition's share of an open window.
+struct Share {
     acc: Accumulator,
-    /// Per source partition, the oldest offset whose effect is held only here: until
-    /// the window is emitted, the source may not commit past it.
-    held: BTreeMap<PartitionId, u64>,
-    /// The newest position added (results carry it).
-    last: Position,
+    /// The oldest offset added: until the window is emitted (or saved in a snapshot),
+    /// the source may not commit past it.
+    first: u64,
+    /// The newest offset added (results carry it).
+    last: u64,
 }
 
-impl OpenWindow {
-    fn accept(&mut self, position: Position) {
-        let held = self
-            .held
-            .entry(position.partition)
-            .or_insert(position.offset);
-        *held = (*held).min(position.offset);
-        self.last = self.last.max(position);
-    }
-}
+type OpenWindow = BTreeMap<PartitionId, Share>;
 
 pub struct WindowStage {
     plugin: WindowPlugin,
     size_ms: i64,
     lateness_ms: i64,
+    /// By window start.
     open: BTreeMap<i64, OpenWindow>,
     /// Per source partition, the newest event time accepted from it.
     max_event_ms: BTreeMap<PartitionId, i64>,
+    /// Per source partition, the newest offset pushed here (a snapshot covers it).
+    seen: BTreeMap<PartitionId, u64>,
+    /// Per partition restored from a snapshot: records at or before this offset are
+    /// already in the state, so a replay of them is not added again.
+    restored_through: BTreeMap<PartitionId, u64>,
     /// The partitions the source reads, when it says (Kafka): the watermark waits
     /// for each. Otherwise the partitions seen so far count.
     assigned: Option<Vec<PartitionId>>,
     /// Windows closed since the start.
     closed: u64,
+    /// The end of the newest window closed: a record for a window ending at or
+    /// before it is late, even when the watermark is behind it (windows closed
+    /// because every partition went idle).
+    closed_through: Option<i64>,
+    /// After this long without a record, a partition no longer holds the watermark.
+    idle_after: Option<std::time::Duration>,
+    /// When each partition last had a record (or, for one that never did, when the
+    /// stage started).
+    last_arrival: BTreeMap<PartitionId, Instant>,
+    started: Instant,
 }
 
 impl WindowStage {
@@ -53,9 +68,42 @@ impl WindowStage {
             lateness_ms,
             open: BTreeMap::new(),
             max_event_ms: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            restored_through: BTreeMap::new(),
             assigned: None,
             closed: 0,
+            closed_through: None,
+            idle_after: None,
+            last_arrival: BTreeMap::new(),
+            started: Instant::now(),
         }
+    }
+
+    /// Partitions with no record for `timeout` stop holding the watermark back.
+    pub fn idle_after(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.idle_after = timeout;
+        self
+    }
+
+    /// The end of the newest window emitted.
+    pub fn closed_through(&self) -> Option<i64> {
+        self.closed_through
+    }
+
+    pub fn set_closed_through(&mut self, end: Option<i64>) {
+        self.closed_through = self.closed_through.max(end);
+    }
+
+    pub fn has_idle_timeout(&self) -> bool {
+        self.idle_after.is_some()
+    }
+
+    pub fn size_ms(&self) -> i64 {
+        self.size_ms
+    }
+
+    pub fn plugin_name(&self) -> &str {
+        self.plugin.name()
     }
 
     /// Windows ending at or before this are closed; records for them are late.
@@ -66,21 +114,40 @@ impl WindowStage {
     ///
     /// When the source names its partitions ([`set_assignment`](Self::set_assignment)),
     /// there is no watermark until each has had a record: the first partition read
-    /// cannot close windows another has records for. (A partition that never gets one
-    /// holds windows open; idle partitions are the next step.)
+    /// cannot close windows another has records for. With an idle timeout, a
+    /// partition without records for that long is left out; when every partition is
+    /// idle the watermark is past every window.
     pub fn watermark(&self) -> Option<i64> {
-        let newest = match &self.assigned {
-            None => self.max_event_ms.values().min().copied(),
-            Some(partitions) => partitions
-                .iter()
-                .map(|p| self.max_event_ms.get(p).copied())
-                .min()
-                .flatten(),
+        let known: Vec<PartitionId> = match &self.assigned {
+            None => self.max_event_ms.keys().copied().collect(),
+            Some(partitions) => partitions.clone(),
         };
+        let now = Instant::now();
+        let active: Vec<PartitionId> = known
+            .iter()
+            .copied()
+            .filter(|p| {
+                self.idle_after.is_none_or(|idle| {
+                    let last = self.last_arrival.get(p).copied().unwrap_or(self.started);
+                    now.duration_since(last) < idle
+                })
+            })
+            .collect();
+        if active.is_empty() && !known.is_empty() {
+            // Every partition is idle: nothing more is coming for the open windows.
+            return Some(i64::MAX);
+        }
+        let newest = active
+            .iter()
+            .map(|p| self.max_event_ms.get(p).copied())
+            .min()
+            .flatten();
         newest.map(|m| m.saturating_sub(self.lateness_ms))
     }
 
     /// The source's partitions changed: the watermark follows these from now on.
+    /// (Their shares of open windows stay: a partition revoked and assigned back to
+    /// this host goes on where it was.)
     pub fn set_assignment(&mut self, partitions: Vec<PartitionId>) {
         self.max_event_ms.retain(|p, _| partitions.contains(p));
         self.assigned = Some(partitions);
@@ -106,9 +173,9 @@ impl WindowStage {
     pub fn held(&self) -> BTreeMap<PartitionId, u64> {
         let mut held = BTreeMap::new();
         for w in self.open.values() {
-            for (&p, &o) in &w.held {
-                let h = held.entry(p).or_insert(o);
-                *h = (*h).min(o);
+            for (&p, share) in w {
+                let h = held.entry(p).or_insert(share.first);
+                *h = (*h).min(share.first);
             }
         }
         held
@@ -120,60 +187,87 @@ impl WindowStage {
 
     /// Add a batch; returns the results of the windows it closed.
     pub fn push(&mut self, batch: &Batch, dead: &mut Vec<DeadLetter>) -> Batch {
+        let now = Instant::now();
+        for &Position { partition, offset } in &batch.positions {
+            let seen = self.seen.entry(partition).or_insert(offset);
+            *seen = (*seen).max(offset);
+            self.last_arrival.insert(partition, now);
+        }
         let watermark = self.watermark();
-        let starts: Vec<i64> = batch
-            .records
-            .iter()
-            .map(|r| self.start_of(r.timestamp_ms))
-            .collect();
+        let closed_by = watermark.max(self.closed_through);
         let is_late =
-            |start: i64| watermark.is_some_and(|w| start.saturating_add(self.size_ms) <= w);
+            |start: i64| closed_by.is_some_and(|w| start.saturating_add(self.size_ms) <= w);
+        let replayed = |p: &Position| {
+            self.restored_through
+                .get(&p.partition)
+                .is_some_and(|&through| p.offset <= through)
+        };
 
-        if let Some(&first) = starts.first() {
-            if starts.iter().all(|&s| s == first) && !is_late(first) {
-                // The common case, one window for the whole batch: no copies.
-                self.add(first, &batch.records, &batch.positions, dead);
+        let key = |i: usize| {
+            (
+                self.start_of(batch.records[i].timestamp_ms),
+                batch.positions[i].partition,
+            )
+        };
+        if !batch.is_empty() {
+            let k = key(0);
+            let uniform = (1..batch.len()).all(|i| key(i) == k);
+            if uniform && !is_late(k.0) && !batch.positions.iter().any(replayed) {
+                // The common case, one window and one partition for the whole batch:
+                // no copies.
+                self.add(k.0, k.1, &batch.records, &batch.positions, dead);
                 return self.close(false, dead);
             }
         }
-        let mut groups: BTreeMap<i64, (Vec<Record>, Vec<Position>)> = BTreeMap::new();
-        for ((r, &position), &start) in batch.records.iter().zip(&batch.positions).zip(&starts) {
+        let mut groups: BTreeMap<(i64, PartitionId), (Vec<Record>, Vec<Position>)> =
+            BTreeMap::new();
+        for (i, (r, &position)) in batch.records.iter().zip(&batch.positions).enumerate() {
+            if replayed(&position) {
+                continue;
+            }
+            let (start, partition) = key(i);
             if is_late(start) {
                 let reason = format!(
                     "late record: its window [{start}, {}) closed when event time passed {} ms",
                     start.saturating_add(self.size_ms),
-                    watermark.unwrap_or_default()
+                    closed_by.unwrap_or_default()
                 );
                 dead.push(self.dead(r.clone(), position, reason));
                 continue;
             }
-            let group = groups.entry(start).or_default();
+            let group = groups.entry((start, partition)).or_default();
             group.0.push(r.clone());
             group.1.push(position);
         }
-        for (start, (records, positions)) in groups {
-            self.add(start, &records, &positions, dead);
+        for ((start, partition), (records, positions)) in groups {
+            self.add(start, partition, &records, &positions, dead);
         }
         self.close(false, dead)
     }
 
+    /// Add records of one partition to one window.
     fn add(
         &mut self,
         start: i64,
+        partition: PartitionId,
         records: &[Record],
         positions: &[Position],
         dead: &mut Vec<DeadLetter>,
     ) {
-        let existed = self.open.contains_key(&start);
-        let mut window = match self.open.remove(&start) {
-            Some(w) => w,
+        let window = self.open.entry(start).or_default();
+        let existed = window.contains_key(&partition);
+        let mut share = match window.remove(&partition) {
+            Some(s) => s,
             None => match self.plugin.create() {
-                Ok(acc) => OpenWindow {
+                Ok(acc) => Share {
                     acc,
-                    held: BTreeMap::new(),
-                    last: Position::default(),
+                    first: u64::MAX,
+                    last: 0,
                 },
                 Err(failure) => {
+                    if window.is_empty() {
+                        self.open.remove(&start);
+                    }
                     for (r, &p) in records.iter().zip(positions) {
                         let reason = format!("creating the accumulator: {failure}");
                         dead.push(self.dead(r.clone(), p, reason));
@@ -186,7 +280,7 @@ impl WindowStage {
         // is retried a record at a time each record adds to the one before.
         let name = self.plugin.name().to_owned();
         let plugin = &mut self.plugin;
-        let acc = &mut window.acc;
+        let acc = &mut share.acc;
         let added = isolate(&name, records, |rs| {
             let result = plugin.add(acc, rs)?;
             if let Ok(added) = &result {
@@ -221,20 +315,21 @@ impl WindowStage {
         for ((r, &p), outcome) in records.iter().zip(positions).zip(outcomes) {
             match outcome {
                 Ok(()) => {
-                    window.accept(p);
+                    share.first = share.first.min(p.offset);
+                    share.last = share.last.max(p.offset);
                     accepted = true;
-                    let newest = self
-                        .max_event_ms
-                        .entry(p.partition)
-                        .or_insert(r.timestamp_ms);
+                    let newest = self.max_event_ms.entry(partition).or_insert(r.timestamp_ms);
                     *newest = (*newest).max(r.timestamp_ms);
                 }
                 Err(reason) => dead.push(self.dead(r.clone(), p, reason)),
             }
         }
-        // A window no record made it into is not a window: it would finish as zeros.
+        // A share no record made it into is not a share: it would finish as zeros.
+        let window = self.open.entry(start).or_default();
         if existed || accepted {
-            self.open.insert(start, window);
+            window.insert(partition, share);
+        } else if window.is_empty() {
+            self.open.remove(&start);
         }
     }
 
@@ -251,29 +346,190 @@ impl WindowStage {
             }
             let window = entry.remove();
             self.closed += 1;
+            self.closed_through = self.closed_through.max(Some(end));
             let bounds = WindowBounds {
                 start_ms: start,
                 end_ms: end,
             };
-            match self.plugin.finish(&window.acc, bounds) {
-                Ok(Ok(records)) => records.into_iter().for_each(|r| out.push(r, window.last)),
-                Ok(Err(message)) => dead.push(self.unfinished(&window, bounds, message)),
-                Err(failure) => dead.push(self.unfinished(&window, bounds, failure.to_string())),
-            }
+            let last = window
+                .iter()
+                .map(|(&p, s)| Position::new(p, s.last))
+                .max()
+                .unwrap_or_default();
+            let acc = match self.merged(&window) {
+                Ok(acc) => acc,
+                Err(reason) => {
+                    for (&p, share) in &window {
+                        let why = format!("merging the window's partitions: {reason}");
+                        dead.push(self.unfinished(p, share, bounds, why));
+                    }
+                    continue;
+                }
+            };
+            let failed = match self.plugin.finish(&acc, bounds) {
+                Ok(Ok(records)) => {
+                    records.into_iter().for_each(|r| out.push(r, last));
+                    continue;
+                }
+                Ok(Err(message)) => message,
+                Err(failure) => failure.to_string(),
+            };
+            // The merged state, under the newest position, so the counts can be
+            // recovered from the dead letter.
+            let merged = Share {
+                acc,
+                first: 0,
+                last: last.offset,
+            };
+            dead.push(self.unfinished(last.partition, &merged, bounds, failed));
         }
         out
     }
 
+    /// The window's shares merged into one accumulator.
+    fn merged(&mut self, window: &OpenWindow) -> Result<Accumulator, String> {
+        let mut shares = window.values();
+        let mut acc = shares.next().expect("a window has a share").acc.clone();
+        for share in shares {
+            acc = match self.plugin.merge(&acc, &share.acc) {
+                Ok(Ok(merged)) => merged,
+                Ok(Err(message)) => return Err(message),
+                Err(failure) => return Err(failure.to_string()),
+            };
+        }
+        Ok(acc)
+    }
+
     /// A window whose `finish` failed, as a dead letter carrying its state, so the
     /// counts can still be recovered.
-    fn unfinished(&self, window: &OpenWindow, bounds: WindowBounds, reason: String) -> DeadLetter {
+    fn unfinished(
+        &self,
+        partition: PartitionId,
+        share: &Share,
+        bounds: WindowBounds,
+        reason: String,
+    ) -> DeadLetter {
         let value = serde_json::json!({
             "window_start_ms": bounds.start_ms,
             "window_end_ms": bounds.end_ms,
-            "accumulator_version": window.acc.version,
-            "accumulator_base64": base64::engine::general_purpose::STANDARD.encode(&window.acc.data),
+            "accumulator_version": share.acc.version,
+            "accumulator_base64": base64::engine::general_purpose::STANDARD.encode(&share.acc.data),
         });
         let rec = record(value.to_string(), bounds.start_ms);
-        self.dead(rec, window.last, format!("finishing the window: {reason}"))
+        let position = Position::new(partition, share.last);
+        self.dead(rec, position, format!("finishing the window: {reason}"))
+    }
+
+    /// Each partition's share of the state, covering what was handled up to
+    /// `progress` (the newest offset per partition the pipeline has handled).
+    pub fn snapshot(
+        &self,
+        progress: &BTreeMap<PartitionId, u64>,
+        partitions: &Partitions,
+    ) -> Vec<PartitionState> {
+        let mut states: BTreeMap<PartitionId, PartitionState> = BTreeMap::new();
+        let held = self.open.values().flat_map(|w| w.keys());
+        for &p in self
+            .seen
+            .keys()
+            .chain(self.restored_through.keys())
+            .chain(held)
+        {
+            if states.contains_key(&p) {
+                continue;
+            }
+            let Some(origin) = partitions.origin(p) else {
+                continue;
+            };
+            let covered = [
+                progress.get(&p),
+                self.seen.get(&p),
+                self.restored_through.get(&p),
+            ]
+            .into_iter()
+            .flatten()
+            .max();
+            if let Some(&covered) = covered {
+                states.insert(
+                    p,
+                    PartitionState {
+                        origin,
+                        covered,
+                        max_event_ms: self.max_event_ms.get(&p).copied(),
+                        windows: Vec::new(),
+                    },
+                );
+            }
+        }
+        for (&start_ms, window) in &self.open {
+            for (p, share) in window {
+                if let Some(s) = states.get_mut(p) {
+                    s.windows.push(WindowState {
+                        start_ms,
+                        version: share.acc.version,
+                        data: share.acc.data.clone(),
+                        first_offset: share.first,
+                        last_offset: share.last,
+                    });
+                }
+            }
+        }
+        states.into_values().collect()
+    }
+
+    /// Take up a partition's saved share of the state, after checking that the plugin
+    /// reads every accumulator in it (a state version it refuses stops the pipeline
+    /// here, before any data moves). Records of the partition at or before
+    /// `state.covered` that arrive again are not added again.
+    pub fn restore(&mut self, partition: PartitionId, state: PartitionState) -> Result<(), String> {
+        for w in &state.windows {
+            let acc = Accumulator {
+                version: w.version,
+                data: w.data.clone(),
+            };
+            let empty = self.plugin.create().map_err(|e| e.to_string())?;
+            match self.plugin.merge(&empty, &acc) {
+                Ok(Ok(_)) => {}
+                Ok(Err(message)) => {
+                    return Err(format!(
+                        "the window plugin `{}` refuses the saved state of window {} of {} (state version {}, data {}): {message}",
+                        self.plugin.name(),
+                        w.start_ms,
+                        describe(&state.origin),
+                        w.version,
+                        super::snapshot::preview(&w.data)
+                    ))
+                }
+                Err(failure) => {
+                    return Err(format!(
+                        "the window plugin `{}` failed on the saved state of window {} of {}: {failure}",
+                        self.plugin.name(),
+                        w.start_ms,
+                        describe(&state.origin)
+                    ))
+                }
+            }
+            self.open.entry(w.start_ms).or_default().insert(
+                partition,
+                Share {
+                    acc,
+                    first: w.first_offset,
+                    last: w.last_offset,
+                },
+            );
+        }
+        if let Some(m) = state.max_event_ms {
+            self.max_event_ms.insert(partition, m);
+        }
+        self.restored_through.insert(partition, state.covered);
+        Ok(())
+    }
+}
+
+fn describe(origin: &Origin) -> String {
+    match origin {
+        Origin::Kafka { topic, partition } => format!("{topic}[{partition}]"),
+        Origin::File { path } => path.display().to_string(),
+        Origin::Sequence { source } => source.clone(),
     }
 }

@@ -110,17 +110,8 @@ impl Saved {
         if !self.dirty {
             return Ok(());
         }
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let tmp = self.path.with_extension("json.tmp");
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(dir)?;
-            let mut f = std::fs::File::create(&tmp)?;
-            serde_json::to_writer_pretty(&mut f, &self.offsets)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            std::fs::File::open(dir)?.sync_all()
-        };
-        write()
+        let bytes = serde_json::to_vec_pretty(&self.offsets).expect("offsets serialize");
+        crate::durable::write_atomically(&self.path, &bytes)
             .map_err(|e| format!("cannot save read positions to {}: {e}", self.path.display()))?;
         self.dirty = false;
         Ok(())

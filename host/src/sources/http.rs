@@ -237,7 +237,9 @@ pub async fn run(config: HttpConfig, ctx: SourceContext) -> Result<(), SourceErr
         .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
         .build()
         .map_err(|e| SourceError::fatal(&ctx.name, format!("cannot build an HTTP client: {e}")))?;
-    let partition = ctx.partition(Origin::Sequence { source: "http" });
+    let partition = ctx.partition(Origin::Sequence {
+        source: "http".into(),
+    });
     let retry = RetryPolicy {
         backoff: config.backoff,
         max_backoff: config.max_backoff,

@@ -110,7 +110,7 @@ pub fn value(config: &GeneratorConfig, rng: &mut SplitMix64, index: u64) -> Vec<
 
 pub async fn run(config: GeneratorConfig, ctx: SourceContext) {
     let partition = ctx.partition(Origin::Sequence {
-        source: "generator",
+        source: "generator".into(),
     });
     let mut rng = SplitMix64::new(config.seed);
     let start_ms = config.start_ms();

@@ -1,0 +1,187 @@
+//! Window state on disk: what the window stage holds (each partition's open
+//! accumulators and newest event time) and the source position it covers, written at
+//! every checkpoint before the source is acknowledged, so offsets are committed
+//! without waiting for windows to close and a restarted host takes its windows up
+//! where the snapshot left them.
+//!
+//! One file per pipeline (`<state_dir>/windows.json`), replaced atomically, so every
+//! partition in it is from the same checkpoint: a window's merged result never mixes a
+//! partition's newer state with another's older one. The format is versioned
+//! ([`FORMAT`]); each accumulator keeps the plugin's own state version, which the
+//! plugin is asked to read before any data moves.
+
+use crate::position::Origin;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The snapshot format this build writes and reads.
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub format: u32,
+    /// The window size it was taken with: a snapshot of another size is refused.
+    pub window_size_ms: i64,
+    /// The window plugin's name, for messages.
+    pub plugin: String,
+    /// The end of the newest window emitted: records for windows ending at or before
+    /// it are late after a restart too.
+    #[serde(default)]
+    pub closed_through_ms: Option<i64>,
+    pub partitions: Vec<PartitionState>,
+}
+
+/// One source partition's share of the window state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub origin: Origin,
+    /// Every record of the partition at or before this offset is in `windows` below,
+    /// in a window already emitted, or in the dead letters; replayed ones are skipped.
+    pub covered: u64,
+    /// The newest event time seen in the partition (its share of the watermark).
+    pub max_event_ms: Option<i64>,
+    pub windows: Vec<WindowState>,
+}
+
+/// One open window's accumulator for one partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowState {
+    pub start_ms: i64,
+    /// The plugin's own state format version.
+    pub version: u32,
+    #[serde(with = "base64_bytes")]
+    pub data: Vec<u8>,
+    /// The oldest and newest offsets of the partition added to it.
+    pub first_offset: u64,
+    pub last_offset: u64,
+}
+
+mod base64_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where a pipeline's window snapshot lives.
+#[derive(Debug, Clone)]
+pub struct SnapshotStore {
+    path: PathBuf,
+}
+
+impl SnapshotStore {
+    pub fn in_dir(state_dir: &Path) -> Self {
+        SnapshotStore {
+            path: state_dir.join("windows.json"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The saved snapshot, if any; a damaged or newer one is an error naming the file.
+    pub fn load(&self) -> Result<Option<Snapshot>, String> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read {}: {e}", self.path.display())),
+        };
+        #[derive(Deserialize)]
+        struct Version {
+            format: u32,
+        }
+        let version: Version = serde_json::from_slice(&bytes).map_err(|e| {
+            format!(
+                "{} is not a window snapshot ({e}); move it away to start the windows afresh",
+                self.path.display()
+            )
+        })?;
+        if version.format != FORMAT {
+            return Err(format!(
+                "{} is in snapshot format {}, which this sluice (format {FORMAT}) cannot read",
+                self.path.display(),
+                version.format
+            ));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{} is damaged: {e}", self.path.display()))
+    }
+
+    /// Replace the snapshot (atomically and durably).
+    pub fn save(&self, snapshot: &Snapshot) -> Result<(), String> {
+        let bytes = serde_json::to_vec(snapshot).expect("a snapshot always serializes");
+        crate::durable::write_atomically(&self.path, &bytes).map_err(|e| {
+            format!(
+                "cannot save the window snapshot to {}: {e}",
+                self.path.display()
+            )
+        })
+    }
+}
+
+/// Bytes for messages: the first few, base64.
+pub fn preview(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(&data[..data.len().min(24)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_round_trips_and_a_newer_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::in_dir(dir.path());
+        assert_eq!(store.load().unwrap(), None);
+        let snapshot = Snapshot {
+            format: FORMAT,
+            window_size_ms: 60_000,
+            plugin: "gender_window".into(),
+            closed_through_ms: Some(60_000),
+            partitions: vec![PartitionState {
+                origin: Origin::Kafka {
+                    topic: "users".into(),
+                    partition: 3,
+                },
+                covered: 41,
+                max_event_ms: Some(123_456),
+                windows: vec![WindowState {
+                    start_ms: 120_000,
+                    version: 1,
+                    data: vec![0, 1, 2, 255],
+                    first_offset: 7,
+                    last_offset: 41,
+                }],
+            }],
+        };
+        store.save(&snapshot).unwrap();
+        assert_eq!(store.load().unwrap(), Some(snapshot.clone()));
+
+        let newer = String::from_utf8(std::fs::read(store.path()).unwrap())
+            .unwrap()
+            .replace("\"format\":1", "\"format\":2");
+        std::fs::write(store.path(), newer).unwrap();
+        let err = store.load().unwrap_err();
+        assert!(
+            err.contains("snapshot format 2, which this sluice (format 1) cannot read"),
+            "{err}"
+        );
+        std::fs::write(store.path(), "{").unwrap();
+        assert!(store
+            .load()
+            .unwrap_err()
+            .contains("is not a window snapshot"));
+    }
+}
