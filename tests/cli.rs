@@ -915,3 +915,35 @@ path = "dead.jsonl"
     host.stop();
     assert_eq!(lines(&windows), 1, "the window was emitted once");
 }
+
+#[test]
+fn two_processes_cannot_share_a_state_folder() {
+    use common::host::Host;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), "{\"n\":1}\n").unwrap();
+    let path = pipeline(
+        dir.path(),
+        "shared.toml",
+        r#"
+[source]
+type = "file"
+path = "in.jsonl"
+follow = true
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+"#,
+    );
+    let first = Host::start(&path);
+    first.wait_lines(&dir.path().join("out.jsonl"), 1);
+    let out = sluice(&["run", "--no-progress", path.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is in use by another sluice process"), "{err}");
+    first.stop();
+    // Free again once the first has stopped.
+    let mut again = Host::start(&path);
+    again.wait_log(30, "a start", |l| l.contains("running pipeline"));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    again.stop();
+}

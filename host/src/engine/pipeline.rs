@@ -109,6 +109,22 @@ impl Pipeline {
         } = self;
         let p = &config.pipeline;
         let partitions = Arc::new(Partitions::default());
+        // What outlives the process (read positions, window state) is one host's: a
+        // second process on the same state folder is refused.
+        let _state_lock = match config.source.resumes() {
+            false => None,
+            true => {
+                let dir = config.state_dir();
+                let lock = crate::durable::FolderLock::take(&dir)
+                    .map_err(|e| RunError::State(format!("cannot lock {}: {e}", dir.display())))?;
+                Some(lock.ok_or_else(|| {
+                    RunError::State(format!(
+                        "{} is in use by another sluice process (each host needs a state folder of its own: [pipeline] state_dir)",
+                        dir.display()
+                    ))
+                })?)
+            }
+        };
         // Window state outlives the process when the source can resume from where the
         // state leaves off; it is taken up first, before any data moves.
         let snapshots = match &mut window {
