@@ -654,3 +654,109 @@ fn killed_five_times_the_stores_and_windows_end_exact() {
         .collect();
     assert_eq!(got, counts, "every window exact after 5 kills");
 }
+
+/// Two hosts share a topic's 4 partitions; one is SIGKILLed mid-stream and not
+/// restarted. Windows are emitted per partition (`output = "partials"`), their state
+/// lives in a compacted topic (`state = "kafka"`), and MongoDB sums the partials
+/// (`partials = true`): once the other host has taken over the dead one's partitions
+/// (and their open windows), every window's totals equal the input's counts.
+#[test]
+fn two_hosts_one_killed_the_window_totals_stay_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("hosts");
+    create_topic(&topic, 4);
+    let group = unique("g");
+    let uri = mongo();
+    let database = unique_name("db");
+    let host = |name: &str| {
+        pipeline(
+            dir.path(),
+            &format!("{name}.toml"),
+            &format!(
+                r#"
+[pipeline]
+name = "{name}"
+batch_size = 100
+checkpoint_interval = "300ms"
+linger = "20ms"
+[source]
+type = "kafka"
+brokers = "{broker}"
+topics = ["{topic}"]
+group_id = "{group}"
+{FAST_GROUP}
+[window]
+plugin = "{{GENDER_WINDOW}}"
+size = "1m"
+idle_timeout = "3s"
+output = "partials"
+state = "kafka"
+[[sinks]]
+type = "mongodb"
+input = "windows"
+uri = "{uri}"
+database = "{database}"
+collection = "GenderCounts"
+id_field = "window_start"
+partials = true
+[dead_letter]
+type = "file"
+path = "{name}-dead.jsonl"
+"#,
+                broker = broker()
+            ),
+        )
+    };
+    let mut a = Host::start(&host("a"));
+    let mut b = Host::start(&host("b"));
+    // Both in the group, two partitions each (the second join rebalances the first).
+    a.wait_log(120, "an even split", |l| Host::assigned(l) == Some(2));
+    b.wait_log(120, "an even split", |l| Host::assigned(l) == Some(2));
+    let mut producing = Host::start(&producer(dir.path(), &topic, 20_000, Some(2_000)));
+    let windows = || mongo_docs(&uri, &database, "GenderCounts");
+    wait_for(120, "windows written by both hosts", &mut a, || {
+        windows().len() >= 3
+    });
+    a.signal("-KILL");
+    a.wait(30);
+    assert!(producing.wait(120).success(), "{}", producing.log());
+
+    let expected = independent_counts(&topic, 20_000);
+    let totals = |w: &Value| {
+        let mut w = w.as_object().unwrap().clone();
+        w.remove("partials");
+        (w["_id"].as_str().unwrap().to_owned(), Value::Object(w))
+    };
+    // B takes over A's partitions (after A's session times out) and their windows.
+    let got = || windows().iter().map(totals).collect::<BTreeMap<_, _>>();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while got() != expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let got = got();
+    let wrong: Vec<_> = expected
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(*v))
+        .map(|(k, v)| (v.clone(), got.get(k).cloned()))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "windows not as the input has them (expected, got): {wrong:#?}\n{} dead letters\n{}",
+        common::host::lines(&dir.path().join("b-dead.jsonl")),
+        b.log()
+    );
+    let log = b.log();
+    b.stop();
+    assert!(
+        log.contains("window state of 4 assigned partition(s) taken up"),
+        "{log}"
+    );
+    for w in windows() {
+        let partials = w["partials"].as_object().unwrap();
+        assert!(!partials.is_empty() && partials.len() <= 4, "{w}");
+    }
+    assert!(
+        json_lines(&dir.path().join("b-dead.jsonl")).is_empty(),
+        "no record late or lost"
+    );
+}

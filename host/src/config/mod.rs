@@ -11,7 +11,9 @@ pub use crate::duration::Duration;
 pub use crate::retry::RetryPolicy;
 pub use error::ConfigError;
 pub use load::{load, parse};
-pub use stage::{config_json, SandboxConfig, TransformConfig, WindowConfig};
+pub use stage::{
+    config_json, SandboxConfig, TransformConfig, WindowConfig, WindowOutput, WindowState,
+};
 
 use crate::dead_letter::DeadLetterConfig;
 use crate::sinks::SinkConfig;
@@ -177,6 +179,15 @@ impl PipelineConfig {
         if let Some(w) = &self.window {
             if w.size.as_millis() < 1 {
                 return Err(self.invalid("window.size", "must be at least 1ms"));
+            }
+            if w.state == WindowState::Kafka && !matches!(self.source, SourceConfig::Kafka(_)) {
+                return Err(self.invalid(
+                    "window.state",
+                    "is \"kafka\", which needs a Kafka source (its brokers keep the state)",
+                ));
+            }
+            if w.state_topic.is_some() && w.state != WindowState::Kafka {
+                return Err(self.invalid("window.state_topic", "needs state = \"kafka\""));
             }
             if w.idle_timeout.is_some_and(|d| d.is_zero()) {
                 return Err(self.invalid("window.idle_timeout", "must be more than 0"));

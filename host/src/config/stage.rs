@@ -38,11 +38,45 @@ pub struct WindowConfig {
     /// back; when every partition is idle, every open window closes (so the last
     /// window of a quiet stream is emitted). Default: partitions never count as idle.
     pub idle_timeout: Option<Duration>,
+    /// One result per window (`merged`, default), or one per window and source
+    /// partition (`partials`, tagged with a `sluice.partition` header), which a
+    /// MongoDB sink with `partials = true` sums into one document per window: exact
+    /// however the partitions are spread over hosts.
+    #[serde(default)]
+    pub output: WindowOutput,
+    /// Where the window state is saved at each checkpoint (with a source that
+    /// resumes): `local` (default), the pipeline's `state_dir`, for one host; or
+    /// `kafka`, a compacted topic on the Kafka source's brokers, so the state moves
+    /// with the partitions between hosts.
+    #[serde(default)]
+    pub state: WindowState,
+    /// With `state = "kafka"`: the topic (default `<group_id>-windows`).
+    pub state_topic: Option<String>,
     /// Passed to the plugin's `init` as JSON.
     #[serde(default)]
     pub config: toml::Table,
     #[serde(default)]
     pub sandbox: SandboxConfig,
+}
+
+/// Where window state is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowState {
+    #[default]
+    Local,
+    Kafka,
+}
+
+/// What a closed window emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowOutput {
+    /// The partitions' shares merged: one result per window.
+    #[default]
+    Merged,
+    /// One result per window and source partition.
+    Partials,
 }
 
 impl TransformConfig {

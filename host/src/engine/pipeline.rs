@@ -3,15 +3,18 @@
 //! or shutdown is asked for.
 
 use super::processor::{Control, DeadLetterQueue, ProcessError, Processor, Route, SinkMessage};
-use super::snapshot::SnapshotStore;
+use super::snapshot::{SnapshotStore, StateStore};
 use super::window::WindowStage;
 use super::{batcher, Metrics};
 use crate::config::PipelineConfig;
+use crate::config::WindowState;
 use crate::dead_letter::{self, DeadLetter};
+use crate::kafka::changelog::Changelog;
 use crate::plugin::{PluginError, Runtime, TransformPlugin, WindowPlugin};
 use crate::position::Partitions;
 use crate::retry::RetryPolicy;
 use crate::sinks::{Delivery, Sink, SinkContext, SinkError};
+use crate::sources::SourceConfig;
 use crate::sources::{SourceContext, SourceError};
 use crate::transforms::TransformStage;
 use std::sync::Arc;
@@ -70,7 +73,11 @@ impl Pipeline {
                     w.size.as_millis_i64(),
                     w.allowed_lateness.as_millis_i64(),
                 );
-                Some(stage.idle_after(w.idle_timeout.map(|d| *d)))
+                Some(
+                    stage
+                        .idle_after(w.idle_timeout.map(|d| *d))
+                        .partials(w.output == crate::config::WindowOutput::Partials),
+                )
             }
         };
         Ok(Pipeline {
@@ -127,11 +134,31 @@ impl Pipeline {
         };
         // Window state outlives the process when the source can resume from where the
         // state leaves off; it is taken up first, before any data moves.
-        let snapshots = match &mut window {
-            Some(w) if config.source.resumes() => {
+        if let Some(w) = &mut window {
+            w.set_partitions(partitions.clone());
+        }
+        let snapshots = match (&mut window, &config.window, &config.source) {
+            (Some(w), Some(wc), SourceConfig::Kafka(k)) if wc.state == WindowState::Kafka => {
+                let topic = wc
+                    .state_topic
+                    .clone()
+                    .unwrap_or_else(|| format!("{}-windows", k.group_id));
+                let changelog = Changelog::open(
+                    &k.brokers,
+                    &k.properties,
+                    &topic,
+                    &k.group_id,
+                    &k.topics,
+                    w.size_ms(),
+                )
+                .await
+                .map_err(RunError::State)?;
+                Some(StateStore::Kafka(changelog))
+            }
+            (Some(w), _, source) if source.resumes() => {
                 let store = SnapshotStore::in_dir(&config.state_dir());
                 restore(w, &store, &partitions).map_err(RunError::State)?;
-                Some(store)
+                Some(StateStore::Local(store))
             }
             _ => None,
         };
@@ -202,6 +229,7 @@ impl Pipeline {
             metrics: metrics.clone(),
             checkpoint_interval: *p.checkpoint_interval,
             snapshots,
+            owned: Default::default(),
             acks: ack_tx,
             close_windows_at_end: !config.source.resumes(),
         };
@@ -260,7 +288,6 @@ fn restore(
             window.size_ms()
         ));
     }
-    window.set_closed_through(snapshot.closed_through_ms);
     let (mut parts, mut open) = (0, 0);
     for state in snapshot.partitions {
         let id = partitions.register(state.origin.clone());

@@ -9,7 +9,7 @@
 //! the acknowledgement stops just before the oldest of them.
 
 use super::batcher::Work;
-use super::snapshot::{self, Snapshot, SnapshotStore};
+use super::snapshot::{self, Snapshot, StateStore};
 use super::window::WindowStage;
 use super::Metrics;
 use crate::dead_letter::{DeadLetter, Encoding};
@@ -99,7 +99,10 @@ pub struct Processor {
     pub checkpoint_interval: Duration,
     /// Where the window state is saved at each checkpoint (a source that resumes):
     /// then acknowledgements no longer wait for windows to close.
-    pub snapshots: Option<SnapshotStore>,
+    pub snapshots: Option<StateStore>,
+    /// The partitions the source owns, as last told (for a store whose state follows
+    /// the assignment).
+    pub owned: std::collections::BTreeSet<PartitionId>,
     /// Back to the source, after each checkpoint.
     pub acks: AckSender,
     /// Whether to close and emit open windows when the input ends. Not for a source
@@ -153,6 +156,7 @@ impl Processor {
                     if let Some(partitions) = assignment {
                         // Partitions gone are no longer this host's to acknowledge.
                         progress.retain(|p, _| partitions.contains(p));
+                        self.follow_assignment(&partitions)?;
                         if let Some(w) = &mut self.window {
                             w.set_assignment(partitions);
                         }
@@ -235,6 +239,53 @@ impl Processor {
         self.send_dead(dead, rt)
     }
 
+    /// With window state that moves with the partitions: drop the shares of the
+    /// partitions gone (their last checkpoint saved them for the next owner) and take
+    /// up the saved shares of the partitions that arrived.
+    fn follow_assignment(&mut self, now: &[PartitionId]) -> Result<(), ProcessError> {
+        let (Some(window), Some(StateStore::Kafka(changelog))) =
+            (&mut self.window, &self.snapshots)
+        else {
+            return Ok(());
+        };
+        let now: std::collections::BTreeSet<PartitionId> = now.iter().copied().collect();
+        for &gone in self.owned.difference(&now) {
+            window.forget(gone);
+        }
+        let partitions = &self.dead_letter.partitions;
+        let arrived: Vec<(PartitionId, String, i32)> = now
+            .difference(&self.owned)
+            .filter_map(|&p| match partitions.origin(p) {
+                Some(crate::position::Origin::Kafka { topic, partition }) => {
+                    Some((p, topic, partition))
+                }
+                _ => None,
+            })
+            .collect();
+        self.owned = now;
+        let wanted: Vec<(String, i32)> = arrived.iter().map(|(_, t, n)| (t.clone(), *n)).collect();
+        let states = changelog.load(&wanted).map_err(ProcessError::Snapshot)?;
+        let mut shares = 0;
+        for state in states {
+            let Some((id, _, _)) = arrived
+                .iter()
+                .find(|(id, _, _)| partitions.origin(*id).as_ref() == Some(&state.origin))
+            else {
+                continue;
+            };
+            shares += state.windows.len();
+            window.restore(*id, state).map_err(ProcessError::Snapshot)?;
+        }
+        if !arrived.is_empty() {
+            tracing::info!(
+                "window state of {} assigned partition(s) taken up from {}: {shares} open window share(s)",
+                arrived.len(),
+                changelog.topic()
+            );
+        }
+        Ok(())
+    }
+
     /// Emit the windows the watermark has passed without a new batch (partitions
     /// gone idle).
     fn emit_closed(&mut self, rt: &Handle) -> Result<(), ProcessError> {
@@ -301,15 +352,17 @@ impl Processor {
         // acknowledgement stops before the oldest record an open window holds.
         let held = match (&self.window, &self.snapshots) {
             (Some(w), Some(store)) => {
-                store
-                    .save(&Snapshot {
+                let partitions = w.snapshot(progress, &self.dead_letter.partitions);
+                let saved = match store {
+                    StateStore::Local(local) => local.save(&Snapshot {
                         format: snapshot::FORMAT,
                         window_size_ms: w.size_ms(),
                         plugin: w.plugin_name().to_owned(),
-                        closed_through_ms: w.closed_through(),
-                        partitions: w.snapshot(progress, &self.dead_letter.partitions),
-                    })
-                    .map_err(ProcessError::Snapshot)?;
+                        partitions,
+                    }),
+                    StateStore::Kafka(changelog) => rt.block_on(changelog.save(partitions)),
+                };
+                saved.map_err(ProcessError::Snapshot)?;
                 BTreeMap::new()
             }
             (Some(w), None) => w.held(),

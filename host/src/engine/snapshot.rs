@@ -25,10 +25,6 @@ pub struct Snapshot {
     pub window_size_ms: i64,
     /// The window plugin's name, for messages.
     pub plugin: String,
-    /// The end of the newest window emitted: records for windows ending at or before
-    /// it are late after a restart too.
-    #[serde(default)]
-    pub closed_through_ms: Option<i64>,
     pub partitions: Vec<PartitionState>,
 }
 
@@ -41,6 +37,10 @@ pub struct PartitionState {
     pub covered: u64,
     /// The newest event time seen in the partition (its share of the watermark).
     pub max_event_ms: Option<i64>,
+    /// The end of the newest window emitted for it: records for windows ending at or
+    /// before it are late, after a restart or a move too.
+    #[serde(default)]
+    pub closed_through_ms: Option<i64>,
     pub windows: Vec<WindowState>,
 }
 
@@ -131,6 +131,23 @@ impl SnapshotStore {
     }
 }
 
+/// Where a pipeline's window state goes at each checkpoint.
+pub enum StateStore {
+    /// One file in the state folder: one host, taken up at start.
+    Local(SnapshotStore),
+    /// A compacted Kafka topic: a partition's share moves with the partition, taken
+    /// up when it is assigned.
+    Kafka(crate::kafka::changelog::Changelog),
+}
+
+impl StateStore {
+    /// Whether partitions' shares leave with revoked partitions and arrive with
+    /// assigned ones (rather than all being taken up once at start).
+    pub fn follows_assignment(&self) -> bool {
+        matches!(self, StateStore::Kafka(_))
+    }
+}
+
 /// Bytes for messages: the first few, base64.
 pub fn preview(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(&data[..data.len().min(24)])
@@ -149,7 +166,6 @@ mod tests {
             format: FORMAT,
             window_size_ms: 60_000,
             plugin: "gender_window".into(),
-            closed_through_ms: Some(60_000),
             partitions: vec![PartitionState {
                 origin: Origin::Kafka {
                     topic: "users".into(),
@@ -157,6 +173,7 @@ mod tests {
                 },
                 covered: 41,
                 max_event_ms: Some(123_456),
+                closed_through_ms: Some(60_000),
                 windows: vec![WindowState {
                     start_ms: 120_000,
                     version: 1,

@@ -12,9 +12,10 @@ use crate::dead_letter::DeadLetter;
 use crate::plugin::bindings::types::{Accumulator, WindowBounds};
 use crate::plugin::{isolate, Isolated, WindowPlugin};
 use crate::position::{Origin, Partitions};
-use crate::record::{record, Batch, PartitionId, Position, Record};
+use crate::record::{record, Batch, Header, PartitionId, Position, Record};
 use base64::Engine as _;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// One partition's share of an open window.
@@ -47,17 +48,24 @@ pub struct WindowStage {
     assigned: Option<Vec<PartitionId>>,
     /// Windows closed since the start.
     closed: u64,
-    /// The end of the newest window closed: a record for a window ending at or
-    /// before it is late, even when the watermark is behind it (windows closed
-    /// because every partition went idle).
-    closed_through: Option<i64>,
+    /// Per partition, the end of the newest window closed while it was this host's:
+    /// a record for a window ending at or before it is late, even when the watermark
+    /// is behind it (windows closed because every partition went idle).
+    closed_through: BTreeMap<PartitionId, i64>,
     /// After this long without a record, a partition no longer holds the watermark.
     idle_after: Option<std::time::Duration>,
     /// When each partition last had a record (or, for one that never did, when the
     /// stage started).
     last_arrival: BTreeMap<PartitionId, Instant>,
     started: Instant,
+    /// One result per window and partition, tagged with [`PARTITION_HEADER`].
+    partials: bool,
+    /// Names partitions in partial results.
+    partitions: Arc<Partitions>,
 }
+
+/// The header naming a partial result's source partition (`users_created-3`).
+pub const PARTITION_HEADER: &str = "sluice.partition";
 
 impl WindowStage {
     pub fn new(plugin: WindowPlugin, size_ms: i64, lateness_ms: i64) -> Self {
@@ -72,11 +80,24 @@ impl WindowStage {
             restored_through: BTreeMap::new(),
             assigned: None,
             closed: 0,
-            closed_through: None,
+            closed_through: BTreeMap::new(),
             idle_after: None,
             last_arrival: BTreeMap::new(),
             started: Instant::now(),
+            partials: false,
+            partitions: Arc::default(),
         }
+    }
+
+    /// One result per window and source partition.
+    pub fn partials(mut self, partials: bool) -> Self {
+        self.partials = partials;
+        self
+    }
+
+    /// The pipeline's partition registry (partial results name their partition).
+    pub fn set_partitions(&mut self, partitions: Arc<Partitions>) {
+        self.partitions = partitions;
     }
 
     /// Partitions with no record for `timeout` stop holding the watermark back.
@@ -85,13 +106,18 @@ impl WindowStage {
         self
     }
 
-    /// The end of the newest window emitted.
-    pub fn closed_through(&self) -> Option<i64> {
-        self.closed_through
-    }
-
-    pub fn set_closed_through(&mut self, end: Option<i64>) {
-        self.closed_through = self.closed_through.max(end);
+    /// Drop a partition's share of everything (it moved to another host, which takes
+    /// it up from the saved state).
+    pub fn forget(&mut self, partition: PartitionId) {
+        self.open.retain(|_, w| {
+            w.remove(&partition);
+            !w.is_empty()
+        });
+        self.seen.remove(&partition);
+        self.restored_through.remove(&partition);
+        self.max_event_ms.remove(&partition);
+        self.last_arrival.remove(&partition);
+        self.closed_through.remove(&partition);
     }
 
     pub fn has_idle_timeout(&self) -> bool {
@@ -150,6 +176,13 @@ impl WindowStage {
     /// this host goes on where it was.)
     pub fn set_assignment(&mut self, partitions: Vec<PartitionId>) {
         self.max_event_ms.retain(|p, _| partitions.contains(p));
+        // A partition just assigned is not idle yet: its records have not had time
+        // to arrive.
+        let now = Instant::now();
+        let before = self.assigned.take().unwrap_or_default();
+        for &p in partitions.iter().filter(|p| !before.contains(p)) {
+            self.last_arrival.insert(p, now);
+        }
         self.assigned = Some(partitions);
     }
 
@@ -194,9 +227,10 @@ impl WindowStage {
             self.last_arrival.insert(partition, now);
         }
         let watermark = self.watermark();
-        let closed_by = watermark.max(self.closed_through);
-        let is_late =
-            |start: i64| closed_by.is_some_and(|w| start.saturating_add(self.size_ms) <= w);
+        let closed_by = |p: PartitionId| watermark.max(self.closed_through.get(&p).copied());
+        let is_late = |start: i64, p: PartitionId| {
+            closed_by(p).is_some_and(|w| start.saturating_add(self.size_ms) <= w)
+        };
         let replayed = |p: &Position| {
             self.restored_through
                 .get(&p.partition)
@@ -212,7 +246,7 @@ impl WindowStage {
         if !batch.is_empty() {
             let k = key(0);
             let uniform = (1..batch.len()).all(|i| key(i) == k);
-            if uniform && !is_late(k.0) && !batch.positions.iter().any(replayed) {
+            if uniform && !is_late(k.0, k.1) && !batch.positions.iter().any(replayed) {
                 // The common case, one window and one partition for the whole batch:
                 // no copies.
                 self.add(k.0, k.1, &batch.records, &batch.positions, dead);
@@ -226,11 +260,11 @@ impl WindowStage {
                 continue;
             }
             let (start, partition) = key(i);
-            if is_late(start) {
+            if is_late(start, partition) {
                 let reason = format!(
                     "late record: its window [{start}, {}) closed when event time passed {} ms",
                     start.saturating_add(self.size_ms),
-                    closed_by.unwrap_or_default()
+                    closed_by(partition).unwrap_or_default()
                 );
                 dead.push(self.dead(r.clone(), position, reason));
                 continue;
@@ -346,11 +380,44 @@ impl WindowStage {
             }
             let window = entry.remove();
             self.closed += 1;
-            self.closed_through = self.closed_through.max(Some(end));
+            // Closed for every partition of this host's, not only those in it.
+            let known: Vec<PartitionId> = match &self.assigned {
+                Some(a) => a.clone(),
+                None => self.seen.keys().copied().collect(),
+            };
+            for p in known.into_iter().chain(window.keys().copied()) {
+                let c = self.closed_through.entry(p).or_insert(end);
+                *c = (*c).max(end);
+            }
             let bounds = WindowBounds {
                 start_ms: start,
                 end_ms: end,
             };
+            if self.partials {
+                for (&p, share) in &window {
+                    let label = self
+                        .partitions
+                        .origin(p)
+                        .map_or_else(|| p.0.to_string(), |o| label(&o));
+                    let at = Position::new(p, share.last);
+                    match self.plugin.finish(&share.acc, bounds) {
+                        Ok(Ok(records)) => {
+                            for mut r in records {
+                                r.headers.push(Header {
+                                    name: PARTITION_HEADER.into(),
+                                    value: label.clone().into_bytes(),
+                                });
+                                out.push(r, at);
+                            }
+                        }
+                        Ok(Err(message)) => dead.push(self.unfinished(p, share, bounds, message)),
+                        Err(failure) => {
+                            dead.push(self.unfinished(p, share, bounds, failure.to_string()))
+                        }
+                    }
+                }
+                continue;
+            }
             let last = window
                 .iter()
                 .map(|(&p, s)| Position::new(p, s.last))
@@ -456,6 +523,7 @@ impl WindowStage {
                         origin,
                         covered,
                         max_event_ms: self.max_event_ms.get(&p).copied(),
+                        closed_through_ms: self.closed_through.get(&p).copied(),
                         windows: Vec::new(),
                     },
                 );
@@ -521,8 +589,20 @@ impl WindowStage {
         if let Some(m) = state.max_event_ms {
             self.max_event_ms.insert(partition, m);
         }
+        if let Some(c) = state.closed_through_ms {
+            self.closed_through.insert(partition, c);
+        }
         self.restored_through.insert(partition, state.covered);
         Ok(())
+    }
+}
+
+/// A partition's name in partial results: `topic-3`, a file's path, or the source.
+pub fn label(origin: &Origin) -> String {
+    match origin {
+        Origin::Kafka { topic, partition } => format!("{topic}-{partition}"),
+        Origin::File { path } => path.display().to_string(),
+        Origin::Sequence { source } => source.clone(),
     }
 }
 

@@ -110,7 +110,7 @@ impl KafkaSink {
     pub async fn open(config: &KafkaSinkConfig, ctx: &SinkContext) -> Result<Self, SinkError> {
         let client = config.client_config();
         if let Some(create) = config.create_topic {
-            kafka::create_topic(&client, &config.topic, create)
+            kafka::create_topic(&client, &config.topic, create, &[])
                 .await
                 .map_err(|e| SinkError::fatal(&ctx.name, e))?;
         }

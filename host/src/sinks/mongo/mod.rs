@@ -41,6 +41,13 @@ pub struct MongoConfig {
     pub write_concern: WriteConcern,
     /// Ask for the write to be in the journal before it is acknowledged.
     pub journal: Option<bool>,
+    /// Window results from `[window] output = "partials"`: each upserts its partition's
+    /// share under `partials.<topic>-<partition>` of the window's document (`_id` from
+    /// `id_field`) and every number field becomes the sum over the partitions', so the
+    /// totals are exact whichever host wrote which partition, and a replay changes
+    /// nothing. (Sums: right for counts and other additive results.)
+    #[serde(default)]
+    pub partials: bool,
     /// Indexes created at start (if missing).
     #[serde(default)]
     pub indexes: Vec<Index>,
@@ -118,6 +125,12 @@ impl MongoConfig {
             return err(
                 "collection",
                 "must not be empty, contain $ or start with system.",
+            );
+        }
+        if self.partials && self.mode != Mode::Upsert {
+            return err(
+                "partials",
+                "needs mode = \"upsert\" (a window's document is updated in place)",
             );
         }
         if self.mode == Mode::Upsert && self.id_field.is_empty() {

@@ -4,6 +4,7 @@
 
 use super::client::{connect, create_indexes, redact};
 use super::{Mode, MongoConfig, WriteConcern};
+use crate::engine::PARTITION_HEADER;
 use crate::record::Record;
 use crate::sinks::{Delivery, SinkContext, SinkError};
 use mongodb::bson::{Bson, Document, RawArrayBuf, RawDocumentBuf};
@@ -29,6 +30,7 @@ const DUPLICATE_KEY: i32 = 11000;
 
 pub struct MongoSink {
     name: String,
+    partials: bool,
     db: Database,
     collection: String,
     mode: Mode,
@@ -66,6 +68,7 @@ impl MongoSink {
         tracing::debug!(sink = ctx.name, "connected to {}", redact(&config.uri));
         Ok(MongoSink {
             name: ctx.name.clone(),
+            partials: config.partials,
             db: client.database(&config.database),
             collection: config.collection.clone(),
             mode: config.mode,
@@ -83,7 +86,7 @@ impl MongoSink {
         let mut outcome: Vec<Option<Result<(), String>>> = vec![None; records.len()];
         let mut built = Vec::with_capacity(delivery.pending().len());
         for &i in delivery.pending() {
-            match self.statement(&records[i].value) {
+            match self.statement(&records[i]) {
                 Err(reason) => outcome[i] = Some(Err(reason)),
                 Ok((statement, id)) => built.push((i, statement, id)),
             }
@@ -153,9 +156,10 @@ impl MongoSink {
 
     /// The statement for one record, and (upserts) its `_id` as raw bytes; or why the
     /// record cannot be a document.
-    fn statement(&self, value: &[u8]) -> Result<(RawDocumentBuf, Option<Vec<u8>>), String> {
-        let json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(value)
-            .map_err(|e| format!("the record is not a JSON object: {e}"))?;
+    fn statement(&self, record: &Record) -> Result<(RawDocumentBuf, Option<Vec<u8>>), String> {
+        let json: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&record.value)
+                .map_err(|e| format!("the record is not a JSON object: {e}"))?;
         if let Some(k) = json.keys().find(|k| k.starts_with('$')) {
             return Err(format!(
                 "field `{k}`: a top-level field name may not start with $"
@@ -175,18 +179,30 @@ impl MongoSink {
                     }
                     Some(id) => id.clone(),
                 };
-                let mut replacement = Document::new();
-                replacement.insert("_id", id.clone());
-                for (k, v) in doc {
-                    if k != "_id" {
-                        replacement.insert(k, v);
+                let partition = match self.partials {
+                    false => None,
+                    true => Some(partial_label(record)?),
+                };
+                let key = mongodb::bson::to_vec(
+                    &mongodb::bson::doc! { "k": id.clone(), "p": partition.clone() },
+                )
+                .map_err(|e| e.to_string())?;
+                let update = match partition {
+                    None => {
+                        let mut replacement = Document::new();
+                        replacement.insert("_id", id.clone());
+                        for (k, v) in doc {
+                            if k != "_id" {
+                                replacement.insert(k, v);
+                            }
+                        }
+                        replacement.into()
                     }
-                }
-                let key = mongodb::bson::to_vec(&mongodb::bson::doc! { "k": id.clone() })
-                    .map_err(|e| e.to_string())?;
+                    Some(label) => Bson::Array(partial_update(&label, doc)?),
+                };
                 let update = mongodb::bson::doc! {
                     "q": { "_id": id },
-                    "u": replacement,
+                    "u": update,
                     "upsert": true,
                 };
                 (update, Some(key))
@@ -257,6 +273,10 @@ impl MongoSink {
                 let i = indices[n];
                 if RETRYABLE_CODES.contains(&code) {
                     retry.get_or_insert_with(|| format!("code {code}: {message}"));
+                } else if code == DUPLICATE_KEY && self.mode == Mode::Upsert && on_id(error) {
+                    // Two upserts of one new _id at once (another host, another
+                    // batch): the one that lost finds the document there next time.
+                    retry.get_or_insert_with(|| format!("code {code}: {message}"));
                 } else if code == DUPLICATE_KEY && self.mode == Mode::Insert && attempt > 0 {
                     // Written by the attempt before, whose answer was lost.
                     outcome[i] = Some(Ok(()));
@@ -285,6 +305,64 @@ impl MongoSink {
             Some(m) => Err(Unsettled::Retry(m)),
             None => Ok(()),
         }
+    }
+}
+
+/// The source partition a partial window result is for (`users_created-3`), as a
+/// field name: `.` and `$` would make it a path or an operator.
+fn partial_label(record: &Record) -> Result<String, String> {
+    let header = record
+        .headers
+        .iter()
+        .find(|h| h.name == PARTITION_HEADER)
+        .ok_or_else(|| {
+            format!(
+                "partials = true takes window results with a {PARTITION_HEADER} header ([window] output = \"partials\"); this record has none"
+            )
+        })?;
+    Ok(String::from_utf8_lossy(&header.value).replace(['.', '$'], "_"))
+}
+
+/// The update pipeline that stores one partition's partial result under
+/// `partials.<label>` and sets each of its number fields to the sum over every
+/// partition's partial (the others as they are): a replay rewrites the same partial,
+/// and a total never counts a partition twice, whichever host wrote it.
+fn partial_update(label: &str, partial: Document) -> Result<Vec<Bson>, String> {
+    use mongodb::bson::doc;
+    let mut totals = Document::new();
+    for (k, v) in &partial {
+        if k == "_id" {
+            continue;
+        }
+        if k.contains('.') {
+            return Err(format!(
+                "field `{k}`: a partial result's field name may not contain ."
+            ));
+        }
+        let total: Document = match v {
+            Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_) => doc! {
+                "$sum": { "$map": { "input": { "$objectToArray": "$partials" }, "in": format!("$$this.v.{k}") } }
+            },
+            other => doc! { "$literal": other.clone() },
+        };
+        totals.insert(k.clone(), total);
+    }
+    let mut partial = partial;
+    partial.remove("_id");
+    Ok(vec![
+        doc! { "$set": { format!("partials.{label}"): { "$literal": partial } } }.into(),
+        doc! { "$set": totals }.into(),
+    ])
+}
+
+/// Whether a duplicate-key write error is on `_id` (not on a unique index of the
+/// user's): `keyPattern` where the server sends it, else its message.
+fn on_id(error: &Document) -> bool {
+    match error.get_document("keyPattern") {
+        Ok(pattern) => pattern.keys().eq(["_id"]),
+        Err(_) => error
+            .get_str("errmsg")
+            .is_ok_and(|m| m.contains("index: _id_ ")),
     }
 }
 

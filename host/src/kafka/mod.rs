@@ -1,5 +1,7 @@
-//! What the Kafka source and sink share: client settings from the pipeline file, and
-//! creating a topic.
+//! What the Kafka source, the Kafka sink and the window-state changelog share: client
+//! settings from the pipeline file, and creating a topic.
+
+pub mod changelog;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -87,20 +89,24 @@ impl CreateTopic {
     }
 }
 
-/// Create `topic` unless it exists.
+/// Create `topic` unless it exists, with these topic settings (`cleanup.policy`...).
 pub async fn create_topic(
     config: &ClientConfig,
     topic: &str,
     create: CreateTopic,
+    settings: &[(&str, &str)],
 ) -> Result<(), String> {
     let admin: AdminClient<DefaultClientContext> = config
         .create()
         .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
-    let new = NewTopic::new(
+    let mut new = NewTopic::new(
         topic,
         create.partitions,
         TopicReplication::Fixed(create.replication_factor),
     );
+    for (k, v) in settings {
+        new = new.set(k, v);
+    }
     let options = AdminOptions::new().operation_timeout(Some(std::time::Duration::from_secs(30)));
     let results = admin
         .create_topics([&new], &options)

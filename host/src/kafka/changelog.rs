@@ -1,0 +1,272 @@
+//! Window state in a compacted Kafka topic, so it moves with the partitions: whichever
+//! host is assigned a source partition next takes up that partition's open windows
+//! where its last owner saved them (as Kafka Streams' changelog topics do).
+//!
+//! One message per source partition and checkpoint, keyed `<topic>/<n>` (the
+//! changelog topic is the consumer group's, so every host of the group finds it),
+//! in changelog partition `n % partitions` (the topic has as many partitions as the
+//! widest source topic, so each host reads only the changelog partitions of the
+//! source partitions it is given). Compaction keeps the newest message per key. Every
+//! message of a checkpoint is delivered (idempotent producer, `acks=all`) before the
+//! source is acknowledged.
+
+use super::{client_config, create_topic, CreateTopic, Properties};
+use crate::engine::snapshot::{PartitionState, FORMAT};
+use crate::position::Origin;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One partition's state as a changelog message.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    format: u32,
+    window_size_ms: i64,
+    state: PartitionState,
+}
+
+pub struct Changelog {
+    topic: String,
+    partitions: i32,
+    window_size_ms: i64,
+    reader: ClientConfig,
+    producer: FutureProducer,
+}
+
+impl Changelog {
+    /// Open (and create, compacted, if missing) the changelog topic of a consumer
+    /// group reading `source_topics`.
+    pub async fn open(
+        brokers: &str,
+        properties: &Properties,
+        topic: &str,
+        group: &str,
+        source_topics: &[String],
+        window_size_ms: i64,
+    ) -> Result<Changelog, String> {
+        // The source's connection settings (security, TLS, SASL...), not its
+        // consumer settings, which a producer would warn about.
+        let properties: Properties = properties
+            .iter()
+            .filter(|(k, _)| {
+                [
+                    "security.",
+                    "ssl.",
+                    "sasl.",
+                    "socket.",
+                    "client.",
+                    "broker.",
+                ]
+                .iter()
+                .any(|p| k.starts_with(p))
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let properties = &properties;
+        let base = client_config(brokers, &[], properties);
+        let probe: BaseConsumer = base
+            .create()
+            .map_err(|e| format!("cannot create a Kafka client: {e}"))?;
+        let count = |t: &str| -> Result<i32, String> {
+            let metadata = probe
+                .fetch_metadata(Some(t), TIMEOUT)
+                .map_err(|e| format!("cannot read the metadata of topic {t}: {e}"))?;
+            Ok(metadata
+                .topics()
+                .iter()
+                .find(|m| m.name() == t && m.error().is_none())
+                .map_or(0, |m| m.partitions().len() as i32))
+        };
+        let mut partitions = count(topic)?;
+        if partitions == 0 {
+            let widest = source_topics
+                .iter()
+                .map(|t| count(t))
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .max()
+                .unwrap_or(1)
+                .max(1);
+            let create = CreateTopic {
+                partitions: widest,
+                replication_factor: 1,
+            };
+            create_topic(&base, topic, create, &[("cleanup.policy", "compact")]).await?;
+            partitions = count(topic)?.max(widest);
+        }
+        let ours = [
+            ("enable.idempotence", "true".to_owned()),
+            ("acks", "all".to_owned()),
+            ("linger.ms", "0".to_owned()),
+        ];
+        let producer: FutureProducer = client_config(brokers, &ours, properties)
+            .create()
+            .map_err(|e| format!("cannot create a Kafka producer: {e}"))?;
+        let reader = client_config(
+            brokers,
+            &[
+                // Assigned partitions only, no group membership: never committed.
+                ("group.id", format!("{group}-changelog-reader")),
+                ("enable.auto.commit", "false".into()),
+            ],
+            properties,
+        );
+        Ok(Changelog {
+            topic: topic.to_owned(),
+            partitions,
+            window_size_ms,
+            reader,
+            producer,
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn key(&self, topic: &str, partition: i32) -> String {
+        format!("{topic}/{partition}")
+    }
+
+    fn changelog_partition(&self, partition: i32) -> i32 {
+        partition.rem_euclid(self.partitions)
+    }
+
+    /// Write each partition's state and wait until every message is delivered.
+    pub async fn save(&self, states: Vec<PartitionState>) -> Result<(), String> {
+        let mut deliveries = Vec::new();
+        for state in states {
+            let Origin::Kafka { topic, partition } = &state.origin else {
+                continue;
+            };
+            let key = self.key(topic, *partition);
+            let cp = self.changelog_partition(*partition);
+            let entry = Entry {
+                format: FORMAT,
+                window_size_ms: self.window_size_ms,
+                state,
+            };
+            let value = serde_json::to_vec(&entry).expect("an entry always serializes");
+            let record = FutureRecord::to(&self.topic)
+                .key(&key)
+                .payload(&value)
+                .partition(cp);
+            let delivery = self
+                .producer
+                .send_result(record)
+                .map_err(|(e, _)| format!("cannot write window state to {}: {e}", self.topic))?;
+            deliveries.push(delivery);
+        }
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => {
+                    return Err(format!(
+                        "writing window state to {} failed: {e}",
+                        self.topic
+                    ))
+                }
+                Err(_) => return Err("the state producer went away".into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest saved state of each of these source partitions (blocking: reads
+    /// the changelog partitions to their ends).
+    pub fn load(&self, wanted: &[(String, i32)]) -> Result<Vec<PartitionState>, String> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let consumer: BaseConsumer = self
+            .reader
+            .create()
+            .map_err(|e| format!("cannot create a Kafka consumer: {e}"))?;
+        let keys: BTreeMap<String, ()> =
+            wanted.iter().map(|(t, p)| (self.key(t, *p), ())).collect();
+        let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut tpl = TopicPartitionList::new();
+        for (_, p) in wanted {
+            let cp = self.changelog_partition(*p);
+            if ends.contains_key(&cp) {
+                continue;
+            }
+            let (low, high) = consumer
+                .fetch_watermarks(&self.topic, cp, TIMEOUT)
+                .map_err(|e| format!("cannot read the ends of {}[{cp}]: {e}", self.topic))?;
+            if high > low {
+                ends.insert(cp, high);
+                tpl.add_partition_offset(&self.topic, cp, Offset::Beginning)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let mut newest: BTreeMap<String, Entry> = BTreeMap::new();
+        if !ends.is_empty() {
+            consumer.assign(&tpl).map_err(|e| e.to_string())?;
+            let deadline = std::time::Instant::now() + TIMEOUT * 4;
+            while !ends.is_empty() {
+                if std::time::Instant::now() > deadline {
+                    return Err(format!(
+                        "reading the window state from {} took over {:?}",
+                        self.topic,
+                        TIMEOUT * 4
+                    ));
+                }
+                let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+                    continue;
+                };
+                let m = message.map_err(|e| format!("reading {}: {e}", self.topic))?;
+                if ends
+                    .get(&m.partition())
+                    .is_some_and(|&end| m.offset() + 1 >= end)
+                {
+                    ends.remove(&m.partition());
+                }
+                let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+                    continue;
+                };
+                if !keys.contains_key(key) {
+                    continue;
+                }
+                let Some(payload) = m.payload() else {
+                    newest.remove(key); // a tombstone
+                    continue;
+                };
+                let entry: Entry = serde_json::from_slice(payload).map_err(|e| {
+                    format!(
+                        "{}[{}] offset {}: not window state ({e})",
+                        self.topic,
+                        m.partition(),
+                        m.offset()
+                    )
+                })?;
+                if entry.format != FORMAT {
+                    return Err(format!(
+                        "{}[{}] offset {}: window state in format {}, which this sluice (format {FORMAT}) cannot read",
+                        self.topic,
+                        m.partition(),
+                        m.offset(),
+                        entry.format
+                    ));
+                }
+                if entry.window_size_ms != self.window_size_ms {
+                    return Err(format!(
+                        "{}[{}] offset {}: window state saved with windows of {} ms, but [window] size is now {} ms",
+                        self.topic,
+                        m.partition(),
+                        m.offset(),
+                        entry.window_size_ms,
+                        self.window_size_ms
+                    ));
+                }
+                newest.insert(key.to_owned(), entry);
+            }
+        }
+        Ok(newest.into_values().map(|e| e.state).collect())
+    }
+}
