@@ -840,7 +840,7 @@ fn window_state_the_plugin_refuses_stops_the_run_before_any_data_moves() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("was saved with windows of 30000 ms, but [window] size is now 60000 ms"),
+        err.contains("was saved with windows of 30000 ms sliding by 30000 ms, but [window] is now 60000 ms sliding by 60000 ms"),
         "{err}"
     );
 }

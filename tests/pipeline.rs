@@ -415,3 +415,107 @@ path = "dead.jsonl"
     assert!(reason.contains("max_line_mb (1 MiB)"), "{reason}");
     assert_eq!(dead[0]["record"]["value"].as_str().unwrap().len(), 4096);
 }
+
+/// Deterministic users on 3 partitions, each partition's event times out of order by
+/// up to 3 s (within the 5 s lateness), interleaved into batches: what the windows
+/// emit equals counts computed here from the input, for tumbling and sliding windows.
+#[test]
+fn windows_over_out_of_order_partitions_equal_independent_counts() {
+    // (partition, offset, event ms, male?)
+    let mut input = Vec::new();
+    let mut rng = 7u64;
+    let mut next = || {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        rng >> 33
+    };
+    for i in 0..900u64 {
+        for p in 0..3u32 {
+            let ts = (i * 1000 + next() % 3000) as i64;
+            input.push((p, i, ts, next() % 2 == 0));
+        }
+    }
+    for (size, slide) in [(60_000i64, 60_000i64), (60_000, 20_000)] {
+        let rt = runtime();
+        let plugin = WindowPlugin::start(
+            &rt,
+            &common::load(&rt, "gender_window"),
+            "gw",
+            "{}".into(),
+            Sandbox::default(),
+        )
+        .unwrap();
+        let mut stage = WindowStage::new(plugin, size, 5_000).sliding(slide);
+        let mut dead = Vec::new();
+        let mut out = Vec::new();
+        for chunk in input.chunks(50) {
+            let mut b = Batch::default();
+            for &(p, offset, ts, male) in chunk {
+                let g = if male { "male" } else { "female" };
+                b.push(
+                    record(format!(r#"{{"gender":"{g}"}}"#), ts),
+                    Position::new(PartitionId(p), offset),
+                );
+            }
+            out.extend(stage.push(&b, &mut dead).records);
+        }
+        out.extend(stage.close(true, &mut dead).records);
+        assert!(
+            dead.is_empty(),
+            "nothing is late: {:?}",
+            dead.first().map(|d| &d.reason)
+        );
+
+        // Independently: every window [k * slide, + size) with a record in it.
+        let mut expected: std::collections::BTreeMap<i64, (u64, u64)> = Default::default();
+        for &(_, _, ts, male) in &input {
+            let mut start = ts.div_euclid(slide) * slide;
+            while start + size > ts {
+                let e = expected.entry(start).or_default();
+                e.0 += 1;
+                e.1 += u64::from(male);
+                start -= slide;
+            }
+        }
+        let mut got: std::collections::BTreeMap<i64, (u64, u64)> = Default::default();
+        for r in &out {
+            let w: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
+            let start = chrono::DateTime::parse_from_rfc3339(w["window_start"].as_str().unwrap())
+                .unwrap()
+                .timestamp_millis();
+            let total = w["total_count"].as_u64().unwrap();
+            let male = w["male_count"].as_u64().unwrap();
+            assert!(
+                got.insert(start, (total, male)).is_none(),
+                "one result per window"
+            );
+        }
+        assert!(expected.len() >= 15, "{} windows", expected.len());
+        assert_eq!(got, expected, "size {size} slide {slide}");
+    }
+}
+
+#[test]
+fn late_records_can_be_dropped_and_counted_instead_of_dead_lettered() {
+    let rt = runtime();
+    let plugin = WindowPlugin::start(
+        &rt,
+        &common::load(&rt, "gender_window"),
+        "gw",
+        "{}".into(),
+        Sandbox::default(),
+    )
+    .unwrap();
+    let mut stage = WindowStage::new(plugin, 60_000, 0).drop_late(true);
+    let mut dead = Vec::new();
+    stage.push(&users_at(&[0, 61]), &mut dead);
+    assert_eq!(stage.windows_closed(), 1);
+    stage.push(&users_at(&[5, 62]), &mut dead);
+    assert!(dead.is_empty());
+    assert_eq!(
+        stage.late_dropped(),
+        1,
+        "5 s is late once 61 s closed the first window"
+    );
+}

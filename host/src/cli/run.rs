@@ -76,6 +76,9 @@ pub fn run(paths: &[PathBuf], no_progress: bool) -> Result<(), Failure> {
             if s.dead_letters > 0 {
                 eprintln!("{name}: dead letters (with reasons) are in {dead_to}");
             }
+            if s.late_dropped > 0 {
+                eprintln!("{name}: {} late records dropped ([window] late = \"drop\")", s.late_dropped);
+            }
             if let Err(e) = result {
                 first_error.get_or_insert(anyhow::Error::new(e).context(format!("pipeline {name}")));
             }

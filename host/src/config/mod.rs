@@ -12,7 +12,8 @@ pub use crate::retry::RetryPolicy;
 pub use error::ConfigError;
 pub use load::{load, parse};
 pub use stage::{
-    config_json, SandboxConfig, TransformConfig, WindowConfig, WindowOutput, WindowState,
+    config_json, LatePolicy, SandboxConfig, TransformConfig, WindowConfig, WindowOutput,
+    WindowState,
 };
 
 use crate::dead_letter::DeadLetterConfig;
@@ -179,6 +180,14 @@ impl PipelineConfig {
         if let Some(w) = &self.window {
             if w.size.as_millis() < 1 {
                 return Err(self.invalid("window.size", "must be at least 1ms"));
+            }
+            if let Some(slide) = w.slide {
+                if slide.is_zero() || slide > w.size {
+                    return Err(self.invalid(
+                        "window.slide",
+                        "must be more than 0 and at most the window's size",
+                    ));
+                }
             }
             if w.state == WindowState::Kafka && !matches!(self.source, SourceConfig::Kafka(_)) {
                 return Err(self.invalid(

@@ -30,6 +30,13 @@ pub struct WindowConfig {
     pub name: Option<String>,
     /// Window length, e.g. `"1m"`.
     pub size: Duration,
+    /// Sliding windows: a new window starts every `slide` (at most `size`), and a
+    /// record counts in every window that covers it. Default: `size` (tumbling).
+    pub slide: Option<Duration>,
+    /// What a record for a window already emitted becomes: a dead letter (default,
+    /// reason "late record"), or dropped (counted in the summary).
+    #[serde(default)]
+    pub late: LatePolicy,
     /// How far behind the newest event time a record may arrive and still be counted.
     /// A window closes once the newest event time passes its end by this much.
     #[serde(default)]
@@ -57,6 +64,15 @@ pub struct WindowConfig {
     pub config: toml::Table,
     #[serde(default)]
     pub sandbox: SandboxConfig,
+}
+
+/// What happens to a late record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatePolicy {
+    #[default]
+    DeadLetter,
+    Drop,
 }
 
 /// Where window state is kept.

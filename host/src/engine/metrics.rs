@@ -12,6 +12,7 @@ pub struct Metrics {
     records_out: AtomicU64,
     dead_letters: AtomicU64,
     windows_closed: AtomicU64,
+    late_dropped: AtomicU64,
     plugin_failures: AtomicU64,
     batches: AtomicU64,
     checkpoints: AtomicU64,
@@ -31,6 +32,8 @@ pub struct Snapshot {
     /// Records sent to the dead-letter output.
     pub dead_letters: u64,
     pub windows_closed: u64,
+    /// Late records dropped (`[window] late = "drop"`).
+    pub late_dropped: u64,
     /// Plugin calls that trapped, ran out of time or memory, or tried to block.
     pub plugin_failures: u64,
     pub batches: u64,
@@ -64,6 +67,9 @@ impl Metrics {
     pub fn set_windows_closed(&self, total: u64) {
         self.windows_closed.store(total, Relaxed);
     }
+    pub fn set_late_dropped(&self, total: u64) {
+        self.late_dropped.store(total, Relaxed);
+    }
     pub fn set_plugin_failures(&self, total: u64) {
         self.plugin_failures.store(total, Relaxed);
     }
@@ -89,6 +95,7 @@ impl Metrics {
             records_out: self.records_out.load(Relaxed),
             dead_letters: self.dead_letters.load(Relaxed),
             windows_closed: self.windows_closed.load(Relaxed),
+            late_dropped: self.late_dropped.load(Relaxed),
             plugin_failures: self.plugin_failures.load(Relaxed),
             batches: self.batches.load(Relaxed),
             checkpoints: self.checkpoints.load(Relaxed),

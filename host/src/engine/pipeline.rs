@@ -73,8 +73,13 @@ impl Pipeline {
                     w.size.as_millis_i64(),
                     w.allowed_lateness.as_millis_i64(),
                 );
+                let slide = w
+                    .slide
+                    .map_or(w.size.as_millis_i64(), |d| d.as_millis_i64());
                 Some(
                     stage
+                        .sliding(slide)
+                        .drop_late(w.late == crate::config::LatePolicy::Drop)
                         .idle_after(w.idle_timeout.map(|d| *d))
                         .partials(w.output == crate::config::WindowOutput::Partials),
                 )
@@ -149,7 +154,7 @@ impl Pipeline {
                     &topic,
                     &k.group_id,
                     &k.topics,
-                    w.size_ms(),
+                    (w.size_ms(), w.slide_ms()),
                 )
                 .await
                 .map_err(RunError::State)?;
@@ -280,12 +285,15 @@ fn restore(
     let Some(snapshot) = store.load()? else {
         return Ok(());
     };
-    if snapshot.window_size_ms != window.size_ms() {
+    let saved = (snapshot.window_size_ms, snapshot.slide_ms());
+    if saved != (window.size_ms(), window.slide_ms()) {
         return Err(format!(
-            "{} was saved with windows of {} ms, but [window] size is now {} ms; move it away to start the windows afresh",
+            "{} was saved with windows of {} ms sliding by {} ms, but [window] is now {} ms sliding by {} ms; move it away to start the windows afresh",
             store.path().display(),
-            snapshot.window_size_ms,
-            window.size_ms()
+            saved.0,
+            saved.1,
+            window.size_ms(),
+            window.slide_ms()
         ));
     }
     let (mut parts, mut open) = (0, 0);

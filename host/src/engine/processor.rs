@@ -207,6 +207,8 @@ impl Processor {
             .set_plugin_failures(transforms + window_failures);
         self.metrics
             .set_windows_closed(window.map_or(0, WindowStage::windows_closed));
+        self.metrics
+            .set_late_dropped(window.map_or(0, WindowStage::late_dropped));
     }
 
     fn process(&mut self, work: Work, rt: &Handle) -> Result<(), ProcessError> {
@@ -357,6 +359,7 @@ impl Processor {
                     StateStore::Local(local) => local.save(&Snapshot {
                         format: snapshot::FORMAT,
                         window_size_ms: w.size_ms(),
+                        window_slide_ms: Some(w.slide_ms()),
                         plugin: w.plugin_name().to_owned(),
                         partitions,
                     }),

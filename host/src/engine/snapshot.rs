@@ -23,9 +23,19 @@ pub struct Snapshot {
     pub format: u32,
     /// The window size it was taken with: a snapshot of another size is refused.
     pub window_size_ms: i64,
+    /// And the slide (none: tumbling, the size).
+    #[serde(default)]
+    pub window_slide_ms: Option<i64>,
     /// The window plugin's name, for messages.
     pub plugin: String,
     pub partitions: Vec<PartitionState>,
+}
+
+impl Snapshot {
+    /// The slide the windows were cut with.
+    pub fn slide_ms(&self) -> i64 {
+        self.window_slide_ms.unwrap_or(self.window_size_ms)
+    }
 }
 
 /// One source partition's share of the window state.
@@ -165,6 +175,7 @@ mod tests {
         let snapshot = Snapshot {
             format: FORMAT,
             window_size_ms: 60_000,
+            window_slide_ms: None,
             plugin: "gender_window".into(),
             partitions: vec![PartitionState {
                 origin: Origin::Kafka {

@@ -33,6 +33,12 @@ type OpenWindow = BTreeMap<PartitionId, Share>;
 pub struct WindowStage {
     plugin: WindowPlugin,
     size_ms: i64,
+    /// A window starts every `slide_ms` (= `size_ms`: tumbling).
+    slide_ms: i64,
+    /// Late records are dropped (counted) rather than dead-lettered.
+    drop_late: bool,
+    /// Late records dropped since the start.
+    late_dropped: u64,
     lateness_ms: i64,
     /// By window start.
     open: BTreeMap<i64, OpenWindow>,
@@ -73,6 +79,9 @@ impl WindowStage {
         WindowStage {
             plugin,
             size_ms,
+            slide_ms: size_ms,
+            drop_late: false,
+            late_dropped: 0,
             lateness_ms,
             open: BTreeMap::new(),
             max_event_ms: BTreeMap::new(),
@@ -98,6 +107,30 @@ impl WindowStage {
     /// The pipeline's partition registry (partial results name their partition).
     pub fn set_partitions(&mut self, partitions: Arc<Partitions>) {
         self.partitions = partitions;
+    }
+
+    /// Sliding windows: one starts every `slide_ms` (at most the size).
+    pub fn sliding(mut self, slide_ms: i64) -> Self {
+        assert!(
+            slide_ms > 0 && slide_ms <= self.size_ms,
+            "0 < slide <= size"
+        );
+        self.slide_ms = slide_ms;
+        self
+    }
+
+    /// Drop late records (counted) instead of sending them to the dead letters.
+    pub fn drop_late(mut self, drop: bool) -> Self {
+        self.drop_late = drop;
+        self
+    }
+
+    pub fn slide_ms(&self) -> i64 {
+        self.slide_ms
+    }
+
+    pub fn late_dropped(&self) -> u64 {
+        self.late_dropped
     }
 
     /// Partitions with no record for `timeout` stop holding the watermark back.
@@ -198,8 +231,19 @@ impl WindowStage {
         self.plugin.failures()
     }
 
+    /// The newest window start at or before `ts`.
     fn start_of(&self, ts: i64) -> i64 {
-        ts.div_euclid(self.size_ms) * self.size_ms
+        ts.div_euclid(self.slide_ms) * self.slide_ms
+    }
+
+    /// Every window covering `ts`, oldest first (one, for tumbling windows).
+    fn starts_of(&self, ts: i64) -> impl Iterator<Item = i64> {
+        let (newest, size, slide) = (self.start_of(ts), self.size_ms, self.slide_ms);
+        let oldest = newest - (size - 1).div_euclid(slide) * slide;
+        (0..)
+            .map(move |k| oldest + k * slide)
+            .take_while(move |&s| s <= newest)
+            .filter(move |&s| s + size > ts)
     }
 
     /// Per source partition, the oldest offset held in any open window.
@@ -243,7 +287,8 @@ impl WindowStage {
                 batch.positions[i].partition,
             )
         };
-        if !batch.is_empty() {
+        let tumbling = self.slide_ms == self.size_ms;
+        if tumbling && !batch.is_empty() {
             let k = key(0);
             let uniform = (1..batch.len()).all(|i| key(i) == k);
             if uniform && !is_late(k.0, k.1) && !batch.positions.iter().any(replayed) {
@@ -255,23 +300,39 @@ impl WindowStage {
         }
         let mut groups: BTreeMap<(i64, PartitionId), (Vec<Record>, Vec<Position>)> =
             BTreeMap::new();
-        for (i, (r, &position)) in batch.records.iter().zip(&batch.positions).enumerate() {
+        let mut late = Vec::new();
+        for (r, &position) in batch.records.iter().zip(&batch.positions) {
             if replayed(&position) {
                 continue;
             }
-            let (start, partition) = key(i);
-            if is_late(start, partition) {
+            let partition = position.partition;
+            // Into every window covering it that is still open; late if none is.
+            let mut counted = false;
+            for start in self.starts_of(r.timestamp_ms) {
+                if is_late(start, partition) {
+                    continue;
+                }
+                counted = true;
+                let group = groups.entry((start, partition)).or_default();
+                group.0.push(r.clone());
+                group.1.push(position);
+            }
+            if !counted {
+                let start = self.start_of(r.timestamp_ms);
                 let reason = format!(
                     "late record: its window [{start}, {}) closed when event time passed {} ms",
                     start.saturating_add(self.size_ms),
                     closed_by(partition).unwrap_or_default()
                 );
-                dead.push(self.dead(r.clone(), position, reason));
-                continue;
+                late.push((r.clone(), position, reason));
             }
-            let group = groups.entry((start, partition)).or_default();
-            group.0.push(r.clone());
-            group.1.push(position);
+        }
+        if self.drop_late {
+            self.late_dropped += late.len() as u64;
+        } else {
+            for (r, position, reason) in late {
+                dead.push(self.dead(r, position, reason));
+            }
         }
         for ((start, partition), (records, positions)) in groups {
             self.add(start, partition, &records, &positions, dead);

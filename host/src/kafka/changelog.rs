@@ -27,6 +27,8 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 struct Entry {
     format: u32,
     window_size_ms: i64,
+    #[serde(default)]
+    window_slide_ms: Option<i64>,
     state: PartitionState,
 }
 
@@ -34,6 +36,7 @@ pub struct Changelog {
     topic: String,
     partitions: i32,
     window_size_ms: i64,
+    window_slide_ms: i64,
     reader: ClientConfig,
     producer: FutureProducer,
 }
@@ -47,7 +50,7 @@ impl Changelog {
         topic: &str,
         group: &str,
         source_topics: &[String],
-        window_size_ms: i64,
+        (window_size_ms, window_slide_ms): (i64, i64),
     ) -> Result<Changelog, String> {
         // The source's connection settings (security, TLS, SASL...), not its
         // consumer settings, which a producer would warn about.
@@ -120,6 +123,7 @@ impl Changelog {
             topic: topic.to_owned(),
             partitions,
             window_size_ms,
+            window_slide_ms,
             reader,
             producer,
         })
@@ -149,6 +153,7 @@ impl Changelog {
             let entry = Entry {
                 format: FORMAT,
                 window_size_ms: self.window_size_ms,
+                window_slide_ms: Some(self.window_slide_ms),
                 state,
             };
             let value = serde_json::to_vec(&entry).expect("an entry always serializes");
@@ -254,14 +259,16 @@ impl Changelog {
                         entry.format
                     ));
                 }
-                if entry.window_size_ms != self.window_size_ms {
+                let slide = entry.window_slide_ms.unwrap_or(entry.window_size_ms);
+                if (entry.window_size_ms, slide) != (self.window_size_ms, self.window_slide_ms) {
                     return Err(format!(
-                        "{}[{}] offset {}: window state saved with windows of {} ms, but [window] size is now {} ms",
+                        "{}[{}] offset {}: window state saved with windows of {} ms sliding by {slide} ms, but [window] is now {} ms sliding by {} ms",
                         self.topic,
                         m.partition(),
                         m.offset(),
                         entry.window_size_ms,
-                        self.window_size_ms
+                        self.window_size_ms,
+                        self.window_slide_ms
                     ));
                 }
                 newest.insert(key.to_owned(), entry);
