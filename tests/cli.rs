@@ -947,3 +947,93 @@ path = "out.jsonl"
     std::thread::sleep(std::time::Duration::from_millis(500));
     again.stop();
 }
+
+/// `bytes` with a custom section appended: another build of the same plugin, as far
+/// as anything can tell (another hash, another cache entry), with the same code.
+fn rebuilt(bytes: &[u8]) -> Vec<u8> {
+    let name = b"sluice-test-rebuild";
+    let payload = b"built again";
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(payload);
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section
+    out.push(section.len() as u8); // LEB128, < 128
+    out.extend(section);
+    out
+}
+
+#[test]
+fn saved_window_state_survives_a_rebuilt_plugin_with_the_same_state_version() {
+    use common::host::{lines, Host};
+    let dir = tempfile::tempdir().unwrap();
+    let rebuilt_path = dir.path().join("gender_window_rebuilt.wasm");
+    let original = std::fs::read(common::wasm("gender_window")).unwrap();
+    std::fs::write(&rebuilt_path, rebuilt(&original)).unwrap();
+    let input = dir.path().join("in.jsonl");
+    let user =
+        |g: &str, s: u32| format!("{{\"gender\":\"{g}\",\"at\":\"2026-01-01T00:00:{s:02}Z\"}}\n");
+    std::fs::write(
+        &input,
+        user("male", 1) + &user("female", 2) + &user("male", 3),
+    )
+    .unwrap();
+    let toml = |plugin: &str| {
+        format!(
+            r#"
+[pipeline]
+name = "rebuild"
+checkpoint_interval = "200ms"
+[source]
+type = "file"
+path = "in.jsonl"
+follow = true
+poll_interval = "100ms"
+event_time = {{ field = "at", format = "rfc3339" }}
+[window]
+plugin = "{plugin}"
+size = "1m"
+idle_timeout = "2s"
+[[sinks]]
+type = "file"
+path = "users.jsonl"
+[[sinks]]
+type = "file"
+input = "windows"
+path = "windows.jsonl"
+"#
+        )
+    };
+    let first = Host::start(&pipeline(
+        dir.path(),
+        "rebuild.toml",
+        &toml("{GENDER_WINDOW}"),
+    ));
+    first.wait_lines(&dir.path().join("users.jsonl"), 3);
+    // Stopped before the window closes: its 3 users are saved as window state.
+    first.stop();
+    assert_eq!(lines(&dir.path().join("windows.jsonl")), 0);
+
+    let second = Host::start(&pipeline(
+        dir.path(),
+        "rebuild.toml",
+        &toml(&rebuilt_path.display().to_string()),
+    ));
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&input)
+        .unwrap();
+    f.write_all(user("female", 4).as_bytes()).unwrap();
+    drop(f);
+    second.wait_lines(&dir.path().join("windows.jsonl"), 1);
+    let log = second.log();
+    second.stop();
+    let w = &common::json_lines(&dir.path().join("windows.jsonl"))[0];
+    assert_eq!(
+        (w["male_count"].as_u64(), w["female_count"].as_u64()),
+        (Some(2), Some(2)),
+        "the 3 users saved by the first build and the 1 seen by the second: {w}\n{log}"
+    );
+    assert!(log.contains("window state restored from"), "{log}");
+}
