@@ -507,7 +507,7 @@ fn late_records_can_be_dropped_and_counted_instead_of_dead_lettered() {
         Sandbox::default(),
     )
     .unwrap();
-    let mut stage = WindowStage::new(plugin, 60_000, 0).drop_late(true);
+    let mut stage = WindowStage::new(plugin, 60_000, 0).late(sluice::engine::Late::Drop);
     let mut dead = Vec::new();
     stage.push(&users_at(&[0, 61]), &mut dead);
     assert_eq!(stage.windows_closed(), 1);
@@ -517,5 +517,75 @@ fn late_records_can_be_dropped_and_counted_instead_of_dead_lettered() {
         stage.late_dropped(),
         1,
         "5 s is late once 61 s closed the first window"
+    );
+}
+
+fn gender_stage() -> WindowStage {
+    let rt = runtime();
+    let plugin = WindowPlugin::start(
+        &rt,
+        &common::load(&rt, "gender_window"),
+        "gw",
+        "{}".into(),
+        Sandbox::default(),
+    )
+    .unwrap();
+    WindowStage::new(plugin, 60_000, 0)
+}
+
+fn totals(batch: &Batch) -> Vec<(String, u64)> {
+    batch
+        .records
+        .iter()
+        .map(|r| {
+            let w: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
+            (
+                w["window_start"].as_str().unwrap().to_owned(),
+                w["total_count"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn late_updates_correct_a_closed_window_until_it_is_too_old() {
+    use sluice::engine::Late;
+    let mut stage = gender_stage().late(Late::Update { keep_ms: 60_000 });
+    let mut dead = Vec::new();
+    let first = stage.push(&users_at(&[0, 61]), &mut dead);
+    assert_eq!(totals(&first), [("1970-01-01T00:00:00Z".to_owned(), 1)]);
+    // 5 s is late: the closed window takes it and is emitted again, corrected.
+    let again = stage.push(&users_at(&[5]), &mut dead);
+    assert_eq!(totals(&again), [("1970-01-01T00:00:00Z".to_owned(), 2)]);
+    assert!(dead.is_empty());
+    // Once event time is past its end by more than 60 s, it is no longer kept.
+    stage.push(&users_at(&[125]), &mut dead);
+    assert!(stage.push(&users_at(&[6]), &mut dead).is_empty());
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .reason
+            .contains("longer ago than late updates are kept"),
+        "{}",
+        dead[0].reason
+    );
+}
+
+#[test]
+fn early_results_show_open_windows_without_closing_them() {
+    let mut stage = gender_stage();
+    let mut dead = Vec::new();
+    assert!(stage.push(&users_at(&[0, 10]), &mut dead).is_empty());
+    assert_eq!(
+        totals(&stage.early(&mut dead)),
+        [("1970-01-01T00:00:00Z".to_owned(), 2)]
+    );
+    assert_eq!(stage.open_windows(), 1, "still open");
+    stage.push(&users_at(&[20]), &mut dead);
+    let fin = stage.close(true, &mut dead);
+    assert_eq!(
+        totals(&fin),
+        [("1970-01-01T00:00:00Z".to_owned(), 3)],
+        "the final result counts all"
     );
 }

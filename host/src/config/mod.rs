@@ -181,6 +181,12 @@ impl PipelineConfig {
             if w.size.as_millis() < 1 {
                 return Err(self.invalid("window.size", "must be at least 1ms"));
             }
+            if w.update_within.is_some() && w.late != LatePolicy::Update {
+                return Err(self.invalid("window.update_within", "needs late = \"update\""));
+            }
+            if w.emit_every.is_some_and(|d| d.is_zero()) {
+                return Err(self.invalid("window.emit_every", "must be more than 0"));
+            }
             if let Some(slide) = w.slide {
                 if slide.is_zero() || slide > w.size {
                     return Err(self.invalid(

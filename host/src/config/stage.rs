@@ -34,9 +34,16 @@ pub struct WindowConfig {
     /// record counts in every window that covers it. Default: `size` (tumbling).
     pub slide: Option<Duration>,
     /// What a record for a window already emitted becomes: a dead letter (default,
-    /// reason "late record"), or dropped (counted in the summary).
+    /// reason "late record"), dropped (counted in the summary), or an update: added
+    /// to the closed window's kept state and the window emitted again.
     #[serde(default)]
     pub late: LatePolicy,
+    /// With `late = "update"`: how long past a window's end (in event time) its state
+    /// is kept for late records. Default: the window's size.
+    pub update_within: Option<Duration>,
+    /// Emit running results of the open windows this often (wall-clock time), keyed
+    /// like the final ones, so that upserting sinks show them until it replaces them.
+    pub emit_every: Option<Duration>,
     /// How far behind the newest event time a record may arrive and still be counted.
     /// A window closes once the newest event time passes its end by this much.
     #[serde(default)]
@@ -73,6 +80,7 @@ pub enum LatePolicy {
     #[default]
     DeadLetter,
     Drop,
+    Update,
 }
 
 /// Where window state is kept.

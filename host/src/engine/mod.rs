@@ -27,4 +27,4 @@ mod window;
 pub use metrics::{Metrics, Snapshot};
 pub use pipeline::{Pipeline, RunError};
 pub use processor::Control;
-pub use window::{WindowStage, PARTITION_HEADER};
+pub use window::{Late, WindowStage, PARTITION_HEADER};

@@ -4,10 +4,10 @@
 
 use super::processor::{Control, DeadLetterQueue, ProcessError, Processor, Route, SinkMessage};
 use super::snapshot::{SnapshotStore, StateStore};
-use super::window::WindowStage;
+use super::window::{Late, WindowStage};
 use super::{batcher, Metrics};
 use crate::config::PipelineConfig;
-use crate::config::WindowState;
+use crate::config::{LatePolicy, WindowState};
 use crate::dead_letter::{self, DeadLetter};
 use crate::kafka::changelog::Changelog;
 use crate::plugin::{PluginError, Runtime, TransformPlugin, WindowPlugin};
@@ -79,7 +79,13 @@ impl Pipeline {
                 Some(
                     stage
                         .sliding(slide)
-                        .drop_late(w.late == crate::config::LatePolicy::Drop)
+                        .late(match w.late {
+                            LatePolicy::DeadLetter => Late::DeadLetter,
+                            LatePolicy::Drop => Late::Drop,
+                            LatePolicy::Update => Late::Update {
+                                keep_ms: w.update_within.unwrap_or(w.size).as_millis_i64(),
+                            },
+                        })
                         .idle_after(w.idle_timeout.map(|d| *d))
                         .partials(w.output == crate::config::WindowOutput::Partials),
                 )
@@ -233,6 +239,11 @@ impl Pipeline {
             dead_letter,
             metrics: metrics.clone(),
             checkpoint_interval: *p.checkpoint_interval,
+            emit_every: config
+                .window
+                .as_ref()
+                .and_then(|w| w.emit_every)
+                .map(|d| *d),
             snapshots,
             owned: Default::default(),
             acks: ack_tx,

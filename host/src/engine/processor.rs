@@ -97,6 +97,8 @@ pub struct Processor {
     pub dead_letter: DeadLetterQueue,
     pub metrics: Arc<Metrics>,
     pub checkpoint_interval: Duration,
+    /// Running results of open windows this often.
+    pub emit_every: Option<Duration>,
     /// Where the window state is saved at each checkpoint (a source that resumes):
     /// then acknowledgements no longer wait for windows to close.
     pub snapshots: Option<StateStore>,
@@ -128,11 +130,15 @@ impl Processor {
         // order, so every one before it is handled too.
         let mut progress: BTreeMap<PartitionId, u64> = BTreeMap::new();
         let mut last_checkpoint = Instant::now();
+        let mut last_early = Instant::now();
         let mut control_open = true;
         loop {
-            let wait = self
+            let mut wait = self
                 .checkpoint_interval
                 .saturating_sub(last_checkpoint.elapsed());
+            if let Some(every) = self.emit_every {
+                wait = wait.min(every.saturating_sub(last_early.elapsed()));
+            }
             let event = rt.block_on(async {
                 tokio::select! {
                     biased;
@@ -173,6 +179,13 @@ impl Processor {
                 // With no records coming, windows still close when their partitions
                 // go idle.
                 Event::Tick => self.emit_closed(&rt)?,
+            }
+            if self
+                .emit_every
+                .is_some_and(|every| last_early.elapsed() >= every)
+            {
+                self.emit_early(&rt)?;
+                last_early = Instant::now();
             }
             if last_checkpoint.elapsed() >= self.checkpoint_interval {
                 self.checkpoint(&progress, None, &rt)?;
@@ -296,6 +309,18 @@ impl Processor {
         };
         let mut dead = Vec::new();
         let results = window.close(false, &mut dead);
+        self.publish_stage_counts();
+        self.send(Input::Windows, results, rt)?;
+        self.send_dead(dead, rt)
+    }
+
+    /// Running results of the open windows.
+    fn emit_early(&mut self, rt: &Handle) -> Result<(), ProcessError> {
+        let Some(window) = self.window.as_mut() else {
+            return Ok(());
+        };
+        let mut dead = Vec::new();
+        let results = window.early(&mut dead);
         self.publish_stage_counts();
         self.send(Input::Windows, results, rt)?;
         self.send_dead(dead, rt)

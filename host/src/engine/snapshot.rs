@@ -65,6 +65,9 @@ pub struct WindowState {
     /// The oldest and newest offsets of the partition added to it.
     pub first_offset: u64,
     pub last_offset: u64,
+    /// Already emitted, kept for late updates (`late = "update"`).
+    #[serde(default)]
+    pub closed: bool,
 }
 
 mod base64_bytes {
@@ -191,6 +194,7 @@ mod tests {
                     data: vec![0, 1, 2, 255],
                     first_offset: 7,
                     last_offset: 41,
+                    closed: false,
                 }],
             }],
         };

@@ -35,8 +35,10 @@ pub struct WindowStage {
     size_ms: i64,
     /// A window starts every `slide_ms` (= `size_ms`: tumbling).
     slide_ms: i64,
-    /// Late records are dropped (counted) rather than dead-lettered.
-    drop_late: bool,
+    /// What a late record becomes.
+    late: Late,
+    /// Closed windows kept for late updates (`Late::Update`), by start.
+    closed_state: BTreeMap<i64, OpenWindow>,
     /// Late records dropped since the start.
     late_dropped: u64,
     lateness_ms: i64,
@@ -70,6 +72,20 @@ pub struct WindowStage {
     partitions: Arc<Partitions>,
 }
 
+/// What a record for a window already emitted becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Late {
+    DeadLetter,
+    /// Dropped, and counted.
+    Drop,
+    /// Added to the closed window's kept state, and the window emitted again (its
+    /// result is upserted by window key, so the corrected one replaces the first);
+    /// kept until the watermark is `keep_ms` past the window's end.
+    Update {
+        keep_ms: i64,
+    },
+}
+
 /// The header naming a partial result's source partition (`users_created-3`).
 pub const PARTITION_HEADER: &str = "sluice.partition";
 
@@ -80,7 +96,8 @@ impl WindowStage {
             plugin,
             size_ms,
             slide_ms: size_ms,
-            drop_late: false,
+            late: Late::DeadLetter,
+            closed_state: BTreeMap::new(),
             late_dropped: 0,
             lateness_ms,
             open: BTreeMap::new(),
@@ -119,9 +136,9 @@ impl WindowStage {
         self
     }
 
-    /// Drop late records (counted) instead of sending them to the dead letters.
-    pub fn drop_late(mut self, drop: bool) -> Self {
-        self.drop_late = drop;
+    /// What late records become.
+    pub fn late(mut self, late: Late) -> Self {
+        self.late = late;
         self
     }
 
@@ -142,10 +159,12 @@ impl WindowStage {
     /// Drop a partition's share of everything (it moved to another host, which takes
     /// it up from the saved state).
     pub fn forget(&mut self, partition: PartitionId) {
-        self.open.retain(|_, w| {
-            w.remove(&partition);
-            !w.is_empty()
-        });
+        for windows in [&mut self.open, &mut self.closed_state] {
+            windows.retain(|_, w| {
+                w.remove(&partition);
+                !w.is_empty()
+            });
+        }
         self.seen.remove(&partition);
         self.restored_through.remove(&partition);
         self.max_event_ms.remove(&partition);
@@ -327,17 +346,56 @@ impl WindowStage {
                 late.push((r.clone(), position, reason));
             }
         }
-        if self.drop_late {
-            self.late_dropped += late.len() as u64;
-        } else {
-            for (r, position, reason) in late {
-                dead.push(self.dead(r, position, reason));
+        let mut updated = Vec::new();
+        match self.late {
+            Late::DeadLetter => {
+                for (r, position, reason) in late {
+                    dead.push(self.dead(r, position, reason));
+                }
+            }
+            Late::Drop => self.late_dropped += late.len() as u64,
+            Late::Update { .. } => {
+                for (r, position, reason) in late {
+                    let kept: Vec<i64> = self
+                        .starts_of(r.timestamp_ms)
+                        .filter(|s| self.closed_state.contains_key(s))
+                        .collect();
+                    if kept.is_empty() {
+                        let why = format!("{reason}, longer ago than late updates are kept");
+                        dead.push(self.dead(r, position, why));
+                        continue;
+                    }
+                    for start in kept {
+                        let mut window = self.closed_state.remove(&start).unwrap_or_default();
+                        std::mem::swap(self.open.entry(start).or_default(), &mut window);
+                        self.add(
+                            start,
+                            position.partition,
+                            std::slice::from_ref(&r),
+                            &[position],
+                            dead,
+                        );
+                        let window = self.open.remove(&start).unwrap_or_default();
+                        self.closed_state.insert(start, window);
+                        if !updated.contains(&start) {
+                            updated.push(start);
+                        }
+                    }
+                }
             }
         }
         for ((start, partition), (records, positions)) in groups {
             self.add(start, partition, &records, &positions, dead);
         }
-        self.close(false, dead)
+        let mut out = self.close(false, dead);
+        // Windows corrected by late records, emitted again.
+        for start in updated {
+            if let Some(window) = self.closed_state.remove(&start) {
+                self.emit(start, &window, &mut out, dead);
+                self.closed_state.insert(start, window);
+            }
+        }
+        out
     }
 
     /// Add records of one partition to one window.
@@ -450,68 +508,109 @@ impl WindowStage {
                 let c = self.closed_through.entry(p).or_insert(end);
                 *c = (*c).max(end);
             }
-            let bounds = WindowBounds {
-                start_ms: start,
-                end_ms: end,
-            };
-            if self.partials {
-                for (&p, share) in &window {
-                    let label = self
-                        .partitions
-                        .origin(p)
-                        .map_or_else(|| p.0.to_string(), |o| label(&o));
-                    let at = Position::new(p, share.last);
-                    match self.plugin.finish(&share.acc, bounds) {
-                        Ok(Ok(records)) => {
-                            for mut r in records {
-                                r.headers.push(Header {
-                                    name: PARTITION_HEADER.into(),
-                                    value: label.clone().into_bytes(),
-                                });
-                                out.push(r, at);
-                            }
-                        }
-                        Ok(Err(message)) => dead.push(self.unfinished(p, share, bounds, message)),
-                        Err(failure) => {
-                            dead.push(self.unfinished(p, share, bounds, failure.to_string()))
-                        }
-                    }
-                }
-                continue;
+            self.emit(start, &window, &mut out, dead);
+            if matches!(self.late, Late::Update { .. }) {
+                // Kept for late records, until the watermark leaves it behind.
+                self.closed_state.insert(start, window);
             }
-            let last = window
-                .iter()
-                .map(|(&p, s)| Position::new(p, s.last))
-                .max()
-                .unwrap_or_default();
-            let acc = match self.merged(&window) {
-                Ok(acc) => acc,
-                Err(reason) => {
-                    for (&p, share) in &window {
-                        let why = format!("merging the window's partitions: {reason}");
-                        dead.push(self.unfinished(p, share, bounds, why));
-                    }
-                    continue;
-                }
-            };
-            let failed = match self.plugin.finish(&acc, bounds) {
-                Ok(Ok(records)) => {
-                    records.into_iter().for_each(|r| out.push(r, last));
-                    continue;
-                }
-                Ok(Err(message)) => message,
-                Err(failure) => failure.to_string(),
-            };
-            // The merged state, under the newest position, so the counts can be
-            // recovered from the dead letter.
-            let merged = Share {
-                acc,
-                first: 0,
-                last: last.offset,
-            };
-            dead.push(self.unfinished(last.partition, &merged, bounds, failed));
         }
+        self.forget_expired();
         out
+    }
+
+    /// Closed windows kept for late updates that the watermark has left behind.
+    fn forget_expired(&mut self) {
+        let (Late::Update { keep_ms }, Some(w)) = (self.late, self.watermark()) else {
+            return;
+        };
+        if w == i64::MAX {
+            return; // every partition idle: no event time has passed
+        }
+        let size = self.size_ms;
+        self.closed_state
+            .retain(|&start, _| start.saturating_add(size).saturating_add(keep_ms) > w);
+    }
+
+    /// Running results of the open windows (`emit_every`): the same records `finish`
+    /// gives at the close, keyed by window, so the final result overwrites them.
+    pub fn early(&mut self, dead: &mut Vec<DeadLetter>) -> Batch {
+        let mut out = Batch::default();
+        let open = std::mem::take(&mut self.open);
+        for (&start, window) in &open {
+            self.emit(start, window, &mut out, dead);
+        }
+        self.open = open;
+        out
+    }
+
+    /// `finish` a window (each share, for partials; else the shares merged) into `out`.
+    fn emit(
+        &mut self,
+        start: i64,
+        window: &OpenWindow,
+        out: &mut Batch,
+        dead: &mut Vec<DeadLetter>,
+    ) {
+        let bounds = WindowBounds {
+            start_ms: start,
+            end_ms: start.saturating_add(self.size_ms),
+        };
+        if self.partials {
+            for (&p, share) in window {
+                let label = self
+                    .partitions
+                    .origin(p)
+                    .map_or_else(|| p.0.to_string(), |o| label(&o));
+                let at = Position::new(p, share.last);
+                match self.plugin.finish(&share.acc, bounds) {
+                    Ok(Ok(records)) => {
+                        for mut r in records {
+                            r.headers.push(Header {
+                                name: PARTITION_HEADER.into(),
+                                value: label.clone().into_bytes(),
+                            });
+                            out.push(r, at);
+                        }
+                    }
+                    Ok(Err(message)) => dead.push(self.unfinished(p, share, bounds, message)),
+                    Err(failure) => {
+                        dead.push(self.unfinished(p, share, bounds, failure.to_string()))
+                    }
+                }
+            }
+            return;
+        }
+        let last = window
+            .iter()
+            .map(|(&p, s)| Position::new(p, s.last))
+            .max()
+            .unwrap_or_default();
+        let acc = match self.merged(window) {
+            Ok(acc) => acc,
+            Err(reason) => {
+                for (&p, share) in window {
+                    let why = format!("merging the window's partitions: {reason}");
+                    dead.push(self.unfinished(p, share, bounds, why));
+                }
+                return;
+            }
+        };
+        let failed = match self.plugin.finish(&acc, bounds) {
+            Ok(Ok(records)) => {
+                records.into_iter().for_each(|r| out.push(r, last));
+                return;
+            }
+            Ok(Err(message)) => message,
+            Err(failure) => failure.to_string(),
+        };
+        // The merged state, under the newest position, so the counts can be recovered
+        // from the dead letter.
+        let merged = Share {
+            acc,
+            first: 0,
+            last: last.offset,
+        };
+        dead.push(self.unfinished(last.partition, &merged, bounds, failed));
     }
 
     /// The window's shares merged into one accumulator.
@@ -556,7 +655,11 @@ impl WindowStage {
         partitions: &Partitions,
     ) -> Vec<PartitionState> {
         let mut states: BTreeMap<PartitionId, PartitionState> = BTreeMap::new();
-        let held = self.open.values().flat_map(|w| w.keys());
+        let held = self
+            .open
+            .values()
+            .chain(self.closed_state.values())
+            .flat_map(|w| w.keys());
         for &p in self
             .seen
             .keys()
@@ -590,7 +693,9 @@ impl WindowStage {
                 );
             }
         }
-        for (&start_ms, window) in &self.open {
+        let open = self.open.iter().map(|w| (w, false));
+        let kept = self.closed_state.iter().map(|w| (w, true));
+        for ((&start_ms, window), closed) in open.chain(kept) {
             for (p, share) in window {
                 if let Some(s) = states.get_mut(p) {
                     s.windows.push(WindowState {
@@ -599,6 +704,7 @@ impl WindowStage {
                         data: share.acc.data.clone(),
                         first_offset: share.first,
                         last_offset: share.last,
+                        closed,
                     });
                 }
             }
@@ -638,7 +744,12 @@ impl WindowStage {
                     ))
                 }
             }
-            self.open.entry(w.start_ms).or_default().insert(
+            let windows = if w.closed {
+                &mut self.closed_state
+            } else {
+                &mut self.open
+            };
+            windows.entry(w.start_ms).or_default().insert(
                 partition,
                 Share {
                     acc,
