@@ -658,8 +658,10 @@ fn killed_five_times_the_stores_and_windows_end_exact() {
 /// Two hosts share a topic's 4 partitions; one is SIGKILLed mid-stream and not
 /// restarted. Windows are emitted per partition (`output = "partials"`), their state
 /// lives in a compacted topic (`state = "kafka"`), and MongoDB sums the partials
-/// (`partials = true`): once the other host has taken over the dead one's partitions
-/// (and their open windows), every window's totals equal the input's counts.
+/// (`partials = true`) while Cassandra keeps one row per (window, partition)
+/// (`partition_column`) for the reader to sum: once the other host has taken over the
+/// dead one's partitions (and their open windows), every window's totals equal the
+/// input's counts, in both stores.
 #[test]
 fn two_hosts_one_killed_the_window_totals_stay_exact() {
     let dir = tempfile::tempdir().unwrap();
@@ -668,6 +670,8 @@ fn two_hosts_one_killed_the_window_totals_stay_exact() {
     let group = unique("g");
     let uri = mongo();
     let database = unique_name("db");
+    let keyspace = unique_name("ks");
+    let contact = cassandra();
     let host = |name: &str| {
         pipeline(
             dir.path(),
@@ -699,6 +703,16 @@ database = "{database}"
 collection = "GenderCounts"
 id_field = "window_start"
 partials = true
+[[sinks]]
+type = "cassandra"
+input = "windows"
+contact_points = "{contact}"
+keyspace = "{keyspace}"
+table = "gender_partials"
+create = {{ replication = {{ class = "SimpleStrategy", replication_factor = 1 }} }}
+columns = {{ window_start = "timestamp", partition = "text", window_end = "timestamp", male_count = "bigint", female_count = "bigint", other_count = "bigint", total_count = "bigint" }}
+primary_key = ["window_start", "partition"]
+partition_column = "partition"
 [dead_letter]
 type = "file"
 path = "{name}-dead.jsonl"
@@ -755,6 +769,60 @@ path = "{name}-dead.jsonl"
         let partials = w["partials"].as_object().unwrap();
         assert!(!partials.is_empty() && partials.len() <= 4, "{w}");
     }
+    // Cassandra: the reader sums each window's per-partition rows (written by the
+    // same hosts beside MongoDB's, so at most a batch behind).
+    let cassandra_sums = || {
+        let rows = cql_rows(
+            &contact,
+            &format!("SELECT * FROM {keyspace}.gender_partials"),
+        );
+        let mut summed: BTreeMap<String, [i64; 4]> = BTreeMap::new();
+        let mut partitions: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for row in &rows {
+            let start = chrono::DateTime::parse_from_rfc3339(row["window_start"].as_str().unwrap())
+                .unwrap()
+                .to_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let sums = summed.entry(start.clone()).or_default();
+            for (i, c) in ["male_count", "female_count", "other_count", "total_count"]
+                .iter()
+                .enumerate()
+            {
+                sums[i] += row[*c].as_i64().unwrap();
+            }
+            let partition = row["partition"].as_str().unwrap().to_owned();
+            assert!(
+                partitions.entry(start).or_default().insert(partition),
+                "one row per window and partition"
+            );
+        }
+        summed
+    };
+    let expected_sums: BTreeMap<String, [i64; 4]> = expected
+        .iter()
+        .map(|(k, w)| {
+            let n = |c: &str| w[c].as_i64().unwrap();
+            (
+                k.clone(),
+                [
+                    n("male_count"),
+                    n("female_count"),
+                    n("other_count"),
+                    n("total_count"),
+                ],
+            )
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut summed = cassandra_sums();
+    while summed != expected_sums && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        summed = cassandra_sums();
+    }
+    assert_eq!(
+        summed, expected_sums,
+        "Cassandra's partials sum to the input's counts"
+    );
     assert!(
         json_lines(&dir.path().join("b-dead.jsonl")).is_empty(),
         "no record late or lost"

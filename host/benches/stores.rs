@@ -300,7 +300,7 @@ fn main() {
     let rows = users(n, 7);
     let started = Instant::now();
     for r in &rows {
-        std::hint::black_box(shape.values(&r.value).unwrap());
+        std::hint::black_box(shape.values(&r.value, None).unwrap());
     }
     let convert = rate(n, started.elapsed());
     println!();

@@ -54,6 +54,12 @@ pub struct CassandraConfig {
     /// `"id"`, or `["a", "b"]` (partition key `a`, clustering column `b`), or
     /// `[["a", "b"], "c"]` (composite partition key). Needed with `columns`.
     pub primary_key: Option<PrimaryKey>,
+    /// Window partials (`[window] output = "partials"`): the `text` column, part of the
+    /// primary key, that takes each result's source partition (`users_created-3`, from
+    /// its `sluice.partition` header). Rows are then keyed by (window, partition): a
+    /// host that takes a partition over rewrites that partition's row, and a window's
+    /// total is the sum of its rows, summed by the reader.
+    pub partition_column: Option<String>,
     /// Most rows being written at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
@@ -272,6 +278,32 @@ impl CassandraConfig {
                 );
             }
         }
+        if let Some(column) = &self.partition_column {
+            let field = "partition_column";
+            match layout.columns.get(column) {
+                None => {
+                    return err(
+                        field,
+                        format!("names `{column}`, which is not in `columns`"),
+                    )
+                }
+                Some(ColumnType::Text) => {}
+                Some(other) => {
+                    return err(
+                        field,
+                        format!("`{column}` is {}: it must be a text column", other.cql()),
+                    )
+                }
+            }
+            if !layout.is_key(column) {
+                return err(
+                    field,
+                    format!(
+                        "`{column}` must be part of the primary key, or the partitions' results overwrite each other"
+                    ),
+                );
+            }
+        }
         if let Some(create) = &self.create {
             create.validate()?;
         }
@@ -379,6 +411,24 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("unknown variant `blob`"));
+    }
+
+    #[test]
+    fn a_partition_column_is_a_text_key_column() {
+        let cols =
+            "columns = { window_start = \"timestamp\", partition = \"text\", n = \"bigint\" }";
+        let good = parse(&format!(
+            "{cols}\nprimary_key = [\"window_start\", \"partition\"]\npartition_column = \"partition\""
+        ));
+        assert!(good.validate().is_ok());
+        let not_key = parse(&format!(
+            "{cols}\nprimary_key = \"window_start\"\npartition_column = \"partition\""
+        ));
+        assert!(not_key.validate().unwrap_err().1.contains("primary key"));
+        let not_text = parse(&format!(
+            "{cols}\nprimary_key = [\"window_start\", \"n\"]\npartition_column = \"n\""
+        ));
+        assert!(not_text.validate().unwrap_err().1.contains("text column"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A record's JSON fields as a row's column values, each converted to its column's CQL
 //! type; a field that does not convert names the column and the value.
 
+use crate::engine::PARTITION_HEADER;
 use scylla::value::{CqlTimestamp, CqlValue, MaybeUnset};
 use serde::Deserialize;
 use serde_json::Value;
@@ -48,6 +49,8 @@ pub type Bound = MaybeUnset<Option<CqlValue>>;
 #[derive(Debug, Clone)]
 pub struct RowShape {
     columns: Vec<(String, ColumnType, bool)>,
+    /// The column that takes the record's source partition (window partials).
+    partition: Option<usize>,
 }
 
 impl RowShape {
@@ -55,15 +58,24 @@ impl RowShape {
     pub fn new(columns: impl IntoIterator<Item = (String, ColumnType, bool)>) -> Self {
         RowShape {
             columns: columns.into_iter().collect(),
+            partition: None,
         }
+    }
+
+    /// Fill `column` from the record's source partition instead of a field: window
+    /// partials become rows keyed by (window, partition), one per partition.
+    pub fn with_partition_column(mut self, column: &str) -> Self {
+        self.partition = self.columns.iter().position(|(n, _, _)| n == column);
+        self
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.columns.iter().map(|(n, _, _)| n.as_str())
     }
 
-    /// The values to bind for `json`, or why the record cannot be a row.
-    pub fn values(&self, json: &[u8]) -> Result<Vec<Bound>, String> {
+    /// The values to bind for `json` (and, with a partition column, the record's
+    /// source partition), or why the record cannot be a row.
+    pub fn values(&self, json: &[u8], partition: Option<&str>) -> Result<Vec<Bound>, String> {
         // Only the columns' fields are parsed into values (the rest are skipped
         // unbuilt), straight into their slots: no map of the whole record.
         let mut fields: Vec<Option<Value>> = vec![None; self.columns.len()];
@@ -77,6 +89,14 @@ impl RowShape {
         )
         .and_then(|()| de.end())
         .map_err(|e| format!("the record is not a JSON object: {e}"))?;
+        if let Some(slot) = self.partition {
+            let partition = partition.ok_or_else(|| {
+                format!(
+                    "partition_column takes window results with a {PARTITION_HEADER} header ([window] output = \"partials\"); this record has none"
+                )
+            })?;
+            fields[slot] = Some(Value::String(partition.to_owned()));
+        }
         self.columns
             .iter()
             .zip(fields)
@@ -205,7 +225,7 @@ mod tests {
     #[test]
     fn fields_convert_to_their_columns_types() {
         let row = shape()
-            .values(br#"{"id":"6A3B2C1D-0000-4000-8000-000000000001","name":7,"at":"2026-01-01T00:00:01.5Z","n":-3,"big":9007199254740993,"x":1,"ok":true,"extra":1}"#)
+            .values(br#"{"id":"6A3B2C1D-0000-4000-8000-000000000001","name":7,"at":"2026-01-01T00:00:01.5Z","n":-3,"big":9007199254740993,"x":1,"ok":true,"extra":1}"#, None)
             .unwrap();
         let set = |v: CqlValue| Some(Some(v));
         assert_eq!(
@@ -227,19 +247,37 @@ mod tests {
     #[test]
     fn absent_is_unset_and_null_is_null_except_in_the_key() {
         let row = shape()
-            .values(br#"{"id":"6a3b2c1d-0000-4000-8000-000000000001","name":null}"#)
+            .values(
+                br#"{"id":"6a3b2c1d-0000-4000-8000-000000000001","name":null}"#,
+                None,
+            )
             .unwrap();
         let row = plain(row);
         assert_eq!(row[1], Some(None), "null");
         assert_eq!(row[2], None, "unset");
         assert_eq!(
-            shape().values(br#"{"name":"x"}"#).unwrap_err(),
+            shape().values(br#"{"name":"x"}"#, None).unwrap_err(),
             "primary key column `id` is missing"
         );
         assert_eq!(
-            shape().values(br#"{"id":null}"#).unwrap_err(),
+            shape().values(br#"{"id":null}"#, None).unwrap_err(),
             "primary key column `id` is null"
         );
+    }
+
+    #[test]
+    fn a_partition_column_takes_the_records_partition_not_its_field() {
+        let shape = RowShape::new([
+            ("window_start".into(), ColumnType::Timestamp, true),
+            ("partition".into(), ColumnType::Text, true),
+            ("n".into(), ColumnType::Bigint, false),
+        ])
+        .with_partition_column("partition");
+        let json = br#"{"window_start":"2026-01-01T00:00:00Z","partition":"x","n":3}"#;
+        let row = plain(shape.values(json, Some("users_created-2")).unwrap());
+        assert_eq!(row[1], Some(Some(CqlValue::Text("users_created-2".into()))));
+        let err = shape.values(json, None).unwrap_err();
+        assert!(err.contains("output = \"partials\""), "{err}");
     }
 
     #[test]
@@ -277,7 +315,7 @@ mod tests {
             ("[1,2]".to_owned(), "the record is not a JSON object"),
         ];
         for (json, expected) in cases {
-            let err = shape().values(json.as_bytes()).unwrap_err();
+            let err = shape().values(json.as_bytes(), None).unwrap_err();
             assert!(err.starts_with(expected), "{json}: {err}");
         }
     }

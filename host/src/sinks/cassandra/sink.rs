@@ -4,6 +4,7 @@
 use super::client::{self, connect, prepare_insert};
 use super::row::RowShape;
 use super::CassandraConfig;
+use crate::engine::PARTITION_HEADER;
 use crate::record::Record;
 use crate::sinks::{Delivery, SinkContext, SinkError};
 use futures_util::stream::{self, StreamExt};
@@ -54,10 +55,13 @@ impl CassandraSink {
         let insert = prepare_insert(&session, &config.keyspace, &config.table, &columns)
             .await
             .map_err(fatal)?;
-        let shape = RowShape::new(columns.into_iter().map(|(n, t)| {
+        let mut shape = RowShape::new(columns.into_iter().map(|(n, t)| {
             let key = layout.is_key(&n);
             (n, t, key)
         }));
+        if let Some(column) = &config.partition_column {
+            shape = shape.with_partition_column(column);
+        }
         Ok(CassandraSink {
             name: ctx.name.clone(),
             session,
@@ -79,7 +83,13 @@ impl CassandraSink {
         // lifetime check once the future is spawned.
         let pending: Vec<usize> = delivery.pending().to_vec();
         let writes = pending.into_iter().map(|i| async move {
-            let values = match shape.values(&records[i].value) {
+            let record = &records[i];
+            let partition = record
+                .headers
+                .iter()
+                .find(|h| h.name == PARTITION_HEADER)
+                .and_then(|h| std::str::from_utf8(&h.value).ok());
+            let values = match shape.values(&record.value, partition) {
                 Ok(v) => v,
                 Err(reason) => return (i, Outcome::Refused(reason)),
             };
