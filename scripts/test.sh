@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README command 2: every test, from a fresh clone on a fresh machine.
 # Installs what is missing (the wasm32-wasip2 target, clippy, rustfmt, OpenSSL headers
-# for librdkafka), builds the plugins, checks formatting and lints, starts the test
+# for librdkafka, Chromium for the status page's test), builds the plugins, checks formatting and lints, starts the test
 # servers (a Kafka-protocol broker, a CQL server, a MongoDB-wire server) on 127.0.0.1,
 # runs every test, stops the servers, validates docker-compose.yml, then runs the
 # quickstart pipeline.
@@ -21,6 +21,15 @@ if ! pkg-config --exists openssl 2>/dev/null; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq libssl-dev pkg-config
+fi
+
+# The status page is tested in headless Chromium (Debian's package).
+if [ -z "${SLUICE_TEST_CHROMIUM:-}" ] && ! [ -x /usr/bin/chromium ]; then
+  echo "==> installing chromium (the status page's browser test)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium
 fi
 
 for component in clippy rustfmt; do

@@ -121,5 +121,73 @@ path = "dead.jsonl"
     group.finish();
 }
 
-criterion_group!(benches, format_user, quickstart_chain);
+/// The quickstart chain with the admin listener's detail on (histograms, per-stage
+/// timings, shared registry, one scrape a run) and off (counters only, as without
+/// `--admin`), interleaved so that drift hits both; prints the median of each.
+fn metrics_cost(_: &mut Criterion) {
+    const N: u64 = 100_000;
+    const ROUNDS: usize = 7;
+    let runtime = Runtime::new(ComponentCache::from_env()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[pipeline]
+name = "cost"
+[source]
+type = "generator"
+count = {N}
+event_interval = "10ms"
+start_time = "2026-01-01T00:00:00Z"
+[[transforms]]
+plugin = "{}"
+[window]
+plugin = "{}"
+size = "1m"
+[[sinks]]
+type = "null"
+[[sinks]]
+type = "null"
+input = "windows"
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+        plugin("format_user").display(),
+        plugin("gender_window").display()
+    );
+    let config: PipelineConfig =
+        sluice::config::parse(&dir.path().join("cost.toml"), &text, |_| None).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let run = |on: bool| {
+        let families = std::sync::Arc::new(sluice::engine::Families::new());
+        let mut p = Pipeline::build(config.clone(), &runtime).unwrap();
+        p.use_families(families.clone());
+        p.metrics().set_detailed(on);
+        let started = std::time::Instant::now();
+        rt.block_on(p.run(Default::default())).unwrap();
+        if on {
+            std::hint::black_box(families.encode());
+        }
+        N as f64 / started.elapsed().as_secs_f64()
+    };
+    run(true);
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        off.push(run(false));
+        on.push(run(true));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (on, off) = (median(&mut on), median(&mut off));
+    eprintln!(
+        "metrics_cost: quickstart chain, {N} records, median of {ROUNDS}: metrics on {:.0} records/s, off {:.0} records/s: cost {:.1}%",
+        on,
+        off,
+        (off - on) / off * 100.0
+    );
+}
+
+criterion_group!(benches, format_user, quickstart_chain, metrics_cost);
 criterion_main!(benches);

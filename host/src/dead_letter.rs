@@ -111,13 +111,36 @@ pub struct DeadLetter {
     pub record: Record,
     /// The source position of the input record it came from.
     pub position: Position,
-    /// `source`, `transform` or `window`.
+    /// `source`, `transform`, `window` or `sink`.
     pub stage: &'static str,
     /// The plugin's name in the pipeline (for `source`: the source's type).
     pub plugin: String,
     pub reason: String,
     /// When it failed, ms since the epoch.
     pub time_ms: i64,
+}
+
+impl DeadLetter {
+    /// The kind of reason, as the `reason` label of the dead-letter metric: `late`
+    /// (window closed), `plugin_failure` (trap, deadline, memory, contract: the
+    /// plugin's fault), `unreadable` (the source could not use it), `refused` (a sink's
+    /// store refused it), or `rejected` (the plugin's own error for the record).
+    pub fn reason_class(&self) -> &'static str {
+        const FAILURES: [&str; 5] = [
+            "plugin exceeded",
+            "plugin trapped",
+            "plugin tried to",
+            "plugin broke the contract",
+            "plugin output exceeded",
+        ];
+        match self.stage {
+            "source" => "unreadable",
+            "sink" => "refused",
+            _ if self.reason.starts_with("late record") => "late",
+            _ if FAILURES.iter().any(|f| self.reason.contains(f)) => "plugin_failure",
+            _ => "rejected",
+        }
+    }
 }
 
 /// Bytes as text when they are UTF-8, else base64 under a `_base64` key.

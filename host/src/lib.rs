@@ -10,6 +10,7 @@
 //! - Leaves that import nothing above them: [`record`], [`position`], [`duration`],
 //!   [`retry`], [`connector`], [`rng`], [`durable`], and the engine's `Metrics`.
 
+pub mod admin;
 pub mod config;
 pub mod connector;
 pub mod dead_letter;

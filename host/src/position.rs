@@ -43,6 +43,16 @@ pub enum Origin {
 }
 
 impl Origin {
+    /// A short name for metric labels and status pages: `users_created[3]`, the
+    /// file's path, or the source's type.
+    pub fn label(&self) -> String {
+        match self {
+            Origin::Sequence { source } => source.clone(),
+            Origin::Kafka { topic, partition } => format!("{topic}[{partition}]"),
+            Origin::File { path } => path.display().to_string(),
+        }
+    }
+
     /// A position in this partition as JSON, for dead letters and logs:
     /// `{"topic": "t", "partition": 3, "offset": 17}`, `{"file": "a.jsonl", "offset":
     /// 1024}` or `{"source": "generator", "sequence": 5}`.

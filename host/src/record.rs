@@ -14,6 +14,8 @@ pub use crate::position::{PartitionId, Position};
 pub struct Batch {
     pub records: Vec<Record>,
     pub positions: Vec<Position>,
+    /// When its first record was taken from the source (end-to-end latency).
+    pub read_at: Option<std::time::Instant>,
 }
 
 impl Batch {
@@ -21,6 +23,7 @@ impl Batch {
         Batch {
             records: Vec::with_capacity(n),
             positions: Vec::with_capacity(n),
+            read_at: None,
         }
     }
 

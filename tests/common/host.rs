@@ -14,9 +14,15 @@ pub struct Host {
 
 impl Host {
     pub fn start(pipeline: &Path) -> Host {
+        Host::start_with(pipeline, &[])
+    }
+
+    /// With more arguments to `sluice run` (`--admin 127.0.0.1:0`, ...).
+    pub fn start_with(pipeline: &Path, args: &[&str]) -> Host {
         let stderr = pipeline.with_extension(format!("{}.stderr", unique("run")));
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["run", "--no-progress"])
+            .args(args)
             .arg(pipeline)
             // SLUICE_TEST_LOG=debug shows the hosts' commits in failures.
             .env(

@@ -2,6 +2,7 @@ mod plugin_cmd;
 mod progress;
 mod query;
 mod run;
+mod status;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,15 @@ struct Cli {
     /// More log output (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Log lines as text for people (pretty) or one JSON object each (json).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "pretty",
+        global = true,
+        env = "SLUICE_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,6 +67,43 @@ enum Command {
         /// No live progress line, even on a terminal.
         #[arg(long)]
         no_progress: bool,
+        /// Serve the admin listener here (ip:port, e.g. 127.0.0.1:9464; port 0 takes a
+        /// free one): / (status page), /status, /metrics, /healthz, /readyz. Overrides
+        /// a file's [admin] listen.
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<String>,
+        /// The bearer token the admin listener requires (needed beyond loopback).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "SLUICE_ADMIN_TOKEN",
+            hide_env_values = true
+        )]
+        admin_token: Option<String>,
+    },
+    /// Show a running host: each pipeline's rates, lag, errors, dead letters, plugin
+    /// versions and last windows (from its admin listener's /status).
+    #[command(
+        after_help = "Examples:\n  sluice run pipelines/quickstart.toml --admin 127.0.0.1:9464 &\n  \
+        sluice status\n  sluice status --watch --admin 10.0.0.5:9464 --token \"$SLUICE_ADMIN_TOKEN\""
+    )]
+    Status {
+        /// The host's admin listener.
+        #[arg(long, value_name = "ADDR", default_value = sluice::admin::DEFAULT_ADDR, env = "SLUICE_ADMIN")]
+        admin: String,
+        /// Its bearer token, if it has one.
+        #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Redraw every second until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        /// Print /status's JSON as it is.
+        #[arg(long)]
+        json: bool,
+        /// Only ask /readyz: exit 0 if every pipeline runs with its source connected,
+        /// 1 if not (a healthcheck for images without curl).
+        #[arg(long, conflicts_with_all = ["watch", "json"])]
+        ready: bool,
     },
     /// Check a pipeline without running it.
     #[command(
@@ -94,12 +141,24 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.verbose, cli.log_format);
     let result = match cli.command {
         Command::Run {
             pipelines,
             no_progress,
-        } => run::run(&pipelines, no_progress),
+            admin,
+            admin_token,
+        } => run::run(&pipelines, no_progress, admin, admin_token),
+        Command::Status {
+            admin,
+            token,
+            watch,
+            json,
+            ready,
+        } => match ready {
+            true => status::ready(&admin, token.as_deref()),
+            false => status::run(&admin, token.as_deref(), watch, json),
+        },
         Command::Validate { pipelines } => validate::validate(&pipelines),
         Command::Plugin { command } => plugin_cmd::run(command),
         Command::Query { command } => query::run(command),
@@ -134,7 +193,13 @@ impl Failure {
     }
 }
 
-fn init_logging(verbose: u8) {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+fn init_logging(verbose: u8, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn,sluice=info",
@@ -142,12 +207,16 @@ fn init_logging(verbose: u8) {
         _ => "debug",
     };
     let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Pretty => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
 }
 
 /// Load a pipeline and build it (plugins loaded and initialised): the part `run` and

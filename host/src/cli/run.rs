@@ -1,15 +1,29 @@
 use super::progress::Progress;
 use super::Failure;
 use anyhow::Context;
-use sluice::engine::Metrics;
+use sluice::admin::{Admin, AdminConfig};
+use sluice::engine::{Families, Metrics};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-pub fn run(paths: &[PathBuf], no_progress: bool) -> Result<(), Failure> {
-    let pipelines = super::build_all(paths)?;
+pub fn run(
+    paths: &[PathBuf],
+    no_progress: bool,
+    admin: Option<String>,
+    admin_token: Option<String>,
+) -> Result<(), Failure> {
+    let mut pipelines = super::build_all(paths)?;
+    let admin = admin_config(&pipelines, admin, admin_token)?;
+    // One registry for the process, served by the admin listener; without one, the
+    // histograms (and the clock reads behind them) are skipped.
+    let families = Arc::new(Families::new());
+    for p in &mut pipelines {
+        p.use_families(families.clone());
+        p.metrics().set_detailed(admin.is_some());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -21,6 +35,16 @@ pub fn run(paths: &[PathBuf], no_progress: bool) -> Result<(), Failure> {
             .context("listening for signals")
             .map_err(Failure::runtime)?;
         tokio::spawn(signals.stop_on_signal(shutdown.clone()));
+        let _admin = match &admin {
+            None => None,
+            Some(config) => {
+                let all = pipelines.iter().map(|p| p.metrics()).collect();
+                let listening = Admin::start(config, families.clone(), all, shutdown.child_token())
+                    .await
+                    .map_err(|e| Failure::config(anyhow::anyhow!("admin listener: {e}")))?;
+                Some(listening)
+            }
+        };
         let shown: Vec<(String, Arc<Metrics>)> = pipelines
             .iter()
             .map(|p| (p.config().name(), p.metrics()))
@@ -88,6 +112,42 @@ pub fn run(paths: &[PathBuf], no_progress: bool) -> Result<(), Failure> {
             Some(e) => Err(Failure::runtime(e)),
         }
     })
+}
+
+/// The admin listener's settings: `--admin` (with `--admin-token`), else the one
+/// pipeline file's `[admin]`.
+fn admin_config(
+    pipelines: &[sluice::engine::Pipeline],
+    listen: Option<String>,
+    token: Option<String>,
+) -> Result<Option<AdminConfig>, Failure> {
+    let mut in_files = pipelines.iter().filter_map(|p| {
+        p.config()
+            .admin
+            .as_ref()
+            .map(|a| (p.config().file.display().to_string(), a))
+    });
+    let from_file = in_files.next();
+    if let (Some((a, _)), Some((b, _))) = (&from_file, in_files.next()) {
+        return Err(Failure::config(anyhow::anyhow!(
+            "{a} and {b} both have an [admin] section: one host has one admin listener, so keep it in one file (or use --admin)"
+        )));
+    }
+    let config = match (listen, from_file) {
+        (Some(listen), file) => AdminConfig {
+            listen,
+            token: token.or_else(|| file.and_then(|(_, a)| a.token.clone())),
+        },
+        (None, Some((_, a))) => AdminConfig {
+            listen: a.listen.clone(),
+            token: token.or_else(|| a.token.clone()),
+        },
+        (None, None) => return Ok(None),
+    };
+    config
+        .validate()
+        .map_err(|(field, m)| Failure::config(anyhow::anyhow!("--admin: {field} {m}")))?;
+    Ok(Some(config))
 }
 
 /// SIGINT and SIGTERM, registered up front so that no signal between start-up and

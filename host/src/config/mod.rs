@@ -37,6 +37,9 @@ pub struct PipelineConfig {
     pub sinks: Vec<SinkConfig>,
     #[serde(default)]
     pub dead_letter: DeadLetterConfig,
+    /// The host's admin listener (metrics, status, page). One per process: with
+    /// several pipeline files, at most one may have it.
+    pub admin: Option<crate::admin::AdminConfig>,
     /// The file this was read from (for messages) and the directory relative paths
     /// resolve from.
     #[serde(skip)]
@@ -162,6 +165,11 @@ impl PipelineConfig {
         self.dead_letter
             .validate()
             .map_err(|(f, m)| self.invalid(format!("dead_letter.{f}"), m))?;
+        if let Some(admin) = &self.admin {
+            admin
+                .validate()
+                .map_err(|(f, m)| self.invalid(format!("admin.{f}"), m))?;
+        }
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.transforms.iter().enumerate() {
             t.sandbox

@@ -87,6 +87,7 @@ pub async fn run(
             },
         };
         let mut work = Work::new(size);
+        work.batch.read_at = Some(std::time::Instant::now());
         carry = work.add(first, size);
         let deadline = Instant::now() + linger;
         while carry.is_none() && !closed && !work.is_done(size) {

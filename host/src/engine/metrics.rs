@@ -1,29 +1,345 @@
-//! Counters shared by every stage. A leaf: imports nothing of the crate.
+//! What a running pipeline counts and measures, in Prometheus' data model
+//! (prometheus-client): served at the admin listener's `/metrics`, read by the
+//! progress line, the summary line and `/status`. A leaf: imports nothing of the
+//! crate.
+//!
+//! The hot counters are handles taken once (an atomic add each, as plain atomics
+//! would be); labelled series are looked up per batch, never per record. With
+//! detail off ([`Metrics::set_detailed`], no admin listener) the histograms and the
+//! clock reads behind them are skipped, the counters kept.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// Counters shared by every stage; read by the progress line (and, later, by the
-/// metrics endpoint). Relaxed atomics: these are statistics, not synchronisation.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    records_in: AtomicU64,
-    records_out: AtomicU64,
-    dead_letters: AtomicU64,
-    windows_closed: AtomicU64,
-    late_dropped: AtomicU64,
-    plugin_failures: AtomicU64,
-    batches: AtomicU64,
-    checkpoints: AtomicU64,
-    commits: AtomicU64,
-    retries: AtomicU64,
-    /// Consumer lag per partition (`topic[partition]`), as the source last saw it.
-    lag: Mutex<BTreeMap<String, i64>>,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PipelineLabels {
+    pub pipeline: String,
 }
 
-/// A consistent-enough copy of [`Metrics`].
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// A plugin stage: `stage` is `transform` or `window`, `plugin` its name in the
+/// pipeline, `version` the first 12 hex digits of the component's SHA-256.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub pipeline: String,
+    pub stage: String,
+    pub plugin: String,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabels {
+    pub pipeline: String,
+    pub sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub pipeline: String,
+    pub partition: String,
+}
+
+/// Dead letters by the stage that refused them and the class of reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeadLabels {
+    pub pipeline: String,
+    pub stage: String,
+    pub reason: String,
+}
+
+/// A family of histograms, all with the same buckets.
+type Hist<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn seconds() -> Histogram {
+    // 50 µs .. ~105 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 22))
+}
+
+fn sizes() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 16))
+}
+
+/// Every series of every pipeline in one process, registered once: several pipelines
+/// share the families (told apart by their `pipeline` label), as Prometheus wants
+/// one family per name.
+pub struct Families {
+    registry: Registry,
+    records_in: Family<PipelineLabels, Counter>,
+    records_out: Family<PipelineLabels, Counter>,
+    batches: Family<PipelineLabels, Counter>,
+    batch_size: Hist<PipelineLabels>,
+    stage_in: Family<StageLabels, Counter>,
+    stage_out: Family<StageLabels, Counter>,
+    stage_errors: Family<StageLabels, Counter>,
+    plugin_seconds: Hist<StageLabels>,
+    plugin_failures: Family<StageLabels, Counter>,
+    plugin_log_dropped: Family<StageLabels, Counter>,
+    plugin_info: Family<StageLabels, Gauge>,
+    dead_letters: Family<DeadLabels, Counter>,
+    latency: Hist<SinkLabels>,
+    sink_write: Hist<SinkLabels>,
+    sink_records: Family<SinkLabels, Counter>,
+    sink_retries: Family<SinkLabels, Counter>,
+    lag: Family<PartitionLabels, Gauge>,
+    watermark: Family<PartitionLabels, Gauge>,
+    open_windows: Family<PipelineLabels, Gauge>,
+    windows_closed: Family<PipelineLabels, Counter>,
+    late_dropped: Family<PipelineLabels, Counter>,
+    checkpoints: Family<PipelineLabels, Counter>,
+    checkpoint_seconds: Hist<PipelineLabels>,
+    checkpoint_bytes: Family<PipelineLabels, Gauge>,
+    checkpoint_age: Family<PipelineLabels, Gauge<f64, AtomicU64>>,
+    restores: Family<PipelineLabels, Counter>,
+    commits: Family<PipelineLabels, Counter>,
+    up: Family<PipelineLabels, Gauge>,
+}
+
+impl Default for Families {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Families {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sluice");
+        macro_rules! reg {
+            ($name:literal, $help:literal, $family:expr) => {{
+                let family = $family;
+                registry.register($name, $help, family.clone());
+                family
+            }};
+        }
+        fn hist<L: Clone + std::hash::Hash + Eq>() -> Hist<L> {
+            Family::new_with_constructor(seconds)
+        }
+        Families {
+            records_in: reg!("records_in", "Records the source read", Family::default()),
+            records_out: reg!(
+                "records_out",
+                "Records and window results handed to sinks",
+                Family::default()
+            ),
+            batches: reg!("batches", "Batches processed", Family::default()),
+            batch_size: reg!(
+                "batch_size_records",
+                "Records per batch taken from the source",
+                Family::new_with_constructor(sizes as fn() -> Histogram)
+            ),
+            stage_in: reg!(
+                "stage_records_in",
+                "Records into a plugin stage",
+                Family::default()
+            ),
+            stage_out: reg!(
+                "stage_records_out",
+                "Records out of a plugin stage",
+                Family::default()
+            ),
+            stage_errors: reg!(
+                "stage_errors",
+                "Records a plugin stage sent to the dead letters",
+                Family::default()
+            ),
+            plugin_seconds: reg!(
+                "plugin_call_seconds",
+                "Time in a plugin stage per batch",
+                hist()
+            ),
+            plugin_failures: reg!(
+                "plugin_failures",
+                "Plugin calls that trapped, ran out of time or memory, or tried to block",
+                Family::default()
+            ),
+            plugin_log_dropped: reg!(
+                "plugin_log_dropped",
+                "Plugin log lines dropped by the per-plugin rate limit",
+                Family::default()
+            ),
+            plugin_info: reg!(
+                "plugin_info",
+                "The plugins running, by name and version (always 1)",
+                Family::default()
+            ),
+            dead_letters: reg!(
+                "dead_letters",
+                "Records sent to the dead letters, by stage and reason class",
+                Family::default()
+            ),
+            latency: reg!(
+                "end_to_end_latency_seconds",
+                "From the source read to the sink's acknowledged write, per batch",
+                hist()
+            ),
+            sink_write: reg!(
+                "sink_write_seconds",
+                "Time a sink takes to write a batch, retries included",
+                hist()
+            ),
+            sink_records: reg!("sink_records", "Records a sink wrote", Family::default()),
+            sink_retries: reg!(
+                "sink_retries",
+                "Sink writes retried after a temporary error",
+                Family::default()
+            ),
+            lag: reg!(
+                "consumer_lag_records",
+                "Records behind the partition's end (Kafka)",
+                Family::default()
+            ),
+            watermark: reg!(
+                "watermark_seconds",
+                "Event-time watermark per source partition (Unix seconds)",
+                Family::default()
+            ),
+            open_windows: reg!(
+                "open_windows",
+                "Windows open (not yet emitted)",
+                Family::default()
+            ),
+            windows_closed: reg!(
+                "windows_closed",
+                "Windows closed and emitted",
+                Family::default()
+            ),
+            late_dropped: reg!(
+                "late_dropped",
+                "Late records dropped (late = \"drop\")",
+                Family::default()
+            ),
+            checkpoints: reg!(
+                "checkpoints",
+                "Checkpoints taken (every sink durable, the source told)",
+                Family::default()
+            ),
+            checkpoint_seconds: reg!(
+                "checkpoint_duration_seconds",
+                "Time to take a checkpoint",
+                hist()
+            ),
+            checkpoint_bytes: reg!(
+                "checkpoint_size_bytes",
+                "Size of the last window-state snapshot",
+                Family::default()
+            ),
+            checkpoint_age: reg!(
+                "checkpoint_age_seconds",
+                "Time since the last checkpoint",
+                Family::default()
+            ),
+            restores: reg!(
+                "snapshot_restores",
+                "Window-state shares taken up from a snapshot or changelog",
+                Family::default()
+            ),
+            commits: reg!(
+                "commits",
+                "Offset commits the source made",
+                Family::default()
+            ),
+            up: reg!(
+                "pipeline_up",
+                "1 while the pipeline runs",
+                Family::default()
+            ),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition (OpenMetrics) of every series.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Where a pipeline is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Starting,
+    Running,
+    Finished,
+    Failed,
+}
+
+/// A plugin stage as `/status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageInfo {
+    pub stage: String,
+    pub plugin: String,
+    pub version: String,
+    pub file: String,
+}
+
+/// A dead letter's gist, for `/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadNote {
+    pub time_ms: i64,
+    pub stage: String,
+    pub plugin: String,
+    pub position: serde_json::Value,
+    pub reason: String,
+}
+
+/// The latest window results and dead letters kept for `/status`.
+const RECENT: usize = 20;
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Metrics({})", self.pipeline)
+    }
+}
+
+/// One pipeline's series, and what `/status` shows beside them.
+pub struct Metrics {
+    families: Arc<Families>,
+    pipeline: String,
+    detailed: AtomicBool,
+    records_in: Counter,
+    records_out: Counter,
+    batches: Counter,
+    checkpoints: Counter,
+    commits: Counter,
+    retries: AtomicU64,
+    dead_total: AtomicU64,
+    windows_closed: Counter,
+    late_dropped: Counter,
+    plugin_failures: AtomicU64,
+    restores: Counter,
+    state: AtomicU8,
+    connected: AtomicBool,
+    started: Instant,
+    /// Consumer lag per partition (`topic[partition]`), as the source last saw it.
+    lag: Mutex<BTreeMap<String, i64>>,
+    watermarks: Mutex<BTreeMap<String, i64>>,
+    open_windows: AtomicU64,
+    last_checkpoint: Mutex<Option<(Instant, Duration, Option<u64>)>>,
+    stages: Mutex<Vec<StageInfo>>,
+    sinks: Mutex<Vec<String>>,
+    recent_dead: Mutex<VecDeque<DeadNote>>,
+    recent_windows: Mutex<VecDeque<serde_json::Value>>,
+}
+
+impl Default for Metrics {
+    /// A pipeline's metrics in a registry of their own (tests, `validate`).
+    fn default() -> Self {
+        Metrics::new("pipeline", Arc::new(Families::new()))
+    }
+}
+
+/// A consistent-enough copy of the counters.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct Snapshot {
     /// Records the source emitted.
     pub records_in: u64,
@@ -53,55 +369,427 @@ impl Snapshot {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Hands to a plugin stage's series, taken once at start.
+#[derive(Clone)]
+pub struct StageMetrics {
+    records_in: Counter,
+    records_out: Counter,
+    errors: Counter,
+    failures: Counter,
+    log_dropped: Counter,
+    seconds: Histogram,
+}
+
+impl StageMetrics {
+    /// One batch through the stage.
+    pub fn batch(&self, records_in: usize, records_out: usize, errors: usize) {
+        self.records_in.inc_by(records_in as u64);
+        self.records_out.inc_by(records_out as u64);
+        self.errors.inc_by(errors as u64);
+    }
+    /// The stage's own totals (it counts them), brought up to date.
+    pub fn set_totals(&self, failures: u64, log_dropped: u64) {
+        raise(&self.failures, failures);
+        raise(&self.log_dropped, log_dropped);
+    }
+}
+
+/// Bring a counter up to a total counted elsewhere.
+fn raise(counter: &Counter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
+    }
+}
+
+/// Hands to a sink's series.
+#[derive(Clone)]
+pub struct SinkMetrics {
+    metrics: Arc<Metrics>,
+    latency: Histogram,
+    write: Histogram,
+    records: Counter,
+    retries: Counter,
+}
+
+impl SinkMetrics {
+    /// A batch written: how long it took, and (records) since its first was read.
+    pub fn written(&self, records: usize, took: Duration, read_at: Option<Instant>) {
+        self.records.inc_by(records as u64);
+        if self.metrics.detailed() {
+            self.write.observe(took.as_secs_f64());
+            if let Some(at) = read_at {
+                self.latency.observe(at.elapsed().as_secs_f64());
+            }
+        }
+    }
+    pub fn retry(&self) {
+        self.retries.inc();
+        self.metrics.retries.fetch_add(1, Relaxed);
+    }
+}
+
 impl Metrics {
+    pub fn new(pipeline: &str, families: Arc<Families>) -> Self {
+        let p = || PipelineLabels {
+            pipeline: pipeline.to_owned(),
+        };
+        let f = families.clone();
+        let metrics = Metrics {
+            records_in: f.records_in.get_or_create(&p()).clone(),
+            records_out: f.records_out.get_or_create(&p()).clone(),
+            batches: f.batches.get_or_create(&p()).clone(),
+            checkpoints: f.checkpoints.get_or_create(&p()).clone(),
+            commits: f.commits.get_or_create(&p()).clone(),
+            windows_closed: f.windows_closed.get_or_create(&p()).clone(),
+            late_dropped: f.late_dropped.get_or_create(&p()).clone(),
+            restores: f.restores.get_or_create(&p()).clone(),
+            retries: AtomicU64::new(0),
+            dead_total: AtomicU64::new(0),
+            plugin_failures: AtomicU64::new(0),
+            detailed: AtomicBool::new(true),
+            state: AtomicU8::new(RunState::Starting as u8),
+            connected: AtomicBool::new(false),
+            started: Instant::now(),
+            lag: Mutex::default(),
+            watermarks: Mutex::default(),
+            open_windows: AtomicU64::new(0),
+            last_checkpoint: Mutex::default(),
+            stages: Mutex::default(),
+            sinks: Mutex::default(),
+            recent_dead: Mutex::default(),
+            recent_windows: Mutex::default(),
+            pipeline: pipeline.to_owned(),
+            families,
+        };
+        metrics
+    }
+
+    pub fn pipeline(&self) -> &str {
+        &self.pipeline
+    }
+
+    fn labels(&self) -> PipelineLabels {
+        PipelineLabels {
+            pipeline: self.pipeline.clone(),
+        }
+    }
+
+    /// Histograms and the clock reads behind them on (default) or off.
+    pub fn set_detailed(&self, on: bool) {
+        self.detailed.store(on, Relaxed);
+    }
+    pub fn detailed(&self) -> bool {
+        self.detailed.load(Relaxed)
+    }
+
     pub fn add_in(&self, n: u64) {
-        self.records_in.fetch_add(n, Relaxed);
+        self.records_in.inc_by(n);
     }
     pub fn add_out(&self, n: u64) {
-        self.records_out.fetch_add(n, Relaxed);
+        self.records_out.inc_by(n);
     }
-    pub fn add_dead(&self, n: u64) {
-        self.dead_letters.fetch_add(n, Relaxed);
+    pub fn add_batch(&self, size: usize) {
+        self.batches.inc();
+        if self.detailed() {
+            self.families
+                .batch_size
+                .get_or_create(&self.labels())
+                .observe(size as f64);
+        }
+    }
+    /// Dead letters of one `stage`, with the class of their reason, and the gist of
+    /// the newest for `/status`.
+    pub fn add_dead(&self, stage: &str, reason_class: &str, n: u64, newest: Option<DeadNote>) {
+        self.dead_total.fetch_add(n, Relaxed);
+        self.families
+            .dead_letters
+            .get_or_create(&DeadLabels {
+                pipeline: self.pipeline.clone(),
+                stage: stage.to_owned(),
+                reason: reason_class.to_owned(),
+            })
+            .inc_by(n);
+        if let Some(note) = newest {
+            let mut recent = lock(&self.recent_dead);
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back(note);
+        }
     }
     /// Totals the processor reads off its stages (it is their only writer).
     pub fn set_windows_closed(&self, total: u64) {
-        self.windows_closed.store(total, Relaxed);
+        raise(&self.windows_closed, total);
     }
     pub fn set_late_dropped(&self, total: u64) {
-        self.late_dropped.store(total, Relaxed);
+        raise(&self.late_dropped, total);
     }
     pub fn set_plugin_failures(&self, total: u64) {
         self.plugin_failures.store(total, Relaxed);
     }
-    pub fn add_batch(&self) {
-        self.batches.fetch_add(1, Relaxed);
+    pub fn set_open_windows(&self, open: usize) {
+        self.open_windows.store(open as u64, Relaxed);
+        self.families
+            .open_windows
+            .get_or_create(&self.labels())
+            .set(open as i64);
     }
-    pub fn add_checkpoint(&self) {
-        self.checkpoints.fetch_add(1, Relaxed);
+    /// Per source partition, the event-time watermark (ms since the epoch).
+    pub fn set_watermarks(&self, watermarks: BTreeMap<String, i64>) {
+        let family = &self.families.watermark;
+        let mut old = lock(&self.watermarks);
+        for gone in old.keys().filter(|k| !watermarks.contains_key(*k)) {
+            family.remove(&self.partition_labels(gone));
+        }
+        for (partition, ms) in &watermarks {
+            family
+                .get_or_create(&self.partition_labels(partition))
+                .set(ms.div_euclid(1000));
+        }
+        *old = watermarks;
+    }
+    fn partition_labels(&self, partition: &str) -> PartitionLabels {
+        PartitionLabels {
+            pipeline: self.pipeline.clone(),
+            partition: partition.to_owned(),
+        }
+    }
+    pub fn add_checkpoint(&self, took: Duration, snapshot_bytes: Option<u64>) {
+        self.checkpoints.inc();
+        let labels = self.labels();
+        if self.detailed() {
+            self.families
+                .checkpoint_seconds
+                .get_or_create(&labels)
+                .observe(took.as_secs_f64());
+        }
+        if let Some(bytes) = snapshot_bytes {
+            self.families
+                .checkpoint_bytes
+                .get_or_create(&labels)
+                .set(bytes as i64);
+        }
+        *lock(&self.last_checkpoint) = Some((Instant::now(), took, snapshot_bytes));
+    }
+    pub fn add_restores(&self, shares: u64) {
+        self.restores.inc_by(shares);
     }
     pub fn add_commit(&self) {
-        self.commits.fetch_add(1, Relaxed);
-    }
-    pub fn add_retry(&self) {
-        self.retries.fetch_add(1, Relaxed);
+        self.commits.inc();
     }
     pub fn set_lag(&self, lag: BTreeMap<String, i64>) {
-        *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
+        let family = &self.families.lag;
+        let mut old = lock(&self.lag);
+        for gone in old.keys().filter(|k| !lag.contains_key(*k)) {
+            family.remove(&self.partition_labels(gone));
+        }
+        for (partition, n) in &lag {
+            family
+                .get_or_create(&self.partition_labels(partition))
+                .set(*n);
+        }
+        *old = lag;
+    }
+
+    pub fn set_state(&self, state: RunState) {
+        self.state.store(state as u8, Relaxed);
+        self.families
+            .up
+            .get_or_create(&self.labels())
+            .set(i64::from(state == RunState::Running));
+    }
+    pub fn state(&self) -> RunState {
+        match self.state.load(Relaxed) {
+            0 => RunState::Starting,
+            1 => RunState::Running,
+            2 => RunState::Finished,
+            _ => RunState::Failed,
+        }
+    }
+    /// The source has reached what it reads from (a Kafka group joined, a first
+    /// HTTP response, a file opened).
+    pub fn set_connected(&self) {
+        self.connected.store(true, Relaxed);
+    }
+    pub fn connected(&self) -> bool {
+        self.connected.load(Relaxed)
+    }
+    /// Running, with its source connected.
+    pub fn ready(&self) -> bool {
+        self.state() == RunState::Running && self.connected()
+    }
+
+    /// A plugin stage's series (and its `plugin_info`), for the stage to feed.
+    pub fn stage(&self, info: StageInfo) -> StageMetrics {
+        let labels = StageLabels {
+            pipeline: self.pipeline.clone(),
+            stage: info.stage.clone(),
+            plugin: info.plugin.clone(),
+            version: info.version.clone(),
+        };
+        let f = &self.families;
+        f.plugin_info.get_or_create(&labels).set(1);
+        lock(&self.stages).push(info);
+        StageMetrics {
+            records_in: f.stage_in.get_or_create(&labels).clone(),
+            records_out: f.stage_out.get_or_create(&labels).clone(),
+            errors: f.stage_errors.get_or_create(&labels).clone(),
+            failures: f.plugin_failures.get_or_create(&labels).clone(),
+            log_dropped: f.plugin_log_dropped.get_or_create(&labels).clone(),
+            seconds: f.plugin_seconds.get_or_create(&labels).clone(),
+        }
+    }
+    /// Time a stage spent on a batch (only with detail on: see [`Self::clock`]).
+    pub fn observe_stage(&self, stage: &StageMetrics, took: Duration) {
+        stage.seconds.observe(took.as_secs_f64());
+    }
+    /// The time now if detail is on: what timed sections start from.
+    pub fn clock(&self) -> Option<Instant> {
+        self.detailed().then(Instant::now)
+    }
+
+    /// A sink's series.
+    pub fn sink(self: &Arc<Self>, name: &str) -> SinkMetrics {
+        let labels = SinkLabels {
+            pipeline: self.pipeline.clone(),
+            sink: name.to_owned(),
+        };
+        lock(&self.sinks).push(name.to_owned());
+        let f = &self.families;
+        SinkMetrics {
+            metrics: self.clone(),
+            latency: f.latency.get_or_create(&labels).clone(),
+            write: f.sink_write.get_or_create(&labels).clone(),
+            records: f.sink_records.get_or_create(&labels).clone(),
+            retries: f.sink_retries.get_or_create(&labels).clone(),
+        }
+    }
+
+    /// A window result emitted (kept for `/status`, the newest [`RECENT`]).
+    pub fn window_result(&self, result: serde_json::Value) {
+        let mut recent = lock(&self.recent_windows);
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(result);
+    }
+
+    /// Gauges that depend on the time they are read at.
+    pub fn refresh(&self) {
+        if let Some((at, _, _)) = *lock(&self.last_checkpoint) {
+            self.families
+                .checkpoint_age
+                .get_or_create(&self.labels())
+                .set(at.elapsed().as_secs_f64());
+        }
     }
 
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
-            records_in: self.records_in.load(Relaxed),
-            records_out: self.records_out.load(Relaxed),
-            dead_letters: self.dead_letters.load(Relaxed),
-            windows_closed: self.windows_closed.load(Relaxed),
-            late_dropped: self.late_dropped.load(Relaxed),
+            records_in: self.records_in.get(),
+            records_out: self.records_out.get(),
+            dead_letters: self.dead_total.load(Relaxed),
+            windows_closed: self.windows_closed.get(),
+            late_dropped: self.late_dropped.get(),
             plugin_failures: self.plugin_failures.load(Relaxed),
-            batches: self.batches.load(Relaxed),
-            checkpoints: self.checkpoints.load(Relaxed),
-            commits: self.commits.load(Relaxed),
+            batches: self.batches.get(),
+            checkpoints: self.checkpoints.get(),
+            commits: self.commits.get(),
             retries: self.retries.load(Relaxed),
-            lag: self.lag.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            lag: lock(&self.lag).clone(),
         }
+    }
+
+    /// Everything `/status` shows of this pipeline but the rates.
+    pub fn status(&self) -> PipelineStatus {
+        let checkpoint = lock(&self.last_checkpoint).map(|(at, took, bytes)| CheckpointStatus {
+            age_ms: at.elapsed().as_millis() as u64,
+            duration_ms: took.as_secs_f64() * 1000.0,
+            snapshot_bytes: bytes,
+        });
+        PipelineStatus {
+            name: self.pipeline.clone(),
+            state: self.state(),
+            ready: self.ready(),
+            source_connected: self.connected(),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            counters: self.snapshot(),
+            open_windows: self.open_windows.load(Relaxed),
+            watermarks_ms: lock(&self.watermarks).clone(),
+            checkpoint,
+            plugins: lock(&self.stages).clone(),
+            sinks: lock(&self.sinks).clone(),
+            recent_dead_letters: lock(&self.recent_dead).iter().cloned().collect(),
+            recent_windows: lock(&self.recent_windows).iter().cloned().collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointStatus {
+    pub age_ms: u64,
+    pub duration_ms: f64,
+    pub snapshot_bytes: Option<u64>,
+}
+
+/// One pipeline in `/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineStatus {
+    pub name: String,
+    pub state: RunState,
+    pub ready: bool,
+    pub source_connected: bool,
+    pub uptime_ms: u64,
+    pub counters: Snapshot,
+    pub open_windows: u64,
+    pub watermarks_ms: BTreeMap<String, i64>,
+    pub checkpoint: Option<CheckpointStatus>,
+    pub plugins: Vec<StageInfo>,
+    pub sinks: Vec<String>,
+    pub recent_dead_letters: Vec<DeadNote>,
+    pub recent_windows: Vec<serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_pipelines_share_one_family_per_name() {
+        let families = Arc::new(Families::new());
+        let a = Metrics::new("a", families.clone());
+        let b = Metrics::new("b", families.clone());
+        a.add_in(3);
+        b.add_in(5);
+        a.add_dead("transform", "plugin_error", 2, None);
+        let text = families.encode();
+        assert_eq!(text.matches("# TYPE sluice_records_in counter").count(), 1);
+        assert!(
+            text.contains("sluice_records_in_total{pipeline=\"a\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_records_in_total{pipeline=\"b\"} 5"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "sluice_dead_letters_total{pipeline=\"a\",stage=\"transform\",reason=\"plugin_error\"} 2"
+        ));
+        assert_eq!(a.snapshot().dead_letters, 2);
+    }
+
+    #[test]
+    fn partitions_gone_leave_the_gauges() {
+        let m = Metrics::default();
+        m.set_lag(BTreeMap::from([("t[0]".into(), 5), ("t[1]".into(), 7)]));
+        m.set_lag(BTreeMap::from([("t[1]".into(), 2)]));
+        let text = m.families.encode();
+        assert!(!text.contains("partition=\"t[0]\""), "{text}");
+        assert!(text.contains("partition=\"t[1]\"} 2"), "{text}");
     }
 }

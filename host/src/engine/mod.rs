@@ -24,7 +24,7 @@ mod processor;
 pub mod snapshot;
 mod window;
 
-pub use metrics::{Metrics, Snapshot};
+pub use metrics::{Families, Metrics, PipelineStatus, RunState, Snapshot, StageInfo};
 pub use pipeline::{Pipeline, RunError};
 pub use processor::Control;
 pub use window::{Late, WindowStage, PARTITION_HEADER};

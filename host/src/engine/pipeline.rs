@@ -2,6 +2,7 @@
 //! configuration problem shows before data flows), then run until the source is done
 //! or shutdown is asked for.
 
+use super::metrics::{Families, RunState, SinkMetrics, StageInfo};
 use super::processor::{Control, DeadLetterQueue, ProcessError, Processor, Route, SinkMessage};
 use super::snapshot::{SnapshotStore, StateStore};
 use super::window::{Late, WindowStage};
@@ -55,6 +56,7 @@ impl Pipeline {
                 t.config_json(),
                 t.sandbox.sandbox(),
             )?;
+            plugin.set_log_context(&config.name(), "transform");
             transforms.push(TransformStage::new(plugin));
         }
         let window = match &config.window {
@@ -68,6 +70,7 @@ impl Pipeline {
                     w.config_json(),
                     w.sandbox.sandbox(),
                 )?;
+                plugin.set_log_context(&config.name(), "window");
                 let stage = WindowStage::new(
                     plugin,
                     w.size.as_millis_i64(),
@@ -91,11 +94,12 @@ impl Pipeline {
                 )
             }
         };
+        let metrics = Arc::new(Metrics::new(&config.name(), Arc::new(Families::new())));
         Ok(Pipeline {
             config,
             transforms,
             window,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             control: mpsc::channel(16),
         })
     }
@@ -114,6 +118,15 @@ impl Pipeline {
         self.metrics.clone()
     }
 
+    /// Count into these (the process's, shared by every pipeline and served at
+    /// `/metrics`) rather than a registry of its own. Before [`Self::metrics`] is
+    /// handed out.
+    pub fn use_families(&mut self, families: Arc<Families>) {
+        let detailed = self.metrics.detailed();
+        self.metrics = Arc::new(Metrics::new(&self.config.name(), families));
+        self.metrics.set_detailed(detailed);
+    }
+
     /// Run to the end of the source, or until `shutdown` is cancelled; either way,
     /// every batch already taken is processed and every sink flushed before this
     /// returns.
@@ -121,170 +134,216 @@ impl Pipeline {
         let Pipeline {
             config,
             transforms,
-            mut window,
+            window,
             metrics,
             control: (_, control_rx),
         } = self;
-        let p = &config.pipeline;
-        let partitions = Arc::new(Partitions::default());
-        // What outlives the process (read positions, window state) is one host's: a
-        // second process on the same state folder is refused.
-        let _state_lock = match config.source.resumes() {
-            false => None,
-            true => {
-                let dir = config.state_dir();
-                let lock = crate::durable::FolderLock::take(&dir)
-                    .map_err(|e| RunError::State(format!("cannot lock {}: {e}", dir.display())))?;
-                Some(lock.ok_or_else(|| {
+        let result = run(config, transforms, window, &metrics, control_rx, shutdown).await;
+        metrics.set_state(match result {
+            Ok(()) => RunState::Finished,
+            Err(_) => RunState::Failed,
+        });
+        result.map(|()| metrics.snapshot())
+    }
+}
+
+async fn run(
+    config: PipelineConfig,
+    transforms: Vec<TransformStage>,
+    mut window: Option<WindowStage>,
+    metrics: &Arc<Metrics>,
+    control_rx: mpsc::Receiver<Control>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let p = &config.pipeline;
+    let partitions = Arc::new(Partitions::default());
+    // What outlives the process (read positions, window state) is one host's: a
+    // second process on the same state folder is refused.
+    let _state_lock = match config.source.resumes() {
+        false => None,
+        true => {
+            let dir = config.state_dir();
+            let lock = crate::durable::FolderLock::take(&dir)
+                .map_err(|e| RunError::State(format!("cannot lock {}: {e}", dir.display())))?;
+            Some(lock.ok_or_else(|| {
                     RunError::State(format!(
                         "{} is in use by another sluice process (each host needs a state folder of its own: [pipeline] state_dir)",
                         dir.display()
                     ))
                 })?)
-            }
-        };
-        // Window state outlives the process when the source can resume from where the
-        // state leaves off; it is taken up first, before any data moves.
-        if let Some(w) = &mut window {
-            w.set_partitions(partitions.clone());
         }
-        let snapshots = match (&mut window, &config.window, &config.source) {
-            (Some(w), Some(wc), SourceConfig::Kafka(k)) if wc.state == WindowState::Kafka => {
-                let topic = wc
-                    .state_topic
-                    .clone()
-                    .unwrap_or_else(|| format!("{}-windows", k.group_id));
-                let changelog = Changelog::open(
-                    &k.brokers,
-                    &k.properties,
-                    &topic,
-                    &k.group_id,
-                    &k.topics,
-                    (w.size_ms(), w.slide_ms()),
-                )
-                .await
-                .map_err(RunError::State)?;
-                Some(StateStore::Kafka(changelog))
-            }
-            (Some(w), _, source) if source.resumes() => {
-                let store = SnapshotStore::in_dir(&config.state_dir());
-                restore(w, &store, &partitions).map_err(RunError::State)?;
-                Some(StateStore::Local(store))
-            }
-            _ => None,
-        };
-        let queue = p.queue_batches;
-        let base_dir = config.base_dir();
-        let context = |name: String| SinkContext {
-            name,
-            base_dir: base_dir.clone(),
-            metrics: metrics.clone(),
-        };
-
-        // The dead-letter output first (sinks send it the records they refuse), then
-        // the sinks: one that cannot open (bad path) fails before any reading.
-        let ctx = context(format!(
-            "dead letters ({})",
-            config.dead_letter.describe(&base_dir)
-        ));
-        let max_value = p.dead_letter_max_kb * 1024;
-        let (dlq, encoding) = dead_letter::open(&config.dead_letter, &ctx, max_value)
-            .await
-            .map_err(RunError::Sink)?;
-        let (dlq_tx, dlq_rx) = mpsc::channel(queue);
-        let dead_letter = DeadLetterQueue {
-            name: ctx.name.clone(),
-            tx: dlq_tx,
-            encoding,
-            partitions: partitions.clone(),
-            metrics: metrics.clone(),
-        };
-        let mut sink_tasks = vec![tokio::spawn(run_sink(dlq, dlq_rx, ctx, p.retry, None))];
-        let mut routes = Vec::new();
-        for (i, sc) in config.sinks.iter().enumerate() {
-            let ctx = context(format!("sinks[{i}] ({})", sc.describe()));
-            let sink = sc.open(&ctx).await.map_err(RunError::Sink)?;
-            let (tx, rx) = mpsc::channel(queue);
-            routes.push(Route {
-                input: sc.input(),
-                name: ctx.name.clone(),
-                tx,
-            });
-            let refused = Some(dead_letter.clone());
-            sink_tasks.push(tokio::spawn(run_sink(sink, rx, ctx, p.retry, refused)));
-        }
-
-        // About a batch of records waits at the intake, whether sent one by one or in
-        // chunks, so memory stays bounded by the batch and queue sizes.
-        let (event_tx, event_rx) = mpsc::channel(config.source.intake_capacity(p.batch_size));
-        let (work_tx, work_rx) = mpsc::channel(queue);
-        let (ack_tx, ack_rx) = std::sync::mpsc::sync_channel(64);
-        let source_ctx = SourceContext::new(
-            format!("source ({})", config.source.kind()),
-            event_tx,
-            ack_rx,
-            partitions.clone(),
-            shutdown.clone(),
-            metrics.clone(),
-            config.state_dir(),
-            base_dir.clone(),
-        );
-        let source = tokio::spawn(config.source.clone().run(source_ctx));
-        let batcher = tokio::spawn(batcher::run(event_rx, work_tx, p.batch_size, *p.linger));
-
-        let processor = Processor {
-            transforms,
-            window,
-            sinks: routes,
-            dead_letter,
-            metrics: metrics.clone(),
-            checkpoint_interval: *p.checkpoint_interval,
-            emit_every: config
-                .window
-                .as_ref()
-                .and_then(|w| w.emit_every)
-                .map(|d| *d),
-            snapshots,
-            owned: Default::default(),
-            acks: ack_tx,
-            close_windows_at_end: !config.source.resumes(),
-        };
-        let rt = tokio::runtime::Handle::current();
-        // A panic in the processor is treated like its errors: stop the source and let
-        // the sinks flush what they already have before reporting it.
-        let processed = tokio::task::spawn_blocking(move || processor.run(work_rx, control_rx, rt))
-            .await
-            .unwrap_or_else(|e| Err(ProcessError::Panicked(e.to_string())));
-        if processed.is_err() {
-            // Unblock the source if it is waiting on a full queue.
-            shutdown.cancel();
-        }
-        let sourced = source
-            .await
-            .map_err(|e| RunError::Internal(format!("source: {e}")))?;
-        let _ = batcher.await;
-
-        // A sink's own error explains a processor that found the sink gone.
-        let mut sink_error = None;
-        for task in sink_tasks {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => sink_error = sink_error.or(Some(e)),
-                Err(e) => return Err(RunError::Internal(format!("sink: {e}"))),
-            }
-        }
-        if let Some(e) = sink_error {
-            return Err(RunError::Sink(e));
-        }
-        match processed {
-            Ok(()) => {}
-            Err(ProcessError::Sink(e)) => return Err(RunError::Sink(e)),
-            Err(ProcessError::Snapshot(e)) => return Err(RunError::State(e)),
-            Err(e) => return Err(RunError::Internal(e.to_string())),
-        }
-        sourced.map_err(RunError::Source)?;
-        Ok(metrics.snapshot())
+    };
+    // Window state outlives the process when the source can resume from where the
+    // state leaves off; it is taken up first, before any data moves.
+    if let Some(w) = &mut window {
+        w.set_partitions(partitions.clone());
     }
+    let snapshots = match (&mut window, &config.window, &config.source) {
+        (Some(w), Some(wc), SourceConfig::Kafka(k)) if wc.state == WindowState::Kafka => {
+            let topic = wc
+                .state_topic
+                .clone()
+                .unwrap_or_else(|| format!("{}-windows", k.group_id));
+            let changelog = Changelog::open(
+                &k.brokers,
+                &k.properties,
+                &topic,
+                &k.group_id,
+                &k.topics,
+                (w.size_ms(), w.slide_ms()),
+            )
+            .await
+            .map_err(RunError::State)?;
+            Some(StateStore::Kafka(changelog))
+        }
+        (Some(w), _, source) if source.resumes() => {
+            let store = SnapshotStore::in_dir(&config.state_dir());
+            restore(w, &store, &partitions, metrics).map_err(RunError::State)?;
+            Some(StateStore::Local(store))
+        }
+        _ => None,
+    };
+    let queue = p.queue_batches;
+    let base_dir = config.base_dir();
+    let context = |name: String| SinkContext {
+        name,
+        base_dir: base_dir.clone(),
+        metrics: metrics.clone(),
+    };
+
+    // The dead-letter output first (sinks send it the records they refuse), then
+    // the sinks: one that cannot open (bad path) fails before any reading.
+    let ctx = context(format!(
+        "dead letters ({})",
+        config.dead_letter.describe(&base_dir)
+    ));
+    let max_value = p.dead_letter_max_kb * 1024;
+    let (dlq, encoding) = dead_letter::open(&config.dead_letter, &ctx, max_value)
+        .await
+        .map_err(RunError::Sink)?;
+    let (dlq_tx, dlq_rx) = mpsc::channel(queue);
+    let dead_letter = DeadLetterQueue {
+        name: ctx.name.clone(),
+        tx: dlq_tx,
+        encoding,
+        partitions: partitions.clone(),
+        metrics: metrics.clone(),
+    };
+    let dlq_metrics = metrics.sink(&ctx.name);
+    let mut sink_tasks = vec![tokio::spawn(run_sink(
+        dlq,
+        dlq_rx,
+        ctx,
+        dlq_metrics,
+        p.retry,
+        None,
+    ))];
+    let mut routes = Vec::new();
+    for (i, sc) in config.sinks.iter().enumerate() {
+        let ctx = context(format!("sinks[{i}] ({})", sc.describe()));
+        let sink = sc.open(&ctx).await.map_err(RunError::Sink)?;
+        let (tx, rx) = mpsc::channel(queue);
+        routes.push(Route {
+            input: sc.input(),
+            name: ctx.name.clone(),
+            tx,
+        });
+        let refused = Some(dead_letter.clone());
+        let m = metrics.sink(&ctx.name);
+        sink_tasks.push(tokio::spawn(run_sink(sink, rx, ctx, m, p.retry, refused)));
+    }
+
+    // About a batch of records waits at the intake, whether sent one by one or in
+    // chunks, so memory stays bounded by the batch and queue sizes.
+    let (event_tx, event_rx) = mpsc::channel(config.source.intake_capacity(p.batch_size));
+    let (work_tx, work_rx) = mpsc::channel(queue);
+    let (ack_tx, ack_rx) = std::sync::mpsc::sync_channel(64);
+    let source_ctx = SourceContext::new(
+        format!("source ({})", config.source.kind()),
+        event_tx,
+        ack_rx,
+        partitions.clone(),
+        shutdown.clone(),
+        metrics.clone(),
+        config.state_dir(),
+        base_dir.clone(),
+    );
+    let source = tokio::spawn(config.source.clone().run(source_ctx));
+    let batcher = tokio::spawn(batcher::run(event_rx, work_tx, p.batch_size, *p.linger));
+
+    let stage_info =
+        |stage: &str, name: &str, (version, file): (&str, &std::path::Path)| StageInfo {
+            stage: stage.to_owned(),
+            plugin: name.to_owned(),
+            version: version.to_owned(),
+            file: file.display().to_string(),
+        };
+    let stage_metrics = transforms
+        .iter()
+        .map(|t| {
+            let p = t.plugin();
+            metrics.stage(stage_info("transform", p.name(), p.version()))
+        })
+        .collect();
+    let window_metrics = window.as_ref().map(|w| {
+        let p = w.plugin();
+        metrics.stage(stage_info("window", p.name(), p.version()))
+    });
+    let processor = Processor {
+        transforms,
+        window,
+        stage_metrics,
+        window_metrics,
+        sinks: routes,
+        dead_letter,
+        metrics: metrics.clone(),
+        checkpoint_interval: *p.checkpoint_interval,
+        emit_every: config
+            .window
+            .as_ref()
+            .and_then(|w| w.emit_every)
+            .map(|d| *d),
+        snapshots,
+        owned: Default::default(),
+        acks: ack_tx,
+        close_windows_at_end: !config.source.resumes(),
+    };
+    metrics.set_state(RunState::Running);
+    let rt = tokio::runtime::Handle::current();
+    // A panic in the processor is treated like its errors: stop the source and let
+    // the sinks flush what they already have before reporting it.
+    let processed = tokio::task::spawn_blocking(move || processor.run(work_rx, control_rx, rt))
+        .await
+        .unwrap_or_else(|e| Err(ProcessError::Panicked(e.to_string())));
+    if processed.is_err() {
+        // Unblock the source if it is waiting on a full queue.
+        shutdown.cancel();
+    }
+    let sourced = source
+        .await
+        .map_err(|e| RunError::Internal(format!("source: {e}")))?;
+    let _ = batcher.await;
+
+    // A sink's own error explains a processor that found the sink gone.
+    let mut sink_error = None;
+    for task in sink_tasks {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => sink_error = sink_error.or(Some(e)),
+            Err(e) => return Err(RunError::Internal(format!("sink: {e}"))),
+        }
+    }
+    if let Some(e) = sink_error {
+        return Err(RunError::Sink(e));
+    }
+    match processed {
+        Ok(()) => {}
+        Err(ProcessError::Sink(e)) => return Err(RunError::Sink(e)),
+        Err(ProcessError::Snapshot(e)) => return Err(RunError::State(e)),
+        Err(e) => return Err(RunError::Internal(e.to_string())),
+    }
+    sourced.map_err(RunError::Source)?;
+    Ok(())
 }
 
 /// Take up the saved window state, if there is one.
@@ -292,6 +351,7 @@ fn restore(
     window: &mut WindowStage,
     store: &SnapshotStore,
     partitions: &Partitions,
+    metrics: &Metrics,
 ) -> Result<(), String> {
     let Some(snapshot) = store.load()? else {
         return Ok(());
@@ -314,6 +374,7 @@ fn restore(
         parts += 1;
         window.restore(id, state)?;
     }
+    metrics.add_restores(parts as u64);
     tracing::info!(
         "window state restored from {}: {open} open window share(s) over {parts} partition(s)",
         store.path().display()
@@ -330,6 +391,7 @@ async fn run_sink(
     mut sink: Sink,
     mut rx: mpsc::Receiver<SinkMessage>,
     ctx: SinkContext,
+    metrics: SinkMetrics,
     retry: RetryPolicy,
     refused: Option<DeadLetterQueue>,
 ) -> Result<(), SinkError> {
@@ -338,12 +400,13 @@ async fn run_sink(
             SinkMessage::Write(batch) => {
                 let mut delivery = Delivery::new(batch.len());
                 let mut backoff = retry.start();
+                let started = std::time::Instant::now();
                 loop {
                     match sink.write(&batch.records, &mut delivery).await {
                         Ok(()) => break,
                         Err(e) if e.is_retryable() => match backoff.next_wait() {
                             Some(wait) => {
-                                ctx.metrics.add_retry();
+                                metrics.retry();
                                 tracing::warn!(
                                     "{e}; {} record(s) of the batch still to write: retry {}/{} in {wait:?}",
                                     delivery.pending().len(),
@@ -358,6 +421,7 @@ async fn run_sink(
                         Err(e) => return Err(e),
                     }
                 }
+                metrics.written(batch.len(), started.elapsed(), batch.read_at);
                 let rejected = delivery.take_rejected();
                 if !rejected.is_empty() {
                     let Some(dead_letters) = &refused else {

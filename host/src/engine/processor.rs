@@ -9,6 +9,7 @@
 //! the acknowledgement stops just before the oldest of them.
 
 use super::batcher::Work;
+use super::metrics::{DeadNote, StageMetrics};
 use super::snapshot::{self, Snapshot, StateStore};
 use super::window::WindowStage;
 use super::Metrics;
@@ -56,7 +57,29 @@ impl DeadLetterQueue {
         if dead.is_empty() {
             return Ok(());
         }
-        self.metrics.add_dead(dead.len() as u64);
+        // Counted by stage and class of reason; the newest of each kind noted for
+        // `/status`.
+        let mut kinds: Vec<(&'static str, &'static str, u64, &DeadLetter)> = Vec::new();
+        for d in &dead {
+            let class = d.reason_class();
+            match kinds.iter_mut().find(|k| k.0 == d.stage && k.1 == class) {
+                Some(k) => {
+                    k.2 += 1;
+                    k.3 = d;
+                }
+                None => kinds.push((d.stage, class, 1, d)),
+            }
+        }
+        for (stage, class, n, newest) in kinds {
+            let note = DeadNote {
+                time_ms: newest.time_ms,
+                stage: stage.to_owned(),
+                plugin: newest.plugin.clone(),
+                position: self.partitions.describe(newest.position),
+                reason: newest.reason.clone(),
+            };
+            self.metrics.add_dead(stage, class, n, Some(note));
+        }
         let mut batch = Batch::with_capacity(dead.len());
         for d in dead {
             tracing::debug!(stage = d.stage, plugin = %d.plugin, position = %self.partitions.describe(d.position), "dead letter: {}", d.reason);
@@ -93,6 +116,9 @@ pub enum ProcessError {
 pub struct Processor {
     pub transforms: Vec<TransformStage>,
     pub window: Option<WindowStage>,
+    /// Each transform's series, in the same order, and the window's.
+    pub stage_metrics: Vec<StageMetrics>,
+    pub window_metrics: Option<StageMetrics>,
     pub sinks: Vec<Route>,
     pub dead_letter: DeadLetterQueue,
     pub metrics: Arc<Metrics>,
@@ -214,10 +240,19 @@ impl Processor {
             .iter()
             .map(TransformStage::plugin_failures)
             .sum();
+        for (stage, m) in self.transforms.iter().zip(&self.stage_metrics) {
+            m.set_totals(stage.plugin_failures(), stage.log_dropped());
+        }
         let window = self.window.as_ref();
         let window_failures = window.map_or(0, WindowStage::plugin_failures);
         self.metrics
             .set_plugin_failures(transforms + window_failures);
+        if let (Some(w), Some(m)) = (window, &self.window_metrics) {
+            m.set_totals(w.plugin_failures(), w.log_dropped());
+            self.metrics.set_open_windows(w.open_windows());
+            self.metrics
+                .set_watermarks(w.watermarks(&self.dead_letter.partitions));
+        }
         self.metrics
             .set_windows_closed(window.map_or(0, WindowStage::windows_closed));
         self.metrics
@@ -236,15 +271,32 @@ impl Processor {
         mut dead: Vec<DeadLetter>,
         rt: &Handle,
     ) -> Result<(), ProcessError> {
-        self.metrics.add_batch();
-        for stage in &mut self.transforms {
+        self.metrics.add_batch(batch.len());
+        for (stage, m) in self.transforms.iter_mut().zip(&self.stage_metrics) {
             if batch.is_empty() {
                 break;
             }
+            let (taken, refused) = (batch.len(), dead.len());
+            let started = self.metrics.clock();
             batch = stage.apply(batch, &mut dead);
+            if let Some(t) = started {
+                self.metrics.observe_stage(m, t.elapsed());
+            }
+            m.batch(taken, batch.len(), dead.len() - refused);
         }
         let windows = match &mut self.window {
-            Some(w) if !batch.is_empty() => Some(w.push(&batch, &mut dead)),
+            Some(w) if !batch.is_empty() => {
+                let (taken, refused) = (batch.len(), dead.len());
+                let started = self.metrics.clock();
+                let results = w.push(&batch, &mut dead);
+                if let (Some(m), Some(t)) = (&self.window_metrics, started) {
+                    self.metrics.observe_stage(m, t.elapsed());
+                }
+                if let Some(m) = &self.window_metrics {
+                    m.batch(taken, results.len(), dead.len() - refused);
+                }
+                Some(results)
+            }
             _ => None,
         };
         self.send(Input::Records, batch, rt)?;
@@ -290,6 +342,7 @@ impl Processor {
             };
             shares += state.windows.len();
             window.restore(*id, state).map_err(ProcessError::Snapshot)?;
+            self.metrics.add_restores(1);
         }
         if !arrived.is_empty() {
             tracing::info!(
@@ -347,6 +400,11 @@ impl Processor {
         if !routes.is_empty() {
             self.metrics.add_out(batch.len() as u64);
         }
+        if input == Input::Windows {
+            for r in &batch.records {
+                self.metrics.window_result(window_result_json(r));
+            }
+        }
         let batch = Arc::new(batch);
         for route in routes {
             rt.block_on(route.tx.send(SinkMessage::Write(batch.clone())))
@@ -370,11 +428,12 @@ impl Processor {
         // The sinks first, all at once: a sink queues the records it refuses as dead
         // letters before it answers, so the dead-letter output's checkpoint, asked
         // after, covers them too.
+        let started = Instant::now();
         let sinks = self.sinks.iter().map(|r| (&r.name, &r.tx));
         checkpoint_all(sinks, rt)?;
         let dead_letters = (&self.dead_letter.name, &self.dead_letter.tx);
         checkpoint_all(std::iter::once(dead_letters), rt)?;
-        self.metrics.add_checkpoint();
+        let mut snapshot_bytes = None;
         // With the window state saved, what it holds is safe too; without, the
         // acknowledgement stops before the oldest record an open window holds.
         let held = match (&self.window, &self.snapshots) {
@@ -390,12 +449,14 @@ impl Processor {
                     }),
                     StateStore::Kafka(changelog) => rt.block_on(changelog.save(partitions)),
                 };
-                saved.map_err(ProcessError::Snapshot)?;
+                snapshot_bytes = Some(saved.map_err(ProcessError::Snapshot)?);
                 BTreeMap::new()
             }
             (Some(w), None) => w.held(),
             (None, _) => BTreeMap::new(),
         };
+        self.metrics
+            .add_checkpoint(started.elapsed(), snapshot_bytes);
         let ack = Ack {
             barrier,
             durable: durable(progress, &held),
@@ -412,6 +473,21 @@ impl Processor {
         }
         Ok(())
     }
+}
+
+/// A window result as `/status` shows it: its JSON (or its text), and the partition
+/// of a partial result.
+fn window_result_json(r: &crate::record::Record) -> serde_json::Value {
+    let mut v = serde_json::from_slice(&r.value)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&r.value).into()));
+    let partition = r.headers.iter().find(|h| h.name == super::PARTITION_HEADER);
+    if let (serde_json::Value::Object(o), Some(h)) = (&mut v, partition) {
+        o.insert(
+            "_partition".into(),
+            String::from_utf8_lossy(&h.value).into_owned().into(),
+        );
+    }
+    v
 }
 
 /// Ask each sink to make what it has durable, then wait for every answer.

@@ -132,15 +132,16 @@ impl SnapshotStore {
             .map_err(|e| format!("{} is damaged: {e}", self.path.display()))
     }
 
-    /// Replace the snapshot (atomically and durably).
-    pub fn save(&self, snapshot: &Snapshot) -> Result<(), String> {
+    /// Replace the snapshot (atomically and durably); returns its size in bytes.
+    pub fn save(&self, snapshot: &Snapshot) -> Result<u64, String> {
         let bytes = serde_json::to_vec(snapshot).expect("a snapshot always serializes");
         crate::durable::write_atomically(&self.path, &bytes).map_err(|e| {
             format!(
                 "cannot save the window snapshot to {}: {e}",
                 self.path.display()
             )
-        })
+        })?;
+        Ok(bytes.len() as u64)
     }
 }
 

@@ -250,6 +250,34 @@ impl WindowStage {
         self.plugin.failures()
     }
 
+    pub fn plugin(&self) -> &WindowPlugin {
+        &self.plugin
+    }
+
+    /// The plugin's log lines dropped by its rate limit.
+    pub fn log_dropped(&self) -> u64 {
+        self.plugin.log_dropped()
+    }
+
+    /// The plugin's version (the first 12 hex digits of its SHA-256) and file.
+    pub fn plugin_version(&self) -> (&str, &std::path::Path) {
+        self.plugin.version()
+    }
+
+    /// Per partition seen, its own watermark (newest event time less the allowed
+    /// lateness), by the partition's label.
+    pub fn watermarks(&self, partitions: &Partitions) -> BTreeMap<String, i64> {
+        self.max_event_ms
+            .iter()
+            .map(|(&p, &m)| {
+                let label = partitions
+                    .origin(p)
+                    .map_or_else(|| p.0.to_string(), |o| o.label());
+                (label, m.saturating_sub(self.lateness_ms))
+            })
+            .collect()
+    }
+
     /// The newest window start at or before `ts`.
     fn start_of(&self, ts: i64) -> i64 {
         ts.div_euclid(self.slide_ms) * self.slide_ms

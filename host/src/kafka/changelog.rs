@@ -141,9 +141,11 @@ impl Changelog {
         partition.rem_euclid(self.partitions)
     }
 
-    /// Write each partition's state and wait until every message is delivered.
-    pub async fn save(&self, states: Vec<PartitionState>) -> Result<(), String> {
+    /// Write each partition's state and wait until every message is delivered;
+    /// returns the bytes written.
+    pub async fn save(&self, states: Vec<PartitionState>) -> Result<u64, String> {
         let mut deliveries = Vec::new();
+        let mut size = 0u64;
         for state in states {
             let Origin::Kafka { topic, partition } = &state.origin else {
                 continue;
@@ -157,6 +159,7 @@ impl Changelog {
                 state,
             };
             let value = serde_json::to_vec(&entry).expect("an entry always serializes");
+            size += value.len() as u64;
             let record = FutureRecord::to(&self.topic)
                 .key(&key)
                 .payload(&value)
@@ -179,7 +182,7 @@ impl Changelog {
                 Err(_) => return Err("the state producer went away".into()),
             }
         }
-        Ok(())
+        Ok(size)
     }
 
     /// The newest saved state of each of these source partitions (blocking: reads

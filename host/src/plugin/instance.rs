@@ -5,7 +5,8 @@
 use super::capped::OutputCapExceeded;
 use super::error::{CallFailure, PluginError};
 use super::runtime::{Blocked, EpochTicker, LoadedPlugin, Runtime, Sandbox};
-use super::state::PluginState;
+use super::state::{PluginLog, PluginState};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::component::InstancePre;
 use wasmtime::{Engine, Store, Trap};
@@ -34,6 +35,10 @@ pub(crate) struct Sandboxed<W: World> {
     live: Option<(Store<PluginState>, W)>,
     /// Calls that failed (trap, deadline, memory, blocking) since the start.
     failures: u64,
+    /// Tags and rate-limits the plugin's log lines (shared by its instances).
+    log: Arc<PluginLog>,
+    version: String,
+    file: PathBuf,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -65,6 +70,9 @@ impl<W: World> Sandboxed<W> {
             sandbox,
             live: None,
             failures: 0,
+            log: Arc::new(PluginLog::new(name, &plugin.version)),
+            version: plugin.version.clone(),
+            file: plugin.path.clone(),
             _ticker: runtime.ticker(),
         };
         match me.live() {
@@ -92,12 +100,20 @@ impl<W: World> Sandboxed<W> {
         self.failures
     }
 
+    pub fn version(&self) -> (&str, &Path) {
+        (&self.version, &self.file)
+    }
+
+    pub fn log(&self) -> &PluginLog {
+        &self.log
+    }
+
     /// The live instance, creating (and initialising) one if the last call trapped.
     fn live(&mut self) -> Result<&mut (Store<PluginState>, W), StartFailure> {
         if self.live.is_none() {
             let mut store = Store::new(
                 &self.engine,
-                PluginState::new(self.name.clone(), self.sandbox.memory_bytes),
+                PluginState::new(self.log.clone(), self.sandbox.memory_bytes),
             );
             store.limiter(|s| &mut s.limiter);
             store.set_epoch_deadline(self.sandbox.deadline_ticks());

@@ -21,6 +21,7 @@ pub use cache::ComponentCache;
 pub use error::{CallFailure, PluginError};
 pub use inspect::{inspect, Inspection, WorldKind};
 pub use isolate::{isolate, Isolated, GIVE_UP_AFTER};
-pub use runtime::{default_name, LoadedPlugin, Runtime, Sandbox};
+pub use runtime::{default_name, version_of, LoadedPlugin, Runtime, Sandbox};
+pub use state::{PluginLog, LOG_BURST, LOG_RATE};
 pub use transform::{Outcome, TransformPlugin};
 pub use window::WindowPlugin;

@@ -85,6 +85,16 @@ pub fn default_name(path: &Path) -> String {
         .unwrap_or_else(|| "plugin".into())
 }
 
+/// The version a plugin goes by: the first 12 hex digits of its SHA-256.
+pub fn version_of(wasm: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(wasm)
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A compiled plugin, not yet instantiated.
 #[derive(Clone)]
 pub struct LoadedPlugin {
@@ -93,6 +103,9 @@ pub struct LoadedPlugin {
     pub name: String,
     pub component: Component,
     pub size_bytes: usize,
+    /// The first 12 hex digits of the file's SHA-256: the version metrics, logs and
+    /// status pages name.
+    pub version: String,
 }
 
 pub struct Runtime {
@@ -208,6 +221,7 @@ impl Runtime {
             name: default_name(path),
             component,
             size_bytes: wasm.len(),
+            version: version_of(&wasm),
         })
     }
 }

@@ -2,7 +2,9 @@
 //! the memory limiter, and the plugin's name for its log lines.
 
 use super::bindings::log::{Host as LogHost, Level};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -15,11 +17,97 @@ pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryCap,
+    log: Arc<PluginLog>,
+}
+
+/// Lines a plugin may log per second, on average; a burst of [`LOG_BURST`] passes.
+pub const LOG_RATE: f64 = 50.0;
+pub const LOG_BURST: f64 = 200.0;
+
+/// A plugin's log lines: tagged with its pipeline, stage, name and version, and
+/// rate-limited (a token bucket shared by its instances), so that a chatty or hostile
+/// plugin cannot flood the host's log. Lines over the limit are dropped and counted;
+/// the next line let through says how many went.
+pub struct PluginLog {
     plugin: Arc<str>,
+    version: String,
+    context: OnceLock<(String, &'static str)>,
+    /// Tokens left and when they were counted.
+    bucket: Mutex<(f64, Instant)>,
+    dropped: AtomicU64,
+    /// Dropped lines not yet reported in the log.
+    unreported: AtomicU64,
+}
+
+impl PluginLog {
+    pub fn new(plugin: &str, version: &str) -> Self {
+        PluginLog {
+            plugin: plugin.into(),
+            version: version.to_owned(),
+            context: OnceLock::new(),
+            bucket: Mutex::new((LOG_BURST, Instant::now())),
+            dropped: AtomicU64::new(0),
+            unreported: AtomicU64::new(0),
+        }
+    }
+
+    /// The pipeline and stage (`transform`, `window`) the plugin runs in (once).
+    pub fn set_context(&self, pipeline: &str, stage: &'static str) {
+        let _ = self.context.set((pipeline.to_owned(), stage));
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Relaxed)
+    }
+
+    /// Whether one more line may go out now.
+    fn admit(&self) -> bool {
+        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let refill = now.duration_since(bucket.1).as_secs_f64() * LOG_RATE;
+        *bucket = ((bucket.0 + refill).min(LOG_BURST), now);
+        if bucket.0 >= 1.0 {
+            bucket.0 -= 1.0;
+            true
+        } else {
+            self.dropped.fetch_add(1, Relaxed);
+            self.unreported.fetch_add(1, Relaxed);
+            false
+        }
+    }
+
+    fn emit(&self, level: Level, message: &str) {
+        if !self.admit() {
+            return;
+        }
+        let (pipeline, stage) = self
+            .context
+            .get()
+            .map_or(("", ""), |(p, s)| (p.as_str(), *s));
+        let plugin = &*self.plugin;
+        let version = self.version.as_str();
+        let gone = self.unreported.swap(0, Relaxed);
+        if gone > 0 {
+            tracing::warn!(
+                pipeline,
+                stage,
+                plugin,
+                version,
+                "{gone} log line(s) of the plugin dropped (over {LOG_RATE} a second)"
+            );
+        }
+        match level {
+            Level::Trace => tracing::trace!(pipeline, stage, plugin, version, "{message}"),
+            Level::Debug => tracing::debug!(pipeline, stage, plugin, version, "{message}"),
+            Level::Info => tracing::info!(pipeline, stage, plugin, version, "{message}"),
+            Level::Warn => tracing::warn!(pipeline, stage, plugin, version, "{message}"),
+            Level::Error => tracing::error!(pipeline, stage, plugin, version, "{message}"),
+        }
+    }
 }
 
 impl PluginState {
-    pub fn new(plugin: Arc<str>, memory_cap: usize) -> Self {
+    pub fn new(log: Arc<PluginLog>, memory_cap: usize) -> Self {
         PluginState {
             // No preopened directories, no environment, no arguments, no network, no
             // stdin; stdout/stderr go nowhere. Clocks and random stay available.
@@ -37,7 +125,7 @@ impl PluginState {
                 used: 0,
                 exceeded: false,
             },
-            plugin,
+            log,
         }
     }
 }
@@ -61,14 +149,7 @@ impl LogHost for PluginState {
             message.truncate(end);
             message.push('…');
         }
-        let plugin = &*self.plugin;
-        match level {
-            Level::Trace => tracing::trace!(plugin, "{message}"),
-            Level::Debug => tracing::debug!(plugin, "{message}"),
-            Level::Info => tracing::info!(plugin, "{message}"),
-            Level::Warn => tracing::warn!(plugin, "{message}"),
-            Level::Error => tracing::error!(plugin, "{message}"),
-        }
+        self.log.emit(level, &message);
     }
 }
 

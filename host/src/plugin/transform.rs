@@ -125,6 +125,21 @@ impl TransformPlugin {
         self.inner.failures()
     }
 
+    /// Its version (the first 12 hex digits of its SHA-256) and file.
+    pub fn version(&self) -> (&str, &std::path::Path) {
+        self.inner.version()
+    }
+
+    /// Name the pipeline and stage its log lines are tagged with.
+    pub fn set_log_context(&self, pipeline: &str, stage: &'static str) {
+        self.inner.log().set_context(pipeline, stage);
+    }
+
+    /// Log lines dropped by the rate limit.
+    pub fn log_dropped(&self) -> u64 {
+        self.inner.log().dropped()
+    }
+
     /// The most bytes of output one batch may bring back.
     pub fn max_output(&self) -> usize {
         self.inner.sandbox().max_output_bytes

@@ -58,6 +58,21 @@ impl WindowPlugin {
         self.inner.failures()
     }
 
+    /// Its version (the first 12 hex digits of its SHA-256) and file.
+    pub fn version(&self) -> (&str, &std::path::Path) {
+        self.inner.version()
+    }
+
+    /// Name the pipeline and stage its log lines are tagged with.
+    pub fn set_log_context(&self, pipeline: &str, stage: &'static str) {
+        self.inner.log().set_context(pipeline, stage);
+    }
+
+    /// Log lines dropped by the rate limit.
+    pub fn log_dropped(&self) -> u64 {
+        self.inner.log().dropped()
+    }
+
     pub fn create(&mut self) -> Result<Accumulator, CallFailure> {
         self.inner
             .call(|b, store| b.sluice_plugin_aggregator().call_create(store))

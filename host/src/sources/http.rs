@@ -269,7 +269,10 @@ pub async fn run(config: HttpConfig, ctx: SourceContext) -> Result<(), SourceErr
                 _ = ctx.shutdown.cancelled() => return Ok(()),
             };
             match attempted {
-                Attempt::Body(body, content_type) => break Some((body, content_type)),
+                Attempt::Body(body, content_type) => {
+                    ctx.metrics.set_connected();
+                    break Some((body, content_type));
+                }
                 Attempt::Skip(why) => {
                     tracing::error!(url = %config.url, "{why}");
                     break None;

@@ -394,6 +394,8 @@ impl ConsumerContext for Ctx {
                 }
                 let owned = state.owned.keys().copied().collect();
                 state.chunk.push(SourceEvent::Assignment(owned));
+                // In the group (even with no partitions of its own): connected.
+                state.ctx.metrics.set_connected();
                 tracing::info!(source = %self.name, "partitions assigned: {}", list(tpl));
             }
             Rebalance::Error(e) => {

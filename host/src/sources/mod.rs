@@ -86,6 +86,11 @@ impl SourceConfig {
                 .await
                 .unwrap_or_else(|e| Err(SourceError::fatal(&name, format!("panicked: {e}"))))
         };
+        // These have nothing to connect to (a file that cannot be opened fails the
+        // source); http and kafka say when they have reached their server.
+        if matches!(self, SourceConfig::Generator(_) | SourceConfig::File(_)) {
+            ctx.metrics.set_connected();
+        }
         match self {
             SourceConfig::Generator(c) => {
                 generator::run(c, ctx).await;

@@ -16,6 +16,14 @@ impl TransformStage {
         self.plugin.failures()
     }
 
+    pub fn log_dropped(&self) -> u64 {
+        self.plugin.log_dropped()
+    }
+
+    pub fn plugin(&self) -> &TransformPlugin {
+        &self.plugin
+    }
+
     fn dead(&self, record: Record, position: Position, reason: String) -> DeadLetter {
         DeadLetter::now("transform", self.plugin.name(), record, position, reason)
     }
@@ -41,6 +49,7 @@ impl TransformStage {
                 .collect(),
         };
         let mut out = Batch::with_capacity(batch.len());
+        out.read_at = batch.read_at;
         for ((record, position), outcome) in
             batch.records.into_iter().zip(batch.positions).zip(outcomes)
         {

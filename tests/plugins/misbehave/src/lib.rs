@@ -5,7 +5,8 @@
 //! record is passed through unchanged. `huge` returns 8 records of 1 MiB each, to
 //! test the cap on what a plugin may hand back; `alias` returns 256 records whose
 //! values are all the same 1 MiB of its memory (deliberately unsound, as a hostile
-//! plugin in any language could do it), so the host would copy 256 MiB from 1. `readfile`, `env` and `net:PORT` report what
+//! plugin in any language could do it), so the host would copy 256 MiB from 1.
+//! `chatty` logs 10,000 lines (the host's per-plugin rate limit must hold them back). `readfile`, `env` and `net:PORT` report what
 //! the sandbox lets a plugin see of the host's files, environment and network (it
 //! should be nothing).
 
@@ -32,6 +33,12 @@ mod component {
                     }
                 }
                 b"error" => Err("misbehave: asked to fail this record".into()),
+                b"chatty" => {
+                    for i in 0..10_000 {
+                        sluice_plugin_sdk::log::info(&format!("misbehave: chatty line {i}"));
+                    }
+                    Ok(vec![record])
+                }
                 b"alias" => {
                     let mut one = std::mem::ManuallyDrop::new(vec![b'x'; 1 << 20]);
                     let (ptr, len, cap) = (one.as_mut_ptr(), one.len(), one.capacity());

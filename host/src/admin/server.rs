@@ -1,0 +1,234 @@
+//! Serving the admin routes over HTTP/1.1 (hyper), with the bearer-token check.
+
+use super::history::History;
+use super::AdminConfig;
+use crate::engine::{Families, Metrics};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The page at `/`: one file, no external assets, polling `/status`.
+const PAGE: &str = include_str!("page.html");
+
+/// A running admin listener.
+pub struct Admin {
+    addr: SocketAddr,
+}
+
+struct Shared {
+    token: Option<String>,
+    families: Arc<Families>,
+    history: Mutex<History>,
+    started: Instant,
+}
+
+impl Admin {
+    /// Bind and serve until `shutdown`; samples every pipeline each second for rates.
+    pub async fn start(
+        config: &AdminConfig,
+        families: Arc<Families>,
+        pipelines: Vec<Arc<Metrics>>,
+        shutdown: CancellationToken,
+    ) -> Result<Admin, String> {
+        let addr = config.addr().map_err(|(_, m)| m)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let shared = Arc::new(Shared {
+            token: config.token.clone(),
+            families,
+            history: Mutex::new(History::new(pipelines)),
+            started: Instant::now(),
+        });
+        let sampler = shared.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => sampler.history.lock().unwrap_or_else(|e| e.into_inner()).sample(),
+                    _ = stop.cancelled() => return,
+                }
+            }
+        });
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = shutdown.cancelled() => return,
+                };
+                let Ok((stream, _)) = accepted else { continue };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, std::convert::Infallible>(handle(&shared, req)) }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+        });
+        tracing::info!("admin listener on http://{addr} (/, /status, /metrics, /healthz, /readyz)");
+        Ok(Admin { addr })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+const JSON: &str = "application/json";
+const TEXT: &str = "text/plain; charset=utf-8";
+
+fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if !authorized(shared.token.as_deref(), &req) {
+        let mut r = respond(
+            StatusCode::UNAUTHORIZED,
+            TEXT,
+            "401: this admin listener needs its token (Authorization: Bearer <token>, or ?token=<token>)\n",
+        );
+        r.headers_mut()
+            .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        return r;
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "405: only GET\n");
+    }
+    let history = || shared.history.lock().unwrap_or_else(|e| e.into_inner());
+    match req.uri().path() {
+        "/" | "/index.html" => respond(StatusCode::OK, "text/html; charset=utf-8", PAGE),
+        "/healthz" => respond(StatusCode::OK, TEXT, "ok\n"),
+        "/readyz" => {
+            let waiting: Vec<String> = history()
+                .metrics()
+                .filter(|m| !m.ready())
+                .map(|m| {
+                    format!(
+                        "{}: {}{}",
+                        m.pipeline(),
+                        serde_json::to_value(m.state())
+                            .unwrap_or_default()
+                            .as_str()
+                            .unwrap_or(""),
+                        if m.connected() {
+                            ""
+                        } else {
+                            ", source not connected"
+                        }
+                    )
+                })
+                .collect();
+            if waiting.is_empty() {
+                respond(StatusCode::OK, TEXT, "ready\n")
+            } else {
+                respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    TEXT,
+                    format!("not ready: {}\n", waiting.join("; ")),
+                )
+            }
+        }
+        "/metrics" => {
+            for m in history().metrics() {
+                m.refresh();
+            }
+            respond(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                shared.families.encode(),
+            )
+        }
+        "/status" => {
+            let body = status_json(shared, &history());
+            respond(StatusCode::OK, JSON, body.to_string())
+        }
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "404: the admin listener serves /, /status, /metrics, /healthz and /readyz\n",
+        ),
+    }
+}
+
+/// `/status`: the host, and per pipeline its counters, rates, samples, plugins,
+/// windows and dead letters.
+fn status_json(shared: &Shared, history: &History) -> serde_json::Value {
+    let pipelines: Vec<serde_json::Value> = history
+        .metrics()
+        .enumerate()
+        .map(|(i, m)| {
+            let (samples, rates) = history.of(i);
+            let mut v = serde_json::to_value(m.status()).unwrap_or_default();
+            if let serde_json::Value::Object(o) = &mut v {
+                o.insert(
+                    "rates".into(),
+                    serde_json::to_value(rates).unwrap_or_default(),
+                );
+                o.insert(
+                    "history".into(),
+                    serde_json::to_value(samples).unwrap_or_default(),
+                );
+            }
+            v
+        })
+        .collect();
+    json!({
+        "host": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "uptime_ms": shared.started.elapsed().as_millis() as u64,
+            "time_ms": crate::record::now_ms(),
+        },
+        "pipelines": pipelines,
+    })
+}
+
+/// With a token configured, the request must carry it (header or query).
+fn authorized(token: Option<&str>, req: &Request<Incoming>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let query = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
+    [header, query]
+        .into_iter()
+        .flatten()
+        .any(|given| same(given.trim().as_bytes(), token.as_bytes()))
+}
+
+/// Equal, in time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
