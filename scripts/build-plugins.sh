@@ -11,11 +11,16 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
 fi
 
 echo "==> building plugins (wasm32-wasip2)"
-cargo build --quiet --target wasm32-wasip2 --profile plugin \
-  -p format_user -p gender_window -p misbehave
-
 out="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
 mkdir -p plugins/dist tests/plugins/dist
+# Test builds of format_user for the swap tests (each overwrites format_user.wasm, so
+# they go first and the shipped build last).
+for feature in v2 trap_all refuse_init; do
+  cargo build --quiet --target wasm32-wasip2 --profile plugin -p format_user --features "$feature"
+  cp "$out/format_user.wasm" "tests/plugins/dist/format_user_$feature.wasm"
+done
+cargo build --quiet --target wasm32-wasip2 --profile plugin \
+  -p format_user -p gender_window -p misbehave
 cp "$out/format_user.wasm" "$out/gender_window.wasm" plugins/dist/
 cp "$out/misbehave.wasm" tests/plugins/dist/
 ls -l plugins/dist/*.wasm tests/plugins/dist/*.wasm | awk '{print "    " $5 " bytes  " $NF}'

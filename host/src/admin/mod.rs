@@ -8,16 +8,26 @@
 //! running host.
 //!
 //! - config: this file; serving and routes: [`server`]; the rates and history that
-//!   `/status` adds to the counters: [`history`].
+//!   `/status` adds to the counters: [`history`]; `POST /plugins/swap`: [`swap`].
 
 mod history;
 mod server;
+mod swap;
 
 pub use history::History;
 pub use server::Admin;
 
 use serde::Deserialize;
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What the listener knows of each pipeline: its series, its config (a swap starts
+/// the new plugin with the stage's config and sandbox) and its control queue.
+pub struct PipelineHandle {
+    pub metrics: Arc<crate::engine::Metrics>,
+    pub config: crate::config::PipelineConfig,
+    pub control: tokio::sync::mpsc::Sender<crate::engine::Control>,
+}
 
 /// `[admin]`.
 #[derive(Debug, Clone, Deserialize)]

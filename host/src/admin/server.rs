@@ -1,8 +1,8 @@
 //! Serving the admin routes over HTTP/1.1 (hyper), with the bearer-token check.
 
 use super::history::History;
-use super::AdminConfig;
-use crate::engine::{Families, Metrics};
+use super::{swap, AdminConfig, PipelineHandle};
+use crate::engine::Families;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
@@ -22,11 +22,13 @@ pub struct Admin {
     addr: SocketAddr,
 }
 
-struct Shared {
+pub(super) struct Shared {
     token: Option<String>,
     families: Arc<Families>,
     history: Mutex<History>,
     started: Instant,
+    pub(super) pipelines: Vec<PipelineHandle>,
+    pub(super) runtime: Arc<crate::plugin::Runtime>,
 }
 
 impl Admin {
@@ -34,7 +36,8 @@ impl Admin {
     pub async fn start(
         config: &AdminConfig,
         families: Arc<Families>,
-        pipelines: Vec<Arc<Metrics>>,
+        pipelines: Vec<PipelineHandle>,
+        runtime: Arc<crate::plugin::Runtime>,
         shutdown: CancellationToken,
     ) -> Result<Admin, String> {
         let addr = config.addr().map_err(|(_, m)| m)?;
@@ -47,8 +50,12 @@ impl Admin {
         let shared = Arc::new(Shared {
             token: config.token.clone(),
             families,
-            history: Mutex::new(History::new(pipelines)),
+            history: Mutex::new(History::new(
+                pipelines.iter().map(|p| p.metrics.clone()).collect(),
+            )),
             started: Instant::now(),
+            pipelines,
+            runtime,
         });
         let sampler = shared.clone();
         let stop = shutdown.clone();
@@ -72,7 +79,7 @@ impl Admin {
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let shared = shared.clone();
-                        async move { Ok::<_, std::convert::Infallible>(handle(&shared, req)) }
+                        async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
                     });
                     let io = hyper_util::rt::TokioIo::new(stream);
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -90,7 +97,7 @@ impl Admin {
     }
 }
 
-fn respond(
+pub(super) fn respond(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
@@ -102,10 +109,10 @@ fn respond(
     r
 }
 
-const JSON: &str = "application/json";
+pub(super) const JSON: &str = "application/json";
 const TEXT: &str = "text/plain; charset=utf-8";
 
-fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if !authorized(shared.token.as_deref(), &req) {
         let mut r = respond(
             StatusCode::UNAUTHORIZED,
@@ -115,6 +122,16 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
         r.headers_mut()
             .insert("www-authenticate", HeaderValue::from_static("Bearer"));
         return r;
+    }
+    if req.uri().path() == "/plugins/swap" {
+        if req.method() != Method::POST {
+            return respond(
+                StatusCode::METHOD_NOT_ALLOWED,
+                TEXT,
+                "405: POST the .wasm\n",
+            );
+        }
+        return swap::handle(shared, req).await;
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "405: only GET\n");
@@ -170,7 +187,7 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
         _ => respond(
             StatusCode::NOT_FOUND,
             TEXT,
-            "404: the admin listener serves /, /status, /metrics, /healthz and /readyz\n",
+            "404: the admin listener serves /, /status, /metrics, /healthz, /readyz and POST /plugins/swap\n",
         ),
     }
 }

@@ -3,6 +3,7 @@ mod progress;
 mod query;
 mod run;
 mod status;
+mod swap_cmd;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -234,10 +235,17 @@ pub fn build(
 /// Several pipeline files, built with one runtime; their names must differ (they
 /// name logs, progress lines and state folders).
 pub fn build_all(paths: &[PathBuf]) -> Result<Vec<sluice::engine::Pipeline>, Failure> {
-    let runtime = runtime()?;
+    build_all_with(paths, &runtime()?)
+}
+
+/// The same with a runtime of the caller's (kept for plugin swaps).
+pub fn build_all_with(
+    paths: &[PathBuf],
+    runtime: &sluice::plugin::Runtime,
+) -> Result<Vec<sluice::engine::Pipeline>, Failure> {
     let mut pipelines: Vec<sluice::engine::Pipeline> = Vec::new();
     for path in paths {
-        let p = build(path, &runtime)?;
+        let p = build(path, runtime)?;
         if let Some(same) = pipelines
             .iter()
             .find(|q| q.config().name() == p.config().name())

@@ -9,6 +9,44 @@ use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
+    /// Swap a plugin in a running pipeline, between two batches, without stopping it.
+    #[command(
+        long_about = "Swap a transform or window plugin in a running pipeline, through the \
+            host's admin listener (sluice run --admin). The new component is compiled, \
+            checked against the running one's world and init-ed with the stage's config \
+            on the host, off the processing path; any failure leaves the old version \
+            running and exits 1 with the reason. The swap happens between two batches: \
+            every record is processed by exactly one version, and the switch point (per \
+            source partition, the first position the new version processes) is printed. \
+            A window plugin takes over the open windows' state, if it can read it. A \
+            transform's new version is then on probation (its stage's swap.rollback_window \
+            records, default 1000): if more than swap.rollback_error_rate of them fail, \
+            the old version comes back and processes them instead.",
+        after_help = "Examples:\n  sluice plugin swap format_user my/format_user.wasm\n  \
+            sluice plugin swap format_user v2.wasm --canary 1000 --pipeline users_to_stores --admin 127.0.0.1:9464"
+    )]
+    Swap {
+        /// The transform's or window's name in the pipeline (its `name`, else the file stem).
+        stage: String,
+        /// The new .wasm component.
+        wasm: PathBuf,
+        /// The pipeline, when the host runs several.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// The host's admin listener.
+        #[arg(long, value_name = "ADDR", default_value = sluice::admin::DEFAULT_ADDR, env = "SLUICE_ADMIN")]
+        admin: String,
+        /// Its bearer token, if it has one.
+        #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// First run the new version beside the running one on the next N records (its
+        /// outputs discarded); refuse the swap if it fails more of them.
+        #[arg(long, value_name = "N")]
+        canary: Option<u64>,
+        /// Print the host's answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a component's Sluice world, imports, exports and size.
     #[command(
         long_about = "Show which Sluice world a component implements (transform or window), \
@@ -56,6 +94,23 @@ pub enum PluginCommand {
 
 pub fn run(command: PluginCommand) -> Result<(), Failure> {
     match command {
+        PluginCommand::Swap {
+            stage,
+            wasm,
+            pipeline,
+            admin,
+            token,
+            canary,
+            json,
+        } => super::swap_cmd::swap(
+            &stage,
+            &wasm,
+            pipeline.as_deref(),
+            &admin,
+            token.as_deref(),
+            canary,
+            json,
+        ),
         PluginCommand::Inspect { wasm } => inspect_cmd(&wasm),
         PluginCommand::Test {
             wasm,

@@ -1,7 +1,7 @@
 use super::progress::Progress;
 use super::Failure;
 use anyhow::Context;
-use sluice::admin::{Admin, AdminConfig};
+use sluice::admin::{Admin, AdminConfig, PipelineHandle};
 use sluice::engine::{Families, Metrics};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,7 +15,8 @@ pub fn run(
     admin: Option<String>,
     admin_token: Option<String>,
 ) -> Result<(), Failure> {
-    let mut pipelines = super::build_all(paths)?;
+    let runtime = Arc::new(super::runtime()?);
+    let mut pipelines = super::build_all_with(paths, &runtime)?;
     let admin = admin_config(&pipelines, admin, admin_token)?;
     // One registry for the process, served by the admin listener; without one, the
     // histograms (and the clock reads behind them) are skipped.
@@ -38,8 +39,21 @@ pub fn run(
         let _admin = match &admin {
             None => None,
             Some(config) => {
-                let all = pipelines.iter().map(|p| p.metrics()).collect();
-                let listening = Admin::start(config, families.clone(), all, shutdown.child_token())
+                let all = pipelines
+                    .iter()
+                    .map(|p| PipelineHandle {
+                        metrics: p.metrics(),
+                        config: p.config().clone(),
+                        control: p.control(),
+                    })
+                    .collect();
+                let listening = Admin::start(
+                    config,
+                    families.clone(),
+                    all,
+                    runtime.clone(),
+                    shutdown.child_token(),
+                )
                     .await
                     .map_err(|e| Failure::config(anyhow::anyhow!("admin listener: {e}")))?;
                 Some(listening)

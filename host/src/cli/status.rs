@@ -191,6 +191,30 @@ pub fn render(status: &Value) -> String {
                 n(&s["version"])
             );
         }
+        let swaps = p["swaps"].as_array().cloned().unwrap_or_default();
+        if !swaps.is_empty() {
+            let _ = writeln!(out, "  swaps:");
+            for s in swaps.iter().rev().take(5) {
+                let switch: Vec<String> = s["switch"]
+                    .as_object()
+                    .map(|m| m.iter().map(|(k, v)| format!("{k} at {v}")).collect())
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "    {} {} {} -> {}: {}{}",
+                    n(&s["stage"]),
+                    n(&s["plugin"]),
+                    n(&s["from"]),
+                    n(&s["to"]),
+                    n(&s["outcome"]),
+                    if switch.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", switch.join(", "))
+                    }
+                );
+            }
+        }
         let checkpoint = match p["checkpoint"].as_object() {
             Some(cp) => format!(
                 "{} (last {:.1} s ago, {:.1} ms{})",

@@ -12,8 +12,8 @@ pub use crate::retry::RetryPolicy;
 pub use error::ConfigError;
 pub use load::{load, parse};
 pub use stage::{
-    config_json, LatePolicy, SandboxConfig, TransformConfig, WindowConfig, WindowOutput,
-    WindowState,
+    config_json, LatePolicy, SandboxConfig, SwapConfig, TransformConfig, WindowConfig,
+    WindowOutput, WindowState,
 };
 
 use crate::dead_letter::DeadLetterConfig;
@@ -175,6 +175,18 @@ impl PipelineConfig {
             t.sandbox
                 .validate()
                 .map_err(|(f, m)| self.invalid(format!("transforms[{i}].sandbox.{f}"), m))?;
+            if !(0.0..=1.0).contains(&t.swap.rollback_error_rate) {
+                return Err(self.invalid(
+                    format!("transforms[{i}].swap.rollback_error_rate"),
+                    "must be between 0 and 1 (a share of the records)",
+                ));
+            }
+            if t.swap.rollback_window > 1_000_000 {
+                return Err(self.invalid(
+                    format!("transforms[{i}].swap.rollback_window"),
+                    "must be at most 1000000 records (they are held in memory)",
+                ));
+            }
             if !names.insert(t.name()) {
                 return Err(self.invalid(
                     format!("transforms[{i}].name"),

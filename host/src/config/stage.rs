@@ -18,6 +18,31 @@ pub struct TransformConfig {
     pub config: toml::Table,
     #[serde(default)]
     pub sandbox: SandboxConfig,
+    /// How a new version swapped in is watched (`sluice plugin swap`).
+    #[serde(default)]
+    pub swap: SwapConfig,
+}
+
+/// `swap = { ... }` on a transform: after a swap, the new version is on probation
+/// for `rollback_window` records; their results are held back, and if more than
+/// `rollback_error_rate` of them fail (dead letters, traps) the old version takes
+/// over again and processes them instead: nothing lost, nothing doubled.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SwapConfig {
+    /// Records the new version is watched for (0: no probation).
+    pub rollback_window: u64,
+    /// The share of those records that may fail before it is rolled back.
+    pub rollback_error_rate: f64,
+}
+
+impl Default for SwapConfig {
+    fn default() -> Self {
+        SwapConfig {
+            rollback_window: 1000,
+            rollback_error_rate: 0.1,
+        }
+    }
 }
 
 /// `[window]`: tumbling event-time windows, aggregated by a `window`-world plugin.

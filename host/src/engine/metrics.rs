@@ -47,6 +47,32 @@ pub struct PartitionLabels {
     pub partition: String,
 }
 
+/// A plugin swap: both versions and what came of it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SwapLabels {
+    pub pipeline: String,
+    pub stage: String,
+    pub plugin: String,
+    pub from: String,
+    pub to: String,
+    pub outcome: String,
+}
+
+/// One entry of a pipeline's swap history (`/status`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SwapEvent {
+    pub time_ms: i64,
+    pub stage: String,
+    pub plugin: String,
+    pub from: String,
+    pub to: String,
+    /// `swapped`, `kept` (its probation passed), `rolled_back`, `refused`.
+    pub outcome: String,
+    /// Per partition, the first position processed by `to`.
+    pub switch: BTreeMap<String, u64>,
+    pub detail: String,
+}
+
 /// Dead letters by the stage that refused them and the class of reason.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeadLabels {
@@ -83,6 +109,7 @@ pub struct Families {
     plugin_failures: Family<StageLabels, Counter>,
     plugin_log_dropped: Family<StageLabels, Counter>,
     plugin_info: Family<StageLabels, Gauge>,
+    swaps: Family<SwapLabels, Counter>,
     dead_letters: Family<DeadLabels, Counter>,
     latency: Hist<SinkLabels>,
     sink_write: Hist<SinkLabels>,
@@ -166,7 +193,12 @@ impl Families {
             ),
             plugin_info: reg!(
                 "plugin_info",
-                "The plugins running, by name and version (always 1)",
+                "The plugins running, by name and version (1; 0 once swapped out)",
+                Family::default()
+            ),
+            swaps: reg!(
+                "plugin_swaps",
+                "Plugin swaps by outcome: swapped, kept (probation passed), rolled_back, refused",
                 Family::default()
             ),
             dead_letters: reg!(
@@ -329,6 +361,7 @@ pub struct Metrics {
     sinks: Mutex<Vec<String>>,
     recent_dead: Mutex<VecDeque<DeadNote>>,
     recent_windows: Mutex<VecDeque<serde_json::Value>>,
+    swaps: Mutex<VecDeque<SwapEvent>>,
 }
 
 impl Default for Metrics {
@@ -463,6 +496,7 @@ impl Metrics {
             sinks: Mutex::default(),
             recent_dead: Mutex::default(),
             recent_windows: Mutex::default(),
+            swaps: Mutex::default(),
             pipeline: pipeline.to_owned(),
             families,
         };
@@ -644,6 +678,56 @@ impl Metrics {
             seconds: f.plugin_seconds.get_or_create(&labels).clone(),
         }
     }
+    /// A new version of a stage's plugin from now on: its series, the old version's
+    /// `plugin_info` set to 0, and `/status`'s list updated.
+    pub fn replace_stage(&self, info: StageInfo) -> StageMetrics {
+        let mut stages = lock(&self.stages);
+        let at = stages
+            .iter()
+            .position(|s| s.stage == info.stage && s.plugin == info.plugin);
+        if let Some(i) = at {
+            let old = stages.remove(i);
+            self.families
+                .plugin_info
+                .get_or_create(&StageLabels {
+                    pipeline: self.pipeline.clone(),
+                    stage: old.stage,
+                    plugin: old.plugin,
+                    version: old.version,
+                })
+                .set(0);
+        }
+        drop(stages);
+        let metrics = self.stage(info);
+        // In its old place in the list.
+        let mut stages = lock(&self.stages);
+        if let (Some(i), Some(last)) = (at, stages.pop()) {
+            let at = i.min(stages.len());
+            stages.insert(at, last);
+        }
+        metrics
+    }
+
+    /// A swap, rollback or refusal: counted, and kept for `/status`.
+    pub fn swap_event(&self, event: SwapEvent) {
+        self.families
+            .swaps
+            .get_or_create(&SwapLabels {
+                pipeline: self.pipeline.clone(),
+                stage: event.stage.clone(),
+                plugin: event.plugin.clone(),
+                from: event.from.clone(),
+                to: event.to.clone(),
+                outcome: event.outcome.clone(),
+            })
+            .inc();
+        let mut swaps = lock(&self.swaps);
+        if swaps.len() == RECENT {
+            swaps.pop_front();
+        }
+        swaps.push_back(event);
+    }
+
     /// Time a stage spent on a batch (only with detail on: see [`Self::clock`]).
     pub fn observe_stage(&self, stage: &StageMetrics, took: Duration) {
         stage.seconds.observe(took.as_secs_f64());
@@ -726,6 +810,7 @@ impl Metrics {
             sinks: lock(&self.sinks).clone(),
             recent_dead_letters: lock(&self.recent_dead).iter().cloned().collect(),
             recent_windows: lock(&self.recent_windows).iter().cloned().collect(),
+            swaps: lock(&self.swaps).iter().cloned().collect(),
         }
     }
 }
@@ -753,6 +838,7 @@ pub struct PipelineStatus {
     pub sinks: Vec<String>,
     pub recent_dead_letters: Vec<DeadNote>,
     pub recent_windows: Vec<serde_json::Value>,
+    pub swaps: Vec<SwapEvent>,
 }
 
 #[cfg(test)]

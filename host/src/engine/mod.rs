@@ -22,9 +22,11 @@ mod metrics;
 mod pipeline;
 mod processor;
 pub mod snapshot;
+mod swap;
 mod window;
 
-pub use metrics::{Families, Metrics, PipelineStatus, RunState, Snapshot, StageInfo};
+pub use metrics::{Families, Metrics, PipelineStatus, RunState, Snapshot, StageInfo, SwapEvent};
 pub use pipeline::{Pipeline, RunError};
 pub use processor::Control;
+pub use swap::{NewPlugin, SwapReport, SwapRequest};
 pub use window::{Late, WindowStage, PARTITION_HEADER};

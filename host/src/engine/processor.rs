@@ -9,8 +9,9 @@
 //! the acknowledgement stops just before the oldest of them.
 
 use super::batcher::Work;
-use super::metrics::{DeadNote, StageMetrics};
+use super::metrics::{DeadNote, StageInfo, StageMetrics, SwapEvent};
 use super::snapshot::{self, Snapshot, StateStore};
+use super::swap::{Canary, Held, NewPlugin, Probation, SwapReport, SwapRequest};
 use super::window::WindowStage;
 use super::Metrics;
 use crate::dead_letter::{DeadLetter, Encoding};
@@ -93,11 +94,12 @@ impl DeadLetterQueue {
     }
 }
 
-/// Asked of a running pipeline; acted on between batches. (Plugin swaps and status
-/// queries come here next.)
+/// Asked of a running pipeline; acted on between batches.
 pub enum Control {
     /// Take a checkpoint now; answered once every sink is durable and the source told.
     Checkpoint(oneshot::Sender<()>),
+    /// Run a new version of a plugin from the next batch on.
+    Swap(Box<SwapRequest>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +121,12 @@ pub struct Processor {
     /// Each transform's series, in the same order, and the window's.
     pub stage_metrics: Vec<StageMetrics>,
     pub window_metrics: Option<StageMetrics>,
+    /// Each transform's swap settings, in the same order.
+    pub swap_configs: Vec<crate::config::SwapConfig>,
+    /// A swapped-in transform whose results are held back until it has proven itself.
+    pub probation: Option<Probation>,
+    /// A new version running beside the old before it is swapped in.
+    pub canary: Option<Canary>,
     pub sinks: Vec<Route>,
     pub dead_letter: DeadLetterQueue,
     pub metrics: Arc<Metrics>,
@@ -179,12 +187,22 @@ impl Processor {
                     last_checkpoint = Instant::now();
                     let _ = done.send(());
                 }
+                Event::Control(Some(Control::Swap(request))) => self.swap(*request, &progress),
                 Event::Control(None) => control_open = false,
                 Event::Work(Some(mut work)) => {
                     let barrier = work.barrier;
                     let assignment = work.assignment.take();
-                    handled(&mut progress, &work);
-                    self.process(work, &rt)?;
+                    if self.probation.is_some() && barrier.is_none() && assignment.is_none() {
+                        self.hold(work, &mut progress, &rt)?;
+                    } else {
+                        // A barrier or a rebalance cannot wait: the probation ends now.
+                        self.end_probation(&mut progress, &rt)?;
+                        handled(&mut progress, &work);
+                        self.process(work, &rt)?;
+                    }
+                    if self.canary.as_ref().is_some_and(|c| c.seen >= c.target) {
+                        self.finish_canary(&progress);
+                    }
                     if let Some(partitions) = assignment {
                         // Partitions gone are no longer this host's to acknowledge.
                         progress.retain(|p, _| partitions.contains(p));
@@ -201,7 +219,16 @@ impl Processor {
                         last_checkpoint = Instant::now();
                     }
                 }
-                Event::Work(None) => break,
+                Event::Work(None) => {
+                    self.end_probation(&mut progress, &rt)?;
+                    if let Some(c) = self.canary.take() {
+                        let _ = c.reply.send(Err(format!(
+                            "the input ended after {} of the canary's {} records; nothing swapped",
+                            c.seen, c.target
+                        )));
+                    }
+                    break;
+                }
                 // With no records coming, windows still close when their partitions
                 // go idle.
                 Event::Tick => self.emit_closed(&rt)?,
@@ -272,18 +299,57 @@ impl Processor {
         rt: &Handle,
     ) -> Result<(), ProcessError> {
         self.metrics.add_batch(batch.len());
-        for (stage, m) in self.transforms.iter_mut().zip(&self.stage_metrics) {
+        (batch, dead) = self.run_transforms(batch, dead);
+        self.downstream(batch, dead, rt)
+    }
+
+    /// The batch through every transform; a canary sees a copy of its stage's input,
+    /// and a probation counts its stage's failures.
+    fn run_transforms(
+        &mut self,
+        mut batch: Batch,
+        mut dead: Vec<DeadLetter>,
+    ) -> (Batch, Vec<DeadLetter>) {
+        for i in 0..self.transforms.len() {
             if batch.is_empty() {
                 break;
             }
             let (taken, refused) = (batch.len(), dead.len());
+            let copy = self
+                .canary
+                .as_ref()
+                .filter(|c| c.stage == i)
+                .map(|_| batch.clone());
+            let m = &self.stage_metrics[i];
             let started = self.metrics.clock();
-            batch = stage.apply(batch, &mut dead);
+            batch = self.transforms[i].apply(batch, &mut dead);
             if let Some(t) = started {
                 self.metrics.observe_stage(m, t.elapsed());
             }
-            m.batch(taken, batch.len(), dead.len() - refused);
+            let failed = dead.len() - refused;
+            m.batch(taken, batch.len(), failed);
+            if let Some(p) = self.probation.as_mut().filter(|p| p.stage == i) {
+                p.seen += taken as u64;
+                p.errors += failed as u64;
+            }
+            if let (Some(c), Some(copy)) = (self.canary.as_mut(), copy) {
+                let mut discarded = Vec::new();
+                drop(c.plugin.apply(copy, &mut discarded));
+                c.seen += taken as u64;
+                c.old_errors += failed as u64;
+                c.new_errors += discarded.len() as u64;
+            }
         }
+        (batch, dead)
+    }
+
+    /// Transformed records on to the window and the sinks.
+    fn downstream(
+        &mut self,
+        batch: Batch,
+        mut dead: Vec<DeadLetter>,
+        rt: &Handle,
+    ) -> Result<(), ProcessError> {
         let windows = match &mut self.window {
             Some(w) if !batch.is_empty() => {
                 let (taken, refused) = (batch.len(), dead.len());
@@ -304,6 +370,315 @@ impl Processor {
             self.send(Input::Windows, results, rt)?;
         }
         self.send_dead(dead, rt)
+    }
+
+    /// Per partition, the first position not yet processed.
+    fn switch_points(&self, progress: &BTreeMap<PartitionId, u64>) -> BTreeMap<String, u64> {
+        self.label_positions(progress.iter().map(|(&p, &o)| (p, o + 1)))
+    }
+
+    fn label_positions(
+        &self,
+        positions: impl Iterator<Item = (PartitionId, u64)>,
+    ) -> BTreeMap<String, u64> {
+        let partitions = &self.dead_letter.partitions;
+        positions
+            .map(|(p, o)| {
+                let label = partitions
+                    .origin(p)
+                    .map_or_else(|| p.0.to_string(), |o| o.label());
+                (label, o)
+            })
+            .collect()
+    }
+
+    fn event(&self, report: &SwapReport, outcome: &str, detail: String) {
+        self.metrics.swap_event(SwapEvent {
+            time_ms: crate::record::now_ms(),
+            stage: report.stage.clone(),
+            plugin: report.plugin.clone(),
+            from: report.from.clone(),
+            to: report.to.clone(),
+            outcome: outcome.into(),
+            switch: report.switch.clone(),
+            detail,
+        });
+    }
+
+    /// A swap asked for: done now (between batches), or after a canary; refused with
+    /// the reason if it cannot be done, the old version running on.
+    fn swap(&mut self, request: SwapRequest, progress: &BTreeMap<PartitionId, u64>) {
+        let started = Instant::now();
+        let SwapRequest {
+            stage,
+            plugin,
+            canary,
+            reply,
+        } = request;
+        let refuse = |reply: oneshot::Sender<Result<SwapReport, String>>, why: String| {
+            tracing::warn!("swap of `{stage}` refused: {why}");
+            let _ = reply.send(Err(why));
+        };
+        if self.probation.is_some() || self.canary.is_some() {
+            return refuse(
+                reply,
+                "the last swap's new version is still being watched (canary or probation); try again shortly".into(),
+            );
+        }
+        match plugin {
+            NewPlugin::Transform(new) => {
+                let Some(i) = self
+                    .transforms
+                    .iter()
+                    .position(|t| t.plugin().name() == stage)
+                else {
+                    let names: Vec<&str> =
+                        self.transforms.iter().map(|t| t.plugin().name()).collect();
+                    return refuse(
+                        reply,
+                        format!(
+                            "no transform named `{stage}` here (transforms: {})",
+                            names.join(", ")
+                        ),
+                    );
+                };
+                match canary {
+                    Some(n) if n > 0 => {
+                        tracing::info!("canary for transform `{stage}`: the new version runs beside the old on the next {n} records");
+                        self.canary = Some(Canary {
+                            stage: i,
+                            plugin: TransformStage::new(new),
+                            target: n,
+                            seen: 0,
+                            old_errors: 0,
+                            new_errors: 0,
+                            reply,
+                        });
+                    }
+                    _ => {
+                        let report = self.install(i, new, started, progress, None);
+                        let _ = reply.send(Ok(report));
+                    }
+                }
+            }
+            NewPlugin::Window(new) => {
+                let Some(window) = self.window.as_mut().filter(|w| w.plugin().name() == stage)
+                else {
+                    return refuse(reply, format!("no window named `{stage}` here"));
+                };
+                let to = version_info("window", &new);
+                let from = window.plugin().version().0.to_owned();
+                match window.replace_plugin(new) {
+                    Err(why) => refuse(reply, why),
+                    Ok(_old) => {
+                        let version = to.version.clone();
+                        self.window_metrics = Some(self.metrics.replace_stage(to));
+                        let report = SwapReport {
+                            stage: "window".into(),
+                            plugin: stage.clone(),
+                            from,
+                            to: version,
+                            switch: self.switch_points(progress),
+                            pause_us: started.elapsed().as_micros() as u64,
+                            probation_records: 0,
+                            canary: None,
+                        };
+                        tracing::info!(
+                            "window `{stage}` swapped: {} -> {} at {:?} (open windows handed over; {} µs)",
+                            report.from, report.to, report.switch, report.pause_us
+                        );
+                        self.event(&report, "swapped", String::new());
+                        let _ = reply.send(Ok(report));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Put a transform's new version in place; it goes on probation if its stage has
+    /// one.
+    fn install(
+        &mut self,
+        i: usize,
+        new: crate::plugin::TransformPlugin,
+        started: Instant,
+        progress: &BTreeMap<PartitionId, u64>,
+        canary: Option<super::swap::CanaryReport>,
+    ) -> SwapReport {
+        let info = version_info("transform", &new);
+        let to = info.version.clone();
+        let old = self.transforms[i].replace_plugin(new);
+        let new_metrics = self.metrics.replace_stage(info);
+        let old_metrics = std::mem::replace(&mut self.stage_metrics[i], new_metrics);
+        let config = self.swap_configs[i];
+        let report = SwapReport {
+            stage: "transform".into(),
+            plugin: old.name().to_owned(),
+            from: old.version().0.to_owned(),
+            to,
+            switch: self.switch_points(progress),
+            pause_us: started.elapsed().as_micros() as u64,
+            probation_records: config.rollback_window,
+            canary,
+        };
+        tracing::info!(
+            "transform `{}` swapped: {} -> {} at {:?} ({} µs){}",
+            report.plugin,
+            report.from,
+            report.to,
+            report.switch,
+            report.pause_us,
+            if config.rollback_window > 0 {
+                format!("; on probation for {} records", config.rollback_window)
+            } else {
+                String::new()
+            }
+        );
+        self.event(&report, "swapped", String::new());
+        if config.rollback_window > 0 {
+            self.probation = Some(Probation {
+                stage: i,
+                old,
+                old_metrics,
+                window: config.rollback_window,
+                max_rate: config.rollback_error_rate,
+                seen: 0,
+                errors: 0,
+                held: Vec::new(),
+                report: report.clone(),
+            });
+        }
+        report
+    }
+
+    /// The canary has seen its records: swap, or refuse if the new version failed
+    /// more of them than the old.
+    fn finish_canary(&mut self, progress: &BTreeMap<PartitionId, u64>) {
+        let Some(canary) = self.canary.take() else {
+            return;
+        };
+        let report = canary.report();
+        if canary.new_errors > canary.old_errors {
+            let why = format!(
+                "canary: the new version failed {} of {} records, the running one {}; not swapped",
+                canary.new_errors, canary.seen, canary.old_errors
+            );
+            tracing::warn!("{why}");
+            let (name, from) = {
+                let p = self.transforms[canary.stage].plugin();
+                (p.name().to_owned(), p.version().0.to_owned())
+            };
+            let to = canary.plugin.plugin().version().0.to_owned();
+            self.metrics.swap_event(SwapEvent {
+                time_ms: crate::record::now_ms(),
+                stage: "transform".into(),
+                plugin: name,
+                from,
+                to,
+                outcome: "refused".into(),
+                switch: BTreeMap::new(),
+                detail: why.clone(),
+            });
+            let _ = canary.reply.send(Err(why));
+            return;
+        }
+        let started = Instant::now();
+        let report = self.install(
+            canary.stage,
+            canary.plugin.into_plugin(),
+            started,
+            progress,
+            Some(report),
+        );
+        let _ = canary.reply.send(Ok(report));
+    }
+
+    /// A batch while a new version is on probation: through the transforms, then
+    /// held back; once the probation's records are seen, it ends.
+    fn hold(
+        &mut self,
+        work: Work,
+        progress: &mut BTreeMap<PartitionId, u64>,
+        rt: &Handle,
+    ) -> Result<(), ProcessError> {
+        self.metrics.add_batch(work.batch.len());
+        let (input, input_dead) = (work.batch.clone(), work.dead.clone());
+        let (output, output_dead) = self.run_transforms(work.batch, work.dead);
+        self.publish_stage_counts();
+        let Some(p) = self.probation.as_mut() else {
+            return Ok(());
+        };
+        p.held.push(Held {
+            input,
+            input_dead,
+            output,
+            output_dead,
+        });
+        if p.seen >= p.window {
+            self.end_probation(progress, rt)?;
+        }
+        Ok(())
+    }
+
+    /// Keep the new version (its held results go on), or, if too many of its records
+    /// failed, put the old one back and run the held records through it instead.
+    fn end_probation(
+        &mut self,
+        progress: &mut BTreeMap<PartitionId, u64>,
+        rt: &Handle,
+    ) -> Result<(), ProcessError> {
+        let Some(p) = self.probation.take() else {
+            return Ok(());
+        };
+        let rate = p.error_rate();
+        if rate > p.max_rate {
+            let back = self.label_positions(p.first_held().into_iter());
+            let detail = format!(
+                "{} of {} records failed on the new version ({:.0}%, more than {:.0}%); rolled back to {} at {:?}, and they were processed again on it",
+                p.errors,
+                p.seen,
+                rate * 100.0,
+                p.max_rate * 100.0,
+                p.report.from,
+                back
+            );
+            tracing::warn!("transform `{}` {}", p.report.plugin, detail);
+            let rolled = SwapReport {
+                from: p.report.to.clone(),
+                to: p.report.from.clone(),
+                switch: back,
+                ..p.report.clone()
+            };
+            let info = version_info("transform", &p.old);
+            drop(self.transforms[p.stage].replace_plugin(p.old));
+            self.metrics.replace_stage(info);
+            self.stage_metrics[p.stage] = p.old_metrics;
+            self.event(&rolled, "rolled_back", detail);
+            for h in p.held {
+                note_handled(progress, &h.input, &h.input_dead);
+                let (batch, dead) = self.run_transforms(h.input, h.input_dead);
+                self.downstream(batch, dead, rt)?;
+            }
+        } else {
+            tracing::info!(
+                "transform `{}` version {} kept: {} of {} records failed on probation",
+                p.report.plugin,
+                p.report.to,
+                p.errors,
+                p.seen
+            );
+            self.event(
+                &p.report,
+                "kept",
+                format!("{} of {} records failed", p.errors, p.seen),
+            );
+            for h in p.held {
+                note_handled(progress, &h.input, &h.input_dead);
+                self.downstream(h.output, h.output_dead, rt)?;
+            }
+        }
+        self.publish_stage_counts();
+        Ok(())
     }
 
     /// With window state that moves with the partitions: drop the shares of the
@@ -475,6 +850,40 @@ impl Processor {
     }
 }
 
+/// A plugin's stage entry for metrics and `/status`.
+fn version_info<P: HasVersion>(stage: &str, plugin: &P) -> StageInfo {
+    let (version, file) = plugin.version_and_file();
+    StageInfo {
+        stage: stage.to_owned(),
+        plugin: plugin.plugin_name().to_owned(),
+        version: version.to_owned(),
+        file: file.display().to_string(),
+    }
+}
+
+trait HasVersion {
+    fn version_and_file(&self) -> (&str, &std::path::Path);
+    fn plugin_name(&self) -> &str;
+}
+
+impl HasVersion for crate::plugin::TransformPlugin {
+    fn version_and_file(&self) -> (&str, &std::path::Path) {
+        self.version()
+    }
+    fn plugin_name(&self) -> &str {
+        self.name()
+    }
+}
+
+impl HasVersion for crate::plugin::WindowPlugin {
+    fn version_and_file(&self) -> (&str, &std::path::Path) {
+        self.version()
+    }
+    fn plugin_name(&self) -> &str {
+        self.name()
+    }
+}
+
 /// A window result as `/status` shows it: its JSON (or its text), and the partition
 /// of a partial result.
 fn window_result_json(r: &crate::record::Record) -> serde_json::Value {
@@ -511,11 +920,14 @@ fn checkpoint_all<'a>(
 
 /// Note the newest position of each partition in `work` as handled.
 fn handled(progress: &mut BTreeMap<PartitionId, u64>, work: &Work) {
-    let positions = work
-        .batch
+    note_handled(progress, &work.batch, &work.dead);
+}
+
+fn note_handled(progress: &mut BTreeMap<PartitionId, u64>, batch: &Batch, dead: &[DeadLetter]) {
+    let positions = batch
         .positions
         .iter()
-        .chain(work.dead.iter().map(|d| &d.position));
+        .chain(dead.iter().map(|d| &d.position));
     for &Position { partition, offset } in positions {
         let p = progress.entry(partition).or_insert(offset);
         *p = (*p).max(offset);

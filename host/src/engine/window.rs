@@ -254,6 +254,41 @@ impl WindowStage {
         &self.plugin
     }
 
+    /// Hand the open windows' state to `new` instead of the running plugin, if it can
+    /// read it: each distinct state version among the open (and kept) windows is
+    /// finished once by `new` on a copy, and a refusal refuses the swap, with nothing
+    /// changed. Returns the plugin replaced.
+    pub fn replace_plugin(&mut self, mut new: WindowPlugin) -> Result<WindowPlugin, String> {
+        let mut tried = std::collections::BTreeSet::new();
+        for (&start, window) in self.open.iter().chain(self.closed_state.iter()) {
+            for share in window.values() {
+                if !tried.insert(share.acc.version) {
+                    continue;
+                }
+                let bounds = WindowBounds {
+                    start_ms: start,
+                    end_ms: start.saturating_add(self.size_ms),
+                };
+                match new.finish(&share.acc, bounds) {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(reason)) => {
+                        return Err(format!(
+                            "the new plugin refuses the open windows' state (format version {}): {reason}",
+                            share.acc.version
+                        ))
+                    }
+                    Err(failure) => {
+                        return Err(format!(
+                            "the new plugin failed on the open windows' state (format version {}): {failure}",
+                            share.acc.version
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(std::mem::replace(&mut self.plugin, new))
+    }
+
     /// The plugin's log lines dropped by its rate limit.
     pub fn log_dropped(&self) -> u64 {
         self.plugin.log_dropped()

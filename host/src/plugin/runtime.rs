@@ -193,6 +193,12 @@ impl Runtime {
             path: path.to_owned(),
             source,
         })?;
+        self.load_bytes(path, wasm)
+    }
+
+    /// Compile a component from its bytes (sent over the admin listener, say);
+    /// `path` names it in messages.
+    pub fn load_bytes(&self, path: &Path, wasm: Vec<u8>) -> Result<LoadedPlugin, PluginError> {
         if !wasm.starts_with(b"\0asm") {
             let head: Vec<String> = wasm.iter().take(4).map(|b| format!("{b:02x}")).collect();
             return Err(PluginError::Compile {

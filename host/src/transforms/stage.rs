@@ -24,6 +24,15 @@ impl TransformStage {
         &self.plugin
     }
 
+    pub fn into_plugin(self) -> TransformPlugin {
+        self.plugin
+    }
+
+    /// Run `new` from the next batch on; returns the plugin replaced.
+    pub fn replace_plugin(&mut self, new: TransformPlugin) -> TransformPlugin {
+        std::mem::replace(&mut self.plugin, new)
+    }
+
     fn dead(&self, record: Record, position: Position, reason: String) -> DeadLetter {
         DeadLetter::now("transform", self.plugin.name(), record, position, reason)
     }

@@ -19,6 +19,9 @@ mod component {
 
     impl RecordTransform for FormatUser {
         fn init(config: &str) -> Result<(), String> {
+            if cfg!(feature = "refuse_init") {
+                return Err("format_user (refuse_init test build) refuses every config".into());
+            }
             match config.trim() {
                 "" | "{}" => Ok(()),
                 other => Err(format!("format_user takes no configuration, got {other}")),
@@ -26,12 +29,23 @@ mod component {
         }
 
         fn transform(record: Record) -> Result<Vec<Record>, String> {
+            if cfg!(feature = "trap_all") {
+                panic!("format_user (trap_all test build) traps on every record");
+            }
             let rows = crate::format(&record.value).map_err(|e| e.to_string())?;
             Ok(rows
                 .into_iter()
                 .map(|row| Record {
                     key: Some(row.id.into_bytes()),
-                    value: row.json.into_bytes(),
+                    value: if cfg!(feature = "v2") {
+                        // The same row with one more field.
+                        let mut json = row.json;
+                        json.pop();
+                        json.push_str(",\"format_version\":2}");
+                        json.into_bytes()
+                    } else {
+                        row.json.into_bytes()
+                    },
                     timestamp_ms: record.timestamp_ms,
                     headers: record.headers.clone(),
                 })

@@ -1,0 +1,190 @@
+//! `POST /plugins/swap?stage=NAME[&pipeline=P][&canary=N][&file=new.wasm]`, the
+//! component's bytes as the body: compiled, checked against the stage's world and
+//! `init`ed with the stage's config here, off the processor's path; then handed to
+//! the processor, which swaps it in between two batches and answers with the switch
+//! points. Any failure leaves the running version in place: 422 (the new plugin is
+//! unusable) or 409 (the pipeline refused the swap), with the reason.
+
+use super::server::{respond, Shared, JSON};
+use crate::engine::{Control, NewPlugin, SwapRequest};
+use crate::plugin::{TransformPlugin, WindowPlugin};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// The largest component taken.
+const MAX_WASM: usize = 256 << 20;
+
+fn error(status: StatusCode, message: String) -> Response<Full<Bytes>> {
+    respond(status, JSON, json!({ "error": message }).to_string())
+}
+
+pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let query: HashMap<String, String> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), percent_decode(v)))
+        .collect();
+    let Some(stage) = query.get("stage").cloned() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "name the transform or window: ?stage=NAME".into(),
+        );
+    };
+    let canary = match query.get("canary").map(|c| c.parse::<u64>()) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "canary must be a number of records".into(),
+            )
+        }
+    };
+    let file = PathBuf::from(
+        query
+            .get("file")
+            .cloned()
+            .unwrap_or_else(|| "uploaded.wasm".into()),
+    );
+    let pipeline = match (query.get("pipeline"), shared.pipelines.as_slice()) {
+        (None, [only]) => only,
+        (None, _) => {
+            let names: Vec<String> = shared.pipelines.iter().map(|p| p.config.name()).collect();
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "this host runs several pipelines ({}): say which with --pipeline",
+                    names.join(", ")
+                ),
+            );
+        }
+        (Some(name), all) => match all.iter().find(|p| &p.config.name() == name) {
+            Some(p) => p,
+            None => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!("no pipeline named `{name}` here"),
+                )
+            }
+        },
+    };
+    let wasm = match Limited::new(req.into_body(), MAX_WASM).collect().await {
+        Ok(body) => body.to_bytes().to_vec(),
+        Err(e) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("reading the component: {e}"),
+            )
+        }
+    };
+
+    // Compile and start it off the hot path (a thread of the blocking pool).
+    let config = pipeline.config.clone();
+    let runtime = shared.runtime.clone();
+    let name = stage.clone();
+    let started = Instant::now();
+    let built = tokio::task::spawn_blocking(move || -> Result<NewPlugin, String> {
+        let loaded = runtime.load_bytes(&file, wasm).map_err(|e| e.to_string())?;
+        let pipeline = config.name();
+        if let Some(t) = config.transforms.iter().find(|t| t.name() == name) {
+            let p = TransformPlugin::start(
+                &runtime,
+                &loaded,
+                &name,
+                t.config_json(),
+                t.sandbox.sandbox(),
+            )
+            .map_err(|e| e.to_string())?;
+            p.set_log_context(&pipeline, "transform");
+            return Ok(NewPlugin::Transform(p));
+        }
+        if let Some(w) = config.window.as_ref().filter(|w| w.name() == name) {
+            let p = WindowPlugin::start(
+                &runtime,
+                &loaded,
+                &name,
+                w.config_json(),
+                w.sandbox.sandbox(),
+            )
+            .map_err(|e| e.to_string())?;
+            p.set_log_context(&pipeline, "window");
+            return Ok(NewPlugin::Window(p));
+        }
+        let mut names: Vec<String> = config.transforms.iter().map(|t| t.name()).collect();
+        names.extend(config.window.iter().map(|w| w.name()));
+        Err(format!(
+            "no transform or window named `{name}` in pipeline `{pipeline}` (it has: {})",
+            names.join(", ")
+        ))
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("compiling panicked: {e}")));
+    let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let plugin = match built {
+        Ok(p) => p,
+        Err(why) => {
+            tracing::warn!("swap of `{stage}` refused: {why}");
+            return error(StatusCode::UNPROCESSABLE_ENTITY, why);
+        }
+    };
+
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let request = SwapRequest {
+        stage,
+        plugin,
+        canary,
+        reply,
+    };
+    if pipeline
+        .control
+        .send(Control::Swap(Box::new(request)))
+        .await
+        .is_err()
+    {
+        return error(StatusCode::CONFLICT, "the pipeline has stopped".into());
+    }
+    match answer.await {
+        Ok(Ok(report)) => {
+            let mut body = serde_json::to_value(&report).unwrap_or_default();
+            body["compile_ms"] = json!(compile_ms);
+            body["pipeline"] = json!(pipeline.config.name());
+            respond(StatusCode::OK, JSON, body.to_string())
+        }
+        Ok(Err(why)) => error(StatusCode::CONFLICT, why),
+        Err(_) => error(
+            StatusCode::CONFLICT,
+            "the pipeline stopped before it could swap".into(),
+        ),
+    }
+}
+
+/// `%2F` and `+` as the browser and curl send them.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+                Err(_) => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

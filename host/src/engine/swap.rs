@@ -1,0 +1,125 @@
+//! Swapping a plugin in a running pipeline, between batches: what is asked, what is
+//! answered, and what the processor keeps while a new version is watched (a canary
+//! beside the old one, or a probation whose results are held back).
+
+use super::metrics::StageMetrics;
+use crate::dead_letter::DeadLetter;
+use crate::plugin::{TransformPlugin, WindowPlugin};
+use crate::record::Batch;
+use crate::transforms::TransformStage;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use tokio::sync::oneshot;
+
+/// A new version, compiled, checked against its world and `init`ed off the hot path.
+pub enum NewPlugin {
+    Transform(TransformPlugin),
+    Window(WindowPlugin),
+}
+
+/// Asked of the processor: run `plugin` for the stage named `stage` from the next
+/// batch on.
+pub struct SwapRequest {
+    /// The transform's or the window's name in the pipeline.
+    pub stage: String,
+    pub plugin: NewPlugin,
+    /// First run the new version beside the old on this many records (transforms).
+    pub canary: Option<u64>,
+    pub reply: oneshot::Sender<Result<SwapReport, String>>,
+}
+
+/// What a swap did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwapReport {
+    /// `transform` or `window`.
+    pub stage: String,
+    pub plugin: String,
+    pub from: String,
+    pub to: String,
+    /// Per source partition, the first position the new version processes (the
+    /// old processed every one before it).
+    pub switch: BTreeMap<String, u64>,
+    /// How long the processor stood still for the swap itself.
+    pub pause_us: u64,
+    /// Records the new version is on probation for (0: none).
+    pub probation_records: u64,
+    pub canary: Option<CanaryReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CanaryReport {
+    pub records: u64,
+    pub old_errors: u64,
+    pub new_errors: u64,
+}
+
+/// A batch taken while a new version is on probation: its input (to run again on
+/// the old version if the new one is rolled back) and what the transforms made of it
+/// (sent on if it is kept).
+pub(super) struct Held {
+    pub input: Batch,
+    pub input_dead: Vec<DeadLetter>,
+    pub output: Batch,
+    pub output_dead: Vec<DeadLetter>,
+}
+
+/// A transform's new version on probation.
+pub(super) struct Probation {
+    pub stage: usize,
+    pub old: TransformPlugin,
+    pub old_metrics: StageMetrics,
+    pub window: u64,
+    pub max_rate: f64,
+    /// Records into the stage so far, and how many of them failed there.
+    pub seen: u64,
+    pub errors: u64,
+    pub held: Vec<Held>,
+    pub report: SwapReport,
+}
+
+impl Probation {
+    pub fn error_rate(&self) -> f64 {
+        if self.seen == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.seen as f64
+        }
+    }
+
+    /// Per partition, the first position held (where a rollback switches back).
+    pub fn first_held(&self) -> BTreeMap<crate::position::PartitionId, u64> {
+        let mut first = BTreeMap::new();
+        for h in &self.held {
+            let positions = h
+                .input
+                .positions
+                .iter()
+                .chain(h.input_dead.iter().map(|d| &d.position));
+            for p in positions {
+                first.entry(p.partition).or_insert(p.offset);
+            }
+        }
+        first
+    }
+}
+
+/// A transform's new version running beside the old one on copies of its input.
+pub(super) struct Canary {
+    pub stage: usize,
+    pub plugin: TransformStage,
+    pub target: u64,
+    pub seen: u64,
+    pub old_errors: u64,
+    pub new_errors: u64,
+    pub reply: oneshot::Sender<Result<SwapReport, String>>,
+}
+
+impl Canary {
+    pub fn report(&self) -> CanaryReport {
+        CanaryReport {
+            records: self.seen,
+            old_errors: self.old_errors,
+            new_errors: self.new_errors,
+        }
+    }
+}
