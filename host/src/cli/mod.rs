@@ -2,6 +2,7 @@ mod plugin_cmd;
 mod progress;
 mod query;
 mod run;
+mod scaffold;
 mod status;
 mod swap_cmd;
 mod validate;

@@ -89,6 +89,43 @@ pub enum PluginCommand {
         /// Memory cap, MiB.
         #[arg(long, default_value_t = 64)]
         memory_mb: usize,
+        /// The records that should come out, one per line, in order (compared as JSON
+        /// when both sides are JSON); every mismatch is reported by line, exit 1.
+        #[arg(long, value_name = "EXPECTED.jsonl")]
+        expect: Option<PathBuf>,
+    },
+    /// Start a new plugin crate: a transform or window wired to the WIT contract, with
+    /// a unit test, sample input and the output expected of it.
+    #[command(
+        long_about = "Write a new plugin crate that builds anywhere: it carries the WIT \
+            contract and the small Sluice SDK with it (in sdk/), so it needs nothing of \
+            this repository. It has a native unit test (cargo test), sample.jsonl and \
+            expected.jsonl for `sluice plugin test --expect`, and a README with the next \
+            steps (build, test, swap into a running pipeline).",
+        after_help = "Example:\n  sluice plugin new tagger --kind transform\n  \
+            sluice plugin build tagger\n  \
+            sluice plugin test tagger/target/wasm32-wasip2/release/tagger.wasm --input tagger/sample.jsonl --expect tagger/expected.jsonl"
+    )]
+    New {
+        /// The crate's name (letters, digits, _ and -).
+        name: String,
+        #[arg(long, value_enum, default_value = "transform")]
+        kind: super::scaffold::Kind,
+        /// Where to create it (the crate goes in DIR/NAME).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build a plugin crate into a wasm32-wasip2 component (drives cargo).
+    #[command(
+        long_about = "Build the plugin crate at PATH (default: .) with `cargo build --release \
+            --target wasm32-wasip2` (adding the target with rustup if it is missing), then \
+            print where the .wasm is, its size and its Sluice world.",
+        after_help = "Example:\n  sluice plugin build tagger"
+    )]
+    Build {
+        /// The crate's folder (with its Cargo.toml).
+        #[arg(default_value = ".")]
+        path: PathBuf,
     },
 }
 
@@ -112,6 +149,8 @@ pub fn run(command: PluginCommand) -> Result<(), Failure> {
             json,
         ),
         PluginCommand::Inspect { wasm } => inspect_cmd(&wasm),
+        PluginCommand::New { name, kind, dir } => super::scaffold::new(&name, kind, &dir),
+        PluginCommand::Build { path } => super::scaffold::build(&path),
         PluginCommand::Test {
             wasm,
             input,
@@ -120,6 +159,7 @@ pub fn run(command: PluginCommand) -> Result<(), Failure> {
             window,
             deadline,
             memory_mb,
+            expect,
         } => {
             let sandbox = Sandbox {
                 memory_bytes: memory_mb * 1024 * 1024,
@@ -129,7 +169,11 @@ pub fn run(command: PluginCommand) -> Result<(), Failure> {
             let config = config_to_json(&config).map_err(Failure::config)?;
             let records = read_records(&input, timestamp_ms.unwrap_or_else(now_ms))
                 .map_err(Failure::config)?;
-            test_cmd(&wasm, records, config, sandbox, window)
+            let outputs = test_cmd(&wasm, records, config, sandbox, window)?;
+            match expect {
+                None => Ok(()),
+                Some(path) => compare(&outputs, &path),
+            }
         }
     }
 }
@@ -191,8 +235,9 @@ fn test_cmd(
     config: String,
     sandbox: Sandbox,
     window: std::time::Duration,
-) -> Result<(), Failure> {
+) -> Result<Vec<String>, Failure> {
     let runtime = super::runtime()?;
+    let mut outputs = Vec::new();
     let loaded = runtime.load(wasm).map_err(Failure::config)?;
     let world = inspect(&runtime, &loaded)
         .world
@@ -228,6 +273,7 @@ fn test_cmd(
                         println!("line {line}: ok, {} record(s)", out.len());
                         produced += out.len();
                         out.iter().for_each(|r| println!("  {}", show(r)));
+                        outputs.extend(out.iter().map(show));
                     }
                     Ok(Err(e)) => {
                         failed += 1;
@@ -274,6 +320,7 @@ fn test_cmd(
                 records.len()
             );
             out.iter().for_each(|r| println!("  {}", show(r)));
+            outputs.extend(out.iter().map(show));
             println!(
                 "state: version {}, {} bytes",
                 added.accumulator.version,
@@ -281,5 +328,55 @@ fn test_cmd(
             );
         }
     }
-    Ok(())
+    Ok(outputs)
+}
+
+/// `--expect`: the outputs against the expected lines, each mismatch reported.
+fn compare(outputs: &[String], expected: &Path) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(expected)
+        .with_context(|| format!("reading {}", expected.display()))
+        .map_err(Failure::config)?;
+    let wanted: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let same = |a: &str, b: &str| match (
+        serde_json::from_str::<serde_json::Value>(a),
+        serde_json::from_str::<serde_json::Value>(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a.trim() == b.trim(),
+    };
+    let mut mismatches = 0;
+    for i in 0..wanted.len().max(outputs.len()) {
+        match (wanted.get(i), outputs.get(i)) {
+            (Some(w), Some(g)) if same(w, g) => {}
+            (Some(w), Some(g)) => {
+                mismatches += 1;
+                println!(
+                    "mismatch at output {}:\n  expected {w}\n  got      {g}",
+                    i + 1
+                );
+            }
+            (Some(w), None) => {
+                mismatches += 1;
+                println!("missing output {}: expected {w}", i + 1);
+            }
+            (None, Some(g)) => {
+                mismatches += 1;
+                println!("extra output {}: {g}", i + 1);
+            }
+            (None, None) => {}
+        }
+    }
+    if mismatches == 0 {
+        println!(
+            "all {} output(s) as in {}",
+            outputs.len(),
+            expected.display()
+        );
+        Ok(())
+    } else {
+        Err(Failure::runtime(anyhow!(
+            "{mismatches} output(s) differ from {}",
+            expected.display()
+        )))
+    }
 }

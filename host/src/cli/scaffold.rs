@@ -1,0 +1,230 @@
+//! `sluice plugin new` and `sluice plugin build`: the plugin author's first steps.
+//!
+//! A new crate carries what it builds against (the WIT contract and the SDK, as this
+//! `sluice` binary was built with them), so it needs nothing of this repository.
+
+use super::Failure;
+use anyhow::{anyhow, Context};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    Transform,
+    Window,
+}
+
+const WIT: &str = include_str!("../../../wit/sluice-plugin.wit");
+const SDK_LIB: &str = include_str!("../../../plugins/sdk/src/lib.rs");
+const SDK_CARGO: &str = include_str!("templates/sdk.Cargo.toml.tmpl");
+const CARGO: &str = include_str!("templates/Cargo.toml.tmpl");
+const README: &str = include_str!("templates/README.md.tmpl");
+const TRANSFORM: &str = include_str!("templates/transform.rs.tmpl");
+const TRANSFORM_SAMPLE: &str = include_str!("templates/transform.sample.jsonl");
+const TRANSFORM_EXPECTED: &str = include_str!("templates/transform.expected.jsonl");
+const WINDOW: &str = include_str!("templates/window.rs.tmpl");
+const WINDOW_SAMPLE: &str = include_str!("templates/window.sample.jsonl");
+const WINDOW_EXPECTED: &str = include_str!("templates/window.expected.jsonl");
+
+/// A crate name cargo takes and that is a plain file stem.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name.len() <= 64;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a plugin name: use letters, digits, _ and -, starting with a letter"
+        ))
+    }
+}
+
+pub fn new(name: &str, kind: Kind, dir: &Path) -> Result<(), Failure> {
+    check_name(name).map_err(|m| Failure::config(anyhow!(m)))?;
+    let root = dir.join(name);
+    if root.exists() {
+        return Err(Failure::config(anyhow!(
+            "{} already exists: choose another name or --dir",
+            root.display()
+        )));
+    }
+    let lib = name.replace('-', "_");
+    let (kind_name, code, sample, expected, section, flags) = match kind {
+        Kind::Transform => (
+            "transform",
+            TRANSFORM,
+            TRANSFORM_SAMPLE,
+            TRANSFORM_EXPECTED,
+            "[[transforms]]",
+            "",
+        ),
+        Kind::Window => (
+            "window",
+            WINDOW,
+            WINDOW_SAMPLE,
+            WINDOW_EXPECTED,
+            "[window]",
+            " --timestamp-ms 0",
+        ),
+    };
+    let fill = |t: &str| {
+        t.replace("__NAME__", name)
+            .replace("__LIB__", &lib)
+            .replace("__KIND__", kind_name)
+            .replace("__SECTION__", section)
+            .replace("__TEST_FLAGS__", flags)
+    };
+    // The SDK's WIT path is relative to its own crate: here, sdk/wit.
+    let sdk_lib = SDK_LIB.replace("path: \"../../wit\"", "path: \"wit\"");
+    let files: [(&str, String); 9] = [
+        ("Cargo.toml", fill(CARGO)),
+        ("src/lib.rs", fill(code)),
+        ("sample.jsonl", fill(sample)),
+        ("expected.jsonl", fill(expected)),
+        ("README.md", fill(README)),
+        (".gitignore", "target/\n".into()),
+        ("sdk/Cargo.toml", SDK_CARGO.into()),
+        ("sdk/src/lib.rs", sdk_lib),
+        ("sdk/wit/sluice-plugin.wit", WIT.into()),
+    ];
+    for (path, text) in files {
+        let path = root.join(path);
+        let parent = path.parent().expect("a file in a folder");
+        std::fs::create_dir_all(parent)
+            .and_then(|()| std::fs::write(&path, text))
+            .with_context(|| format!("writing {}", path.display()))
+            .map_err(Failure::runtime)?;
+    }
+    println!(
+        "created {} plugin `{name}` in {}",
+        kind_name,
+        root.display()
+    );
+    println!("next:");
+    println!("  cd {} && cargo test", root.display());
+    println!("  sluice plugin build {}", root.display());
+    println!(
+        "  sluice plugin test {}/target/wasm32-wasip2/release/{lib}.wasm --input {0}/sample.jsonl --expect {0}/expected.jsonl{flags}",
+        root.display()
+    );
+    Ok(())
+}
+
+/// Whether rustup has the wasm32-wasip2 target; add it if rustup is there.
+fn ensure_target() -> Result<(), Failure> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    match installed {
+        Ok(out)
+            if String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == "wasm32-wasip2") =>
+        {
+            Ok(())
+        }
+        Ok(_) => {
+            eprintln!("adding the wasm32-wasip2 target (rustup target add wasm32-wasip2)");
+            let ok = Command::new("rustup")
+                .args(["target", "add", "wasm32-wasip2"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ok {
+                Ok(())
+            } else {
+                Err(Failure::runtime(anyhow!(
+                    "cannot add the wasm32-wasip2 target with rustup"
+                )))
+            }
+        }
+        // No rustup: cargo may still have the target (a distribution toolchain).
+        Err(_) => Ok(()),
+    }
+}
+
+pub fn build(path: &Path) -> Result<(), Failure> {
+    let manifest = path.join("Cargo.toml");
+    if !manifest.exists() {
+        return Err(Failure::config(anyhow!(
+            "{} has no Cargo.toml: give the plugin crate's folder (sluice plugin new makes one)",
+            path.display()
+        )));
+    }
+    ensure_target()?;
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--message-format=json-render-diagnostics",
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo (is Rust installed? https://rustup.rs)")
+        .map_err(Failure::runtime)?;
+    if !out.status.success() {
+        return Err(Failure::runtime(anyhow!("cargo build failed (see above)")));
+    }
+    let manifest = manifest.canonicalize().unwrap_or(manifest);
+    let wasm: Option<PathBuf> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter(|m| m["manifest_path"].as_str().map(Path::new) == Some(manifest.as_path()))
+        .flat_map(|m| {
+            m["filenames"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|f| f.as_str().map(PathBuf::from))
+        })
+        .find(|f| f.extension().is_some_and(|e| e == "wasm"));
+    let Some(wasm) = wasm else {
+        return Err(Failure::runtime(anyhow!(
+            "cargo built no .wasm for {}: is its [lib] crate-type \"cdylib\"?",
+            manifest.display()
+        )));
+    };
+    let runtime = super::runtime()?;
+    let loaded = runtime.load(&wasm).map_err(Failure::config)?;
+    let world = sluice::plugin::inspect(&runtime, &loaded)
+        .world
+        .map(|w| w.name().to_owned())
+        .map_err(|why| Failure::config(anyhow!("{}: {why}", wasm.display())))?;
+    println!("{}", wasm.display());
+    println!(
+        "  {} bytes, world {world}, version {}",
+        loaded.size_bytes, loaded.version
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_plain() {
+        assert!(check_name("tagger").is_ok());
+        assert!(check_name("my-plugin_2").is_ok());
+        assert!(check_name("2fast").is_err());
+        assert!(check_name("../x").is_err());
+        assert!(check_name("").is_err());
+    }
+
+    #[test]
+    fn the_sdk_finds_its_wit_beside_it() {
+        assert!(
+            SDK_LIB.contains("path: \"../../wit\""),
+            "the SDK's WIT path changed"
+        );
+    }
+}
