@@ -312,3 +312,56 @@ fn broken_versions_are_refused_before_the_swap_and_a_canary_guards_the_rest() {
         "the window counted every record once across its swap"
     );
 }
+
+/// gender_window swapped mid-stream for a build with another state format: without a
+/// `migrate` export it is refused (nothing changes); with one, the open windows'
+/// state is converted and every window's counts equal those of a run without a swap.
+#[test]
+fn a_window_with_a_new_state_format_takes_over_through_migrate() {
+    const N: u64 = 60_000;
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("baseline");
+    std::fs::create_dir_all(&base).unwrap();
+    let path = pipeline(&base, "p.toml", &streaming(N, 1_000_000, 0));
+    let mut baseline = Host::start(&path);
+    assert!(baseline.wait(120).success(), "{}", baseline.log());
+    let expected = json_lines(&base.join("windows.jsonl"));
+    assert_eq!(
+        expected.len(),
+        10,
+        "60,000 records 10 ms apart: ten 1-minute windows"
+    );
+
+    let (mut host, addr) = start(dir.path(), &streaming(N, 6_000, 0));
+    let refused = swap(
+        &addr,
+        "gender_window",
+        &common::repo().join("tests/plugins/dist/gender_window_state_v2_no_migrate.wasm"),
+        &[],
+    )
+    .unwrap_err();
+    assert!(refused.contains("no `migrate` export"), "{refused}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let answer = swap(
+        &addr,
+        "gender_window",
+        &common::repo().join("tests/plugins/dist/gender_window_state_v2.wasm"),
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", host.log()));
+    assert_eq!(answer["stage"], "window");
+    let at = answer["switch"]["generator"].as_u64().unwrap();
+    assert!(at > 0 && at < N, "mid-stream: {at}");
+    assert!(host.wait(120).success(), "{}", host.log());
+    assert!(
+        host.log()
+            .contains("migrated to the new plugin's state format"),
+        "{}",
+        host.log()
+    );
+    assert_eq!(
+        json_lines(&dir.path().join("windows.jsonl")),
+        expected,
+        "every window exact"
+    );
+}

@@ -254,37 +254,81 @@ impl WindowStage {
         &self.plugin
     }
 
-    /// Hand the open windows' state to `new` instead of the running plugin, if it can
-    /// read it: each distinct state version among the open (and kept) windows is
-    /// finished once by `new` on a copy, and a refusal refuses the swap, with nothing
-    /// changed. Returns the plugin replaced.
+    /// Hand the open windows' state to `new` instead of the running plugin. Each state
+    /// format version among the open (and kept) windows is tried once: if `new` can
+    /// finish it as it is, it is kept; if not and `new` has a `migrate` export, every
+    /// accumulator of that version is converted; otherwise (or if a conversion fails)
+    /// the swap is refused with the plugin's message and nothing changes. Returns the
+    /// plugin replaced.
     pub fn replace_plugin(&mut self, mut new: WindowPlugin) -> Result<WindowPlugin, String> {
-        let mut tried = std::collections::BTreeSet::new();
+        let mut readable = std::collections::BTreeMap::new();
         for (&start, window) in self.open.iter().chain(self.closed_state.iter()) {
             for share in window.values() {
-                if !tried.insert(share.acc.version) {
+                let version = share.acc.version;
+                if readable.contains_key(&version) {
                     continue;
                 }
                 let bounds = WindowBounds {
                     start_ms: start,
                     end_ms: start.saturating_add(self.size_ms),
                 };
-                match new.finish(&share.acc, bounds) {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(reason)) => {
-                        return Err(format!(
-                            "the new plugin refuses the open windows' state (format version {}): {reason}",
-                            share.acc.version
-                        ))
-                    }
+                let as_is = match new.finish(&share.acc, bounds) {
+                    Ok(Ok(_)) => true,
+                    Ok(Err(_)) => false,
                     Err(failure) => {
                         return Err(format!(
-                            "the new plugin failed on the open windows' state (format version {}): {failure}",
-                            share.acc.version
+                            "the new plugin failed on the open windows' state (format version {version}): {failure}"
                         ))
                     }
-                }
+                };
+                readable.insert(version, as_is);
             }
+        }
+        // Convert on copies first: the running state changes only if every one does.
+        let mut converted: Vec<(bool, i64, PartitionId, Accumulator)> = Vec::new();
+        let windows = self
+            .open
+            .iter()
+            .map(|w| (false, w))
+            .chain(self.closed_state.iter().map(|w| (true, w)));
+        for (closed, (&start, window)) in windows {
+            for (&p, share) in window {
+                if readable.get(&share.acc.version) != Some(&false) {
+                    continue;
+                }
+                let version = share.acc.version;
+                let acc = match new.migrate(version, &share.acc.data) {
+                    None => {
+                        return Err(format!(
+                            "the new plugin cannot read the open windows' state (format version {version}) and has no `migrate` export to convert it"
+                        ))
+                    }
+                    Some(Ok(Ok(acc))) => acc,
+                    Some(Ok(Err(why))) => {
+                        return Err(format!("the new plugin's migrate refused state version {version}: {why}"))
+                    }
+                    Some(Err(failure)) => {
+                        return Err(format!("the new plugin's migrate failed on state version {version}: {failure}"))
+                    }
+                };
+                converted.push((closed, start, p, acc));
+            }
+        }
+        let migrated = converted.len();
+        for (closed, start, p, acc) in converted {
+            let windows = if closed {
+                &mut self.closed_state
+            } else {
+                &mut self.open
+            };
+            if let Some(share) = windows.get_mut(&start).and_then(|w| w.get_mut(&p)) {
+                share.acc = acc;
+            }
+        }
+        if migrated > 0 {
+            tracing::info!(
+                "{migrated} open window share(s) migrated to the new plugin's state format"
+            );
         }
         Ok(std::mem::replace(&mut self.plugin, new))
     }

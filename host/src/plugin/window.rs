@@ -7,10 +7,19 @@ use super::error::{CallFailure, PluginError};
 use super::instance::{Sandboxed, World};
 use super::runtime::{LoadedPlugin, Runtime, Sandbox};
 use super::state::PluginState;
-use wasmtime::component::InstancePre;
+use wasmtime::component::{Func, InstancePre};
 use wasmtime::Store;
 
-impl World for Window {
+/// The optional export that converts older builds' state (WIT `migrator`).
+const MIGRATOR: &str = "sluice:plugin/migrator@0.1.0";
+
+/// A live `window` instance: the generated bindings, and `migrate` if it has one.
+pub(crate) struct WindowInstance {
+    bindings: Window,
+    migrate: Option<Func>,
+}
+
+impl World for WindowInstance {
     const NAME: &'static str = "window";
     type Pre = WindowPre<PluginState>;
 
@@ -18,19 +27,31 @@ impl World for Window {
         WindowPre::new(pre)
     }
     fn instantiate(pre: &Self::Pre, store: &mut Store<PluginState>) -> wasmtime::Result<Self> {
-        pre.instantiate(store)
+        let instance = pre.instance_pre().instantiate(&mut *store)?;
+        let bindings = Window::new(&mut *store, &instance)?;
+        let migrate = instance
+            .get_export_index(&mut *store, None, MIGRATOR)
+            .and_then(|i| instance.get_export_index(&mut *store, Some(&i), "migrate"))
+            .and_then(|f| instance.get_func(&mut *store, f));
+        if let Some(f) = &migrate {
+            // A `migrate` of the wrong shape fails here, at start.
+            f.typed::<(u32, &[u8]), (Result<Accumulator, String>,)>(&*store)?;
+        }
+        Ok(WindowInstance { bindings, migrate })
     }
     fn init(
         &self,
         store: &mut Store<PluginState>,
         config: &str,
     ) -> wasmtime::Result<Result<(), String>> {
-        self.sluice_plugin_aggregator().call_init(store, config)
+        self.bindings
+            .sluice_plugin_aggregator()
+            .call_init(store, config)
     }
 }
 
 pub struct WindowPlugin {
-    inner: Sandboxed<Window>,
+    inner: Sandboxed<WindowInstance>,
 }
 
 /// A call that ran, but in which the plugin reported an error of its own.
@@ -75,7 +96,7 @@ impl WindowPlugin {
 
     pub fn create(&mut self) -> Result<Accumulator, CallFailure> {
         self.inner
-            .call(|b, store| b.sluice_plugin_aggregator().call_create(store))
+            .call(|b, store| b.bindings.sluice_plugin_aggregator().call_create(store))
     }
 
     pub fn add(
@@ -83,9 +104,11 @@ impl WindowPlugin {
         acc: &Accumulator,
         records: &[Record],
     ) -> Result<PluginResult<AddResult>, CallFailure> {
-        let result = self
-            .inner
-            .call(|b, store| b.sluice_plugin_aggregator().call_add(store, acc, records))?;
+        let result = self.inner.call(|b, store| {
+            b.bindings
+                .sluice_plugin_aggregator()
+                .call_add(store, acc, records)
+        })?;
         if let Ok(added) = &result {
             let mut seen = std::collections::HashSet::new();
             let broken = added
@@ -109,8 +132,31 @@ impl WindowPlugin {
         a: &Accumulator,
         b: &Accumulator,
     ) -> Result<PluginResult<Accumulator>, CallFailure> {
-        self.inner
-            .call(|w, store| w.sluice_plugin_aggregator().call_merge(store, a, b))
+        self.inner.call(|w, store| {
+            w.bindings
+                .sluice_plugin_aggregator()
+                .call_merge(store, a, b)
+        })
+    }
+
+    /// Convert state written by another build in format `from_version`: `None` if
+    /// the plugin has no `migrate` export.
+    pub fn migrate(
+        &mut self,
+        from_version: u32,
+        data: &[u8],
+    ) -> Option<Result<PluginResult<Accumulator>, CallFailure>> {
+        let mut has = false;
+        let result = self.inner.call(|w, store| {
+            let Some(f) = w.migrate else {
+                return Ok(Err(String::new()));
+            };
+            has = true;
+            let typed = f.typed::<(u32, &[u8]), (Result<Accumulator, String>,)>(&*store)?;
+            let (out,) = typed.call(&mut *store, (from_version, data))?;
+            Ok(out)
+        });
+        has.then_some(result)
     }
 
     pub fn finish(
@@ -118,7 +164,10 @@ impl WindowPlugin {
         acc: &Accumulator,
         window: WindowBounds,
     ) -> Result<PluginResult<Vec<Record>>, CallFailure> {
-        self.inner
-            .call(|b, store| b.sluice_plugin_aggregator().call_finish(store, acc, window))
+        self.inner.call(|b, store| {
+            b.bindings
+                .sluice_plugin_aggregator()
+                .call_finish(store, acc, window)
+        })
     }
 }

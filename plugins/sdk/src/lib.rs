@@ -24,6 +24,24 @@ pub mod transform {
     });
 }
 
+/// Bindings for the optional `migrator` export (the `window-migrator` world): a window
+/// plugin that also converts older builds' state can be swapped in over open windows.
+/// Implement `migrate::exports::sluice::plugin::migrator::Guest` and export it with
+/// `sluice_plugin_sdk::migrate::export_migrator!(MyWindow with_types_in
+/// sluice_plugin_sdk::migrate)` beside `export_window!`.
+pub mod migrate {
+    wit_bindgen::generate!({
+        world: "window-migrator",
+        path: "../../wit",
+        with: {
+            "sluice:plugin/types@0.1.0": crate::transform::sluice::plugin::types,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export_migrator",
+        default_bindings_module: "sluice_plugin_sdk::migrate",
+    });
+}
+
 /// Bindings for the `window` world (windowed aggregates). Shares the record types and
 /// the logger with `transform`, so one `Record` type serves both.
 pub mod window {
