@@ -40,6 +40,8 @@ for component in clippy rustfmt; do
 done
 
 scripts/build-plugins.sh
+# The Python example plugin (componentize-py from PyPI, in a venv of its own).
+plugins/examples/python_tag/build.sh
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
