@@ -1,6 +1,7 @@
 mod plugin_cmd;
 mod progress;
 mod query;
+mod replay;
 mod run;
 mod scaffold;
 mod status;
@@ -139,6 +140,15 @@ enum Command {
         #[command(subcommand)]
         command: query::QueryCommand,
     },
+    /// Work with dead letters: replay them through a fixed plugin.
+    #[command(
+        name = "dead-letters",
+        after_help = "Example:\n  sluice dead-letters replay pipelines/out/quickstart/dead_letter.jsonl \\\n    --pipeline pipelines/quickstart.toml --plugin format_user=fixed.wasm"
+    )]
+    DeadLetters {
+        #[command(subcommand)]
+        command: replay::DeadLettersCommand,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -164,6 +174,7 @@ pub fn main() -> ExitCode {
         Command::Validate { pipelines } => validate::validate(&pipelines),
         Command::Plugin { command } => plugin_cmd::run(command),
         Command::Query { command } => query::run(command),
+        Command::DeadLetters { command } => replay::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@
 //! with a barrier before it lets partitions go or stops, so that what it read is
 //! finished, made durable and acknowledged first.
 
+pub mod dead_letters;
 pub mod event_time;
 pub mod file;
 pub mod generator;
@@ -40,6 +41,8 @@ pub enum SourceConfig {
     Kafka(kafka::KafkaSourceConfig),
     /// JSON lines from a file or a folder of files, resuming at the saved byte offset.
     File(file::FileSourceConfig),
+    /// The failed records of a dead-letter file (`sluice dead-letters replay`).
+    DeadLetters(dead_letters::DeadLettersConfig),
 }
 
 impl SourceConfig {
@@ -50,6 +53,7 @@ impl SourceConfig {
             SourceConfig::Http(c) => c.validate(),
             SourceConfig::Kafka(c) => c.validate(),
             SourceConfig::File(c) => c.validate(),
+            SourceConfig::DeadLetters(c) => c.validate(),
         }
     }
 
@@ -60,6 +64,7 @@ impl SourceConfig {
             SourceConfig::Http(_) => "http",
             SourceConfig::Kafka(_) => "kafka",
             SourceConfig::File(_) => "file",
+            SourceConfig::DeadLetters(_) => "dead_letters",
         }
     }
 
@@ -100,6 +105,7 @@ impl SourceConfig {
             // librdkafka and file reads block: these run on a thread of their own.
             SourceConfig::Kafka(c) => blocking(Box::new(move || kafka::run(c, ctx))).await,
             SourceConfig::File(c) => blocking(Box::new(move || file::run(c, ctx))).await,
+            SourceConfig::DeadLetters(c) => dead_letters::run(c, ctx).await,
         }
     }
 }
