@@ -437,3 +437,55 @@ path = "dead.jsonl"
     assert_eq!(total, N as u64);
     assert!(json_lines(&dir.path().join("dead.replayed.jsonl")).is_empty());
 }
+
+/// `watch = true`: a version written over the plugin file is swapped in once the file
+/// holds still (a write in two halves is not taken half-way); garbage written there is
+/// reported and ignored, the running version staying.
+#[test]
+fn a_watched_plugin_file_is_swapped_when_a_new_version_is_written() {
+    const N: u64 = 40_000;
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("format_user.wasm");
+    std::fs::copy(wasm("format_user"), &plugin).unwrap();
+    let toml = streaming(N, 4_000, 0).replace(
+        "plugin = \"{FORMAT_USER}\"",
+        "plugin = \"format_user.wasm\"\nwatch = true",
+    );
+    let (mut host, _addr) = start(dir.path(), &toml);
+    host.wait_log(30, "the watcher", |l| l.contains("watching"));
+
+    std::fs::write(&plugin, b"not a component at all").unwrap();
+    host.wait_log(30, "the garbage ignored", |l| l.contains("is ignored"));
+
+    let v2 = std::fs::read(test_build("v2")).unwrap();
+    let (first, rest) = v2.split_at(v2.len() / 2);
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&plugin).unwrap();
+        f.write_all(first).unwrap();
+        f.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        f.write_all(rest).unwrap();
+    }
+    host.wait_log(30, "the swap", |l| {
+        l.contains("transform `format_user` swapped")
+    });
+    assert!(host.wait(120).success(), "{}", host.log());
+    let log = host.log();
+    assert_eq!(
+        log.matches("is ignored").count(),
+        1,
+        "only the garbage:\n{log}"
+    );
+    let at: u64 = log
+        .split("transform `format_user` swapped")
+        .nth(1)
+        .and_then(|r| r.split("\"generator\": ").nth(1))
+        .and_then(|r| r.split('}').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no switch point in\n{log}"));
+    let users = json_lines(&dir.path().join("users.jsonl"));
+    assert_eq!(users.len() as u64, N);
+    assert!(users[..at as usize].iter().all(|u| !is_v2(u)));
+    assert!(users[at as usize..].iter().all(is_v2), "v2 from {at} on");
+}

@@ -7,7 +7,6 @@
 
 use super::server::{respond, Shared, JSON};
 use crate::engine::{Control, NewPlugin, SwapRequest};
-use crate::plugin::{TransformPlugin, WindowPlugin};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
@@ -91,39 +90,8 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<By
     let runtime = shared.runtime.clone();
     let name = stage.clone();
     let started = Instant::now();
-    let built = tokio::task::spawn_blocking(move || -> Result<NewPlugin, String> {
-        let loaded = runtime.load_bytes(&file, wasm).map_err(|e| e.to_string())?;
-        let pipeline = config.name();
-        if let Some(t) = config.transforms.iter().find(|t| t.name() == name) {
-            let p = TransformPlugin::start(
-                &runtime,
-                &loaded,
-                &name,
-                t.config_json(),
-                t.sandbox.sandbox(),
-            )
-            .map_err(|e| e.to_string())?;
-            p.set_log_context(&pipeline, "transform");
-            return Ok(NewPlugin::Transform(p));
-        }
-        if let Some(w) = config.window.as_ref().filter(|w| w.name() == name) {
-            let p = WindowPlugin::start(
-                &runtime,
-                &loaded,
-                &name,
-                w.config_json(),
-                w.sandbox.sandbox(),
-            )
-            .map_err(|e| e.to_string())?;
-            p.set_log_context(&pipeline, "window");
-            return Ok(NewPlugin::Window(p));
-        }
-        let mut names: Vec<String> = config.transforms.iter().map(|t| t.name()).collect();
-        names.extend(config.window.iter().map(|w| w.name()));
-        Err(format!(
-            "no transform or window named `{name}` in pipeline `{pipeline}` (it has: {})",
-            names.join(", ")
-        ))
+    let built = tokio::task::spawn_blocking(move || {
+        NewPlugin::build(&runtime, &config, &name, &file, wasm)
     })
     .await
     .unwrap_or_else(|e| Err(format!("compiling panicked: {e}")));

@@ -36,6 +36,20 @@ pub fn run(
             .context("listening for signals")
             .map_err(Failure::runtime)?;
         tokio::spawn(signals.stop_on_signal(shutdown.clone()));
+        // Plugin files watched for new versions (`watch = true`).
+        for p in &pipelines {
+            let config = p.config();
+            for t in config.transforms.iter().filter(|t| t.watch) {
+                tokio::spawn(sluice::engine::watch_plugin(
+                    runtime.clone(),
+                    config.clone(),
+                    t.name(),
+                    config.resolve(&t.plugin),
+                    p.control(),
+                    shutdown.child_token(),
+                ));
+            }
+        }
         let _admin = match &admin {
             None => None,
             Some(config) => {

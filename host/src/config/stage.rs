@@ -21,6 +21,10 @@ pub struct TransformConfig {
     /// How a new version swapped in is watched (`sluice plugin swap`).
     #[serde(default)]
     pub swap: SwapConfig,
+    /// Swap in each new version written to `plugin` (once the file has stopped
+    /// changing); one that fails to load is reported and ignored.
+    #[serde(default)]
+    pub watch: bool,
 }
 
 /// `swap = { ... }` on a transform: after a swap, the new version is on probation

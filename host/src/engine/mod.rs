@@ -23,10 +23,12 @@ mod pipeline;
 mod processor;
 pub mod snapshot;
 mod swap;
+mod watch;
 mod window;
 
 pub use metrics::{Families, Metrics, PipelineStatus, RunState, Snapshot, StageInfo, SwapEvent};
 pub use pipeline::{Pipeline, RunError};
 pub use processor::Control;
 pub use swap::{NewPlugin, SwapReport, SwapRequest};
+pub use watch::watch_plugin;
 pub use window::{Late, WindowStage, PARTITION_HEADER};

@@ -3,7 +3,9 @@
 //! beside the old one, or a probation whose results are held back).
 
 use super::metrics::StageMetrics;
+use crate::config::PipelineConfig;
 use crate::dead_letter::DeadLetter;
+use crate::plugin::Runtime;
 use crate::plugin::{TransformPlugin, WindowPlugin};
 use crate::record::Batch;
 use crate::transforms::TransformStage;
@@ -15,6 +17,52 @@ use tokio::sync::oneshot;
 pub enum NewPlugin {
     Transform(TransformPlugin),
     Window(WindowPlugin),
+}
+
+impl NewPlugin {
+    /// Compile `wasm` (named `file` in messages) and start it as the pipeline's stage
+    /// `stage`, with that stage's config and sandbox: what the admin listener and the
+    /// file watcher do before asking for a swap. Blocking (compiling takes a while).
+    pub fn build(
+        runtime: &Runtime,
+        config: &PipelineConfig,
+        stage: &str,
+        file: &std::path::Path,
+        wasm: Vec<u8>,
+    ) -> Result<NewPlugin, String> {
+        let loaded = runtime.load_bytes(file, wasm).map_err(|e| e.to_string())?;
+        let pipeline = config.name();
+        if let Some(t) = config.transforms.iter().find(|t| t.name() == stage) {
+            let p = TransformPlugin::start(
+                runtime,
+                &loaded,
+                stage,
+                t.config_json(),
+                t.sandbox.sandbox(),
+            )
+            .map_err(|e| e.to_string())?;
+            p.set_log_context(&pipeline, "transform");
+            return Ok(NewPlugin::Transform(p));
+        }
+        if let Some(w) = config.window.as_ref().filter(|w| w.name() == stage) {
+            let p = WindowPlugin::start(
+                runtime,
+                &loaded,
+                stage,
+                w.config_json(),
+                w.sandbox.sandbox(),
+            )
+            .map_err(|e| e.to_string())?;
+            p.set_log_context(&pipeline, "window");
+            return Ok(NewPlugin::Window(p));
+        }
+        let mut names: Vec<String> = config.transforms.iter().map(|t| t.name()).collect();
+        names.extend(config.window.iter().map(|w| w.name()));
+        Err(format!(
+            "no transform or window named `{stage}` in pipeline `{pipeline}` (it has: {})",
+            names.join(", ")
+        ))
+    }
 }
 
 /// Asked of the processor: run `plugin` for the stage named `stage` from the next
