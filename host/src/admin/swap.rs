@@ -134,25 +134,43 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<By
     }
 }
 
-/// `%2F` and `+` as the browser and curl send them.
+/// `%2F` and `+` as the browser and curl send them (on bytes, so any UTF-8 is safe).
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                Ok(b) => {
-                    out.push(b);
-                    i += 3;
-                    continue;
+            b'%' => {
+                let hi = bytes.get(i + 1).and_then(|&b| hex(b));
+                let lo = bytes.get(i + 2).and_then(|&b| hex(b));
+                match (hi, lo) {
+                    (Some(hi), Some(lo)) => {
+                        out.push(hi * 16 + lo);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
                 }
-                Err(_) => out.push(b'%'),
-            },
+            }
             b'+' => out.push(b' '),
             b => out.push(b),
         }
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn decoding_is_safe_on_any_text() {
+        assert_eq!(percent_decode("format%5Fuser+x"), "format_user x");
+        assert_eq!(percent_decode("%a\u{e9}"), "%a\u{e9}");
+        assert_eq!(percent_decode("50%"), "50%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
 }

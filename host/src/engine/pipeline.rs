@@ -297,6 +297,7 @@ async fn run(
         swap_configs: config.transforms.iter().map(|t| t.swap).collect(),
         probation: None,
         canary: None,
+        retired_failures: 0,
         sinks: routes,
         dead_letter,
         metrics: metrics.clone(),

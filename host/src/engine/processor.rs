@@ -11,7 +11,7 @@
 use super::batcher::Work;
 use super::metrics::{DeadNote, StageInfo, StageMetrics, SwapEvent};
 use super::snapshot::{self, Snapshot, StateStore};
-use super::swap::{Canary, Held, NewPlugin, Probation, SwapReport, SwapRequest};
+use super::swap::{Canary, Held, NewPlugin, Probation, SwapReport, SwapRequest, WATCH_AT_MOST};
 use super::window::WindowStage;
 use super::Metrics;
 use crate::dead_letter::{DeadLetter, Encoding};
@@ -127,6 +127,8 @@ pub struct Processor {
     pub probation: Option<Probation>,
     /// A new version running beside the old before it is swapped in.
     pub canary: Option<Canary>,
+    /// Failed calls of plugin versions swapped out (the total only grows).
+    pub retired_failures: u64,
     pub sinks: Vec<Route>,
     pub dead_letter: DeadLetterQueue,
     pub metrics: Arc<Metrics>,
@@ -195,8 +197,9 @@ impl Processor {
                     if self.probation.is_some() && barrier.is_none() && assignment.is_none() {
                         self.hold(work, &mut progress, &rt)?;
                     } else {
-                        // A barrier or a rebalance cannot wait: the probation ends now.
-                        self.end_probation(&mut progress, &rt)?;
+                        // A barrier or a rebalance cannot wait: what is held goes on
+                        // now (or is re-processed), the probation goes on after.
+                        self.end_probation(&mut progress, &rt, false)?;
                         handled(&mut progress, &work);
                         self.process(work, &rt)?;
                     }
@@ -220,7 +223,7 @@ impl Processor {
                     }
                 }
                 Event::Work(None) => {
-                    self.end_probation(&mut progress, &rt)?;
+                    self.end_probation(&mut progress, &rt, true)?;
                     if let Some(c) = self.canary.take() {
                         let _ = c.reply.send(Err(format!(
                             "the input ended after {} of the canary's {} records; nothing swapped",
@@ -231,11 +234,35 @@ impl Processor {
                 }
                 // With no records coming, windows still close when their partitions
                 // go idle.
-                Event::Tick => self.emit_closed(&rt)?,
+                // (Not while records are held back: their partitions are not idle.)
+                Event::Tick if self.probation.is_none() => self.emit_closed(&rt)?,
+                Event::Tick => {}
+            }
+            // A probation or canary that cannot finish (its stage sees too few
+            // records) ends at its deadline.
+            if self
+                .probation
+                .as_ref()
+                .is_some_and(|p| p.started.elapsed() >= WATCH_AT_MOST)
+            {
+                self.end_probation(&mut progress, &rt, true)?;
             }
             if self
-                .emit_every
-                .is_some_and(|every| last_early.elapsed() >= every)
+                .canary
+                .as_ref()
+                .is_some_and(|c| c.started.elapsed() >= WATCH_AT_MOST)
+            {
+                if let Some(c) = self.canary.take() {
+                    let _ = c.reply.send(Err(format!(
+                        "the canary saw {} of its {} records in {WATCH_AT_MOST:?}; nothing swapped",
+                        c.seen, c.target
+                    )));
+                }
+            }
+            if self.probation.is_none()
+                && self
+                    .emit_every
+                    .is_some_and(|every| last_early.elapsed() >= every)
             {
                 self.emit_early(&rt)?;
                 last_early = Instant::now();
@@ -273,7 +300,7 @@ impl Processor {
         let window = self.window.as_ref();
         let window_failures = window.map_or(0, WindowStage::plugin_failures);
         self.metrics
-            .set_plugin_failures(transforms + window_failures);
+            .set_plugin_failures(transforms + window_failures + self.retired_failures);
         if let (Some(w), Some(m)) = (window, &self.window_metrics) {
             m.set_totals(w.plugin_failures(), w.log_dropped());
             self.metrics.set_open_windows(w.open_windows());
@@ -299,7 +326,7 @@ impl Processor {
         rt: &Handle,
     ) -> Result<(), ProcessError> {
         self.metrics.add_batch(batch.len());
-        (batch, dead) = self.run_transforms(batch, dead);
+        (batch, dead) = self.run_transforms(batch, dead, 0..self.transforms.len());
         self.downstream(batch, dead, rt)
     }
 
@@ -309,8 +336,9 @@ impl Processor {
         &mut self,
         mut batch: Batch,
         mut dead: Vec<DeadLetter>,
+        stages: std::ops::Range<usize>,
     ) -> (Batch, Vec<DeadLetter>) {
-        for i in 0..self.transforms.len() {
+        for i in stages {
             if batch.is_empty() {
                 break;
             }
@@ -446,6 +474,7 @@ impl Processor {
                     Some(n) if n > 0 => {
                         tracing::info!("canary for transform `{stage}`: the new version runs beside the old on the next {n} records");
                         self.canary = Some(Canary {
+                            started: Instant::now(),
                             stage: i,
                             plugin: TransformStage::new(new),
                             target: n,
@@ -470,7 +499,8 @@ impl Processor {
                 let from = window.plugin().version().0.to_owned();
                 match window.replace_plugin(new) {
                     Err(why) => refuse(reply, why),
-                    Ok(_old) => {
+                    Ok(old) => {
+                        self.retired_failures += old.failures();
                         let version = to.version.clone();
                         self.window_metrics = Some(self.metrics.replace_stage(to));
                         let report = SwapReport {
@@ -508,6 +538,7 @@ impl Processor {
         let info = version_info("transform", &new);
         let to = info.version.clone();
         let old = self.transforms[i].replace_plugin(new);
+        self.retired_failures += old.failures();
         let new_metrics = self.metrics.replace_stage(info);
         let old_metrics = std::mem::replace(&mut self.stage_metrics[i], new_metrics);
         let config = self.swap_configs[i];
@@ -537,6 +568,7 @@ impl Processor {
         self.event(&report, "swapped", String::new());
         if config.rollback_window > 0 {
             self.probation = Some(Probation {
+                started: Instant::now(),
                 stage: i,
                 old,
                 old_metrics,
@@ -601,35 +633,54 @@ impl Processor {
         progress: &mut BTreeMap<PartitionId, u64>,
         rt: &Handle,
     ) -> Result<(), ProcessError> {
+        let Some(stage) = self.probation.as_ref().map(|p| p.stage) else {
+            return Ok(());
+        };
         self.metrics.add_batch(work.batch.len());
-        let (input, input_dead) = (work.batch.clone(), work.dead.clone());
-        let (output, output_dead) = self.run_transforms(work.batch, work.dead);
+        let positions: Vec<Position> = work
+            .batch
+            .positions
+            .iter()
+            .chain(work.dead.iter().map(|d| &d.position))
+            .copied()
+            .collect();
+        // The stages before the new version run once; its input is kept for a
+        // rollback, its output for the stages after it, run when it is released.
+        let (input, input_dead) = self.run_transforms(work.batch, work.dead, 0..stage);
+        let (output, output_dead) =
+            self.run_transforms(input.clone(), input_dead.clone(), stage..stage + 1);
         self.publish_stage_counts();
         let Some(p) = self.probation.as_mut() else {
             return Ok(());
         };
         p.held.push(Held {
+            positions,
             input,
             input_dead,
             output,
             output_dead,
         });
         if p.seen >= p.window {
-            self.end_probation(progress, rt)?;
+            self.end_probation(progress, rt, true)?;
         }
         Ok(())
     }
 
     /// Keep the new version (its held results go on), or, if too many of its records
-    /// failed, put the old one back and run the held records through it instead.
+    /// failed, put the old one back and run the held records through it instead. With
+    /// `finished` false (a barrier or a rebalance is waiting) and too few records seen
+    /// to judge, the held results go on and the probation goes on after.
     fn end_probation(
         &mut self,
         progress: &mut BTreeMap<PartitionId, u64>,
         rt: &Handle,
+        finished: bool,
     ) -> Result<(), ProcessError> {
-        let Some(p) = self.probation.take() else {
+        let Some(mut p) = self.probation.take() else {
             return Ok(());
         };
+        let stage = p.stage;
+        let after = stage + 1..self.transforms.len();
         let rate = p.error_rate();
         if rate > p.max_rate {
             let back = self.label_positions(p.first_held().into_iter());
@@ -650,31 +701,42 @@ impl Processor {
                 ..p.report.clone()
             };
             let info = version_info("transform", &p.old);
-            drop(self.transforms[p.stage].replace_plugin(p.old));
+            // Counted as retired when it was swapped out; live again now.
+            self.retired_failures = self.retired_failures.saturating_sub(p.old.failures());
+            let gone = self.transforms[stage].replace_plugin(p.old);
+            self.retired_failures += gone.failures();
             self.metrics.replace_stage(info);
-            self.stage_metrics[p.stage] = p.old_metrics;
+            self.stage_metrics[stage] = p.old_metrics;
             self.event(&rolled, "rolled_back", detail);
             for h in p.held {
-                note_handled(progress, &h.input, &h.input_dead);
-                let (batch, dead) = self.run_transforms(h.input, h.input_dead);
+                note_positions(progress, &h.positions);
+                let (batch, dead) =
+                    self.run_transforms(h.input, h.input_dead, stage..self.transforms.len());
                 self.downstream(batch, dead, rt)?;
             }
         } else {
-            tracing::info!(
-                "transform `{}` version {} kept: {} of {} records failed on probation",
-                p.report.plugin,
-                p.report.to,
-                p.errors,
-                p.seen
-            );
-            self.event(
-                &p.report,
-                "kept",
-                format!("{} of {} records failed", p.errors, p.seen),
-            );
-            for h in p.held {
-                note_handled(progress, &h.input, &h.input_dead);
-                self.downstream(h.output, h.output_dead, rt)?;
+            let judged = finished || p.seen >= p.window;
+            for h in std::mem::take(&mut p.held) {
+                note_positions(progress, &h.positions);
+                let (batch, dead) = self.run_transforms(h.output, h.output_dead, after.clone());
+                self.downstream(batch, dead, rt)?;
+            }
+            if judged {
+                tracing::info!(
+                    "transform `{}` version {} kept: {} of {} records failed on probation",
+                    p.report.plugin,
+                    p.report.to,
+                    p.errors,
+                    p.seen
+                );
+                self.event(
+                    &p.report,
+                    "kept",
+                    format!("{} of {} records failed", p.errors, p.seen),
+                );
+                drop(p);
+            } else {
+                self.probation = Some(p);
             }
         }
         self.publish_stage_counts();
@@ -921,6 +983,13 @@ fn checkpoint_all<'a>(
 /// Note the newest position of each partition in `work` as handled.
 fn handled(progress: &mut BTreeMap<PartitionId, u64>, work: &Work) {
     note_handled(progress, &work.batch, &work.dead);
+}
+
+fn note_positions(progress: &mut BTreeMap<PartitionId, u64>, positions: &[Position]) {
+    for &Position { partition, offset } in positions {
+        let p = progress.entry(partition).or_insert(offset);
+        *p = (*p).max(offset);
+    }
 }
 
 fn note_handled(progress: &mut BTreeMap<PartitionId, u64>, batch: &Batch, dead: &[DeadLetter]) {

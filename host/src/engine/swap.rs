@@ -13,6 +13,9 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use tokio::sync::oneshot;
 
+/// The longest a canary or a probation waits for its records.
+pub const WATCH_AT_MOST: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A new version, compiled, checked against its world and `init`ed off the hot path.
 pub enum NewPlugin {
     Transform(TransformPlugin),
@@ -105,6 +108,9 @@ pub struct CanaryReport {
 /// the old version if the new one is rolled back) and what the transforms made of it
 /// (sent on if it is kept).
 pub(super) struct Held {
+    /// Every source position of the batch as it came (what it covers once released).
+    pub positions: Vec<crate::position::Position>,
+    /// The input of the stage on probation (after the stages before it).
     pub input: Batch,
     pub input_dead: Vec<DeadLetter>,
     pub output: Batch,
@@ -113,6 +119,7 @@ pub(super) struct Held {
 
 /// A transform's new version on probation.
 pub(super) struct Probation {
+    pub started: std::time::Instant,
     pub stage: usize,
     pub old: TransformPlugin,
     pub old_metrics: StageMetrics,
@@ -137,15 +144,9 @@ impl Probation {
     /// Per partition, the first position held (where a rollback switches back).
     pub fn first_held(&self) -> BTreeMap<crate::position::PartitionId, u64> {
         let mut first = BTreeMap::new();
-        for h in &self.held {
-            let positions = h
-                .input
-                .positions
-                .iter()
-                .chain(h.input_dead.iter().map(|d| &d.position));
-            for p in positions {
-                first.entry(p.partition).or_insert(p.offset);
-            }
+        for p in self.held.iter().flat_map(|h| &h.positions) {
+            let o = first.entry(p.partition).or_insert(p.offset);
+            *o = (*o).min(p.offset);
         }
         first
     }
@@ -153,6 +154,7 @@ impl Probation {
 
 /// A transform's new version running beside the old one on copies of its input.
 pub(super) struct Canary {
+    pub started: std::time::Instant,
     pub stage: usize,
     pub plugin: TransformStage,
     pub target: u64,
