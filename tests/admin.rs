@@ -78,19 +78,7 @@ fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
 /// Start `toml` with an admin listener on a free loopback port: the host and the
 /// address it logged.
 fn start(dir: &Path, toml: &str, args: &[&str]) -> (Host, String) {
-    let path = pipeline(dir, "p.toml", toml);
-    let mut host = Host::start_with(&path, args);
-    host.wait_log(60, "the admin listener", |l| {
-        l.contains("admin listener on http://")
-    });
-    let log = host.log();
-    let addr = log
-        .split("admin listener on http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .to_owned();
-    (host, addr)
+    Host::start_listening(&pipeline(dir, "p.toml", toml), args)
 }
 
 /// A series' value in the exposition, e.g. `sluice_records_in_total{pipeline="watched"}`.

@@ -140,17 +140,7 @@ path = "out.jsonl"
 "#
         ),
     );
-    let mut host = Host::start_with(&path, &["--admin", "127.0.0.1:0"]);
-    host.wait_log(60, "the admin listener", |l| {
-        l.contains("admin listener on http://")
-    });
-    let addr = host
-        .log()
-        .split("admin listener on http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let (mut host, addr) = Host::start_listening(&path, &["--admin", "127.0.0.1:0"]);
     host.wait_lines(&run.path().join("out.jsonl"), 1000);
     let swapped = sluice(&["plugin", "swap", "format_user", &wasm, "--admin", &addr]);
     assert!(swapped.status.success(), "{}", text(&swapped));

@@ -82,17 +82,7 @@ fn sequence(dir: &Path, count: u64) -> HashMap<String, u64> {
 
 fn start(dir: &Path, toml: &str) -> (Host, String) {
     let path = pipeline(dir, "p.toml", toml);
-    let mut host = Host::start_with(&path, &["--admin", "127.0.0.1:0"]);
-    host.wait_log(60, "the admin listener", |l| {
-        l.contains("admin listener on http://")
-    });
-    let addr = host
-        .log()
-        .split("admin listener on http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let (host, addr) = Host::start_listening(&path, &["--admin", "127.0.0.1:0"]);
     // Records flowing before the first swap.
     host.wait_lines(&dir.join("users.jsonl"), 500);
     (host, addr)
@@ -373,33 +363,17 @@ fn a_window_with_a_new_state_format_takes_over_through_migrate() {
 fn dead_letters_replayed_through_a_fixed_plugin_reach_the_sinks() {
     const N: usize = 500;
     let dir = tempfile::tempdir().unwrap();
-    let toml = format!(
-        r#"
-[source]
-type = "generator"
-count = {N}
-event_interval = "1s"
-start_time = "2026-01-01T00:00:00Z"
-[[transforms]]
-name = "format_user"
-plugin = "{}"
-[window]
-plugin = "{{GENDER_WINDOW}}"
-size = "1m"
-[[sinks]]
-type = "file"
-input = "records"
-path = "users.jsonl"
-[[sinks]]
-type = "file"
-input = "windows"
-path = "windows.jsonl"
-[dead_letter]
-type = "file"
-path = "dead.jsonl"
-"#,
-        test_build("trap_all").display()
-    );
+    // The streaming pipeline, one second between event times, on the trapping build
+    // (named format_user, as the shipped plugin's stage is).
+    let toml = streaming(N as u64, 1_000_000, 0)
+        .replace("event_interval = \"10ms\"", "event_interval = \"1s\"")
+        .replace(
+            "plugin = \"{FORMAT_USER}\"",
+            &format!(
+                "name = \"format_user\"\nplugin = \"{}\"",
+                test_build("trap_all").display()
+            ),
+        );
     let path = pipeline(dir.path(), "p.toml", &toml);
     let mut host = Host::start(&path);
     assert!(host.wait(120).success(), "{}", host.log());

@@ -75,15 +75,13 @@ fn format_user(c: &mut Criterion) {
     group.finish();
 }
 
-fn quickstart_chain(c: &mut Criterion) {
-    const N: u64 = 20_000;
-    let runtime = Runtime::new(ComponentCache::from_env()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
+/// generator (`n` users) -> format_user -> gender_window -> null sinks.
+fn chain(dir: &std::path::Path, n: u64) -> PipelineConfig {
     let text = format!(
         r#"
 [source]
 type = "generator"
-count = {N}
+count = {n}
 event_interval = "10ms"
 start_time = "2026-01-01T00:00:00Z"
 [[transforms]]
@@ -103,8 +101,14 @@ path = "dead.jsonl"
         plugin("format_user").display(),
         plugin("gender_window").display()
     );
-    let config: PipelineConfig =
-        sluice::config::parse(&dir.path().join("bench.toml"), &text, |_| None).unwrap();
+    sluice::config::parse(&dir.join("chain.toml"), &text, |_| None).unwrap()
+}
+
+fn quickstart_chain(c: &mut Criterion) {
+    const N: u64 = 20_000;
+    let runtime = Runtime::new(ComponentCache::from_env()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = chain(dir.path(), N);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut group = c.benchmark_group("quickstart_chain");
     group
@@ -129,34 +133,7 @@ fn metrics_cost(_: &mut Criterion) {
     const ROUNDS: usize = 7;
     let runtime = Runtime::new(ComponentCache::from_env()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        r#"
-[pipeline]
-name = "cost"
-[source]
-type = "generator"
-count = {N}
-event_interval = "10ms"
-start_time = "2026-01-01T00:00:00Z"
-[[transforms]]
-plugin = "{}"
-[window]
-plugin = "{}"
-size = "1m"
-[[sinks]]
-type = "null"
-[[sinks]]
-type = "null"
-input = "windows"
-[dead_letter]
-type = "file"
-path = "dead.jsonl"
-"#,
-        plugin("format_user").display(),
-        plugin("gender_window").display()
-    );
-    let config: PipelineConfig =
-        sluice::config::parse(&dir.path().join("cost.toml"), &text, |_| None).unwrap();
+    let config = chain(dir.path(), N);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let run = |on: bool| {
         let families = std::sync::Arc::new(sluice::engine::Families::new());

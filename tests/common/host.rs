@@ -40,6 +40,23 @@ impl Host {
         Host { child, stderr }
     }
 
+    /// With an admin listener (`args` has its `--admin ADDR`; port 0 takes a free
+    /// one): the host, once listening, and the address it logged.
+    pub fn start_listening(pipeline: &Path, args: &[&str]) -> (Host, String) {
+        let mut host = Host::start_with(pipeline, args);
+        host.wait_log(60, "the admin listener", |l| {
+            l.contains("admin listener on http://")
+        });
+        let addr = host
+            .log()
+            .split("admin listener on http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the address follows")
+            .to_owned();
+        (host, addr)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
