@@ -89,3 +89,68 @@ path = "dead.jsonl"
         .unwrap_or("");
     println!("python_tag over {N} records: {summary}");
 }
+
+/// `sluice plugin new --lang python`, `build` and `test --expect`, with the
+/// componentize-py that plugins/examples/python_tag/build.sh installed.
+#[test]
+fn a_python_plugin_scaffolded_builds_and_passes_its_expected_output() {
+    let componentize = std::env::var("SLUICE_COMPONENTIZE_PY").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap();
+        format!("{home}/.cache/sluice/componentize-py-0.25.1/bin/componentize-py")
+    });
+    assert!(
+        std::path::Path::new(&componentize).exists(),
+        "{componentize} is missing: plugins/examples/python_tag/build.sh installs it (scripts/test.sh runs it)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let sluice = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .env("SLUICE_COMPONENTIZE_PY", &componentize)
+            .env(
+                "SLUICE_CACHE_DIR",
+                std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
+            )
+            .output()
+            .unwrap()
+    };
+    let said = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let dir_arg = dir.path().display().to_string();
+    let made = sluice(&[
+        "plugin", "new", "pytag", "--lang", "python", "--dir", &dir_arg,
+    ]);
+    assert!(made.status.success(), "{}", said(&made));
+    let root = dir.path().join("pytag");
+    let built = sluice(&["plugin", "build", &root.display().to_string()]);
+    assert!(built.status.success(), "{}", said(&built));
+    assert!(
+        said(&built).contains("world sluice:plugin/transform"),
+        "{}",
+        said(&built)
+    );
+    let tested = sluice(&[
+        "plugin",
+        "test",
+        &root.join("pytag.wasm").display().to_string(),
+        "--input",
+        &root.join("sample.jsonl").display().to_string(),
+        "--expect",
+        &root.join("expected.jsonl").display().to_string(),
+    ]);
+    assert!(tested.status.success(), "{}", said(&tested));
+    assert!(
+        said(&tested).contains("all 2 output(s) as in"),
+        "{}",
+        said(&tested)
+    );
+    let window = sluice(&[
+        "plugin", "new", "pywin", "--lang", "python", "--kind", "window", "--dir", &dir_arg,
+    ]);
+    assert_eq!(window.status.code(), Some(2), "{}", said(&window));
+}

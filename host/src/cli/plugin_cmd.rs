@@ -111,6 +111,10 @@ pub enum PluginCommand {
         name: String,
         #[arg(long, value_enum, default_value = "transform")]
         kind: super::scaffold::Kind,
+        /// Rust (any folder, needs rustup) or Python (a transform; needs
+        /// componentize-py on PATH: pip install componentize-py==0.25.1).
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: super::scaffold::Lang,
         /// Where to create it (the crate goes in DIR/NAME).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
@@ -149,7 +153,12 @@ pub fn run(command: PluginCommand) -> Result<(), Failure> {
             json,
         ),
         PluginCommand::Inspect { wasm } => inspect_cmd(&wasm),
-        PluginCommand::New { name, kind, dir } => super::scaffold::new(&name, kind, &dir),
+        PluginCommand::New {
+            name,
+            kind,
+            lang,
+            dir,
+        } => super::scaffold::new(&name, kind, lang, &dir),
         PluginCommand::Build { path } => super::scaffold::build(&path),
         PluginCommand::Test {
             wasm,

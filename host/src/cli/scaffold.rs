@@ -14,6 +14,117 @@ pub enum Kind {
     Window,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+}
+
+const PY_APP: &str = include_str!("templates/python_app.py.tmpl");
+const PY_README: &str = include_str!("templates/python_README.md.tmpl");
+
+/// The componentize-py that builds Python plugins: `SLUICE_COMPONENTIZE_PY`, else
+/// the one on PATH.
+fn componentize_py() -> String {
+    std::env::var("SLUICE_COMPONENTIZE_PY").unwrap_or_else(|_| "componentize-py".into())
+}
+
+fn has_componentize_py() -> bool {
+    Command::new(componentize_py())
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A Python transform: app.py, the WIT, sample and expected output, a README.
+fn new_python(name: &str, kind: Kind, root: &Path) -> Result<(), Failure> {
+    if kind != Kind::Transform {
+        return Err(Failure::config(anyhow!(
+            "--lang python scaffolds transforms (a Python window plugin is written the same way against the `window` world)"
+        )));
+    }
+    if !has_componentize_py() {
+        return Err(Failure::config(anyhow!(
+            "componentize-py is not on PATH (or SLUICE_COMPONENTIZE_PY): install it with `pip install componentize-py==0.25.1` in a venv, then run this again"
+        )));
+    }
+    let fill = |t: &str| t.replace("__NAME__", name);
+    let files: [(&str, String); 6] = [
+        ("app.py", fill(PY_APP)),
+        ("wit/sluice-plugin.wit", WIT.into()),
+        ("sample.jsonl", fill(TRANSFORM_SAMPLE)),
+        ("expected.jsonl", fill(TRANSFORM_EXPECTED)),
+        ("README.md", fill(PY_README)),
+        (
+            ".gitignore",
+            "*.wasm\nwit_world/\n__pycache__/\ncomponentize_py_*\npoll_loop.py\n".into(),
+        ),
+    ];
+    write_all(root, files)?;
+    println!(
+        "created Python transform plugin `{name}` in {}",
+        root.display()
+    );
+    println!("next:");
+    println!("  sluice plugin build {}", root.display());
+    println!(
+        "  sluice plugin test {0}/{name}.wasm --input {0}/sample.jsonl --expect {0}/expected.jsonl",
+        root.display()
+    );
+    Ok(())
+}
+
+fn write_all<const N: usize>(root: &Path, files: [(&str, String); N]) -> Result<(), Failure> {
+    for (path, text) in files {
+        let path = root.join(path);
+        let parent = path.parent().expect("a file in a folder");
+        std::fs::create_dir_all(parent)
+            .and_then(|()| std::fs::write(&path, text))
+            .with_context(|| format!("writing {}", path.display()))
+            .map_err(Failure::runtime)?;
+    }
+    Ok(())
+}
+
+/// `build` for a Python plugin (app.py beside a wit/ folder): componentize-py, into
+/// FOLDER/FOLDER.wasm.
+fn build_python(path: &Path) -> Result<PathBuf, Failure> {
+    let name = path
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "plugin".into());
+    let file = format!("{name}.wasm");
+    let run = |args: &[&str]| -> Result<(), Failure> {
+        let status = Command::new(componentize_py())
+            .current_dir(path)
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .context("running componentize-py (pip install componentize-py==0.25.1)")
+            .map_err(Failure::runtime)?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Failure::runtime(anyhow!(
+                "componentize-py failed (see above)"
+            )))
+        }
+    };
+    run(&["-d", "wit", "-w", "transform", "bindings", "."])?;
+    run(&[
+        "-d",
+        "wit",
+        "-w",
+        "transform",
+        "componentize",
+        "app",
+        "-o",
+        &file,
+    ])?;
+    Ok(path.join(file))
+}
+
 const WIT: &str = include_str!("../../../wit/sluice-plugin.wit");
 const SDK_LIB: &str = include_str!("../../../plugins/sdk/src/lib.rs");
 const SDK_CARGO: &str = include_str!("templates/sdk.Cargo.toml.tmpl");
@@ -42,7 +153,7 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-pub fn new(name: &str, kind: Kind, dir: &Path) -> Result<(), Failure> {
+pub fn new(name: &str, kind: Kind, lang: Lang, dir: &Path) -> Result<(), Failure> {
     check_name(name).map_err(|m| Failure::config(anyhow!(m)))?;
     let root = dir.join(name);
     if root.exists() {
@@ -50,6 +161,9 @@ pub fn new(name: &str, kind: Kind, dir: &Path) -> Result<(), Failure> {
             "{} already exists: choose another name or --dir",
             root.display()
         )));
+    }
+    if lang == Lang::Python {
+        return new_python(name, kind, &root);
     }
     let lib = name.replace('-', "_");
     let (kind_name, code, sample, expected, section, flags) = match kind {
@@ -90,14 +204,7 @@ pub fn new(name: &str, kind: Kind, dir: &Path) -> Result<(), Failure> {
         ("sdk/src/lib.rs", sdk_lib),
         ("sdk/wit/sluice-plugin.wit", WIT.into()),
     ];
-    for (path, text) in files {
-        let path = root.join(path);
-        let parent = path.parent().expect("a file in a folder");
-        std::fs::create_dir_all(parent)
-            .and_then(|()| std::fs::write(&path, text))
-            .with_context(|| format!("writing {}", path.display()))
-            .map_err(Failure::runtime)?;
-    }
+    write_all(&root, files)?;
     println!(
         "created {} plugin `{name}` in {}",
         kind_name,
@@ -148,6 +255,10 @@ fn ensure_target() -> Result<(), Failure> {
 
 pub fn build(path: &Path) -> Result<(), Failure> {
     let manifest = path.join("Cargo.toml");
+    if !manifest.exists() && path.join("app.py").exists() && path.join("wit").is_dir() {
+        let wasm = build_python(path)?;
+        return describe(&wasm);
+    }
     if !manifest.exists() {
         return Err(Failure::config(anyhow!(
             "{} has no Cargo.toml: give the plugin crate's folder (sluice plugin new makes one)",
@@ -193,8 +304,13 @@ pub fn build(path: &Path) -> Result<(), Failure> {
             manifest.display()
         )));
     };
+    describe(&wasm)
+}
+
+/// Where the component is, its size, world and version.
+fn describe(wasm: &Path) -> Result<(), Failure> {
     let runtime = super::runtime()?;
-    let loaded = runtime.load(&wasm).map_err(Failure::config)?;
+    let loaded = runtime.load(wasm).map_err(Failure::config)?;
     let world = sluice::plugin::inspect(&runtime, &loaded)
         .world
         .map(|w| w.name().to_owned())
