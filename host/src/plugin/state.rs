@@ -56,8 +56,30 @@ impl PluginLog {
         let _ = self.context.set((pipeline.to_owned(), stage));
     }
 
+    /// Lines dropped so far. Drops not yet announced are announced now: the processor
+    /// asks after every batch, so a burst is reported even if the plugin logs nothing
+    /// more.
     pub fn dropped(&self) -> u64 {
+        self.announce();
         self.dropped.load(Relaxed)
+    }
+
+    fn announce(&self) {
+        let gone = self.unreported.swap(0, Relaxed);
+        if gone > 0 {
+            let (pipeline, stage) = self
+                .context
+                .get()
+                .map_or(("", ""), |(p, s)| (p.as_str(), *s));
+            let (plugin, version) = (&*self.plugin, self.version.as_str());
+            tracing::warn!(
+                pipeline,
+                stage,
+                plugin,
+                version,
+                "{gone} log line(s) of the plugin dropped (over {LOG_RATE} a second)"
+            );
+        }
     }
 
     /// Whether one more line may go out now.
@@ -86,16 +108,7 @@ impl PluginLog {
             .map_or(("", ""), |(p, s)| (p.as_str(), *s));
         let plugin = &*self.plugin;
         let version = self.version.as_str();
-        let gone = self.unreported.swap(0, Relaxed);
-        if gone > 0 {
-            tracing::warn!(
-                pipeline,
-                stage,
-                plugin,
-                version,
-                "{gone} log line(s) of the plugin dropped (over {LOG_RATE} a second)"
-            );
-        }
+        self.announce();
         match level {
             Level::Trace => tracing::trace!(pipeline, stage, plugin, version, "{message}"),
             Level::Debug => tracing::debug!(pipeline, stage, plugin, version, "{message}"),
