@@ -122,10 +122,13 @@ enum Command {
         #[arg(required = true, num_args = 1..)]
         pipelines: Vec<PathBuf>,
     },
-    /// Work with plugin components: inspect them, try them on sample records.
+    /// Work with plugins: start, build, inspect and test them, swap them into a running pipeline.
     #[command(
-        after_help = "Examples:\n  sluice plugin inspect plugins/dist/format_user.wasm\n  \
-        sluice plugin test plugins/dist/format_user.wasm --input tests/fixtures/randomuser/users.jsonl"
+        after_help = "Examples:\n  sluice plugin new tagger --kind transform\n  \
+        sluice plugin build tagger\n  \
+        sluice plugin test tagger/target/wasm32-wasip2/release/tagger.wasm --input tagger/sample.jsonl --expect tagger/expected.jsonl\n  \
+        sluice plugin inspect plugins/dist/format_user.wasm\n  \
+        sluice plugin swap format_user tagger/target/wasm32-wasip2/release/tagger.wasm --admin 127.0.0.1:9464"
     )]
     Plugin {
         #[command(subcommand)]
