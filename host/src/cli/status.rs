@@ -81,7 +81,8 @@ pub fn ready(admin: &str, token: Option<&str>) -> Result<(), Failure> {
     })
 }
 
-fn base(admin: &str) -> String {
+/// The admin listener's base URL from `ip:port` or a URL.
+pub(super) fn base(admin: &str) -> String {
     if admin.contains("://") {
         admin.trim_end_matches('/').to_owned()
     } else {

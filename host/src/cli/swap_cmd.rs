@@ -30,11 +30,7 @@ pub fn swap(
     let bytes = std::fs::read(wasm)
         .with_context(|| format!("reading {}", wasm.display()))
         .map_err(Failure::config)?;
-    let base = if admin.contains("://") {
-        admin.trim_end_matches('/').to_owned()
-    } else {
-        format!("http://{admin}")
-    };
+    let base = super::status::base(admin);
     let file = wasm
         .file_name()
         .map_or("new.wasm".into(), |f| f.to_string_lossy().into_owned());

@@ -356,6 +356,9 @@ pub struct Metrics {
     lag: Mutex<BTreeMap<String, i64>>,
     watermarks: Mutex<BTreeMap<String, i64>>,
     open_windows: AtomicU64,
+    /// Handles to this pipeline's series that are set every batch (no lookup then).
+    batch_size: Histogram,
+    open_windows_gauge: Gauge,
     last_checkpoint: Mutex<Option<(Instant, Duration, Option<u64>)>>,
     stages: Mutex<Vec<StageInfo>>,
     sinks: Mutex<Vec<String>>,
@@ -491,6 +494,8 @@ impl Metrics {
             lag: Mutex::default(),
             watermarks: Mutex::default(),
             open_windows: AtomicU64::new(0),
+            batch_size: f.batch_size.get_or_create(&p()).clone(),
+            open_windows_gauge: f.open_windows.get_or_create(&p()).clone(),
             last_checkpoint: Mutex::default(),
             stages: Mutex::default(),
             sinks: Mutex::default(),
@@ -530,10 +535,7 @@ impl Metrics {
     pub fn add_batch(&self, size: usize) {
         self.batches.inc();
         if self.detailed() {
-            self.families
-                .batch_size
-                .get_or_create(&self.labels())
-                .observe(size as f64);
+            self.batch_size.observe(size as f64);
         }
     }
     /// Dead letters of one `stage`, with the class of their reason, and the gist of
@@ -568,10 +570,7 @@ impl Metrics {
     }
     pub fn set_open_windows(&self, open: usize) {
         self.open_windows.store(open as u64, Relaxed);
-        self.families
-            .open_windows
-            .get_or_create(&self.labels())
-            .set(open as i64);
+        self.open_windows_gauge.set(open as i64);
     }
     /// Per source partition, the event-time watermark (ms since the epoch).
     pub fn set_watermarks(&self, watermarks: BTreeMap<String, i64>) {

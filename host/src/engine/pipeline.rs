@@ -2,8 +2,10 @@
 //! configuration problem shows before data flows), then run until the source is done
 //! or shutdown is asked for.
 
-use super::metrics::{Families, RunState, SinkMetrics, StageInfo};
-use super::processor::{Control, DeadLetterQueue, ProcessError, Processor, Route, SinkMessage};
+use super::metrics::{Families, RunState, SinkMetrics};
+use super::processor::{
+    version_info, Control, DeadLetterQueue, ProcessError, Processor, Route, SinkMessage,
+};
 use super::snapshot::{SnapshotStore, StateStore};
 use super::window::{Late, WindowStage};
 use super::{batcher, Metrics};
@@ -271,24 +273,13 @@ async fn run(
     let source = tokio::spawn(config.source.clone().run(source_ctx));
     let batcher = tokio::spawn(batcher::run(event_rx, work_tx, p.batch_size, *p.linger));
 
-    let stage_info =
-        |stage: &str, name: &str, (version, file): (&str, &std::path::Path)| StageInfo {
-            stage: stage.to_owned(),
-            plugin: name.to_owned(),
-            version: version.to_owned(),
-            file: file.display().to_string(),
-        };
     let stage_metrics = transforms
         .iter()
-        .map(|t| {
-            let p = t.plugin();
-            metrics.stage(stage_info("transform", p.name(), p.version()))
-        })
+        .map(|t| metrics.stage(version_info("transform", t.plugin())))
         .collect();
-    let window_metrics = window.as_ref().map(|w| {
-        let p = w.plugin();
-        metrics.stage(stage_info("window", p.name(), p.version()))
-    });
+    let window_metrics = window
+        .as_ref()
+        .map(|w| metrics.stage(version_info("window", w.plugin())));
     let processor = Processor {
         transforms,
         window,

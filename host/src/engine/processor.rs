@@ -304,8 +304,11 @@ impl Processor {
         if let (Some(w), Some(m)) = (window, &self.window_metrics) {
             m.set_totals(w.plugin_failures(), w.log_dropped());
             self.metrics.set_open_windows(w.open_windows());
-            self.metrics
-                .set_watermarks(w.watermarks(&self.dead_letter.partitions));
+            // Labelled per partition: only worth building when someone can read it.
+            if self.metrics.detailed() {
+                self.metrics
+                    .set_watermarks(w.watermarks(&self.dead_letter.partitions));
+            }
         }
         self.metrics
             .set_windows_closed(window.map_or(0, WindowStage::windows_closed));
@@ -913,7 +916,7 @@ impl Processor {
 }
 
 /// A plugin's stage entry for metrics and `/status`.
-fn version_info<P: HasVersion>(stage: &str, plugin: &P) -> StageInfo {
+pub(super) fn version_info<P: HasVersion>(stage: &str, plugin: &P) -> StageInfo {
     let (version, file) = plugin.version_and_file();
     StageInfo {
         stage: stage.to_owned(),
@@ -923,7 +926,7 @@ fn version_info<P: HasVersion>(stage: &str, plugin: &P) -> StageInfo {
     }
 }
 
-trait HasVersion {
+pub(super) trait HasVersion {
     fn version_and_file(&self) -> (&str, &std::path::Path);
     fn plugin_name(&self) -> &str;
 }

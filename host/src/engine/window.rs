@@ -338,11 +338,6 @@ impl WindowStage {
         self.plugin.log_dropped()
     }
 
-    /// The plugin's version (the first 12 hex digits of its SHA-256) and file.
-    pub fn plugin_version(&self) -> (&str, &std::path::Path) {
-        self.plugin.version()
-    }
-
     /// Per partition seen, its own watermark (newest event time less the allowed
     /// lateness), by the partition's label.
     pub fn watermarks(&self, partitions: &Partitions) -> BTreeMap<String, i64> {
