@@ -48,6 +48,12 @@ fn scaffold_and_build(dir: &Path, name: &str, kind: &str) -> PathBuf {
     assert!(built.status.success(), "{}", text(&built));
     let stdout = String::from_utf8_lossy(&built.stdout);
     let wasm = PathBuf::from(stdout.lines().next().unwrap());
+    // Where the README and --help say, whatever cargo's target folder (the tests run
+    // with CARGO_TARGET_DIR set, as a user who sourced scripts/env.sh does).
+    let promised = root
+        .join("dist")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    assert_eq!(wasm, promised, "{stdout}");
     assert!(wasm.exists(), "{stdout}");
     assert!(
         stdout.contains(&format!("world sluice:plugin/{kind}")),

@@ -137,7 +137,7 @@ fn a_python_plugin_scaffolded_builds_and_passes_its_expected_output() {
     let tested = sluice(&[
         "plugin",
         "test",
-        &root.join("pytag.wasm").display().to_string(),
+        &root.join("dist/pytag.wasm").display().to_string(),
         "--input",
         &root.join("sample.jsonl").display().to_string(),
         "--expect",

@@ -126,9 +126,9 @@ enum Command {
     #[command(
         after_help = "Examples:\n  sluice plugin new tagger --kind transform\n  \
         sluice plugin build tagger\n  \
-        sluice plugin test tagger/target/wasm32-wasip2/release/tagger.wasm --input tagger/sample.jsonl --expect tagger/expected.jsonl\n  \
+        sluice plugin test tagger/dist/tagger.wasm --input tagger/sample.jsonl --expect tagger/expected.jsonl\n  \
         sluice plugin inspect plugins/dist/format_user.wasm\n  \
-        sluice plugin swap format_user tagger/target/wasm32-wasip2/release/tagger.wasm --admin 127.0.0.1:9464"
+        sluice plugin swap format_user tagger/dist/tagger.wasm --admin 127.0.0.1:9464"
     )]
     Plugin {
         #[command(subcommand)]

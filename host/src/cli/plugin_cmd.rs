@@ -104,7 +104,7 @@ pub enum PluginCommand {
             steps (build, test, swap into a running pipeline).",
         after_help = "Example:\n  sluice plugin new tagger --kind transform\n  \
             sluice plugin build tagger\n  \
-            sluice plugin test tagger/target/wasm32-wasip2/release/tagger.wasm --input tagger/sample.jsonl --expect tagger/expected.jsonl"
+            sluice plugin test tagger/dist/tagger.wasm --input tagger/sample.jsonl --expect tagger/expected.jsonl"
     )]
     New {
         /// The crate's name (letters, digits, _ and -).
@@ -122,9 +122,12 @@ pub enum PluginCommand {
     /// Build a plugin crate into a wasm32-wasip2 component (drives cargo).
     #[command(
         long_about = "Build the plugin crate at PATH (default: .) with `cargo build --release \
-            --target wasm32-wasip2` (adding the target with rustup if it is missing), then \
-            print where the .wasm is, its size and its Sluice world.",
-        after_help = "Example:\n  sluice plugin build tagger"
+            --target wasm32-wasip2` (adding the target with rustup if it is missing), or a \
+            Python plugin (app.py and wit/) with componentize-py. The component is put in \
+            PATH/dist/NAME.wasm (NAME: the crate's library name, or the folder's for \
+            Python), wherever cargo's own target folder is; on success its path is \
+            printed first, then its size, Sluice world and version.",
+        after_help = "Example:\n  sluice plugin build tagger      # -> tagger/dist/tagger.wasm"
     )]
     Build {
         /// The crate's folder (with its Cargo.toml).

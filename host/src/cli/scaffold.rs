@@ -57,7 +57,7 @@ fn new_python(name: &str, kind: Kind, root: &Path) -> Result<(), Failure> {
         ("README.md", fill(PY_README)),
         (
             ".gitignore",
-            "*.wasm\nwit_world/\n__pycache__/\ncomponentize_py_*\npoll_loop.py\n".into(),
+            "dist/\n*.wasm\nwit_world/\n__pycache__/\ncomponentize_py_*\npoll_loop.py\n".into(),
         ),
     ];
     write_all(root, files)?;
@@ -68,7 +68,7 @@ fn new_python(name: &str, kind: Kind, root: &Path) -> Result<(), Failure> {
     println!("next:");
     println!("  sluice plugin build {}", root.display());
     println!(
-        "  sluice plugin test {0}/{name}.wasm --input {0}/sample.jsonl --expect {0}/expected.jsonl",
+        "  sluice plugin test {0}/dist/{name}.wasm --input {0}/sample.jsonl --expect {0}/expected.jsonl",
         root.display()
     );
     Ok(())
@@ -87,14 +87,18 @@ fn write_all<const N: usize>(root: &Path, files: [(&str, String); N]) -> Result<
 }
 
 /// `build` for a Python plugin (app.py beside a wit/ folder): componentize-py, into
-/// FOLDER/FOLDER.wasm.
+/// FOLDER/dist/FOLDER.wasm.
 fn build_python(path: &Path) -> Result<PathBuf, Failure> {
     let name = path
         .canonicalize()
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "plugin".into());
-    let file = format!("{name}.wasm");
+    let dist = path.join("dist");
+    std::fs::create_dir_all(&dist)
+        .with_context(|| format!("creating {}", dist.display()))
+        .map_err(Failure::runtime)?;
+    let file = format!("dist/{name}.wasm");
     let run = |args: &[&str]| -> Result<(), Failure> {
         let status = Command::new(componentize_py())
             .current_dir(path)
@@ -199,7 +203,7 @@ pub fn new(name: &str, kind: Kind, lang: Lang, dir: &Path) -> Result<(), Failure
         ("sample.jsonl", fill(sample)),
         ("expected.jsonl", fill(expected)),
         ("README.md", fill(README)),
-        (".gitignore", "target/\n".into()),
+        (".gitignore", "target/\ndist/\n".into()),
         ("sdk/Cargo.toml", SDK_CARGO.into()),
         ("sdk/src/lib.rs", sdk_lib),
         ("sdk/wit/sluice-plugin.wit", WIT.into()),
@@ -214,7 +218,7 @@ pub fn new(name: &str, kind: Kind, lang: Lang, dir: &Path) -> Result<(), Failure
     println!("  cd {} && cargo test", root.display());
     println!("  sluice plugin build {}", root.display());
     println!(
-        "  sluice plugin test {}/target/wasm32-wasip2/release/{lib}.wasm --input {0}/sample.jsonl --expect {0}/expected.jsonl{flags}",
+        "  sluice plugin test {}/dist/{lib}.wasm --input {0}/sample.jsonl --expect {0}/expected.jsonl{flags}",
         root.display()
     );
     Ok(())
@@ -304,7 +308,15 @@ pub fn build(path: &Path) -> Result<(), Failure> {
             manifest.display()
         )));
     };
-    describe(&wasm)
+    // Cargo's own output may be anywhere (CARGO_TARGET_DIR, a workspace's target/):
+    // the component is copied to one place beside the crate, whatever cargo chose.
+    let dist = path.join("dist");
+    let copy = dist.join(wasm.file_name().expect("a .wasm file has a name"));
+    std::fs::create_dir_all(&dist)
+        .and_then(|()| std::fs::copy(&wasm, &copy))
+        .with_context(|| format!("copying {} to {}", wasm.display(), copy.display()))
+        .map_err(Failure::runtime)?;
+    describe(&copy)
 }
 
 /// Where the component is, its size, world and version.
