@@ -96,7 +96,7 @@ fn invalid_values_name_the_field() {
     let err = parse_err(&GOOD.replace("batch_size = 10", "batch_size = 0"));
     assert_eq!(
         err.to_string(),
-        "dir/p.toml: `pipeline.batch_size` must be between 1 and 1000000"
+        "dir/p.toml:3: `pipeline.batch_size` must be between 1 and 1000000"
     );
     let err = parse_err(&GOOD.replace("count = 5", "count = 5\nrate = -1.0"));
     assert!(err.to_string().contains("`source.rate`"), "{err}");
@@ -138,8 +138,9 @@ fn env_vars_are_interpolated_and_an_unset_one_is_located() {
     assert_eq!(f.path, Path::new("/data/o\"ut/users.jsonl"));
     let err = parse_err(&text);
     assert!(
-        err.to_string()
-            .starts_with("dir/p.toml:14:9: environment variable `OUT_DIR` is not set"),
+        err.to_string().starts_with(
+            "dir/p.toml:14:9: `sinks[0].path`: environment variable `OUT_DIR` is not set"
+        ),
         "{err}"
     );
 }
@@ -157,7 +158,9 @@ fn positions_stay_right_on_lines_with_interpolated_values() {
     let line = text.lines().nth(10).unwrap();
     let column = line.find("memroy_mb").unwrap() + 1;
     assert!(
-        err.starts_with(&format!("p.toml:11:{column}: unknown field `memroy_mb`")),
+        err.starts_with(&format!(
+            "p.toml:11:{column}: `transforms[0].sandbox`: unknown field `memroy_mb`"
+        )),
         "{err}"
     );
 }
@@ -167,6 +170,55 @@ fn a_window_shorter_than_a_millisecond_is_refused() {
     let text = format!("{GOOD}\n[window]\nplugin = \"w.wasm\"\nsize = \"500us\"\n");
     assert_eq!(
         parse_err(&text).to_string(),
-        "dir/p.toml: `window.size` must be at least 1ms"
+        "dir/p.toml:18: `window.size` must be at least 1ms"
+    );
+}
+
+#[test]
+fn a_refused_value_names_its_key_and_line() {
+    // A duration past the longest allowed: serde's message alone names no key.
+    let err = parse_err(&GOOD.replace(
+        "batch_size = 10",
+        "batch_size = 10\nlinger = \"400000000000y\"",
+    ));
+    assert!(
+        err.to_string()
+            .starts_with("dir/p.toml:4:10: `pipeline.linger`: duration \"400000000000y\""),
+        "{err}"
+    );
+    let err = parse_err(&GOOD.replace("count = 5", "count = 5\nevent_interval = \"soon\""));
+    assert!(
+        err.to_string()
+            .starts_with("dir/p.toml:8:1: `source.event_interval`: invalid duration"),
+        "{err}"
+    );
+}
+
+/// A window sink that keys its results otherwise than `[window] output` emits them
+/// would refuse every result, or let one partition's overwrite another's.
+#[test]
+fn window_sinks_must_match_the_window_output() {
+    let window = |output: &str, sink: &str| {
+        format!(
+            "{GOOD}\n[window]\nplugin = \"w.wasm\"\nsize = \"1m\"\n{output}\n[[sinks]]\n{sink}\n"
+        )
+    };
+    let mongo = "type = \"mongodb\"\ninput = \"windows\"\nuri = \"mongodb://h\"\ndatabase = \"d\"\ncollection = \"c\"";
+    assert!(parse(Path::new("p.toml"), &window("", mongo), no_env).is_ok());
+    let err = parse_err(&window("output = \"partials\"", mongo)).to_string();
+    assert!(
+        err.starts_with("dir/p.toml:20: `sinks[1].partials` is needed"),
+        "{err}"
+    );
+    let err = parse_err(&window("", &format!("{mongo}\npartials = true"))).to_string();
+    assert!(
+        err.starts_with("dir/p.toml:26: `sinks[1].partials` needs [window] output = \"partials\""),
+        "{err}"
+    );
+    let cql = "type = \"cassandra\"\ninput = \"windows\"\ncontact_points = \"h:9042\"\nkeyspace = \"k\"\ntable = \"t\"";
+    let err = parse_err(&window("", cql)).to_string();
+    assert!(
+        err.contains("`sinks[1].columns` are needed with input = \"windows\""),
+        "{err}"
     );
 }

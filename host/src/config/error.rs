@@ -16,10 +16,16 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
-    #[error("{}: `{field}` {message}", path.display())]
+    #[error("{}{}: `{field}` {message}", path.display(), at_line(line))]
     Invalid {
         path: PathBuf,
+        /// The line the key is on (or its table's, for a key not written), once known.
+        line: Option<usize>,
         field: String,
         message: String,
     },
+}
+
+fn at_line(line: &Option<usize>) -> String {
+    line.map(|l| format!(":{l}")).unwrap_or_default()
 }

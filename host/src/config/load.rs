@@ -1,5 +1,6 @@
 use super::error::ConfigError;
 use super::interpolate::interpolate;
+use super::keys::{key_at, line_of};
 use super::PipelineConfig;
 use std::path::Path;
 
@@ -25,9 +26,12 @@ pub fn parse(
             path: path.to_owned(),
             line,
             column,
-            message: format!(
-                "environment variable `{}` is not set (write `${{{}:-default}}` to give a default)",
-                unset.name, unset.name
+            message: name_the_key(
+                &format!(
+                    "environment variable `{}` is not set (write `${{{}:-default}}` to give a default)",
+                    unset.name, unset.name
+                ),
+                key_at(original, unset.offset),
             ),
         }
     })?;
@@ -38,12 +42,43 @@ pub fn parse(
             path: path.to_owned(),
             line,
             column,
-            message: e.message().trim_end().to_owned(),
+            message: name_the_key(e.message().trim_end(), key_at(original, offset)),
         }
     })?;
     config.file = path.to_owned();
-    config.validate()?;
+    config.validate().map_err(|e| match e {
+        ConfigError::Invalid {
+            path,
+            line: None,
+            field,
+            message,
+        } => ConfigError::Invalid {
+            line: line_of(original, &field),
+            path,
+            field,
+            message,
+        },
+        other => other,
+    })?;
     Ok(config)
+}
+
+/// `message`, led by the key it is about unless it names it already (toml's own
+/// messages name the key only sometimes: `unknown field `x`` does, a refused value
+/// does not).
+fn name_the_key(message: &str, key: Option<String>) -> String {
+    match key {
+        Some(key) => {
+            let last = key.rsplit('.').next().unwrap_or(&key);
+            let last = last.split('[').next().unwrap_or(last);
+            if message.contains(&format!("`{last}`")) {
+                message.to_owned()
+            } else {
+                format!("`{key}`: {message}")
+            }
+        }
+        None => message.to_owned(),
+    }
 }
 
 /// Where an error is. toml gives a span; for an error inside a tagged table
@@ -83,10 +118,14 @@ fn locate(text: &str, e: &toml::de::Error) -> usize {
 /// The start of the one line in the table at `span` whose value is the one an
 /// `invalid value: integer `-1`` / `invalid type: ...` message names.
 fn refused_value(text: &str, span: std::ops::Range<usize>, message: &str) -> Option<usize> {
-    if !(message.starts_with("invalid value") || message.starts_with("invalid type")) {
+    // serde's `invalid value: integer `-1``, or our own `invalid duration "soon"`.
+    let shown = if message.starts_with("invalid value") || message.starts_with("invalid type") {
+        message.split('`').nth(1)?.trim_matches('"')
+    } else if message.contains("duration \"") {
+        message.split('"').nth(1)?
+    } else {
         return None;
-    }
-    let shown = message.split('`').nth(1)?.trim_matches('"');
+    };
     let mut offset = span.start;
     let mut found = None;
     for (i, line) in text[span.start..].split_inclusive('\n').enumerate() {

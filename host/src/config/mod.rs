@@ -4,6 +4,7 @@
 
 mod error;
 mod interpolate;
+mod keys;
 mod load;
 mod stage;
 
@@ -122,8 +123,57 @@ impl PipelineConfig {
     fn invalid(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             path: self.file.clone(),
+            line: None,
             field: field.into(),
             message: message.into(),
+        }
+    }
+
+    /// A store sink of window results must key them the way `[window] output` emits
+    /// them: merged results one row or document per window, partials one per window
+    /// and partition (summed by MongoDB, kept apart by Cassandra's partition column).
+    /// Otherwise every result would be refused, or one partition's would overwrite
+    /// another's.
+    fn check_window_sink(&self, sink: &SinkConfig) -> Result<(), (String, String)> {
+        let partials = self
+            .window
+            .as_ref()
+            .is_some_and(|w| w.output == WindowOutput::Partials);
+        let err = |f: &str, m: &str| Err((f.to_owned(), m.to_owned()));
+        match sink {
+            SinkConfig::Mongodb(m) if m.input == crate::sinks::Input::Windows => {
+                match (partials, m.partials) {
+                    (true, false) => err(
+                        "partials",
+                        "is needed: [window] output = \"partials\" emits one result per window and source partition, and without partials = true each would replace the last in the window's document",
+                    ),
+                    (false, true) => err(
+                        "partials",
+                        "needs [window] output = \"partials\" (the window emits one merged result per window, with no partition to sum over)",
+                    ),
+                    _ => Ok(()),
+                }
+            }
+            SinkConfig::Cassandra(c) if c.input == crate::sinks::Input::Windows => {
+                if c.columns.is_none() {
+                    return err(
+                        "columns",
+                        "are needed with input = \"windows\": the default layout is the users table (id and eleven text columns), which window results do not fill; name the result's columns, e.g. { window_start = \"text\", total_count = \"bigint\" }, and primary_key = \"window_start\"",
+                    );
+                }
+                match (partials, c.partition_column.is_some()) {
+                    (true, false) => err(
+                        "partition_column",
+                        "is needed: [window] output = \"partials\" emits one result per window and source partition, which would overwrite each other in a row keyed by window alone",
+                    ),
+                    (false, true) => err(
+                        "partition_column",
+                        "needs [window] output = \"partials\" (merged results carry no partition)",
+                    ),
+                    _ => Ok(()),
+                }
+            }
+            _ => Ok(()),
         }
     }
 
@@ -160,6 +210,8 @@ impl PipelineConfig {
                 return Err(self.invalid(field, "is \"windows\" but the pipeline has no [window]"));
             }
             sink.validate()
+                .map_err(|(f, m)| self.invalid(format!("sinks[{i}].{f}"), m))?;
+            self.check_window_sink(sink)
                 .map_err(|(f, m)| self.invalid(format!("sinks[{i}].{f}"), m))?;
         }
         self.dead_letter
