@@ -84,7 +84,8 @@ impl Stores {
     }
 }
 
-/// `topic` -> gender_window -> users to both stores, windows to MongoDB.
+/// `topic` -> gender_window -> users to both stores, windows to MongoDB (keyed by
+/// the MongoDB sink's default for window results: `window_start`).
 fn consumer(
     dir: &Path,
     name: &str,
@@ -133,7 +134,6 @@ input = "windows"
 uri = "{mongo}"
 database = "{database}"
 collection = "GenderCounts"
-id_field = "window_start"
 timeout = "2s"
 [dead_letter]
 type = "file"

@@ -441,7 +441,7 @@ impl WindowStage {
             if !counted {
                 let start = self.start_of(r.timestamp_ms);
                 let reason = format!(
-                    "late record: its window [{start}, {}) closed when event time passed {} ms",
+                    "late record: its window [{start}, {}) closed when event time passed {} ms (records this far out of order count with a larger [window] allowed_lateness, or late = \"update\")",
                     start.saturating_add(self.size_ms),
                     closed_by(partition).unwrap_or_default()
                 );

@@ -128,6 +128,9 @@ struct State {
     /// records (so its commit stayed behind them), reading resumes here, not at the
     /// commit, or the window would count those records twice.
     next_read: HashMap<PartitionId, i64>,
+    /// The assignment changed since the read loop last looked (it then checks whether
+    /// other hosts share the group).
+    reassigned: bool,
 }
 
 impl State {
@@ -394,6 +397,7 @@ impl ConsumerContext for Ctx {
                 }
                 let owned = state.owned.keys().copied().collect();
                 state.chunk.push(SourceEvent::Assignment(owned));
+                state.reassigned = true;
                 // In the group (even with no partitions of its own): connected.
                 state.ctx.metrics.set_connected();
                 tracing::info!(source = %self.name, "partitions assigned: {}", list(tpl));
@@ -427,6 +431,7 @@ pub fn run(config: KafkaSourceConfig, ctx: SourceContext) -> Result<(), SourceEr
             closing: false,
             chunk: Vec::with_capacity(CHUNK),
             next_read: HashMap::new(),
+            reassigned: false,
         }),
     };
     let consumer: BaseConsumer<Ctx> = config
@@ -473,6 +478,10 @@ pub fn run(config: KafkaSourceConfig, ctx: SourceContext) -> Result<(), SourceEr
                 break;
             }
         }
+        let reassigned = std::mem::take(&mut consumer.context().lock().reassigned);
+        if reassigned {
+            note_shared_group(&consumer, &topics, &config.group_id);
+        }
         if consumer.context().lock().send().is_err() {
             break Ok(()); // the engine is shutting down
         }
@@ -494,6 +503,38 @@ pub fn run(config: KafkaSourceConfig, ctx: SourceContext) -> Result<(), SourceEr
     }
     drop(consumer); // leaves the group
     result
+}
+
+/// When other hosts read some of the topics' partitions (the group is shared), say so,
+/// with the pipeline's warning if it has one (window results that are exact only on
+/// one host).
+fn note_shared_group(consumer: &BaseConsumer<Ctx>, topics: &[&str], group: &str) {
+    let (owned, note) = {
+        let state = consumer.context().lock();
+        let owned: Vec<(String, i32)> = state.owned.values().cloned().collect();
+        (owned, state.ctx.shared_group_note.clone())
+    };
+    let mut total = 0;
+    for topic in topics {
+        match consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+            Ok(m) => {
+                total += m
+                    .topics()
+                    .iter()
+                    .map(|t| t.partitions().len())
+                    .sum::<usize>()
+            }
+            Err(_) => return, // unknown: say nothing rather than something wrong
+        }
+    }
+    if owned.len() >= total {
+        return;
+    }
+    let name = &consumer.context().name;
+    tracing::info!(source = %name, "this host reads {} of the {total} partitions; other members of group `{group}` read the rest", owned.len());
+    if let Some(note) = note {
+        tracing::warn!(source = %name, "{note}");
+    }
 }
 
 fn is_fatal(e: &KafkaError) -> bool {

@@ -162,6 +162,9 @@ pub struct SourceContext {
     pub state_dir: PathBuf,
     /// The folder relative paths resolve from.
     pub base_dir: PathBuf,
+    /// What a source read by several hosts (a shared Kafka group) should warn of:
+    /// set when the pipeline's window results are exact only on one host.
+    pub shared_group_note: Option<String>,
 }
 
 /// The engine has stopped taking records (it is shutting down, or failed).
@@ -190,6 +193,7 @@ impl SourceContext {
             next_barrier: 0,
             state_dir,
             base_dir,
+            shared_group_note: None,
         }
     }
 

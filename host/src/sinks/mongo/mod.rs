@@ -34,8 +34,10 @@ pub struct MongoConfig {
     #[serde(default)]
     pub mode: Mode,
     /// With `mode = "upsert"`: the field whose value becomes the document's `_id`.
-    #[serde(default = "default_id_field")]
-    pub id_field: String,
+    /// Default: `id` for records (format_user's user id), `window_start` for window
+    /// results (what the shipped and scaffolded window plugins emit), so each window
+    /// is one document and a replay or a later result replaces it.
+    id_field: Option<String>,
     /// `"majority"` (default), a number of members, or a tag set's name.
     #[serde(default)]
     pub write_concern: WriteConcern,
@@ -56,9 +58,6 @@ pub struct MongoConfig {
     pub timeout: Duration,
 }
 
-fn default_id_field() -> String {
-    "id".into()
-}
 fn default_timeout() -> Duration {
     Duration::from_millis(10_000)
 }
@@ -102,6 +101,15 @@ pub struct Index {
 }
 
 impl MongoConfig {
+    /// `id_field`, or its default for the sink's input.
+    pub fn id_field(&self) -> &str {
+        match (&self.id_field, self.input) {
+            (Some(field), _) => field,
+            (None, Input::Records) => "id",
+            (None, Input::Windows) => "window_start",
+        }
+    }
+
     pub fn validate(&self) -> Result<(), (String, String)> {
         let err = |f: &str, m: &str| Err((f.to_owned(), m.to_owned()));
         if !self.uri.starts_with("mongodb://") && !self.uri.starts_with("mongodb+srv://") {
@@ -133,7 +141,13 @@ impl MongoConfig {
                 "needs mode = \"upsert\" (a window's document is updated in place)",
             );
         }
-        if self.mode == Mode::Upsert && self.id_field.is_empty() {
+        if self.partials && self.input != Input::Windows {
+            return err(
+                "partials",
+                "needs input = \"windows\" (it sums window results per partition)",
+            );
+        }
+        if self.mode == Mode::Upsert && self.id_field().is_empty() {
             return err("id_field", "must name a field");
         }
         if matches!(&self.write_concern, WriteConcern::Tag(t) if t.is_empty()) {
@@ -176,7 +190,13 @@ mod tests {
     fn defaults_upsert_by_id_with_majority() {
         let c = parse("").unwrap();
         assert_eq!(c.mode, Mode::Upsert);
-        assert_eq!(c.id_field, "id");
+        assert_eq!(c.id_field(), "id");
+        let windows = parse("input = \"windows\"").unwrap();
+        assert_eq!(
+            windows.id_field(),
+            "window_start",
+            "a window's document is keyed by its start"
+        );
         assert_eq!(c.write_concern, WriteConcern::Tag("majority".into()));
         assert!(c.validate().is_ok());
         assert_eq!(

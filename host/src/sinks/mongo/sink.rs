@@ -72,7 +72,7 @@ impl MongoSink {
             db: client.database(&config.database),
             collection: config.collection.clone(),
             mode: config.mode,
-            id_field: config.id_field.clone(),
+            id_field: config.id_field().to_owned(),
             write_concern,
             timeout: *config.timeout,
         })
