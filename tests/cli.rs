@@ -440,9 +440,75 @@ fn an_absurd_duration_is_a_config_error_not_a_panic() {
     );
     assert_eq!(code, Some(2), "{err}");
     assert!(
-        err.contains(&format!("{}:3:", path.display())) && err.contains("365 days"),
+        err.contains(&format!("{}:3:", path.display()))
+            && err.contains("`pipeline.linger`")
+            && err.contains("365 days"),
         "{err}"
     );
+}
+
+/// Killed three times mid-stream and restarted, a pipeline from a file source into a
+/// file sink ends with every record in the output once: each restart cuts the output
+/// back to its last checkpoint and does not write again what the source sends again.
+#[test]
+fn three_kills_leave_every_record_in_the_output_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let total = 300_000u64;
+    let input: String = (0..total).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    std::fs::write(dir.path().join("in.jsonl"), &input).unwrap();
+    let path = pipeline(
+        dir.path(),
+        "kills.toml",
+        r#"
+[pipeline]
+batch_size = 128
+checkpoint_interval = "30ms"
+[source]
+type = "file"
+path = "in.jsonl"
+[[transforms]]
+plugin = "{MISBEHAVE}"
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+"#,
+    );
+    let out = dir.path().join("out.jsonl");
+    let mut kills = 0;
+    for round in 1..=3u64 {
+        let (mut child, _stderr) = start(&path);
+        // Killed once it is part-way through, between checkpoints or not.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let target = round * total / 5;
+        while std::fs::metadata(&out).map_or(0, |m| m.len()) < target * 9 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: too slow"
+            );
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if child.try_wait().unwrap().is_none() {
+            signal(&child, "-KILL");
+            kills += 1;
+        }
+        let _ = child.wait();
+    }
+    assert!(kills >= 2, "killed mid-stream ({kills} times)");
+    let (mut child, stderr) = start(&path);
+    assert!(child.wait().unwrap().success());
+    let log = stderr.join().unwrap();
+    let lines = std::fs::read_to_string(&out).unwrap();
+    let mut seen = vec![0u32; total as usize];
+    for line in lines.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("whole lines");
+        seen[v["n"].as_u64().unwrap() as usize] += 1;
+    }
+    let twice = seen.iter().filter(|&&n| n > 1).count();
+    let missing = seen.iter().filter(|&&n| n == 0).count();
+    assert_eq!((missing, twice), (0, 0), "every record once:\n{log}");
 }
 
 #[test]

@@ -26,7 +26,7 @@ use futures_util::stream::{self, StreamExt};
 use mongodb::bson::{doc, Bson, Document};
 use scylla::value::{CqlValue, MaybeUnset};
 use sluice::engine::Metrics;
-use sluice::record::{record, Record};
+use sluice::record::{record, Batch, Record};
 use sluice::sinks::cassandra::{client, row::ColumnType, CassandraConfig, SEED_COLUMNS};
 use sluice::sinks::{Delivery, SinkConfig, SinkContext};
 use sluice::sources::generator::{self, GeneratorConfig};
@@ -64,6 +64,8 @@ fn ctx(name: &str) -> SinkContext {
         name: name.into(),
         base_dir: ".".into(),
         metrics: Arc::new(Metrics::default()),
+        state_dir: None,
+        partitions: Default::default(),
     }
 }
 
@@ -72,8 +74,18 @@ async fn through_sink(toml: &str, records: &[Record]) -> Duration {
     let config: SinkConfig = toml::from_str(toml).unwrap();
     config.validate().unwrap();
     let mut sink = config.open(&ctx("bench")).await.unwrap();
+    let batches: Vec<Batch> = records
+        .chunks(BATCH)
+        .map(|chunk| {
+            let mut batch = Batch::with_capacity(chunk.len());
+            chunk
+                .iter()
+                .for_each(|r| batch.push(r.clone(), Default::default()));
+            batch
+        })
+        .collect();
     let started = Instant::now();
-    for batch in records.chunks(BATCH) {
+    for batch in &batches {
         let mut delivery = Delivery::new(batch.len());
         sink.write(batch, &mut delivery).await.unwrap();
         assert!(delivery.take_rejected().is_empty());

@@ -91,7 +91,7 @@ pub async fn open(
     let json = Encoding::JsonLine { max_value };
     Ok(match config {
         DeadLetterConfig::File { path } => (
-            Sink::File(FileSink::open(&ctx.resolve(path), &ctx.name).await?),
+            Sink::File(FileSink::open(&ctx.resolve(path), ctx, false).await?),
             json,
         ),
         DeadLetterConfig::Stderr => (

@@ -207,10 +207,13 @@ async fn run(
     };
     let queue = p.queue_batches;
     let base_dir = config.base_dir();
+    let sink_state = config.source.resumes().then(|| config.state_dir());
     let context = |name: String| SinkContext {
         name,
         base_dir: base_dir.clone(),
         metrics: metrics.clone(),
+        state_dir: sink_state.clone(),
+        partitions: partitions.clone(),
     };
 
     // The dead-letter output first (sinks send it the records they refuse), then
@@ -260,7 +263,7 @@ async fn run(
     let (event_tx, event_rx) = mpsc::channel(config.source.intake_capacity(p.batch_size));
     let (work_tx, work_rx) = mpsc::channel(queue);
     let (ack_tx, ack_rx) = std::sync::mpsc::sync_channel(64);
-    let source_ctx = SourceContext::new(
+    let mut source_ctx = SourceContext::new(
         format!("source ({})", config.source.kind()),
         event_tx,
         ack_rx,
@@ -270,6 +273,17 @@ async fn run(
         config.state_dir(),
         base_dir.clone(),
     );
+    source_ctx.shared_group_note = config.window.as_ref().and_then(|w| {
+        let partials = w.output == crate::config::WindowOutput::Partials;
+        let moves = w.state == WindowState::Kafka;
+        (!(partials && moves)).then(|| {
+            format!(
+                "window results are exact only when one host reads every partition: with the group shared, set [window] output = \"partials\" and state = \"kafka\" (now {} and {}), and partials = true on a MongoDB window sink (or partition_column on a Cassandra one)",
+                if partials { "\"partials\"" } else { "\"merged\"" },
+                if moves { "\"kafka\"" } else { "\"local\"" },
+            )
+        })
+    });
     let source = tokio::spawn(config.source.clone().run(source_ctx));
     let batcher = tokio::spawn(batcher::run(event_rx, work_tx, p.batch_size, *p.linger));
 
@@ -397,7 +411,7 @@ async fn run_sink(
                 let mut backoff = retry.start();
                 let started = std::time::Instant::now();
                 loop {
-                    match sink.write(&batch.records, &mut delivery).await {
+                    match sink.write(&batch, &mut delivery).await {
                         Ok(()) => break,
                         Err(e) if e.is_retryable() => match backoff.next_wait() {
                             Some(wait) => {

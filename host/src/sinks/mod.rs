@@ -22,7 +22,8 @@ pub use crate::connector::ConnectorError as SinkError;
 pub use delivery::Delivery;
 
 use crate::engine::Metrics;
-use crate::record::Record;
+use crate::position::Partitions;
+use crate::record::Batch;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,13 +56,19 @@ pub enum SinkConfig {
 }
 
 /// What a sink gets when it opens: its name for messages, the folder its relative
-/// paths resolve from, and the pipeline's counters.
+/// paths resolve from, the pipeline's counters, and (with a source that resumes)
+/// where it may keep what must outlive the process.
 #[derive(Debug, Clone)]
 pub struct SinkContext {
     /// E.g. `sinks[0] (file out/users.jsonl)`.
     pub name: String,
     pub base_dir: PathBuf,
     pub metrics: Arc<Metrics>,
+    /// The pipeline's state folder, when its source resumes from what was
+    /// acknowledged (so a restart sends again what came after the last checkpoint).
+    pub state_dir: Option<PathBuf>,
+    /// Names the source's partitions (positions saved across restarts go by name).
+    pub partitions: Arc<Partitions>,
 }
 
 impl SinkContext {
@@ -121,9 +128,9 @@ impl SinkConfig {
     pub async fn open(&self, ctx: &SinkContext) -> Result<Sink, SinkError> {
         Ok(match self {
             SinkConfig::Stdout(c) => Sink::Stdout(stdout::StdoutSink::stdout(c.format)),
-            SinkConfig::File(c) => {
-                Sink::File(file::FileSink::open(&ctx.resolve(&c.path), &ctx.name).await?)
-            }
+            SinkConfig::File(c) => Sink::File(
+                file::FileSink::open(&ctx.resolve(&c.path), ctx, c.input == Input::Records).await?,
+            ),
             SinkConfig::Kafka(c) => Sink::Kafka(kafka::KafkaSink::open(c, ctx).await?),
             SinkConfig::Cassandra(c) => {
                 Sink::Cassandra(Box::new(cassandra::CassandraSink::open(c, ctx).await?))
@@ -150,17 +157,14 @@ pub enum Sink {
 impl Sink {
     /// Write the records `delivery` has pending. `Ok` once each is written or
     /// rejected; a retryable error leaves the rest pending for the next attempt.
-    pub async fn write(
-        &mut self,
-        records: &[Record],
-        delivery: &mut Delivery,
-    ) -> Result<(), SinkError> {
+    pub async fn write(&mut self, batch: &Batch, delivery: &mut Delivery) -> Result<(), SinkError> {
+        let records = &batch.records;
         match self {
             Sink::Cassandra(s) => return s.write(records, delivery).await,
             Sink::Mongodb(s) => return s.write(records, delivery).await,
             // The others write a batch whole or fail it whole, never retryably.
             Sink::Stdout(s) => s.write(records).await?,
-            Sink::File(s) => s.write(records).await?,
+            Sink::File(s) => s.write(batch).await?,
             Sink::Kafka(s) => s.write(records).await?,
             Sink::Null(s) => s.write(records),
         }

@@ -1,5 +1,11 @@
-use super::{json_line, Input, SinkError};
-use crate::record::Record;
+//! `type = "file"`: JSON lines appended to a file; exact across crashes with a
+//! source that resumes ([`checkpoint`]).
+
+mod checkpoint;
+
+use super::{json_line, Input, SinkContext, SinkError};
+use crate::record::Batch;
+use checkpoint::Checkpoints;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
@@ -15,39 +21,50 @@ pub struct FileConfig {
 
 /// JSON lines, appended; flushed and `fsync`ed at every checkpoint and at shutdown.
 /// Every I/O error is fatal: a full disk or a lost permission does not heal by itself.
+///
+/// With a source that resumes, each checkpoint is recorded ([`checkpoint`]), and a
+/// restart cuts the file back to the last one and does not write again the records
+/// already in it: after a crash the file holds every record once.
 pub struct FileSink {
     name: String,
     path: PathBuf,
     file: tokio::io::BufWriter<tokio::fs::File>,
     buf: Vec<u8>,
+    /// Bytes handed to the file so far (written or still buffered).
+    length: u64,
+    checkpoints: Option<Checkpoints>,
+    /// Records skipped as already written, at the last checkpoint (to log news only).
+    skipped_told: u64,
+    /// Holds the file's lock: a second writer would interleave with this one, and
+    /// the cut back at a restart would take its lines.
+    _locked: std::fs::File,
 }
 
 impl FileSink {
-    /// `name` names the sink in errors (e.g. `sinks[0] (file out/users.jsonl)`).
-    pub async fn open(path: &Path, name: &str) -> Result<Self, SinkError> {
+    /// `ctx.name` names the sink in errors (e.g. `sinks[0] (file out/users.jsonl)`).
+    /// `records`: the stream is records (whose positions grow per partition), so
+    /// records sent again after a restart are recognised by position.
+    pub async fn open(path: &Path, ctx: &SinkContext, records: bool) -> Result<Self, SinkError> {
+        let name = ctx.name.as_str();
         let err = |e: std::io::Error| SinkError::fatal(name, format!("{}: {e}", path.display()));
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir).await.map_err(err)?;
         }
-        let owned = path.to_owned();
-        let dropped = tokio::task::spawn_blocking(move || cut_torn_tail(&owned))
-            .await
-            .map_err(|e| SinkError::fatal(name, e))?
-            .map_err(err)?;
-        if dropped > 0 {
-            tracing::warn!(
-                sink = name,
-                "{} ended in a torn line (a crash or a full disk during a write): dropped its last {dropped} bytes; those records were never acknowledged, so the source sends them again",
-                path.display()
-            );
-        }
         let is_new = !path.exists();
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .await
-            .map_err(err)?;
+        let (owned, state_dir, partitions) = (
+            path.to_owned(),
+            ctx.state_dir.clone(),
+            ctx.partitions.clone(),
+        );
+        let opened = tokio::task::spawn_blocking(move || {
+            open_locked(&owned, state_dir.as_deref(), partitions, records)
+        })
+        .await
+        .map_err(|e| SinkError::fatal(name, e))?;
+        let (locked, length, checkpoints) = opened.map_err(|e| match e {
+            Opened::Io(e) => err(e),
+            Opened::Other(m) => SinkError::fatal(name, m),
+        })?;
         if is_new {
             // A new file's name is durable only once its folder is synced: without
             // this a crash could lose the file with records already acknowledged.
@@ -58,11 +75,16 @@ impl FileSink {
             let folder = tokio::fs::File::open(dir).await.map_err(err)?;
             folder.sync_all().await.map_err(err)?;
         }
+        let file = tokio::fs::File::from_std(locked.try_clone().map_err(err)?);
         Ok(FileSink {
             name: name.to_owned(),
             path: path.to_owned(),
             file: tokio::io::BufWriter::with_capacity(256 * 1024, file),
             buf: Vec::new(),
+            length,
+            checkpoints,
+            skipped_told: 0,
+            _locked: locked,
         })
     }
 
@@ -70,11 +92,18 @@ impl FileSink {
         SinkError::fatal(&self.name, format!("{}: {e}", self.path.display()))
     }
 
-    pub async fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+    pub async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
         self.buf.clear();
-        for r in records {
+        for (r, &position) in batch.records.iter().zip(&batch.positions) {
+            if let Some(c) = &mut self.checkpoints {
+                if c.written_before(position) {
+                    continue;
+                }
+                c.wrote(position);
+            }
             json_line(&r.value, &mut self.buf);
         }
+        self.length += self.buf.len() as u64;
         let result = self.file.write_all(&self.buf).await;
         result.map_err(|e| self.err(e))
     }
@@ -83,8 +112,112 @@ impl FileSink {
         let flushed = self.file.flush().await;
         flushed.map_err(|e| self.err(e))?;
         let synced = self.file.get_ref().sync_data().await;
-        synced.map_err(|e| self.err(e))
+        synced.map_err(|e| self.err(e))?;
+        let Some(c) = &self.checkpoints else {
+            return Ok(());
+        };
+        // Only once the data is synced: the record must never promise more.
+        let (state, bytes) = c.record(self.length);
+        let saved = tokio::task::spawn_blocking(move || {
+            crate::durable::write_atomically(&state, &bytes)
+                .map_err(|e| format!("{}: {e}", state.display()))
+        })
+        .await
+        .map_err(|e| SinkError::fatal(&self.name, e))?;
+        saved
+            .map_err(|m| SinkError::fatal(&self.name, format!("recording the checkpoint: {m}")))?;
+        if c.skipped() > self.skipped_told {
+            tracing::info!(
+                sink = self.name,
+                "{} record(s) sent again since the restart were in {} already: not written twice",
+                c.skipped(),
+                self.path.display()
+            );
+            self.skipped_told = c.skipped();
+        }
+        Ok(())
     }
+}
+
+enum Opened {
+    Io(std::io::Error),
+    Other(String),
+}
+
+impl From<std::io::Error> for Opened {
+    fn from(e: std::io::Error) -> Self {
+        Opened::Io(e)
+    }
+}
+
+/// Open `path` for appending under an exclusive lock; cut it back to its last
+/// checkpoint (or, without one, to its last whole line). Returns the file, its length
+/// and its checkpoints.
+fn open_locked(
+    path: &Path,
+    state_dir: Option<&Path>,
+    partitions: std::sync::Arc<crate::position::Partitions>,
+    records: bool,
+) -> Result<(std::fs::File, u64, Option<Checkpoints>), Opened> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => Opened::Other(format!(
+                "{} is being written by another sink or sluice process (two writers would interleave their lines)",
+                path.display()
+            )),
+            _ => Opened::Io(e),
+        });
+    }
+    let meta = file.metadata()?;
+    let Some(state_dir) = state_dir else {
+        cut_torn_tail_and_tell(path)?;
+        let length = file.metadata()?.len();
+        return Ok((file, length, None));
+    };
+    let resumed = Checkpoints::open(
+        state_dir,
+        path,
+        (meta.dev(), meta.ino()),
+        meta.len(),
+        partitions,
+        records,
+    )
+    .map_err(Opened::Other)?;
+    match resumed.cut_to {
+        Some(length) if length < meta.len() => {
+            file.set_len(length)?;
+            file.sync_all()?;
+            tracing::info!(
+                "{}: cut back to its last checkpoint ({length} bytes), dropping {} bytes written after it: those records were never acknowledged, so the source sends them again",
+                path.display(),
+                meta.len() - length
+            );
+        }
+        Some(_) => {}
+        None => cut_torn_tail_and_tell(path)?,
+    }
+    let length = file.metadata()?.len();
+    Ok((file, length, Some(resumed.checkpoints)))
+}
+
+fn cut_torn_tail_and_tell(path: &Path) -> std::io::Result<()> {
+    let dropped = cut_torn_tail(path)?;
+    if dropped > 0 {
+        tracing::warn!(
+            "{} ended in a torn line (a crash or a full disk during a write): dropped its last {dropped} bytes; those records were never acknowledged, so the source sends them again",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// If the regular file at `path` does not end with a newline, cut it back to just after
