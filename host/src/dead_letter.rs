@@ -4,7 +4,7 @@
 
 use crate::position::{Partitions, Position};
 use crate::record::{now_ms, record, Header, Record};
-use crate::sinks::{file::FileSink, kafka, stdout, Input, Sink, SinkContext, SinkError};
+use crate::sinks::{file, file::FileSink, kafka, stdout, Input, Sink, SinkContext, SinkError};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -91,7 +91,7 @@ pub async fn open(
     let json = Encoding::JsonLine { max_value };
     Ok(match config {
         DeadLetterConfig::File { path } => (
-            Sink::File(FileSink::open(&ctx.resolve(path), ctx, false).await?),
+            Sink::File(FileSink::open(&ctx.resolve(path), ctx, file::Stream::DeadLetters).await?),
             json,
         ),
         DeadLetterConfig::Stderr => (

@@ -62,7 +62,7 @@ impl<W: World> Sandboxed<W> {
             .instantiate_pre(&plugin.component)
             .map_err(wrong_world)?;
         let pre = W::pre(pre).map_err(wrong_world)?;
-        let mut me = Sandboxed {
+        let me = Sandboxed {
             name: name.into(),
             engine: runtime.engine().clone(),
             pre,
@@ -75,17 +75,42 @@ impl<W: World> Sandboxed<W> {
             file: plugin.path.clone(),
             _ticker: runtime.ticker(),
         };
-        match me.live() {
-            Ok(_) => Ok(me),
+        me.started()
+    }
+
+    /// This plugin once its first instance is up and `init`ed.
+    fn started(mut self) -> Result<Self, PluginError> {
+        match self.live() {
+            Ok(_) => Ok(self),
             Err(StartFailure::Refused(message)) => Err(PluginError::Init {
-                plugin: name.to_owned(),
+                plugin: self.name.to_string(),
                 message,
             }),
             Err(StartFailure::Failed(failure)) => Err(PluginError::Start {
-                plugin: name.to_owned(),
+                plugin: self.name.to_string(),
                 failure,
             }),
         }
+    }
+
+    /// Another plugin of the same component, config and sandbox, with an instance of
+    /// its own (`init`ed now): for a worker thread, since an instance runs on one
+    /// thread at a time. It shares the log (and its rate limit) with this one.
+    pub fn fork(&self) -> Result<Self, PluginError> {
+        let other = Sandboxed {
+            name: self.name.clone(),
+            engine: self.engine.clone(),
+            pre: self.pre.clone(),
+            config_json: self.config_json.clone(),
+            sandbox: self.sandbox,
+            live: None,
+            failures: 0,
+            log: self.log.clone(),
+            version: self.version.clone(),
+            file: self.file.clone(),
+            _ticker: self._ticker.clone(),
+        };
+        other.started()
     }
 
     pub fn name(&self) -> &str {

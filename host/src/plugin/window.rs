@@ -74,6 +74,13 @@ impl WindowPlugin {
         self.inner.name()
     }
 
+    /// The same plugin with an instance of its own, for another worker thread.
+    pub fn fork(&self) -> Result<Self, PluginError> {
+        Ok(WindowPlugin {
+            inner: self.inner.fork()?,
+        })
+    }
+
     /// Calls that failed (trap, deadline, memory cap, blocking) since the start.
     pub fn failures(&self) -> u64 {
         self.inner.failures()

@@ -129,7 +129,14 @@ impl SinkConfig {
         Ok(match self {
             SinkConfig::Stdout(c) => Sink::Stdout(stdout::StdoutSink::stdout(c.format)),
             SinkConfig::File(c) => Sink::File(
-                file::FileSink::open(&ctx.resolve(&c.path), ctx, c.input == Input::Records).await?,
+                file::FileSink::open(
+                    &ctx.resolve(&c.path),
+                    ctx,
+                    match c.input {
+                        Input::Records => file::Stream::Records,
+                        Input::Windows => file::Stream::Windows,
+                    },
+                ).await?,
             ),
             SinkConfig::Kafka(c) => Sink::Kafka(kafka::KafkaSink::open(c, ctx).await?),
             SinkConfig::Cassandra(c) => {

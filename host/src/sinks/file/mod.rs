@@ -35,29 +35,38 @@ pub struct FileSink {
     checkpoints: Option<Checkpoints>,
     /// Records skipped as already written, at the last checkpoint (to log news only).
     skipped_told: u64,
-    /// Holds the file's lock: a second writer would interleave with this one, and
-    /// the cut back at a restart would take its lines.
+    /// The file, locked when checkpointed: a second writer's lines would be taken
+    /// by the cut back at a restart.
     _locked: std::fs::File,
+}
+
+/// What a file sink writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Records (their positions grow per partition: a record sent again after a
+    /// restart is recognised).
+    Records,
+    /// Window results: cut back at a restart, not recognised.
+    Windows,
+    /// Dead letters: neither (several hosts may share the file).
+    DeadLetters,
 }
 
 impl FileSink {
     /// `ctx.name` names the sink in errors (e.g. `sinks[0] (file out/users.jsonl)`).
-    /// `records`: the stream is records (whose positions grow per partition), so
-    /// records sent again after a restart are recognised by position.
-    pub async fn open(path: &Path, ctx: &SinkContext, records: bool) -> Result<Self, SinkError> {
+    /// `stream`: what it writes, which decides what a restart may rely on.
+    pub async fn open(path: &Path, ctx: &SinkContext, stream: Stream) -> Result<Self, SinkError> {
         let name = ctx.name.as_str();
         let err = |e: std::io::Error| SinkError::fatal(name, format!("{}: {e}", path.display()));
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir).await.map_err(err)?;
         }
         let is_new = !path.exists();
-        let (owned, state_dir, partitions) = (
-            path.to_owned(),
-            ctx.state_dir.clone(),
-            ctx.partitions.clone(),
-        );
+        // Dead letters are not checkpointed: hosts of one group may share their file.
+        let state_dir = ctx.state_dir.clone().filter(|_| stream != Stream::DeadLetters);
+        let (owned, partitions) = (path.to_owned(), ctx.partitions.clone());
         let opened = tokio::task::spawn_blocking(move || {
-            open_locked(&owned, state_dir.as_deref(), partitions, records)
+            open_locked(&owned, state_dir.as_deref(), partitions, stream == Stream::Records)
         })
         .await
         .map_err(|e| SinkError::fatal(name, e))?;
@@ -150,9 +159,9 @@ impl From<std::io::Error> for Opened {
     }
 }
 
-/// Open `path` for appending under an exclusive lock; cut it back to its last
-/// checkpoint (or, without one, to its last whole line). Returns the file, its length
-/// and its checkpoints.
+/// Open `path` for appending; with checkpoints (a state folder), under an exclusive
+/// lock and cut back to its last checkpoint, else cut to its last whole line. Returns
+/// the file, its length and its checkpoints.
 fn open_locked(
     path: &Path,
     state_dir: Option<&Path>,
@@ -166,23 +175,23 @@ fn open_locked(
         .append(true)
         .read(true)
         .open(path)?;
-    // SAFETY: flock on a descriptor this function owns.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(match e.raw_os_error() {
-            Some(libc::EWOULDBLOCK) => Opened::Other(format!(
-                "{} is being written by another sink or sluice process (two writers would interleave their lines)",
-                path.display()
-            )),
-            _ => Opened::Io(e),
-        });
-    }
     let meta = file.metadata()?;
     let Some(state_dir) = state_dir else {
         cut_torn_tail_and_tell(path)?;
         let length = file.metadata()?.len();
         return Ok((file, length, None));
     };
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => Opened::Other(format!(
+                "{} is being written by another sink or sluice process: a restart cuts the file back to its own last checkpoint, which would take the other's lines; give each a file of its own",
+                path.display()
+            )),
+            _ => Opened::Io(e),
+        });
+    }
     let resumed = Checkpoints::open(
         state_dir,
         path,
