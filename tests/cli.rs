@@ -463,6 +463,7 @@ fn three_kills_leave_every_record_in_the_output_once() {
 [pipeline]
 batch_size = 128
 checkpoint_interval = "30ms"
+workers = 2
 [source]
 type = "file"
 path = "in.jsonl"

@@ -36,6 +36,8 @@ fn streaming(count: u64, rate: u64, rollback_window: u64) -> String {
 name = "swapped"
 batch_size = 100
 linger = "20ms"
+# Swaps, canaries, rollbacks and migrations with batches on two workers.
+workers = 2
 [source]
 type = "generator"
 seed = 7

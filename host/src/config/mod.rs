@@ -71,6 +71,19 @@ pub struct PipelineSection {
     /// The most of a record's value a dead-letter line keeps, in KiB; a longer one
     /// keeps its start, its length and its SHA-256.
     pub dead_letter_max_kb: usize,
+    /// Threads that run the plugins, each with instances of its own, batches side by
+    /// side (results still go on in source order). Default: the machine's cores. 1:
+    /// the pipeline's one processing thread runs them.
+    pub workers: Option<usize>,
+}
+
+impl PipelineSection {
+    /// `workers`, or the machine's cores.
+    pub fn workers(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
 }
 
 impl Default for PipelineSection {
@@ -84,6 +97,7 @@ impl Default for PipelineSection {
             state_dir: None,
             retry: RetryPolicy::default(),
             dead_letter_max_kb: 4096,
+            workers: None,
         }
     }
 }
@@ -185,6 +199,9 @@ impl PipelineConfig {
         }
         if !(1..=1000).contains(&p.queue_batches) {
             return Err(self.invalid("pipeline.queue_batches", "must be between 1 and 1000"));
+        }
+        if p.workers.is_some_and(|n| !(1..=256).contains(&n)) {
+            return Err(self.invalid("pipeline.workers", "must be between 1 and 256"));
         }
         if p.checkpoint_interval.is_zero() {
             return Err(self.invalid("pipeline.checkpoint_interval", "must be more than 0"));

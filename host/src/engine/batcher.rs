@@ -1,12 +1,18 @@
 //! Groups the source's records into batches. A barrier from the source ends the batch
 //! at once and travels with it, so the processor acts on it right after the records
 //! sent before it, without waiting out the linger.
+//!
+//! Batching adapts to the load: while the processing side is busy, records gather
+//! into batches (up to the size, or the linger); when it waits for work
+//! ([`Demand`]), what has arrived goes at once, so a quiet stream's records are not
+//! held back for a linger they do not need.
 
 use crate::dead_letter::DeadLetter;
 use crate::record::{Batch, PartitionId};
 use crate::sources::SourceEvent;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 /// What the processor gets: records, the source's own dead letters, and maybe a
@@ -64,15 +70,37 @@ impl Work {
     }
 }
 
+/// Whether the processing side waits for work: set by the processor, read by the
+/// batcher.
+#[derive(Debug, Default)]
+pub struct Demand {
+    idle: AtomicBool,
+    wake: Notify,
+}
+
+impl Demand {
+    pub fn set_idle(&self, idle: bool) {
+        let was = self.idle.swap(idle, Ordering::AcqRel);
+        if idle && !was {
+            self.wake.notify_one();
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.idle.load(Ordering::Acquire)
+    }
+}
+
 /// Groups events into work of at most `size` records, sending a partial batch once its
-/// first record has waited `linger`, and at once after a barrier. Ends (after sending
-/// what it has) when the source side closes; stops early if the downstream side is
-/// gone.
+/// first record has waited `linger`, at once after a barrier, and as soon as `demand`
+/// says the processing side waits with nothing queued. Ends (after sending what it
+/// has) when the source side closes; stops early if the downstream side is gone.
 pub async fn run(
     mut input: mpsc::Receiver<SourceEvent>,
     output: mpsc::Sender<Work>,
     size: usize,
     linger: Duration,
+    demand: std::sync::Arc<Demand>,
 ) {
     // The rest of a chunk that did not fit into the last work.
     let mut carry: Option<SourceEvent> = None;
@@ -91,10 +119,28 @@ pub async fn run(
         carry = work.add(first, size);
         let deadline = Instant::now() + linger;
         while carry.is_none() && !closed && !work.is_done(size) {
-            match tokio::time::timeout_at(deadline, input.recv()).await {
-                Ok(Some(event)) => carry = work.add(event, size),
-                Ok(None) => closed = true,
-                Err(_) => break,
+            // What has arrived already joins the batch first.
+            match input.try_recv() {
+                Ok(event) => {
+                    carry = work.add(event, size);
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            if demand.is_idle() && output.capacity() == output.max_capacity() {
+                break; // nothing queued and the processor waits: go now
+            }
+            tokio::select! {
+                event = tokio::time::timeout_at(deadline, input.recv()) => match event {
+                    Ok(Some(event)) => carry = work.add(event, size),
+                    Ok(None) => closed = true,
+                    Err(_) => break,
+                },
+                _ = demand.wake.notified() => {}
             }
         }
         if output.send(work).await.is_err() {
@@ -111,7 +157,13 @@ mod tests {
     fn spawn(size: usize, linger_ms: u64) -> (mpsc::Sender<SourceEvent>, mpsc::Receiver<Work>) {
         let (in_tx, in_rx) = mpsc::channel(100);
         let (out_tx, out_rx) = mpsc::channel(100);
-        tokio::spawn(run(in_rx, out_tx, size, Duration::from_millis(linger_ms)));
+        tokio::spawn(run(
+            in_rx,
+            out_tx,
+            size,
+            Duration::from_millis(linger_ms),
+            Default::default(),
+        ));
         (in_tx, out_rx)
     }
 
@@ -178,6 +230,39 @@ mod tests {
                 (vec![4, 5, 6], Some((1, true))),
                 (vec![7], None)
             ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_batch_goes_at_once_when_the_processor_waits() {
+        let (in_tx, in_rx) = mpsc::channel(100);
+        let (out_tx, mut out_rx) = mpsc::channel(100);
+        let demand = std::sync::Arc::new(Demand::default());
+        let linger = Duration::from_millis(50);
+        tokio::spawn(run(in_rx, out_tx, 100, linger, demand.clone()));
+        // Busy: records gather until the linger.
+        in_tx.send(rec(0)).await.unwrap();
+        in_tx.send(rec(1)).await.unwrap();
+        let started = tokio::time::Instant::now();
+        assert_eq!(out_rx.recv().await.unwrap().batch.len(), 2);
+        assert_eq!(started.elapsed(), linger);
+        // Waiting: a record goes at once, and one sent while a batch gathers goes
+        // when the processor says it waits.
+        demand.set_idle(true);
+        in_tx.send(rec(2)).await.unwrap();
+        let started = tokio::time::Instant::now();
+        assert_eq!(out_rx.recv().await.unwrap().batch.len(), 1);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        demand.set_idle(false);
+        in_tx.send(rec(3)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        demand.set_idle(true);
+        let work = out_rx.recv().await.unwrap();
+        assert_eq!(work.batch.positions[0].offset, 3);
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(10),
+            "not the linger"
         );
     }
 

@@ -25,6 +25,7 @@ pub mod snapshot;
 mod swap;
 mod watch;
 mod window;
+mod workers;
 
 pub use metrics::{Families, Metrics, PipelineStatus, RunState, Snapshot, StageInfo, SwapEvent};
 pub use pipeline::{Pipeline, RunError};

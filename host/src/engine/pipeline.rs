@@ -8,6 +8,7 @@ use super::processor::{
 };
 use super::snapshot::{SnapshotStore, StateStore};
 use super::window::{Late, WindowStage};
+use super::workers::Pool;
 use super::{batcher, Metrics};
 use crate::config::PipelineConfig;
 use crate::config::{LatePolicy, WindowState};
@@ -285,7 +286,23 @@ async fn run(
         })
     });
     let source = tokio::spawn(config.source.clone().run(source_ctx));
-    let batcher = tokio::spawn(batcher::run(event_rx, work_tx, p.batch_size, *p.linger));
+    let demand = Arc::new(batcher::Demand::default());
+    let batcher = tokio::spawn(batcher::run(
+        event_rx,
+        work_tx,
+        p.batch_size,
+        *p.linger,
+        demand.clone(),
+    ));
+    // More than one worker: threads of their own, each with its own instances.
+    let workers = config.pipeline.workers();
+    let pool = match workers {
+        1 => None,
+        n => Some(
+            Pool::start(n, &transforms, window.as_ref().map(WindowStage::plugin))
+                .map_err(|e| RunError::Internal(format!("starting {n} workers: {e}")))?,
+        ),
+    };
 
     let stage_metrics = transforms
         .iter()
@@ -316,6 +333,9 @@ async fn run(
         owned: Default::default(),
         acks: ack_tx,
         close_windows_at_end: !config.source.resumes(),
+        worker_failures: vec![Default::default(); pool.as_ref().map_or(0, Pool::size)],
+        pool,
+        demand,
     };
     metrics.set_state(RunState::Running);
     let rt = tokio::runtime::Handle::current();

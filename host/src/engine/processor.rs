@@ -8,11 +8,13 @@
 //! holds older records of that partition: those must be read again after a crash, so
 //! the acknowledgement stops just before the oldest of them.
 
+use super::batcher::Demand;
 use super::batcher::Work;
 use super::metrics::{DeadNote, StageInfo, StageMetrics, SwapEvent};
 use super::snapshot::{self, Snapshot, StateStore};
 use super::swap::{Canary, Held, NewPlugin, Probation, SwapReport, SwapRequest, WATCH_AT_MOST};
-use super::window::WindowStage;
+use super::window::{Partial, WindowStage};
+use super::workers::{Done, Job, Pool, StageRun};
 use super::Metrics;
 use crate::dead_letter::{DeadLetter, Encoding};
 use crate::position::{Ack, AckSender, PartitionId, Partitions, Position};
@@ -147,12 +149,32 @@ pub struct Processor {
     /// that resumes after a stop: its open windows are rebuilt from the records it
     /// reads again, rather than emitted half-full.
     pub close_windows_at_end: bool,
+    /// Worker threads that run the transforms and add window records up, batches
+    /// side by side (none: this thread runs them). Not used while a new version is
+    /// watched (canary, probation): that runs here, one batch at a time.
+    pub pool: Option<Pool>,
+    /// The failed calls each worker's plugins reported last: every transform's, the
+    /// window's.
+    pub worker_failures: Vec<(Vec<u64>, u64)>,
+    /// Tells the batcher when this thread (or a worker) waits for work, so a partial
+    /// batch goes at once instead of after its linger.
+    pub demand: Arc<Demand>,
 }
 
 enum Event {
     Control(Option<Control>),
     Work(Option<Work>),
+    /// A worker's result came back (an error: a worker panicked).
+    Result(Option<Result<(), String>>),
     Tick,
+}
+
+/// The next result from the pool (never, without one).
+async fn receive(pool: &mut Option<Pool>) -> Option<Result<(), String>> {
+    match pool {
+        Some(pool) => pool.receive().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Processor {
@@ -169,29 +191,53 @@ impl Processor {
         let mut last_early = Instant::now();
         let mut control_open = true;
         loop {
+            // What the workers finished, in order, goes on first.
+            self.take_ready(&mut progress, &rt)?;
+            let parallel = self.parallel();
+            let pool = self.pool.as_ref();
+            let take_work = !parallel || pool.is_some_and(Pool::has_room);
+            let out = pool.map_or(0, Pool::out);
+            let idle = !parallel || pool.is_some_and(Pool::has_idle_worker);
+            self.demand.set_idle(take_work && idle);
             let mut wait = self
                 .checkpoint_interval
                 .saturating_sub(last_checkpoint.elapsed());
             if let Some(every) = self.emit_every {
                 wait = wait.min(every.saturating_sub(last_early.elapsed()));
             }
+            let pool = &mut self.pool;
             let event = rt.block_on(async {
                 tokio::select! {
                     biased;
                     c = control.recv(), if control_open => Event::Control(c),
-                    w = input.recv() => Event::Work(w),
+                    r = receive(pool), if out > 0 => Event::Result(r),
+                    w = input.recv(), if take_work => Event::Work(w),
                     _ = tokio::time::sleep(wait) => Event::Tick,
                 }
             });
+            self.demand.set_idle(false);
             match event {
+                Event::Result(Some(Err(panic))) => return Err(ProcessError::Panicked(panic)),
+                Event::Result(_) => {}
                 Event::Control(Some(Control::Checkpoint(done))) => {
+                    self.drain(&mut progress, &rt)?;
                     self.checkpoint(&progress, None, &rt)?;
                     last_checkpoint = Instant::now();
                     let _ = done.send(());
                 }
-                Event::Control(Some(Control::Swap(request))) => self.swap(*request, &progress),
+                Event::Control(Some(Control::Swap(request))) => {
+                    self.drain(&mut progress, &rt)?;
+                    self.swap(*request, &progress)
+                }
                 Event::Control(None) => control_open = false,
+                Event::Work(Some(work))
+                    if parallel && work.barrier.is_none() && work.assignment.is_none() =>
+                {
+                    self.dispatch(work)?;
+                }
                 Event::Work(Some(mut work)) => {
+                    // A barrier or a rebalance sees every batch before it finished.
+                    self.drain(&mut progress, &rt)?;
                     let barrier = work.barrier;
                     let assignment = work.assignment.take();
                     if self.probation.is_some() && barrier.is_none() && assignment.is_none() {
@@ -223,6 +269,7 @@ impl Processor {
                     }
                 }
                 Event::Work(None) => {
+                    self.drain(&mut progress, &rt)?;
                     self.end_probation(&mut progress, &rt, true)?;
                     if let Some(c) = self.canary.take() {
                         let _ = c.reply.send(Err(format!(
@@ -289,20 +336,26 @@ impl Processor {
     /// The stages keep their own totals (failed plugin calls, windows closed); copy
     /// them into the shared metrics.
     fn publish_stage_counts(&self) {
-        let transforms: u64 = self
-            .transforms
-            .iter()
-            .map(TransformStage::plugin_failures)
-            .sum();
-        for (stage, m) in self.transforms.iter().zip(&self.stage_metrics) {
-            m.set_totals(stage.plugin_failures(), stage.log_dropped());
+        // This thread's instances, and each worker's.
+        let failures = |i: usize| {
+            let on_workers: u64 = self
+                .worker_failures
+                .iter()
+                .map(|w| w.0.get(i).copied().unwrap_or(0))
+                .sum();
+            self.transforms[i].plugin_failures() + on_workers
+        };
+        let transforms: u64 = (0..self.transforms.len()).map(failures).sum();
+        for (i, (stage, m)) in self.transforms.iter().zip(&self.stage_metrics).enumerate() {
+            m.set_totals(failures(i), stage.log_dropped());
         }
         let window = self.window.as_ref();
-        let window_failures = window.map_or(0, WindowStage::plugin_failures);
+        let window_failures = window.map_or(0, WindowStage::plugin_failures)
+            + self.worker_failures.iter().map(|w| w.1).sum::<u64>();
         self.metrics
             .set_plugin_failures(transforms + window_failures + self.retired_failures);
         if let (Some(w), Some(m)) = (window, &self.window_metrics) {
-            m.set_totals(w.plugin_failures(), w.log_dropped());
+            m.set_totals(window_failures, w.log_dropped());
             self.metrics.set_open_windows(w.open_windows());
             // Labelled per partition: only worth building when someone can read it.
             if self.metrics.detailed() {
@@ -331,6 +384,123 @@ impl Processor {
         self.metrics.add_batch(batch.len());
         (batch, dead) = self.run_transforms(batch, dead, 0..self.transforms.len());
         self.downstream(batch, dead, rt)
+    }
+
+    /// Whether batches go to the workers now.
+    fn parallel(&self) -> bool {
+        self.pool.is_some() && self.probation.is_none() && self.canary.is_none()
+    }
+
+    /// Hand a batch to the workers; its results are taken up in order
+    /// ([`Self::take_ready`]).
+    fn dispatch(&mut self, work: Work) -> Result<(), ProcessError> {
+        let Work { batch, dead, .. } = work;
+        self.metrics.add_batch(batch.len());
+        let mut covers = BTreeMap::new();
+        note_handled(&mut covers, &batch, &dead);
+        let job = Job {
+            batch,
+            dead,
+            covers,
+            window: self.window.as_ref().map(WindowStage::windowing),
+            timed: self.metrics.detailed(),
+        };
+        let pool = self.pool.as_mut().expect("dispatched only with a pool");
+        pool.submit(job).map_err(ProcessError::Panicked)
+    }
+
+    /// Take up the results that are back, in order.
+    fn take_ready(
+        &mut self,
+        progress: &mut BTreeMap<PartitionId, u64>,
+        rt: &Handle,
+    ) -> Result<(), ProcessError> {
+        while let Some(done) = self.pool.as_mut().and_then(Pool::next_ready) {
+            self.finish(done, progress, rt)?;
+        }
+        Ok(())
+    }
+
+    /// Wait for every batch out, and take its results up.
+    fn drain(
+        &mut self,
+        progress: &mut BTreeMap<PartitionId, u64>,
+        rt: &Handle,
+    ) -> Result<(), ProcessError> {
+        loop {
+            self.take_ready(progress, rt)?;
+            let Some(pool) = self.pool.as_mut().filter(|p| p.out() > 0) else {
+                return Ok(());
+            };
+            if let Some(Err(panic)) = rt.block_on(pool.receive()) {
+                return Err(ProcessError::Panicked(panic));
+            }
+        }
+    }
+
+    /// A worker's batch, in its turn: what it covers is handled, its stages counted,
+    /// and its records on to the window and the sinks.
+    fn finish(
+        &mut self,
+        done: Done,
+        progress: &mut BTreeMap<PartitionId, u64>,
+        rt: &Handle,
+    ) -> Result<(), ProcessError> {
+        for (&p, &offset) in &done.covers {
+            let at = progress.entry(p).or_insert(offset);
+            *at = (*at).max(offset);
+        }
+        for (run, m) in done.stages.iter().zip(&self.stage_metrics) {
+            if let Some(took) = run.took {
+                self.metrics.observe_stage(m, took);
+            }
+            m.batch(run.taken, run.out, run.failed);
+        }
+        if let Some(slot) = self.worker_failures.get_mut(done.worker) {
+            *slot = done.failures;
+        }
+        let window = done.partials.map(|p| (p, done.window_run));
+        let result = self.downstream_added(done.batch, done.dead, window, rt);
+        self.publish_stage_counts();
+        result
+    }
+
+    /// Every worker takes up transform `stage`'s running version (after a swap).
+    /// If a worker cannot, the pool is given up and this thread runs every batch.
+    fn replicate_transform(&mut self, stage: usize) {
+        let Some(pool) = self.pool.as_mut() else {
+            return;
+        };
+        for w in &mut self.worker_failures {
+            if let Some(f) = w.0.get_mut(stage) {
+                self.retired_failures += std::mem::take(f);
+            }
+        }
+        if let Err(e) = pool.replace(stage, self.transforms[stage].plugin()) {
+            tracing::warn!("the workers cannot run the new version ({e}); batches run one at a time from now on");
+            self.give_up_pool();
+        }
+    }
+
+    /// As [`Self::replicate_transform`], for the window plugin.
+    fn replicate_window(&mut self) {
+        let (Some(pool), Some(window)) = (self.pool.as_mut(), &self.window) else {
+            return;
+        };
+        for w in &mut self.worker_failures {
+            self.retired_failures += std::mem::take(&mut w.1);
+        }
+        if let Err(e) = pool.replace_window(window.plugin()) {
+            tracing::warn!("the workers cannot run the new window version ({e}); batches run one at a time from now on");
+            self.give_up_pool();
+        }
+    }
+
+    fn give_up_pool(&mut self) {
+        self.pool = None;
+        for (transforms, window) in std::mem::take(&mut self.worker_failures) {
+            self.retired_failures += transforms.iter().sum::<u64>() + window;
+        }
     }
 
     /// The batch through every transform; a canary sees a copy of its stage's input,
@@ -378,16 +548,35 @@ impl Processor {
     fn downstream(
         &mut self,
         batch: Batch,
+        dead: Vec<DeadLetter>,
+        rt: &Handle,
+    ) -> Result<(), ProcessError> {
+        self.downstream_added(batch, dead, None, rt)
+    }
+
+    /// As [`Self::downstream`], the window's partials already added up (by a worker,
+    /// which took `run` to).
+    fn downstream_added(
+        &mut self,
+        batch: Batch,
         mut dead: Vec<DeadLetter>,
+        added: Option<(Vec<Partial>, Option<StageRun>)>,
         rt: &Handle,
     ) -> Result<(), ProcessError> {
         let windows = match &mut self.window {
             Some(w) if !batch.is_empty() => {
                 let (taken, refused) = (batch.len(), dead.len());
                 let started = self.metrics.clock();
-                let results = w.push(&batch, &mut dead);
+                let (results, on_worker) = match added {
+                    Some((partials, run)) => {
+                        let took = run.and_then(|r| r.took);
+                        (w.take(&batch, partials, &mut dead), took)
+                    }
+                    None => (w.push(&batch, &mut dead), None),
+                };
                 if let (Some(m), Some(t)) = (&self.window_metrics, started) {
-                    self.metrics.observe_stage(m, t.elapsed());
+                    self.metrics
+                        .observe_stage(m, t.elapsed() + on_worker.unwrap_or_default());
                 }
                 if let Some(m) = &self.window_metrics {
                     m.batch(taken, results.len(), dead.len() - refused);
@@ -521,6 +710,7 @@ impl Processor {
                             report.from, report.to, report.switch, report.pause_us
                         );
                         self.event(&report, "swapped", String::new());
+                        self.replicate_window();
                         let _ = reply.send(Ok(report));
                     }
                 }
@@ -582,6 +772,8 @@ impl Processor {
                 held: Vec::new(),
                 report: report.clone(),
             });
+        } else {
+            self.replicate_transform(i);
         }
         report
     }
@@ -738,6 +930,7 @@ impl Processor {
                     format!("{} of {} records failed", p.errors, p.seen),
                 );
                 drop(p);
+                self.replicate_transform(stage);
             } else {
                 self.probation = Some(p);
             }

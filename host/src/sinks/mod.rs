@@ -136,7 +136,8 @@ impl SinkConfig {
                         Input::Records => file::Stream::Records,
                         Input::Windows => file::Stream::Windows,
                     },
-                ).await?,
+                )
+                .await?,
             ),
             SinkConfig::Kafka(c) => Sink::Kafka(kafka::KafkaSink::open(c, ctx).await?),
             SinkConfig::Cassandra(c) => {

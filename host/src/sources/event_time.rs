@@ -74,26 +74,119 @@ impl EventTime {
         let EventTime::Field { field, format } = self else {
             return Ok(default);
         };
-        let json: serde_json::Value = serde_json::from_slice(value).map_err(|e| {
+        let found = find_field(value, field).map_err(|e| {
             format!("event_time: the record is not JSON ({e}), so it has no field `{field}`")
         })?;
-        let found = json
-            .get(field)
-            .ok_or_else(|| format!("event_time: the record has no field `{field}`"))?;
-        let parsed = match (format, found) {
-            (TimeFormat::Rfc3339, serde_json::Value::String(s)) => {
-                chrono::DateTime::parse_from_rfc3339(s)
-                    .map(|t| t.timestamp_millis())
-                    .ok()
-            }
-            (TimeFormat::EpochMs, serde_json::Value::Number(n)) => n.as_i64(),
-            (TimeFormat::EpochMs, serde_json::Value::String(s)) => s.parse().ok(),
+        let found =
+            found.ok_or_else(|| format!("event_time: the record has no field `{field}`"))?;
+        let parsed = match (format, &found) {
+            (TimeFormat::Rfc3339, Found::Str(s)) => chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| t.timestamp_millis())
+                .ok(),
+            (TimeFormat::EpochMs, Found::Int(n)) => Some(*n),
+            (TimeFormat::EpochMs, Found::Str(s)) => s.parse().ok(),
             _ => None,
         };
         parsed.ok_or_else(|| {
             format!("event_time: field `{field}` = {found} is not a {format:?} time")
         })
     }
+}
+
+/// A top-level field's value, as far as event times care.
+enum Found<'a> {
+    Str(std::borrow::Cow<'a, str>),
+    Int(i64),
+    /// Anything else, as JSON.
+    Other(String),
+}
+
+impl fmt::Display for Found<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Found::Str(s) => write!(f, "{}", serde_json::Value::String(s.to_string())),
+            Found::Int(n) => write!(f, "{n}"),
+            Found::Other(json) => f.write_str(json),
+        }
+    }
+}
+
+/// The value of `value`'s top-level field `field` (the last, if it repeats), read in
+/// one pass that builds nothing for the other fields: the source does this for every
+/// record.
+fn find_field<'a>(value: &'a [u8], field: &str) -> serde_json::Result<Option<Found<'a>>> {
+    struct Top<'f>(&'f str);
+    impl<'de> de::DeserializeSeed<'de> for Top<'_> {
+        type Value = Option<Found<'de>>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Top<'_> {
+        type Value = Option<Found<'de>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == self.0 {
+                    found = Some(map.next_value::<FoundValue<'de>>()?.0);
+                } else {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    struct FoundValue<'a>(Found<'a>);
+    impl<'de> Deserialize<'de> for FoundValue<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Found<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Found<'de>, E> {
+                    Ok(Found::Str(std::borrow::Cow::Borrowed(s)))
+                }
+                fn visit_str<E: de::Error>(self, s: &str) -> Result<Found<'de>, E> {
+                    Ok(Found::Str(std::borrow::Cow::Owned(s.to_owned())))
+                }
+                fn visit_i64<E: de::Error>(self, n: i64) -> Result<Found<'de>, E> {
+                    Ok(Found::Int(n))
+                }
+                fn visit_u64<E: de::Error>(self, n: u64) -> Result<Found<'de>, E> {
+                    Ok(i64::try_from(n).map_or(Found::Other(n.to_string()), Found::Int))
+                }
+                fn visit_f64<E: de::Error>(self, n: f64) -> Result<Found<'de>, E> {
+                    Ok(Found::Other(serde_json::Value::from(n).to_string()))
+                }
+                fn visit_bool<E: de::Error>(self, b: bool) -> Result<Found<'de>, E> {
+                    Ok(Found::Other(b.to_string()))
+                }
+                fn visit_unit<E: de::Error>(self) -> Result<Found<'de>, E> {
+                    Ok(Found::Other("null".into()))
+                }
+                fn visit_seq<A: de::SeqAccess<'de>>(self, s: A) -> Result<Found<'de>, A::Error> {
+                    let v =
+                        serde_json::Value::deserialize(de::value::SeqAccessDeserializer::new(s))?;
+                    Ok(Found::Other(v.to_string()))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<Found<'de>, A::Error> {
+                    let v =
+                        serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(m))?;
+                    Ok(Found::Other(v.to_string()))
+                }
+            }
+            Ok(FoundValue(d.deserialize_any(V)?))
+        }
+    }
+    let mut d = serde_json::Deserializer::from_slice(value);
+    let found = de::DeserializeSeed::deserialize(Top(field), &mut d)?;
+    d.end()?;
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -122,5 +215,20 @@ mod tests {
         );
         let t: T = toml::from_str("e = { field = \"d\", format = \"rfc3339\" }").unwrap();
         assert_eq!(t.e.of(br#"{"d": "1970-01-01T00:00:01Z"}"#, 0), Ok(1000));
+        assert_eq!(
+            t.e.of(
+                br#"{"a": {"d": 5}, "d": "1970-01-01T00:00:02Z", "z": [1]}"#,
+                0
+            ),
+            Ok(2000),
+            "the top-level field, among others"
+        );
+        let not_time = t.e.of(br#"{"d": [1, 2]}"#, 0).unwrap_err();
+        assert!(
+            not_time.contains("`d` = [1,2] is not a Rfc3339 time"),
+            "{not_time}"
+        );
+        assert!(t.e.of(b"{\"d\": 1", 0).unwrap_err().contains("not JSON"));
+        assert!(t.e.of(b"[1]", 0).unwrap_err().contains("not JSON"));
     }
 }

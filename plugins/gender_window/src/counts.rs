@@ -1,7 +1,6 @@
 //! The counting logic and its compact encoding, independent of the WASM boundary.
 
 use chrono::{DateTime, SecondsFormat};
-use serde_json::Value;
 
 /// Bumped whenever the byte layout of [`Counts::encode`] changes.
 pub const STATE_VERSION: u32 = 1;
@@ -21,15 +20,10 @@ impl Counts {
     /// Count one record: a JSON object whose `gender` is `male`, `female` (any case),
     /// or anything else / absent, which counts as other. Non-JSON is refused.
     pub fn add_json(&mut self, value: &[u8]) -> Result<(), String> {
-        let parsed: Value = serde_json::from_slice(value)
-            .map_err(|e| format!("gender_window: value is not valid JSON: {e}"))?;
-        let Value::Object(obj) = parsed else {
-            return Err("gender_window: value is not a JSON object".into());
-        };
-        match obj.get("gender").and_then(Value::as_str) {
-            Some(g) if g.eq_ignore_ascii_case("male") => self.male += 1,
-            Some(g) if g.eq_ignore_ascii_case("female") => self.female += 1,
-            _ => self.other += 1,
+        match gender_of(value)? {
+            Gender::Male => self.male += 1,
+            Gender::Female => self.female += 1,
+            Gender::Other => self.other += 1,
         }
         Ok(())
     }
@@ -66,6 +60,121 @@ impl Counts {
         }
         Ok(counts)
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gender {
+    Male,
+    Female,
+    Other,
+}
+
+/// The top-level `gender` of a JSON object (the last, if it repeats), in one pass that
+/// builds nothing: every other field is only skipped over (and checked to be JSON).
+fn gender_of(value: &[u8]) -> Result<Gender, String> {
+    use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+    use std::fmt;
+
+    struct Top;
+    impl<'de> Visitor<'de> for Top {
+        type Value = Gender;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Gender, A::Error> {
+            let mut gender = Gender::Other;
+            while let Some(key) = map.next_key::<Key>()? {
+                match key {
+                    Key::Gender => gender = map.next_value::<GenderValue>()?.0,
+                    Key::Other => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(gender)
+        }
+    }
+    enum Key {
+        Gender,
+        Other,
+    }
+    impl<'de> serde::Deserialize<'de> for Key {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct K;
+            impl<'de> Visitor<'de> for K {
+                type Value = Key;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a key")
+                }
+                fn visit_str<E: de::Error>(self, k: &str) -> Result<Key, E> {
+                    Ok(if k == "gender" {
+                        Key::Gender
+                    } else {
+                        Key::Other
+                    })
+                }
+            }
+            d.deserialize_str(K)
+        }
+    }
+    /// `gender`'s value: any JSON, a string compared without case.
+    struct GenderValue(Gender);
+    impl<'de> serde::Deserialize<'de> for GenderValue {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct G;
+            impl<'de> Visitor<'de> for G {
+                type Value = Gender;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_str<E: de::Error>(self, g: &str) -> Result<Gender, E> {
+                    Ok(if g.eq_ignore_ascii_case("male") {
+                        Gender::Male
+                    } else if g.eq_ignore_ascii_case("female") {
+                        Gender::Female
+                    } else {
+                        Gender::Other
+                    })
+                }
+                fn visit_bool<E: de::Error>(self, _: bool) -> Result<Gender, E> {
+                    Ok(Gender::Other)
+                }
+                fn visit_i64<E: de::Error>(self, _: i64) -> Result<Gender, E> {
+                    Ok(Gender::Other)
+                }
+                fn visit_u64<E: de::Error>(self, _: u64) -> Result<Gender, E> {
+                    Ok(Gender::Other)
+                }
+                fn visit_f64<E: de::Error>(self, _: f64) -> Result<Gender, E> {
+                    Ok(Gender::Other)
+                }
+                fn visit_unit<E: de::Error>(self) -> Result<Gender, E> {
+                    Ok(Gender::Other)
+                }
+                fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<Gender, A::Error> {
+                    while s.next_element::<IgnoredAny>()?.is_some() {}
+                    Ok(Gender::Other)
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Gender, A::Error> {
+                    while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                    Ok(Gender::Other)
+                }
+            }
+            Ok(GenderValue(d.deserialize_any(G)?))
+        }
+    }
+
+    let not_json = |e: serde_json::Error| format!("gender_window: value is not valid JSON: {e}");
+    let first = value.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some() && first != Some(&b'{') {
+        // Valid JSON that is not an object, or not JSON at all: say which.
+        serde_json::from_slice::<IgnoredAny>(value).map_err(not_json)?;
+        return Err("gender_window: value is not a JSON object".into());
+    }
+    let mut d = serde_json::Deserializer::from_slice(value);
+    let gender = d.deserialize_map(Top).map_err(not_json)?;
+    d.end().map_err(not_json)?;
+    Ok(gender)
 }
 
 fn write_varint(out: &mut Vec<u8>, mut n: u64) {
@@ -112,6 +221,7 @@ pub fn finish_json(counts: &Counts, start_ms: i64, end_ms: i64) -> Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn counts_of(genders: &[&str]) -> Counts {
         let mut c = Counts::default();
@@ -137,13 +247,36 @@ mod tests {
         let mut c2 = Counts::default();
         c2.add_json(br#"{"name":"x"}"#).unwrap();
         assert_eq!(c2.other, 1);
+        // Only the top level counts; a non-string gender is other; the last one wins.
+        let mut c3 = Counts::default();
+        c3.add_json(br#"{"name":{"gender":"male"},"gender":"Female"}"#)
+            .unwrap();
+        c3.add_json(br#"{"gender":7,"x":[{"gender":"male"}]}"#)
+            .unwrap();
+        c3.add_json(br#"{"gender":"male","gender":"female"}"#)
+            .unwrap();
+        c3.add_json(br#" {"gend\u0065r":"MALE"}"#).unwrap();
+        assert_eq!(
+            c3,
+            Counts {
+                male: 1,
+                female: 2,
+                other: 1
+            }
+        );
     }
 
     #[test]
     fn non_json_is_refused_and_not_counted() {
         let mut c = Counts::default();
         assert!(c.add_json(b"nope").unwrap_err().contains("not valid JSON"));
-        assert!(c.add_json(b"[1]").is_err());
+        assert!(c
+            .add_json(b"[1]")
+            .unwrap_err()
+            .contains("not a JSON object"));
+        assert!(c.add_json(br#"{"gender":"male"} x"#).is_err());
+        assert!(c.add_json(br#"{"gender":"male","#).is_err());
+        assert!(c.add_json(b"").is_err());
         assert_eq!(c.total(), 0);
     }
 

@@ -63,10 +63,18 @@ impl FileSink {
         }
         let is_new = !path.exists();
         // Dead letters are not checkpointed: hosts of one group may share their file.
-        let state_dir = ctx.state_dir.clone().filter(|_| stream != Stream::DeadLetters);
+        let state_dir = ctx
+            .state_dir
+            .clone()
+            .filter(|_| stream != Stream::DeadLetters);
         let (owned, partitions) = (path.to_owned(), ctx.partitions.clone());
         let opened = tokio::task::spawn_blocking(move || {
-            open_locked(&owned, state_dir.as_deref(), partitions, stream == Stream::Records)
+            open_locked(
+                &owned,
+                state_dir.as_deref(),
+                partitions,
+                stream == Stream::Records,
+            )
         })
         .await
         .map_err(|e| SinkError::fatal(name, e))?;

@@ -7,13 +7,18 @@
 //! can be saved, restored and moved on its own, and a closing window merges the
 //! shares (the plugin's `merge`, which must be exact) before `finish`.
 
+mod partial;
+
+pub use partial::{accumulate, Partial, Replayed, Windowing};
+
 use super::snapshot::{PartitionState, WindowState};
 use crate::dead_letter::DeadLetter;
 use crate::plugin::bindings::types::{Accumulator, WindowBounds};
-use crate::plugin::{isolate, Isolated, WindowPlugin};
+use crate::plugin::WindowPlugin;
 use crate::position::{Origin, Partitions};
 use crate::record::{record, Batch, Header, PartitionId, Position, Record};
 use base64::Engine as _;
+use partial::{members, replayed};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,9 +37,7 @@ type OpenWindow = BTreeMap<PartitionId, Share>;
 
 pub struct WindowStage {
     plugin: WindowPlugin,
-    size_ms: i64,
-    /// A window starts every `slide_ms` (= `size_ms`: tumbling).
-    slide_ms: i64,
+    windowing: Windowing,
     /// What a late record becomes.
     late: Late,
     /// Closed windows kept for late updates (`Late::Update`), by start.
@@ -49,8 +52,9 @@ pub struct WindowStage {
     /// Per source partition, the newest offset pushed here (a snapshot covers it).
     seen: BTreeMap<PartitionId, u64>,
     /// Per partition restored from a snapshot: records at or before this offset are
-    /// already in the state, so a replay of them is not added again.
-    restored_through: BTreeMap<PartitionId, u64>,
+    /// already in the state, so a replay of them is not added again. Shared with the
+    /// workers that add batches up ([`Self::windowing`]).
+    restored_through: Arc<Replayed>,
     /// The partitions the source reads, when it says (Kafka): the watermark waits
     /// for each. Otherwise the partitions seen so far count.
     assigned: Option<Vec<PartitionId>>,
@@ -94,8 +98,10 @@ impl WindowStage {
         assert!(size_ms > 0, "window size must be at least 1 ms");
         WindowStage {
             plugin,
-            size_ms,
-            slide_ms: size_ms,
+            windowing: Windowing {
+                size_ms,
+                slide_ms: size_ms,
+            },
             late: Late::DeadLetter,
             closed_state: BTreeMap::new(),
             late_dropped: 0,
@@ -103,7 +109,7 @@ impl WindowStage {
             open: BTreeMap::new(),
             max_event_ms: BTreeMap::new(),
             seen: BTreeMap::new(),
-            restored_through: BTreeMap::new(),
+            restored_through: Arc::default(),
             assigned: None,
             closed: 0,
             closed_through: BTreeMap::new(),
@@ -129,10 +135,10 @@ impl WindowStage {
     /// Sliding windows: one starts every `slide_ms` (at most the size).
     pub fn sliding(mut self, slide_ms: i64) -> Self {
         assert!(
-            slide_ms > 0 && slide_ms <= self.size_ms,
+            slide_ms > 0 && slide_ms <= self.windowing.size_ms,
             "0 < slide <= size"
         );
-        self.slide_ms = slide_ms;
+        self.windowing.slide_ms = slide_ms;
         self
     }
 
@@ -143,7 +149,7 @@ impl WindowStage {
     }
 
     pub fn slide_ms(&self) -> i64 {
-        self.slide_ms
+        self.windowing.slide_ms
     }
 
     pub fn late_dropped(&self) -> u64 {
@@ -166,7 +172,7 @@ impl WindowStage {
             });
         }
         self.seen.remove(&partition);
-        self.restored_through.remove(&partition);
+        Arc::make_mut(&mut self.restored_through).remove(&partition);
         self.max_event_ms.remove(&partition);
         self.last_arrival.remove(&partition);
         self.closed_through.remove(&partition);
@@ -177,7 +183,7 @@ impl WindowStage {
     }
 
     pub fn size_ms(&self) -> i64 {
-        self.size_ms
+        self.windowing.size_ms
     }
 
     pub fn plugin_name(&self) -> &str {
@@ -270,7 +276,7 @@ impl WindowStage {
                 }
                 let bounds = WindowBounds {
                     start_ms: start,
-                    end_ms: start.saturating_add(self.size_ms),
+                    end_ms: start.saturating_add(self.size_ms()),
                 };
                 let as_is = match new.finish(&share.acc, bounds) {
                     Ok(Ok(_)) => true,
@@ -352,21 +358,6 @@ impl WindowStage {
             .collect()
     }
 
-    /// The newest window start at or before `ts`.
-    fn start_of(&self, ts: i64) -> i64 {
-        ts.div_euclid(self.slide_ms) * self.slide_ms
-    }
-
-    /// Every window covering `ts`, oldest first (one, for tumbling windows).
-    fn starts_of(&self, ts: i64) -> impl Iterator<Item = i64> {
-        let (newest, size, slide) = (self.start_of(ts), self.size_ms, self.slide_ms);
-        let oldest = newest - (size - 1).div_euclid(slide) * slide;
-        (0..)
-            .map(move |k| oldest + k * slide)
-            .take_while(move |&s| s <= newest)
-            .filter(move |&s| s + size > ts)
-    }
-
     /// Per source partition, the oldest offset held in any open window.
     pub fn held(&self) -> BTreeMap<PartitionId, u64> {
         let mut held = BTreeMap::new();
@@ -385,6 +376,30 @@ impl WindowStage {
 
     /// Add a batch; returns the results of the windows it closed.
     pub fn push(&mut self, batch: &Batch, dead: &mut Vec<DeadLetter>) -> Batch {
+        let partials = accumulate(
+            &mut self.plugin,
+            self.windowing,
+            batch,
+            &self.restored_through,
+        );
+        self.take(batch, partials, dead)
+    }
+
+    /// The stage's state for a worker that adds batches up ([`accumulate`]) while
+    /// this one runs: which windows a record is in, and which records are replays.
+    pub fn windowing(&self) -> (Windowing, Arc<Replayed>) {
+        (self.windowing, self.restored_through.clone())
+    }
+
+    /// Take in a batch added up by [`accumulate`] (here or on a worker, from the state
+    /// [`Self::windowing`] gave, in source order): its partials merged into the open
+    /// windows, what is late sorted out, and the windows it closes emitted.
+    pub fn take(
+        &mut self,
+        batch: &Batch,
+        partials: Vec<Partial>,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Batch {
         let now = Instant::now();
         for &Position { partition, offset } in &batch.positions {
             let seen = self.seen.entry(partition).or_insert(offset);
@@ -392,102 +407,107 @@ impl WindowStage {
             self.last_arrival.insert(partition, now);
         }
         let watermark = self.watermark();
-        let closed_by = |p: PartitionId| watermark.max(self.closed_through.get(&p).copied());
-        let is_late = |start: i64, p: PartitionId| {
-            closed_by(p).is_some_and(|w| start.saturating_add(self.size_ms) <= w)
+        let closed_by =
+            |this: &Self, p: PartitionId| watermark.max(this.closed_through.get(&p).copied());
+        let is_late = |this: &Self, start: i64, p: PartitionId| {
+            closed_by(this, p).is_some_and(|w| start.saturating_add(this.size_ms()) <= w)
         };
-        let replayed = |p: &Position| {
-            self.restored_through
-                .get(&p.partition)
-                .is_some_and(|&through| p.offset <= through)
-        };
+        let update = matches!(self.late, Late::Update { .. });
 
-        let key = |i: usize| {
-            (
-                self.start_of(batch.records[i].timestamp_ms),
-                batch.positions[i].partition,
-            )
-        };
-        let tumbling = self.slide_ms == self.size_ms;
-        if tumbling && !batch.is_empty() {
-            let k = key(0);
-            let uniform = (1..batch.len()).all(|i| key(i) == k);
-            if uniform && !is_late(k.0, k.1) && !batch.positions.iter().any(replayed) {
-                // The common case, one window and one partition for the whole batch:
-                // no copies.
-                self.add(k.0, k.1, &batch.records, &batch.positions, dead);
-                return self.close(false, dead);
-            }
-        }
-        let mut groups: BTreeMap<(i64, PartitionId), (Vec<Record>, Vec<Position>)> =
-            BTreeMap::new();
-        let mut late = Vec::new();
-        for (r, &position) in batch.records.iter().zip(&batch.positions) {
-            if replayed(&position) {
+        // Records in no open window (nor, with late updates, a kept closed one).
+        let mut late_records = Vec::new();
+        for (i, r) in batch.records.iter().enumerate() {
+            if replayed(&self.restored_through, batch, i) {
                 continue;
             }
-            let partition = position.partition;
-            // Into every window covering it that is still open; late if none is.
-            let mut counted = false;
-            for start in self.starts_of(r.timestamp_ms) {
-                if is_late(start, partition) {
-                    continue;
-                }
-                counted = true;
-                let group = groups.entry((start, partition)).or_default();
-                group.0.push(r.clone());
-                group.1.push(position);
-            }
+            let p = batch.positions[i].partition;
+            let counted = self.windowing.starts_of(r.timestamp_ms).any(|start| {
+                !is_late(self, start, p) || (update && self.closed_state.contains_key(&start))
+            });
             if !counted {
-                let start = self.start_of(r.timestamp_ms);
-                let reason = format!(
-                    "late record: its window [{start}, {}) closed when event time passed {} ms (records this far out of order count with a larger [window] allowed_lateness, or late = \"update\")",
-                    start.saturating_add(self.size_ms),
-                    closed_by(partition).unwrap_or_default()
-                );
-                late.push((r.clone(), position, reason));
+                late_records.push(i);
             }
         }
-        let mut updated = Vec::new();
-        match self.late {
-            Late::DeadLetter => {
-                for (r, position, reason) in late {
-                    dead.push(self.dead(r, position, reason));
+        for &i in &late_records {
+            let (r, position) = (&batch.records[i], batch.positions[i]);
+            let start = self.windowing.start_of(r.timestamp_ms);
+            let reason = format!(
+                "late record: its window [{start}, {}) closed when event time passed {} ms (records this far out of order count with a larger [window] allowed_lateness, or late = \"update\")",
+                start.saturating_add(self.size_ms()),
+                closed_by(self, position.partition).unwrap_or_default()
+            );
+            match self.late {
+                Late::DeadLetter => dead.push(self.dead(r.clone(), position, reason)),
+                Late::Drop => self.late_dropped += 1,
+                Late::Update { .. } => {
+                    let why = format!("{reason}, longer ago than late updates are kept");
+                    dead.push(self.dead(r.clone(), position, why));
                 }
             }
-            Late::Drop => self.late_dropped += late.len() as u64,
-            Late::Update { .. } => {
-                for (r, position, reason) in late {
-                    let kept: Vec<i64> = self
-                        .starts_of(r.timestamp_ms)
-                        .filter(|s| self.closed_state.contains_key(s))
-                        .collect();
-                    if kept.is_empty() {
-                        let why = format!("{reason}, longer ago than late updates are kept");
-                        dead.push(self.dead(r, position, why));
-                        continue;
+        }
+
+        let mut updated = Vec::new();
+        for partial in partials {
+            let (start, p) = (partial.start, partial.partition);
+            let late = is_late(self, start, p);
+            if late && !(update && self.closed_state.contains_key(&start)) {
+                continue; // late for this window: counted elsewhere, or above
+            }
+            for (i, reason) in &partial.refused {
+                let (r, position) = (batch.records[*i].clone(), batch.positions[*i]);
+                dead.push(self.dead(r, position, reason.clone()));
+            }
+            let Some(acc) = partial.acc else { continue };
+            let windows = if late {
+                &mut self.closed_state
+            } else {
+                &mut self.open
+            };
+            let window = windows.entry(start).or_default();
+            let merged = match window.remove(&p) {
+                None => Ok(Share {
+                    acc,
+                    first: partial.first,
+                    last: partial.last,
+                }),
+                Some(share) => match self.plugin.merge(&share.acc, &acc) {
+                    Ok(Ok(merged)) => Ok(Share {
+                        acc: merged,
+                        first: share.first.min(partial.first),
+                        last: share.last.max(partial.last),
+                    }),
+                    Ok(Err(message)) => Err((share, message)),
+                    Err(failure) => Err((share, failure.to_string())),
+                },
+            };
+            let windows = if late {
+                &mut self.closed_state
+            } else {
+                &mut self.open
+            };
+            let window = windows.entry(start).or_default();
+            match merged {
+                Ok(share) => {
+                    window.insert(p, share);
+                    let newest = self.max_event_ms.entry(p).or_insert(partial.max_event_ms);
+                    *newest = (*newest).max(partial.max_event_ms);
+                    if late && !updated.contains(&start) {
+                        updated.push(start);
                     }
-                    for start in kept {
-                        let mut window = self.closed_state.remove(&start).unwrap_or_default();
-                        std::mem::swap(self.open.entry(start).or_default(), &mut window);
-                        self.add(
-                            start,
-                            position.partition,
-                            std::slice::from_ref(&r),
-                            &[position],
-                            dead,
-                        );
-                        let window = self.open.remove(&start).unwrap_or_default();
-                        self.closed_state.insert(start, window);
-                        if !updated.contains(&start) {
-                            updated.push(start);
+                }
+                Err((share, message)) => {
+                    window.insert(p, share);
+                    // The records the partial held are not in the window: dead letters.
+                    let refused: Vec<usize> = partial.refused.iter().map(|r| r.0).collect();
+                    for i in members(self.windowing, batch, &self.restored_through, start, p) {
+                        if !refused.contains(&i) {
+                            let reason = format!("merging into the window: {message}");
+                            let (r, position) = (batch.records[i].clone(), batch.positions[i]);
+                            dead.push(self.dead(r, position, reason));
                         }
                     }
                 }
             }
-        }
-        for ((start, partition), (records, positions)) in groups {
-            self.add(start, partition, &records, &positions, dead);
         }
         let mut out = self.close(false, dead);
         // Windows corrected by late records, emitted again.
@@ -500,102 +520,15 @@ impl WindowStage {
         out
     }
 
-    /// Add records of one partition to one window.
-    fn add(
-        &mut self,
-        start: i64,
-        partition: PartitionId,
-        records: &[Record],
-        positions: &[Position],
-        dead: &mut Vec<DeadLetter>,
-    ) {
-        let window = self.open.entry(start).or_default();
-        let existed = window.contains_key(&partition);
-        let mut share = match window.remove(&partition) {
-            Some(s) => s,
-            None => match self.plugin.create() {
-                Ok(acc) => Share {
-                    acc,
-                    first: u64::MAX,
-                    last: 0,
-                },
-                Err(failure) => {
-                    if window.is_empty() {
-                        self.open.remove(&start);
-                    }
-                    for (r, &p) in records.iter().zip(positions) {
-                        let reason = format!("creating the accumulator: {failure}");
-                        dead.push(self.dead(r.clone(), p, reason));
-                    }
-                    return;
-                }
-            },
-        };
-        // Each call that runs moves the accumulator on, so that when a failed batch
-        // is retried a record at a time each record adds to the one before.
-        let name = self.plugin.name().to_owned();
-        let plugin = &mut self.plugin;
-        let acc = &mut share.acc;
-        let added = isolate(&name, records, |rs| {
-            let result = plugin.add(acc, rs)?;
-            if let Ok(added) = &result {
-                *acc = added.accumulator.clone();
-            }
-            Ok(result)
-        });
-        // Per record: accepted, or why not.
-        let outcomes: Vec<Result<(), String>> = match added {
-            Isolated::Whole(Ok(added)) => {
-                let mut outcomes = vec![Ok(()); records.len()];
-                for rejected in added.rejected {
-                    if let Some(o) = outcomes.get_mut(rejected.index as usize) {
-                        *o = Err(rejected.reason);
-                    }
-                }
-                outcomes
-            }
-            Isolated::Whole(Err(message)) => vec![Err(message); records.len()],
-            Isolated::Each(each) => each
-                .into_iter()
-                .map(|r| match r {
-                    Ok(Ok(added)) => match added.rejected.into_iter().next() {
-                        None => Ok(()),
-                        Some(rejected) => Err(rejected.reason),
-                    },
-                    Ok(Err(message)) | Err(message) => Err(message),
-                })
-                .collect(),
-        };
-        let mut accepted = false;
-        for ((r, &p), outcome) in records.iter().zip(positions).zip(outcomes) {
-            match outcome {
-                Ok(()) => {
-                    share.first = share.first.min(p.offset);
-                    share.last = share.last.max(p.offset);
-                    accepted = true;
-                    let newest = self.max_event_ms.entry(partition).or_insert(r.timestamp_ms);
-                    *newest = (*newest).max(r.timestamp_ms);
-                }
-                Err(reason) => dead.push(self.dead(r.clone(), p, reason)),
-            }
-        }
-        // A share no record made it into is not a share: it would finish as zeros.
-        let window = self.open.entry(start).or_default();
-        if existed || accepted {
-            window.insert(partition, share);
-        } else if window.is_empty() {
-            self.open.remove(&start);
-        }
-    }
-
     /// Emit and forget windows that have closed (`all`: every open window, at the end
     /// of the input).
     pub fn close(&mut self, all: bool, dead: &mut Vec<DeadLetter>) -> Batch {
         let mut out = Batch::default();
         let watermark = self.watermark();
+        let size = self.size_ms();
         while let Some(entry) = self.open.first_entry() {
             let start = *entry.key();
-            let end = start.saturating_add(self.size_ms);
+            let end = start.saturating_add(size);
             if !all && watermark.is_none_or(|w| end > w) {
                 break;
             }
@@ -628,7 +561,7 @@ impl WindowStage {
         if w == i64::MAX {
             return; // every partition idle: no event time has passed
         }
-        let size = self.size_ms;
+        let size = self.size_ms();
         self.closed_state
             .retain(|&start, _| start.saturating_add(size).saturating_add(keep_ms) > w);
     }
@@ -655,7 +588,7 @@ impl WindowStage {
     ) {
         let bounds = WindowBounds {
             start_ms: start,
-            end_ms: start.saturating_add(self.size_ms),
+            end_ms: start.saturating_add(self.size_ms()),
         };
         if self.partials {
             for (&p, share) in window {
@@ -866,7 +799,7 @@ impl WindowStage {
         if let Some(c) = state.closed_through_ms {
             self.closed_through.insert(partition, c);
         }
-        self.restored_through.insert(partition, state.covered);
+        Arc::make_mut(&mut self.restored_through).insert(partition, state.covered);
         Ok(())
     }
 }
