@@ -365,6 +365,8 @@ pub struct Metrics {
     recent_dead: Mutex<VecDeque<DeadNote>>,
     recent_windows: Mutex<VecDeque<serde_json::Value>>,
     swaps: Mutex<VecDeque<SwapEvent>>,
+    /// Every batch's end-to-end latency, when asked for ([`Metrics::keep_latencies`]).
+    latencies: Mutex<Option<Vec<(u32, Duration)>>>,
 }
 
 impl Default for Metrics {
@@ -459,7 +461,9 @@ impl SinkMetrics {
         if self.metrics.detailed() {
             self.write.observe(took.as_secs_f64());
             if let Some(at) = read_at {
-                self.latency.observe(at.elapsed().as_secs_f64());
+                let latency = at.elapsed();
+                self.latency.observe(latency.as_secs_f64());
+                self.metrics.keep_latency(records, latency);
             }
         }
     }
@@ -502,6 +506,7 @@ impl Metrics {
             recent_dead: Mutex::default(),
             recent_windows: Mutex::default(),
             swaps: Mutex::default(),
+            latencies: Mutex::default(),
             pipeline: pipeline.to_owned(),
             families,
         };
@@ -524,6 +529,33 @@ impl Metrics {
     }
     pub fn detailed(&self) -> bool {
         self.detailed.load(Relaxed)
+    }
+
+    /// Keep every written batch's end-to-end latency (benchmarks: exact percentiles
+    /// rather than histogram buckets).
+    pub fn keep_latencies(&self) {
+        *self.latencies.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    }
+
+    fn keep_latency(&self, records: usize, latency: Duration) {
+        if let Some(kept) = self
+            .latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            kept.push((records as u32, latency));
+        }
+    }
+
+    /// The latencies kept: per batch written, its records and the time from its
+    /// first record's read to the write (an upper bound for each of its records).
+    pub fn latencies(&self) -> Vec<(u32, Duration)> {
+        self.latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default()
     }
 
     pub fn add_in(&self, n: u64) {

@@ -183,6 +183,14 @@ fn find_field<'a>(value: &'a [u8], field: &str) -> serde_json::Result<Option<Fou
             Ok(FoundValue(d.deserialize_any(V)?))
         }
     }
+    // The common case, found by a scan for the key that skips the rest without
+    // parsing it (strings by memchr); anything it is unsure of is parsed in full.
+    if let Some(Some(at)) = sluice_plugin_sdk::json::top_level_value(value, field.as_bytes()) {
+        let mut d = serde_json::Deserializer::from_slice(&value[at..]);
+        if let Ok(found) = FoundValue::deserialize(&mut d) {
+            return Ok(Some(found.0));
+        }
+    }
     let mut d = serde_json::Deserializer::from_slice(value);
     let found = de::DeserializeSeed::deserialize(Top(field), &mut d)?;
     d.end()?;
@@ -230,5 +238,11 @@ mod tests {
         );
         assert!(t.e.of(b"{\"d\": 1", 0).unwrap_err().contains("not JSON"));
         assert!(t.e.of(b"[1]", 0).unwrap_err().contains("not JSON"));
+        // Strings with braces and escaped quotes are skipped whole; an escaped key
+        // is found by the full parse.
+        let tricky = br#"{"x": "}\"{", "d2": {"d": 1}, "d": "1970-01-01T00:00:03Z"}"#;
+        assert_eq!(t.e.of(tricky, 0), Ok(3000));
+        let escaped = br#"{"\u0064": "1970-01-01T00:00:04Z"}"#;
+        assert_eq!(t.e.of(escaped, 0), Ok(4000));
     }
 }

@@ -69,8 +69,10 @@ enum Gender {
     Other,
 }
 
-/// The top-level `gender` of a JSON object (the last, if it repeats), in one pass that
-/// builds nothing: every other field is only skipped over (and checked to be JSON).
+/// The top-level `gender` of a JSON object (the last, if it repeats): found by a scan
+/// that skips the other fields unparsed, or, where the scan cannot tell (an escaped
+/// key or value, something that is not an object), by a full parse that says what
+/// is wrong.
 fn gender_of(value: &[u8]) -> Result<Gender, String> {
     use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
     use std::fmt;
@@ -164,6 +166,33 @@ fn gender_of(value: &[u8]) -> Result<Gender, String> {
         }
     }
 
+    // The common case: the key found by a scan that skips the rest (an object is
+    // checked to be one; the bytes of the other fields are not parsed).
+    match sluice_plugin_sdk::json::top_level_value(value, b"gender") {
+        Some(None) => return Ok(Gender::Other),
+        Some(Some(at)) => {
+            let rest = &value[at..];
+            let start = rest.iter().position(|b| !b.is_ascii_whitespace());
+            match start.map(|s| rest[s]) {
+                Some(b'"') => {
+                    if let Some(g) = sluice_plugin_sdk::json::plain_string(value, at) {
+                        return Ok(if g.eq_ignore_ascii_case(b"male") {
+                            Gender::Male
+                        } else if g.eq_ignore_ascii_case(b"female") {
+                            Gender::Female
+                        } else {
+                            Gender::Other
+                        });
+                    }
+                }
+                Some(b'{' | b'[' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
+                    return Ok(Gender::Other)
+                }
+                _ => {}
+            }
+        }
+        None => {}
+    }
     let not_json = |e: serde_json::Error| format!("gender_window: value is not valid JSON: {e}");
     let first = value.iter().find(|b| !b.is_ascii_whitespace());
     if first.is_some() && first != Some(&b'{') {
