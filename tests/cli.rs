@@ -84,6 +84,62 @@ fn validate_variant(
 }
 
 #[test]
+fn validate_checks_schema_files_and_names_the_key_the_file_and_the_fault() {
+    let (code, err, path, _dir) = validate_variant(
+        "plugin = \"{FORMAT_USER}\"\n",
+        "plugin = \"{FORMAT_USER}\"\nschema = \"missing.json\"\n",
+    );
+    assert_eq!(code, Some(2), "{err}");
+    let key = format!("{}:11: `transforms[0].schema` cannot read ", path.display());
+    assert!(err.contains(&key) && err.contains("missing.json"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("broken.json"),
+        "{\n  \"type\": \"object\",\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("wrong.json"), r#"{"type": 5}"#).unwrap();
+    for (file, fault) in [
+        ("broken.json", "broken.json:3:1: is not JSON"),
+        ("wrong.json", "not a valid JSON Schema"),
+    ] {
+        let text_ = SMALL.replace(
+            "path = \"users.jsonl\"\n",
+            &format!("path = \"users.jsonl\"\nschema = \"{file}\"\n"),
+        );
+        let path = pipeline(dir.path(), "p.toml", &text_);
+        let out = sluice(&["validate", path.to_str().unwrap()]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("sinks[0].schema") && err.contains(fault),
+            "{file}: {err}"
+        );
+    }
+    // The shipped schema validates, on a stage and on a sink.
+    let shipped = repo().join("schemas/user.json");
+    let good = SMALL
+        .replace(
+            "plugin = \"{FORMAT_USER}\"\n",
+            &format!(
+                "plugin = \"{{FORMAT_USER}}\"\nschema = \"{}\"\n",
+                shipped.display()
+            ),
+        )
+        .replace(
+            "path = \"users.jsonl\"\n",
+            &format!(
+                "path = \"users.jsonl\"\nschema = \"{}\"\n",
+                shipped.display()
+            ),
+        );
+    let path = pipeline(dir.path(), "good.toml", &good);
+    let out = sluice(&["validate", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
 fn validate_reports_a_misspelt_key_with_file_line_column_and_exits_2() {
     let (code, err, path, _dir) =
         validate_variant("size = \"1m\"", "size = \"1m\"\nalowed_lateness = \"5s\"");

@@ -739,3 +739,100 @@ fn two_workers_give_what_one_gives() {
         "late records counted in their windows"
     );
 }
+
+/// `schema = ...` on a transform and on a sink: output that breaks the transform's
+/// schema sends its input record to the dead letters (with the path and rule), and
+/// records a sink's schema refuses are that sink's dead letters; the rest go on.
+#[test]
+fn records_off_schema_are_dead_letters_naming_the_path_and_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    // The fixture's whole users (its last line is cut short on purpose).
+    let mut users: Vec<serde_json::Value> = common::fixture("randomuser/users.jsonl")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(users.len(), 6);
+    users[1]["email"] = "nobody".into();
+    users[4]["dob"]["date"] = "yesterday".into();
+    let input: Vec<String> = users.iter().map(|u| u.to_string()).collect();
+    std::fs::write(dir.path().join("in.jsonl"), input.join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.path().join("female.json"),
+        r#"{"type": "object", "properties": {"gender": {"const": "female"}}}"#,
+    )
+    .unwrap();
+    let schema = common::repo().join("schemas/user.json");
+    let path = pipeline(
+        dir.path(),
+        "schema.toml",
+        &format!(
+            r#"
+[pipeline]
+workers = 2
+[source]
+type = "file"
+path = "in.jsonl"
+[[transforms]]
+plugin = "{{FORMAT_USER}}"
+schema = "{}"
+[[sinks]]
+type = "file"
+path = "users.jsonl"
+[[sinks]]
+type = "file"
+path = "female.jsonl"
+schema = "female.json"
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+            schema.display()
+        ),
+    );
+    run(&path);
+    let written = json_lines(&dir.path().join("users.jsonl"));
+    // Two off the schema, and the fixture's user without login.username (which
+    // format_user itself refuses).
+    assert_eq!(written.len(), users.len() - 3);
+    let dead = json_lines(&dir.path().join("dead.jsonl"));
+    let transform: Vec<_> = dead
+        .iter()
+        .filter(|d| {
+            d["stage"] == "transform" && d["reason"] != "missing required field `login.username`"
+        })
+        .collect();
+    assert_eq!(transform.len(), 2, "{dead:?}");
+    for (d, (line, at, rule)) in transform.iter().zip([
+        (1, "at /email", "rule /properties/email/pattern"),
+        (4, "at /dob", "rule /properties/dob/format"),
+    ]) {
+        let reason = d["reason"].as_str().unwrap();
+        assert!(reason.starts_with("its output does not match "), "{reason}");
+        assert!(reason.contains(at) && reason.contains(rule), "{reason}");
+        assert_eq!(
+            d["record"]["value"].as_str().unwrap(),
+            input[line],
+            "the input record"
+        );
+    }
+    let female = json_lines(&dir.path().join("female.jsonl"));
+    let males: Vec<_> = written.iter().filter(|u| u["gender"] != "female").collect();
+    assert!(
+        !males.is_empty() && !female.is_empty(),
+        "the fixture has both"
+    );
+    assert_eq!(female.len() + males.len(), written.len());
+    let sink: Vec<_> = dead.iter().filter(|d| d["stage"] == "sink").collect();
+    assert_eq!(sink.len(), males.len(), "{dead:?}");
+    for (d, male) in sink.iter().zip(&males) {
+        let reason = d["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("female.json at /gender")
+                && reason.contains("rule /properties/gender/const"),
+            "{reason}"
+        );
+        let record: serde_json::Value =
+            serde_json::from_str(d["record"]["value"].as_str().unwrap()).unwrap();
+        assert_eq!(&record, *male);
+    }
+}

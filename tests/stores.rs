@@ -327,6 +327,7 @@ fn a_store_goes_away_mid_stream(down: Store) {
     let (cassandra_addr, mongo_addr) = match down {
         Store::Cassandra => (own.address(), mongo()),
         Store::Mongo => (cassandra(), own.address()),
+        Store::Postgres => unreachable!("tests/postgres.rs stops PostgreSQL"),
     };
     let stores = Stores::new(cassandra_addr, mongo_addr);
     // Users in the store that goes away (none before the sink has created its table).
@@ -336,6 +337,7 @@ fn a_store_goes_away_mid_stream(down: Store) {
             try_cql_rows(&s.cassandra, &cql).map_or(0, |rows| rows.len())
         }
         Store::Mongo => s.mongo_ids().len(),
+        Store::Postgres => unreachable!(),
     };
 
     let dir = tempfile::tempdir().unwrap();

@@ -232,6 +232,49 @@ fn a_version_that_traps_on_everything_is_rolled_back_and_nothing_is_lost() {
     );
 }
 
+/// A stage with `schema = "schemas/user.json"`: v2's output (one field more) breaks
+/// it. With a canary the swap is refused; without, the probation rolls it back and
+/// the old version processes its records again: every user once, none on v2, no
+/// dead letters kept.
+#[test]
+fn a_version_whose_output_breaks_the_schema_is_refused_or_rolled_back() {
+    const N: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let schema = common::repo().join("schemas/user.json");
+    let toml = streaming(N, 8_000, 500).replace(
+        "swap = {",
+        &format!("schema = \"{}\"\nswap = {{", schema.display()),
+    );
+    assert!(toml.contains("schema = "));
+    let (mut host, addr) = start(dir.path(), &toml);
+    let canary = swap(
+        &addr,
+        "format_user",
+        &test_build("v2"),
+        &["--canary", "300"],
+    )
+    .unwrap_err();
+    assert!(
+        canary.contains("canary") && canary.contains("not swapped"),
+        "{canary}"
+    );
+    let answer = swap(&addr, "format_user", &test_build("v2"), &[]).unwrap();
+    assert_eq!(answer["probation_records"], 500);
+    host.wait_log(60, "the rollback", |l| l.contains("rolled back"));
+    let status = get_status(&addr);
+    let swaps = status["pipelines"][0]["swaps"].as_array().unwrap().clone();
+    let last = swaps.last().unwrap();
+    assert_eq!(last["outcome"], "rolled_back", "{swaps:?}");
+    assert!(host.wait(120).success(), "{}", host.log());
+    let users = json_lines(&dir.path().join("users.jsonl"));
+    assert_eq!(users.len() as u64, N, "every record once: {}", host.log());
+    assert!(users.iter().all(|u| !is_v2(u)), "no v2 output kept");
+    assert!(
+        json_lines(&dir.path().join("dead.jsonl")).is_empty(),
+        "the rolled-back version's failures were taken back with it"
+    );
+}
+
 fn get_status(addr: &str) -> Value {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();

@@ -23,8 +23,10 @@ pub mod position;
 pub mod record;
 pub mod retry;
 pub mod rng;
+pub mod schema;
 pub mod sinks;
 pub mod sources;
+pub mod tls;
 pub mod transforms;
 
 pub use config::{ConfigError, PipelineConfig};

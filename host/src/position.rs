@@ -40,6 +40,8 @@ pub enum Origin {
     Kafka { topic: String, partition: i32 },
     /// A file; offsets are the byte offsets where lines start.
     File { path: PathBuf },
+    /// A database table (`schema.table`); offsets are its read-order column's values.
+    Table { table: String },
 }
 
 impl Origin {
@@ -50,6 +52,7 @@ impl Origin {
             Origin::Sequence { source } => source.clone(),
             Origin::Kafka { topic, partition } => format!("{topic}[{partition}]"),
             Origin::File { path } => path.display().to_string(),
+            Origin::Table { table } => table.clone(),
         }
     }
 
@@ -65,6 +68,7 @@ impl Origin {
             Origin::File { path } => {
                 json!({ "file": path.display().to_string(), "offset": offset })
             }
+            Origin::Table { table } => json!({ "table": table, "position": offset }),
         }
     }
 }

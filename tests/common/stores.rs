@@ -1,7 +1,8 @@
 //! The store test servers and bare clients to read back what Sluice wrote. Never a
 //! mock: a CQL server and a MongoDB-wire server speaking the real protocols, started
-//! by `scripts/servers.sh` on 127.0.0.1, or genuine ones from `SLUICE_TEST_CASSANDRA`
-//! and `SLUICE_TEST_MONGO` (docker-compose.yml's, for instance).
+//! and PostgreSQL itself, started by `scripts/servers.sh` on 127.0.0.1, or genuine
+//! ones from `SLUICE_TEST_CASSANDRA`, `SLUICE_TEST_MONGO` and `SLUICE_TEST_POSTGRES`
+//! (docker-compose.yml's, for instance).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,19 +28,31 @@ pub fn mongo() -> String {
     .clone()
 }
 
+/// The PostgreSQL connection string every test shares (PostgreSQL itself, from
+/// Debian's package, or `SLUICE_TEST_POSTGRES`). Tests use tables of their own.
+pub fn postgres() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        std::env::var("SLUICE_TEST_POSTGRES").unwrap_or_else(|_| {
+            format!(
+                "postgres://sluice:sluice@{}/sluice",
+                servers(&["start", "postgres"], &[])
+            )
+        })
+    })
+    .clone()
+}
+
 /// Whether the tests use servers they did not start (and so may not stop).
 pub fn external(store: Store) -> bool {
-    std::env::var(match store {
-        Store::Cassandra => "SLUICE_TEST_CASSANDRA",
-        Store::Mongo => "SLUICE_TEST_MONGO",
-    })
-    .is_ok()
+    std::env::var(store.variable()).is_ok()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
     Cassandra,
     Mongo,
+    Postgres,
 }
 
 impl Store {
@@ -47,6 +60,15 @@ impl Store {
         match self {
             Store::Cassandra => "cassandra",
             Store::Mongo => "mongo",
+            Store::Postgres => "postgres",
+        }
+    }
+
+    fn variable(self) -> &'static str {
+        match self {
+            Store::Cassandra => "SLUICE_TEST_CASSANDRA",
+            Store::Mongo => "SLUICE_TEST_MONGO",
+            Store::Postgres => "SLUICE_TEST_POSTGRES",
         }
     }
 }
@@ -91,6 +113,9 @@ pub struct OwnServer {
     store: Store,
     dir: tempfile::TempDir,
     port: u16,
+    /// PostgreSQL's cluster: outside `dir` (run as root, the server is the postgres
+    /// user, who cannot enter a private temporary folder), removed on drop.
+    data: Option<PathBuf>,
 }
 
 impl OwnServer {
@@ -100,10 +125,13 @@ impl OwnServer {
             .local_addr()
             .unwrap()
             .port();
+        let data = (store == Store::Postgres)
+            .then(|| PathBuf::from("/var/tmp/sluice-postgres").join(unique_name("test")));
         let server = OwnServer {
             store,
             dir: tempfile::tempdir().unwrap(),
             port,
+            data,
         };
         server.run("start");
         server
@@ -119,15 +147,17 @@ impl OwnServer {
         let port_var = match self.store {
             Store::Cassandra => "SLUICE_CASSANDRA_PORT",
             Store::Mongo => "SLUICE_MONGO_PORT",
+            Store::Postgres => "SLUICE_POSTGRES_PORT",
         };
-        servers(
-            &[command, self.store.server()],
-            &[
-                ("SLUICE_SERVERS_DIR", self.dir.path().display().to_string()),
-                ("SLUICE_SERVERS_BIN", shared_bin.display().to_string()),
-                (port_var, self.port.to_string()),
-            ],
-        );
+        let mut env = vec![
+            ("SLUICE_SERVERS_DIR", self.dir.path().display().to_string()),
+            ("SLUICE_SERVERS_BIN", shared_bin.display().to_string()),
+            (port_var, self.port.to_string()),
+        ];
+        if let Some(data) = &self.data {
+            env.push(("SLUICE_POSTGRES_DATA", data.display().to_string()));
+        }
+        servers(&[command, self.store.server()], &env);
     }
 
     /// Stop it (its data is kept) ...
@@ -149,11 +179,12 @@ impl OwnServer {
         std::fs::read_to_string(log).unwrap_or_default()
     }
 
-    /// What a sink's config takes: `host:port`, or a MongoDB URI.
+    /// What a sink's config takes: `host:port`, a MongoDB URI or a PostgreSQL URL.
     pub fn address(&self) -> String {
         match self.store {
             Store::Cassandra => format!("127.0.0.1:{}", self.port),
             Store::Mongo => format!("mongodb://127.0.0.1:{}", self.port),
+            Store::Postgres => format!("postgres://sluice:sluice@127.0.0.1:{}/sluice", self.port),
         }
     }
 }
@@ -161,6 +192,9 @@ impl OwnServer {
 impl Drop for OwnServer {
     fn drop(&mut self) {
         self.run("stop");
+        if let Some(data) = &self.data {
+            let _ = std::fs::remove_dir_all(data);
+        }
     }
 }
 
@@ -243,4 +277,42 @@ pub fn unique_name(prefix: &str) -> String {
         std::process::id(),
         nanos % 1_000_000_000_000
     )
+}
+
+/// Every row `sql` selects, each as its JSON (`SELECT row_to_json(t) FROM ...`
+/// wrapped around the query), with a bare tokio-postgres client.
+pub fn pg_rows(url: &str, sql: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    try_pg_rows(url, sql).unwrap()
+}
+
+/// The same, or the server's error.
+pub fn try_pg_rows(
+    url: &str,
+    sql: &str,
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, String> {
+    block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let rows = client
+            .query(&format!("SELECT row_to_json(q)::text FROM ({sql}) q"), &[])
+            .await
+            .map_err(|e| sluice::sinks::postgres::client::describe(&e))?;
+        Ok(rows
+            .iter()
+            .map(|r| serde_json::from_str(r.get::<_, &str>(0)).unwrap())
+            .collect())
+    })
+}
+
+/// Run `sql` (several statements may be given) with a bare client.
+pub fn pg_execute(url: &str, sql: &str) {
+    block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client.batch_execute(sql).await.unwrap();
+    })
 }

@@ -1,5 +1,6 @@
-//! `sluice query`: look at what the Cassandra and MongoDB sinks wrote, the way `cqlsh`
-//! and `mongosh` would, as JSON lines (rows and documents) on stdout.
+//! `sluice query`: look at what the Cassandra, MongoDB and PostgreSQL sinks wrote, the
+//! way `cqlsh`, `mongosh` and `psql` would, as JSON lines (rows and documents) on
+//! stdout.
 
 use super::Failure;
 use clap::Subcommand;
@@ -65,6 +66,40 @@ pub enum QueryCommand {
         #[arg(long)]
         count: bool,
     },
+    /// Run a PostgreSQL SELECT and print each row as a JSON line.
+    #[command(
+        long_about = "Run a PostgreSQL SELECT (or VALUES, or WITH ... SELECT) and print each \
+            row as a JSON object on its own line (row_to_json: uuid and text as strings, \
+            numbers as numbers, timestamptz in ISO 8601); --count prints only how many \
+            rows it returns. The password may be in the URL or in PGPASSWORD.",
+        after_help = "Examples:\n  sluice query postgres \"SELECT * FROM created_users\" --limit 5\n  \
+            sluice query postgres \"SELECT gender, count(*) FROM created_users GROUP BY 1\"\n  \
+            PGPASSWORD=secret sluice query postgres --url postgres://app@db:5432/users \"SELECT ...\""
+    )]
+    Postgres {
+        /// The query.
+        statement: String,
+        /// The connection string (the default is `scripts/servers.sh start postgres`'s
+        /// server).
+        #[arg(
+            long,
+            env = "SLUICE_POSTGRES",
+            default_value = "postgres://sluice:sluice@127.0.0.1:5432/sluice"
+        )]
+        url: String,
+        /// Connect with TLS (the WebPKI roots, or --ca-file's).
+        #[arg(long)]
+        tls: bool,
+        /// PEM file of the certificate authorities to trust (implies --tls).
+        #[arg(long)]
+        ca_file: Option<std::path::PathBuf>,
+        /// Print at most this many rows.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Print the number of rows instead of the rows.
+        #[arg(long)]
+        count: bool,
+    },
 }
 
 pub fn run(command: QueryCommand) -> Result<(), Failure> {
@@ -89,6 +124,14 @@ pub fn run(command: QueryCommand) -> Result<(), Failure> {
                 limit,
                 count,
             } => mongo(namespace, uri, filter, sort, limit, count).await,
+            QueryCommand::Postgres {
+                statement,
+                url,
+                tls,
+                ca_file,
+                limit,
+                count,
+            } => postgres(statement, url, tls, ca_file, limit, count).await,
         }
     })
 }
@@ -217,5 +260,67 @@ async fn mongo(
     )
     .await
     .map_err(|e| Failure::runtime(anyhow::anyhow!(e)))?;
+    printer.finish()
+}
+
+async fn postgres(
+    statement: String,
+    url: String,
+    tls: bool,
+    ca_file: Option<std::path::PathBuf>,
+    limit: Option<u64>,
+    count: bool,
+) -> Result<(), Failure> {
+    use futures_util::{pin_mut, TryStreamExt};
+    use sluice::sinks::postgres::{client, TlsConfig};
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+        Failure::config(anyhow::anyhow!(
+            "--url is not a PostgreSQL connection string: {e}"
+        ))
+    })?;
+    if config.get_password().is_none() {
+        if let Ok(password) = std::env::var("PGPASSWORD") {
+            config.password(password);
+        }
+    }
+    let tls = (tls || ca_file.is_some()).then_some(TlsConfig { ca_file });
+    let pool = client::pool_of(
+        config,
+        &client::redact(&url),
+        tls.as_ref(),
+        std::path::Path::new("."),
+        1,
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .map_err(|e| Failure::runtime(anyhow::anyhow!(e)))?;
+    let conn = pool
+        .get()
+        .await
+        .map_err(|e| Failure::runtime(anyhow::anyhow!(client::pool_error(&e))))?;
+    // Each row as its JSON, made by the server.
+    let query = statement.trim().trim_end_matches(';');
+    let sql = format!("SELECT row_to_json(q)::text FROM ({query}) q");
+    let no_params: [&(dyn tokio_postgres::types::ToSql + Sync); 0] = [];
+    let rows = conn.query_raw(&sql, no_params).await.map_err(|e| {
+        Failure::runtime(anyhow::anyhow!(
+            "{} (sluice query postgres runs a query that returns rows: SELECT, VALUES or WITH ... SELECT)",
+            client::describe(&e)
+        ))
+    })?;
+    pin_mut!(rows);
+    let mut printer = Printer::new(limit, count);
+    while let Some(row) = rows
+        .try_next()
+        .await
+        .map_err(|e| Failure::runtime(anyhow::anyhow!(client::describe(&e))))?
+    {
+        let text: &str = row.get(0);
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| Failure::runtime(anyhow::anyhow!(e)))?;
+        if !printer.take(&value) {
+            break;
+        }
+    }
     printer.finish()
 }

@@ -234,6 +234,25 @@ impl PipelineConfig {
         self.dead_letter
             .validate()
             .map_err(|(f, m)| self.invalid(format!("dead_letter.{f}"), m))?;
+        if matches!(&self.dead_letter, DeadLetterConfig::Kafka(k) if k.schema.is_some()) {
+            return Err(self.invalid(
+                "dead_letter.schema",
+                "is not taken: dead letters are the records that failed, whatever their shape",
+            ));
+        }
+        // Schema files compile now, so a broken one stops `validate`, not a run.
+        let schema = |key: String, file: Option<&Path>| match file {
+            Some(file) => crate::schema::Schema::load(file, &self.base_dir())
+                .map(drop)
+                .map_err(|m| self.invalid(key, m)),
+            None => Ok(()),
+        };
+        for (i, sink) in self.sinks.iter().enumerate() {
+            schema(format!("sinks[{i}].schema"), sink.schema())?;
+        }
+        for (i, t) in self.transforms.iter().enumerate() {
+            schema(format!("transforms[{i}].schema"), t.schema.as_deref())?;
+        }
         if let Some(admin) = &self.admin {
             admin
                 .validate()

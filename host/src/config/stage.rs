@@ -25,6 +25,12 @@ pub struct TransformConfig {
     /// changing); one that fails to load is reported and ignored.
     #[serde(default)]
     pub watch: bool,
+    /// A JSON Schema file every record the plugin emits must match (e.g.
+    /// `schemas/user.json`). An input record whose output does not is a dead letter
+    /// naming the path and rule broken; a new version swapped in is judged by it too
+    /// (its canary's and probation's failures count those records).
+    #[serde(default)]
+    pub schema: Option<PathBuf>,
 }
 
 /// `swap = { ... }` on a transform: after a swap, the new version is on probation

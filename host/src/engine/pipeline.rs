@@ -16,7 +16,9 @@ use crate::dead_letter::{self, DeadLetter};
 use crate::kafka::changelog::Changelog;
 use crate::plugin::{PluginError, Runtime, TransformPlugin, WindowPlugin};
 use crate::position::Partitions;
+use crate::record::Batch;
 use crate::retry::RetryPolicy;
+use crate::schema::Schema;
 use crate::sinks::{Delivery, Sink, SinkContext, SinkError};
 use crate::sources::SourceConfig;
 use crate::sources::{SourceContext, SourceError};
@@ -60,7 +62,16 @@ impl Pipeline {
                 t.sandbox.sandbox(),
             )?;
             plugin.set_log_context(&config.name(), "transform");
-            transforms.push(TransformStage::new(plugin));
+            let schema = match &t.schema {
+                None => None,
+                Some(file) => Some(Arc::new(Schema::load(file, &config.base_dir()).map_err(
+                    |message| PluginError::Schema {
+                        stage: t.name(),
+                        message,
+                    },
+                )?)),
+            };
+            transforms.push(TransformStage::new(plugin).with_schema(schema));
         }
         let window = match &config.window {
             None => None,
@@ -243,6 +254,7 @@ async fn run(
         dlq_metrics,
         p.retry,
         None,
+        None,
     ))];
     let mut routes = Vec::new();
     for (i, sc) in config.sinks.iter().enumerate() {
@@ -256,7 +268,15 @@ async fn run(
         });
         let refused = Some(dead_letter.clone());
         let m = metrics.sink(&ctx.name);
-        sink_tasks.push(tokio::spawn(run_sink(sink, rx, ctx, m, p.retry, refused)));
+        let schema = match sc.schema() {
+            None => None,
+            Some(file) => Some(Arc::new(
+                Schema::load(file, &config.base_dir())
+                    .map_err(|m| RunError::Sink(SinkError::fatal(&ctx.name, m)))?,
+            )),
+        };
+        let task = run_sink(sink, rx, ctx, m, p.retry, refused, schema);
+        sink_tasks.push(tokio::spawn(task));
     }
 
     // About a batch of records waits at the intake, whether sent one by one or in
@@ -423,10 +443,27 @@ async fn run_sink(
     metrics: SinkMetrics,
     retry: RetryPolicy,
     refused: Option<DeadLetterQueue>,
+    schema: Option<Arc<Schema>>,
 ) -> Result<(), SinkError> {
     while let Some(message) = rx.recv().await {
         match message {
             SinkMessage::Write(batch) => {
+                let batch = match (&schema, &refused) {
+                    (Some(schema), Some(dead_letters)) => {
+                        let (kept, dead) = match_schema(batch, schema, &ctx.name);
+                        if !dead.is_empty() {
+                            dead_letters
+                                .send(dead)
+                                .await
+                                .map_err(|e| SinkError::fatal(&ctx.name, e))?;
+                        }
+                        kept
+                    }
+                    _ => batch,
+                };
+                if batch.is_empty() {
+                    continue;
+                }
                 let mut delivery = Delivery::new(batch.len());
                 let mut backoff = retry.start();
                 let started = std::time::Instant::now();
@@ -483,4 +520,33 @@ async fn run_sink(
         }
     }
     sink.checkpoint().await
+}
+
+/// The records of `batch` that match `schema`, and dead letters for the others (the
+/// batch is copied only when some fail).
+fn match_schema(batch: Arc<Batch>, schema: &Schema, sink: &str) -> (Arc<Batch>, Vec<DeadLetter>) {
+    let verdicts: Vec<Result<(), String>> = batch
+        .records
+        .iter()
+        .map(|r| schema.check(&r.value))
+        .collect();
+    if verdicts.iter().all(Result::is_ok) {
+        return (batch, Vec::new());
+    }
+    let mut kept = Batch::with_capacity(batch.len());
+    kept.read_at = batch.read_at;
+    let mut dead = Vec::new();
+    for ((record, position), verdict) in batch.records.iter().zip(&batch.positions).zip(verdicts) {
+        match verdict {
+            Ok(()) => kept.push(record.clone(), *position),
+            Err(reason) => dead.push(DeadLetter::now(
+                "sink",
+                sink,
+                record.clone(),
+                *position,
+                format!("the record {reason}"),
+            )),
+        }
+    }
+    (Arc::new(kept), dead)
 }

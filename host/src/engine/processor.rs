@@ -668,7 +668,10 @@ impl Processor {
                         self.canary = Some(Canary {
                             started: Instant::now(),
                             stage: i,
-                            plugin: TransformStage::new(new),
+                            // Judged by the stage's schema too: output that breaks
+                            // it counts as the new version's failures.
+                            plugin: TransformStage::new(new)
+                                .with_schema(self.transforms[i].schema()),
                             target: n,
                             seen: 0,
                             old_errors: 0,

@@ -95,7 +95,10 @@ impl Pool {
         for index in 0..n {
             let stages: Vec<TransformStage> = transforms
                 .iter()
-                .map(|t| t.plugin().fork().map(TransformStage::new))
+                .map(|t| {
+                    let fork = t.plugin().fork()?;
+                    Ok(TransformStage::new(fork).with_schema(t.schema()))
+                })
                 .collect::<Result<_, _>>()?;
             let window = window.map(WindowPlugin::fork).transpose()?;
             let (orders, inbox) = std::sync::mpsc::channel();

@@ -29,6 +29,9 @@ pub enum PluginError {
     },
     #[error("cannot start the WebAssembly runtime: {0}")]
     Runtime(String),
+    /// The schema a stage's output must match did not load (it did at `validate`).
+    #[error("transform `{stage}`: {message}")]
+    Schema { stage: String, message: String },
 }
 
 /// Why one call into a plugin failed. The instance is gone after any of these; the

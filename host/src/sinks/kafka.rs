@@ -23,6 +23,11 @@ use std::collections::VecDeque;
 pub struct KafkaSinkConfig {
     #[serde(default)]
     pub input: Input,
+    /// A JSON Schema file every record must match before it is written (e.g.
+    /// `schemas/user.json`); one that does not is a dead letter naming the path and
+    /// rule it breaks.
+    #[serde(default)]
+    pub schema: Option<std::path::PathBuf>,
     /// Bootstrap brokers, comma-separated: `"127.0.0.1:9092"`.
     pub brokers: String,
     pub topic: String,

@@ -16,6 +16,7 @@ pub mod file;
 pub mod kafka;
 pub mod mongo;
 pub mod null;
+pub mod postgres;
 pub mod stdout;
 
 pub use crate::connector::ConnectorError as SinkError;
@@ -51,6 +52,8 @@ pub enum SinkConfig {
     Cassandra(cassandra::CassandraConfig),
     /// A MongoDB collection (one `update`/`insert` command per batch).
     Mongodb(mongo::MongoConfig),
+    /// A PostgreSQL table (one `INSERT ... UNNEST` upsert per batch).
+    Postgres(postgres::PostgresConfig),
     /// Discards everything (benchmarks, dry runs).
     Null(null::NullConfig),
 }
@@ -79,6 +82,19 @@ impl SinkContext {
 }
 
 impl SinkConfig {
+    /// The schema its records must match, as the config names it.
+    pub fn schema(&self) -> Option<&std::path::Path> {
+        match self {
+            SinkConfig::Stdout(c) => c.schema.as_deref(),
+            SinkConfig::File(c) => c.schema.as_deref(),
+            SinkConfig::Kafka(c) => c.schema.as_deref(),
+            SinkConfig::Cassandra(c) => c.schema.as_deref(),
+            SinkConfig::Mongodb(c) => c.schema.as_deref(),
+            SinkConfig::Null(c) => c.schema.as_deref(),
+            SinkConfig::Postgres(c) => c.schema.as_deref(),
+        }
+    }
+
     pub fn input(&self) -> Input {
         match self {
             SinkConfig::Stdout(c) => c.input,
@@ -87,6 +103,7 @@ impl SinkConfig {
             SinkConfig::Cassandra(c) => c.input,
             SinkConfig::Mongodb(c) => c.input,
             SinkConfig::Null(c) => c.input,
+            SinkConfig::Postgres(c) => c.input,
         }
     }
 
@@ -99,6 +116,7 @@ impl SinkConfig {
             SinkConfig::Cassandra(c) => format!("cassandra {}.{}", c.keyspace, c.table),
             SinkConfig::Mongodb(c) => format!("mongodb {}.{}", c.database, c.collection),
             SinkConfig::Null(_) => "null".into(),
+            SinkConfig::Postgres(c) => format!("postgres {}", c.table),
         }
     }
 
@@ -110,6 +128,7 @@ impl SinkConfig {
             SinkConfig::Kafka(c) => c.validate(),
             SinkConfig::Cassandra(c) => c.validate(),
             SinkConfig::Mongodb(c) => c.validate(),
+            SinkConfig::Postgres(c) => c.validate(),
             _ => Ok(()),
         }
     }
@@ -145,6 +164,9 @@ impl SinkConfig {
             }
             SinkConfig::Mongodb(c) => Sink::Mongodb(mongo::MongoSink::open(c, ctx).await?),
             SinkConfig::Null(_) => Sink::Null(null::NullSink::default()),
+            SinkConfig::Postgres(c) => {
+                Sink::Postgres(Box::new(postgres::PostgresSink::open(c, ctx).await?))
+            }
         })
     }
 }
@@ -159,6 +181,7 @@ pub enum Sink {
     /// Boxed: a prepared statement and a session are large beside the others.
     Cassandra(Box<cassandra::CassandraSink>),
     Mongodb(mongo::MongoSink),
+    Postgres(Box<postgres::PostgresSink>),
     Null(null::NullSink),
 }
 
@@ -170,6 +193,7 @@ impl Sink {
         match self {
             Sink::Cassandra(s) => return s.write(records, delivery).await,
             Sink::Mongodb(s) => return s.write(records, delivery).await,
+            Sink::Postgres(s) => return s.write(records, delivery).await,
             // The others write a batch whole or fail it whole, never retryably.
             Sink::Stdout(s) => s.write(records).await?,
             Sink::File(s) => s.write(batch).await?,
@@ -187,7 +211,7 @@ impl Sink {
             Sink::File(s) => s.sync().await,
             // Every write already waited for all its delivery reports, every row
             // and document for the store's acknowledgement.
-            Sink::Kafka(_) | Sink::Cassandra(_) | Sink::Mongodb(_) => Ok(()),
+            Sink::Kafka(_) | Sink::Cassandra(_) | Sink::Mongodb(_) | Sink::Postgres(_) => Ok(()),
         }
     }
 }

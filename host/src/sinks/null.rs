@@ -7,6 +7,11 @@ use serde::Deserialize;
 pub struct NullConfig {
     #[serde(default)]
     pub input: Input,
+    /// A JSON Schema file every record must match before it is written (e.g.
+    /// `schemas/user.json`); one that does not is a dead letter naming the path and
+    /// rule it breaks.
+    #[serde(default)]
+    pub schema: Option<std::path::PathBuf>,
 }
 
 /// Counts and drops.

@@ -9,6 +9,11 @@ use tokio::io::AsyncWriteExt;
 pub struct StdoutConfig {
     #[serde(default)]
     pub input: Input,
+    /// A JSON Schema file every record must match before it is written (e.g.
+    /// `schemas/user.json`); one that does not is a dead letter naming the path and
+    /// rule it breaks.
+    #[serde(default)]
+    pub schema: Option<std::path::PathBuf>,
     #[serde(default)]
     pub format: Format,
 }

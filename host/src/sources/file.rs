@@ -395,21 +395,9 @@ pub fn run(config: FileSourceConfig, ctx: SourceContext) -> Result<(), SourceErr
             return source.flush(true);
         }
         let wait = *source.config.poll_interval;
-        let stopped = sleep_unless_stopping(&source.ctx, wait);
+        let stopped = source.ctx.sleep_unless_stopping(wait);
         if stopped {
             return source.flush(false);
         }
     }
-}
-
-/// Sleep up to `wait`, waking early on a stop; true if stopping.
-fn sleep_unless_stopping(ctx: &SourceContext, wait: std::time::Duration) -> bool {
-    let deadline = std::time::Instant::now() + wait;
-    while std::time::Instant::now() < deadline {
-        if ctx.is_stopping() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20).min(wait));
-    }
-    ctx.is_stopping()
 }

@@ -15,6 +15,7 @@ pub mod file;
 pub mod generator;
 pub mod http;
 pub mod kafka;
+pub mod postgres;
 
 pub use crate::connector::ConnectorError as SourceError;
 pub use crate::rng::SplitMix64;
@@ -43,6 +44,9 @@ pub enum SourceConfig {
     File(file::FileSourceConfig),
     /// The failed records of a dead-letter file (`sluice dead-letters replay`).
     DeadLetters(dead_letters::DeadLettersConfig),
+    /// A PostgreSQL table, read in the order of a growing column, resuming after the
+    /// saved value.
+    Postgres(postgres::PostgresSourceConfig),
 }
 
 impl SourceConfig {
@@ -54,6 +58,7 @@ impl SourceConfig {
             SourceConfig::Kafka(c) => c.validate(),
             SourceConfig::File(c) => c.validate(),
             SourceConfig::DeadLetters(c) => c.validate(),
+            SourceConfig::Postgres(c) => c.validate(),
         }
     }
 
@@ -65,6 +70,7 @@ impl SourceConfig {
             SourceConfig::Kafka(_) => "kafka",
             SourceConfig::File(_) => "file",
             SourceConfig::DeadLetters(_) => "dead_letters",
+            SourceConfig::Postgres(_) => "postgres",
         }
     }
 
@@ -72,14 +78,19 @@ impl SourceConfig {
     /// open windows at a stop are read again, and the windows need not be emitted
     /// half-full).
     pub fn resumes(&self) -> bool {
-        matches!(self, SourceConfig::Kafka(_) | SourceConfig::File(_))
+        matches!(
+            self,
+            SourceConfig::Kafka(_) | SourceConfig::File(_) | SourceConfig::Postgres(_)
+        )
     }
 
     /// How many events the engine's intake holds for about `records` records: a source
     /// on its own thread sends chunks of up to [`CHUNK`], the others one record each.
     pub fn intake_capacity(&self, records: usize) -> usize {
         match self {
-            SourceConfig::Kafka(_) | SourceConfig::File(_) => records.div_ceil(CHUNK).max(2),
+            SourceConfig::Kafka(_) | SourceConfig::File(_) | SourceConfig::Postgres(_) => {
+                records.div_ceil(CHUNK).max(2)
+            }
             _ => records.max(1),
         }
     }
@@ -106,6 +117,7 @@ impl SourceConfig {
             SourceConfig::Kafka(c) => blocking(Box::new(move || kafka::run(c, ctx))).await,
             SourceConfig::File(c) => blocking(Box::new(move || file::run(c, ctx))).await,
             SourceConfig::DeadLetters(c) => dead_letters::run(c, ctx).await,
+            SourceConfig::Postgres(c) => blocking(Box::new(move || postgres::run(c, ctx))).await,
         }
     }
 }
@@ -306,5 +318,18 @@ impl SourceContext {
 
     pub fn is_stopping(&self) -> bool {
         self.shutdown.is_cancelled()
+    }
+
+    /// Sleep up to `wait` (a source on a thread of its own, between polls), waking
+    /// early on a stop; true if stopping.
+    pub fn sleep_unless_stopping(&self, wait: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < deadline {
+            if self.is_stopping() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20).min(wait));
+        }
+        self.is_stopping()
     }
 }

@@ -1,15 +1,31 @@
 use crate::dead_letter::DeadLetter;
 use crate::plugin::{isolate, Isolated, Outcome, TransformPlugin};
 use crate::record::{Batch, Position, Record};
+use crate::schema::Schema;
+use std::sync::Arc;
 
 /// One transform plugin applied to batches.
 pub struct TransformStage {
     plugin: TransformPlugin,
+    /// What every record it emits must match (`schema = ...`).
+    schema: Option<Arc<Schema>>,
 }
 
 impl TransformStage {
     pub fn new(plugin: TransformPlugin) -> Self {
-        TransformStage { plugin }
+        TransformStage {
+            plugin,
+            schema: None,
+        }
+    }
+
+    pub fn with_schema(mut self, schema: Option<Arc<Schema>>) -> Self {
+        self.schema = schema;
+        self
+    }
+
+    pub fn schema(&self) -> Option<Arc<Schema>> {
+        self.schema.clone()
     }
 
     pub fn plugin_failures(&self) -> u64 {
@@ -31,6 +47,17 @@ impl TransformStage {
     /// Run `new` from the next batch on; returns the plugin replaced.
     pub fn replace_plugin(&mut self, new: TransformPlugin) -> TransformPlugin {
         std::mem::replace(&mut self.plugin, new)
+    }
+
+    /// Why an input's output breaks the schema, if it does.
+    fn off_schema(&self, records: &[Record]) -> Option<String> {
+        let schema = self.schema.as_ref()?;
+        records.iter().enumerate().find_map(|(n, r)| {
+            schema.check(&r.value).err().map(|why| match records.len() {
+                1 => format!("its output {why}"),
+                _ => format!("its output record {} of {} {why}", n + 1, records.len()),
+            })
+        })
     }
 
     fn dead(&self, record: Record, position: Position, reason: String) -> DeadLetter {
@@ -63,7 +90,13 @@ impl TransformStage {
             batch.records.into_iter().zip(batch.positions).zip(outcomes)
         {
             match outcome {
-                Ok(Ok(records)) => records.into_iter().for_each(|r| out.push(r, position)),
+                Ok(Ok(records)) => match self.off_schema(&records) {
+                    // An input whose output breaks the schema is a dead letter whole
+                    // (none of its output goes on), so a replay after the fix
+                    // repeats nothing.
+                    Some(reason) => dead.push(self.dead(record, position, reason)),
+                    None => records.into_iter().for_each(|r| out.push(r, position)),
+                },
                 Ok(Err(reason)) | Err(reason) => dead.push(self.dead(record, position, reason)),
             }
         }

@@ -810,6 +810,7 @@ pub fn label(origin: &Origin) -> String {
         Origin::Kafka { topic, partition } => format!("{topic}-{partition}"),
         Origin::File { path } => path.display().to_string(),
         Origin::Sequence { source } => source.clone(),
+        Origin::Table { table } => table.clone(),
     }
 }
 
@@ -818,5 +819,6 @@ fn describe(origin: &Origin) -> String {
         Origin::Kafka { topic, partition } => format!("{topic}[{partition}]"),
         Origin::File { path } => path.display().to_string(),
         Origin::Sequence { source } => source.clone(),
+        Origin::Table { table } => table.clone(),
     }
 }

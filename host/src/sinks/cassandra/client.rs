@@ -88,29 +88,7 @@ pub async fn connect(c: &Connection, base_dir: &Path) -> Result<Session, String>
 }
 
 fn tls_config(tls: &TlsConfig, base_dir: &Path) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let mut roots = rustls::RootCertStore::empty();
-    match &tls.ca_file {
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        Some(file) => {
-            let path = base_dir.join(file);
-            let certs = CertificateDer::pem_file_iter(&path)
-                .map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
-            for cert in certs {
-                let cert = cert.map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    crate::tls::client_config(tls.ca_file.as_deref(), base_dir)
 }
 
 /// `CREATE KEYSPACE IF NOT EXISTS` and `CREATE TABLE IF NOT EXISTS`.

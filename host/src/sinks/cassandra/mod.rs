@@ -30,6 +30,11 @@ use std::path::PathBuf;
 pub struct CassandraConfig {
     #[serde(default)]
     pub input: Input,
+    /// A JSON Schema file every record must match before it is written (e.g.
+    /// `schemas/user.json`); one that does not is a dead letter naming the path and
+    /// rule it breaks.
+    #[serde(default)]
+    pub schema: Option<std::path::PathBuf>,
     /// Nodes to connect to first (`"host:port"`, or several comma-separated); the
     /// driver discovers the rest of the cluster from them.
     #[serde(deserialize_with = "one_or_many")]

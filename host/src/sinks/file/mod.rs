@@ -15,6 +15,11 @@ use tokio::io::AsyncWriteExt;
 pub struct FileConfig {
     #[serde(default)]
     pub input: Input,
+    /// A JSON Schema file every record must match before it is written (e.g.
+    /// `schemas/user.json`); one that does not is a dead letter naming the path and
+    /// rule it breaks.
+    #[serde(default)]
+    pub schema: Option<std::path::PathBuf>,
     /// JSON lines are appended here; parent directories are created.
     pub path: PathBuf,
 }

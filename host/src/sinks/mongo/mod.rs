@@ -27,6 +27,11 @@ use serde::Deserialize;
 pub struct MongoConfig {
     #[serde(default)]
     pub input: Input,
+    /// A JSON Schema file every record must match before it is written (e.g.
+    /// `schemas/user.json`); one that does not is a dead letter naming the path and
+    /// rule it breaks.
+    #[serde(default)]
+    pub schema: Option<std::path::PathBuf>,
     /// A connection string: `mongodb://user:${MONGO_PASSWORD}@host:27017/?tls=true`.
     pub uri: String,
     pub database: String,

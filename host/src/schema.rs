@@ -1,0 +1,165 @@
+//! Schema enforcement: a JSON Schema file a transform's output or a sink's input must
+//! match (`schema = "schemas/user.json"`). A record that does not match is a dead
+//! letter whose reason names the schema, the failing path (a JSON pointer) and the
+//! rule (the schema keyword, at its place in the schema). A leaf: imports nothing
+//! of the crate.
+//!
+//! Schemas are compiled once, when the pipeline loads (so `sluice validate` finds a
+//! broken one), and shared by every worker. `format` is asserted (an `"email"` that
+//! is no address fails), and no `$ref` is fetched from the network.
+
+use std::path::{Path, PathBuf};
+
+/// A compiled schema and the file it came from.
+pub struct Schema {
+    /// As the config names it, for messages.
+    shown: String,
+    validator: jsonschema::Validator,
+}
+
+impl std::fmt::Debug for Schema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Schema({})", self.shown)
+    }
+}
+
+impl Schema {
+    /// Read and compile `file` (relative to `base_dir`); an error names the file and
+    /// what is wrong (not JSON, at which line; not a schema, at which keyword).
+    pub fn load(file: &Path, base_dir: &Path) -> Result<Schema, String> {
+        let path: PathBuf = base_dir.join(file);
+        let shown = file.display().to_string();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{}:{}:{}: is not JSON ({e})",
+                path.display(),
+                e.line(),
+                e.column()
+            )
+        })?;
+        Schema::compile(shown, &value).map_err(|e| format!("{} {e}", path.display()))
+    }
+
+    /// Compile a schema given as a value; `shown` names it in reasons.
+    pub fn compile(shown: String, schema: &serde_json::Value) -> Result<Schema, String> {
+        if !schema.is_object() && !schema.is_boolean() {
+            return Err("is not a JSON Schema: a schema is an object (or true/false)".into());
+        }
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(schema)
+            .map_err(|e| {
+                let at = e.schema_path().as_str();
+                if at.is_empty() {
+                    format!("is not a valid JSON Schema: {e}")
+                } else {
+                    format!("is not a valid JSON Schema (at {at}): {e}")
+                }
+            })?;
+        Ok(Schema { shown, validator })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.shown
+    }
+
+    /// Whether `json` matches; if not, why, naming the first failing path and rule:
+    /// ``does not match schemas/user.json at /email: "x" is not a "email" (rule
+    /// /properties/email/format)``.
+    pub fn check(&self, json: &[u8]) -> Result<(), String> {
+        let value: serde_json::Value = serde_json::from_slice(json)
+            .map_err(|e| format!("does not match {}: not JSON ({e})", self.shown))?;
+        self.check_value(&value)
+    }
+
+    pub fn check_value(&self, value: &serde_json::Value) -> Result<(), String> {
+        if self.validator.is_valid(value) {
+            return Ok(());
+        }
+        let mut errors = self.validator.iter_errors(value);
+        let Some(first) = errors.next() else {
+            return Ok(());
+        };
+        let more = errors.count();
+        let path = first.instance_path().as_str();
+        let path = if path.is_empty() { "/" } else { path };
+        let mut reason = format!(
+            "does not match {} at {path}: {first} (rule {})",
+            self.shown,
+            first.schema_path().as_str()
+        );
+        if more > 0 {
+            reason.push_str(&format!("; and {more} more"));
+        }
+        Err(reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn user_schema() -> Schema {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        Schema::load(Path::new("schemas/user.json"), &repo).unwrap()
+    }
+
+    fn user() -> serde_json::Value {
+        json!({
+            "id": "0b7b7a2e-6a7e-4d6e-9a2b-7c1d2e3f4a5b",
+            "first_name": "Ada", "last_name": "Lovelace", "gender": "female",
+            "address": "12 Long Street, London, England, United Kingdom",
+            "post_code": "N1 9GU", "email": "ada@example.com", "username": "ada",
+            "dob": "1815-12-10T00:00:00.000Z", "registered_date": "2020-01-01T00:00:00.000Z",
+            "phone": "020 7946 0000", "picture": "https://randomuser.me/api/portraits/women/1.jpg"
+        })
+    }
+
+    #[test]
+    fn the_shipped_user_schema_takes_a_user_and_names_what_breaks_it() {
+        let schema = user_schema();
+        assert_eq!(schema.check(user().to_string().as_bytes()), Ok(()));
+        let mut bad = user();
+        bad["email"] = json!("not an address");
+        let why = schema.check(bad.to_string().as_bytes()).unwrap_err();
+        assert!(
+            why.starts_with("does not match schemas/user.json at /email: "),
+            "{why}"
+        );
+        assert!(why.contains("(rule /properties/email/pattern)"), "{why}");
+        let mut bad = user();
+        bad.as_object_mut().unwrap().remove("id");
+        let why = schema.check(bad.to_string().as_bytes()).unwrap_err();
+        assert!(
+            why.contains("at /: ") && why.contains("\"id\" is a required property"),
+            "{why}"
+        );
+        assert!(why.contains("rule /required"), "{why}");
+        let mut bad = user();
+        bad["id"] = json!("nope");
+        bad["gender"] = json!(3);
+        let why = schema.check(bad.to_string().as_bytes()).unwrap_err();
+        assert!(why.ends_with("; and 1 more"), "{why}");
+        assert!(schema.check(b"[1").unwrap_err().contains("not JSON"));
+    }
+
+    #[test]
+    fn a_broken_schema_file_is_named_with_its_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.json"),
+            "{\n  \"type\": \"object\",\n  oops\n}",
+        )
+        .unwrap();
+        let why = Schema::load(Path::new("a.json"), dir.path()).unwrap_err();
+        assert!(why.contains("a.json:3:"), "{why}");
+        std::fs::write(dir.path().join("b.json"), r#"{"type": "objekt"}"#).unwrap();
+        let why = Schema::load(Path::new("b.json"), dir.path()).unwrap_err();
+        assert!(why.contains("not a valid JSON Schema"), "{why}");
+        let why = Schema::load(Path::new("missing.json"), dir.path()).unwrap_err();
+        assert!(why.contains("missing.json"), "{why}");
+    }
+}
