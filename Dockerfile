@@ -16,6 +16,7 @@ RUN apt-get update \
 COPY --from=build /target/release/sluice /usr/local/bin/sluice
 COPY --from=build /src/plugins/dist /app/plugins/dist
 COPY pipelines /app/pipelines
+COPY schemas /app/schemas
 WORKDIR /app
 ENTRYPOINT ["sluice"]
 CMD ["run", "--no-progress", "pipelines/quickstart.toml"]

@@ -7,6 +7,8 @@
 #   - latency (source read -> sink write) p50/p99 at 1,000 records/s and full load;
 #   - Kafka -> format_user -> null against a bare consumer on the same topic (starts
 #     the local broker with scripts/servers.sh unless SLUICE_TEST_KAFKA is set);
+#   - the PostgreSQL sink against a bare tokio-postgres writer (issue 18; starts the
+#     local PostgreSQL unless SLUICE_TEST_POSTGRES is set);
 #   - PySpark 4 local[*] on the same file, when it can be installed (Java 17 and
 #     PyPI; in a venv under ~/.cache/sluice), and the ratio. SLUICE_BENCH_SPARK=0
 #     skips it.
@@ -23,6 +25,10 @@ cargo bench --quiet -p sluice --bench job 2>/dev/null | tee "$CARGO_TARGET_DIR/b
 echo
 echo "==> Kafka (cargo bench --bench kafka)"
 cargo bench --quiet -p sluice --bench kafka 2>/dev/null
+
+echo
+echo "==> PostgreSQL sink vs bare tokio-postgres (cargo bench --bench postgres)"
+cargo bench --quiet -p sluice --bench postgres 2>/dev/null
 
 if [ "${SLUICE_BENCH_SPARK:-1}" = 1 ]; then
   echo

@@ -637,8 +637,9 @@ start_postgres() {
         # The database the connection string names is made once it answers.
         touch "$data.needs-db"
     fi
-    # Listens on 127.0.0.1 only; its socket in the data folder (not /run/postgresql).
-    launch postgres "${as[@]}" "$bin/postgres" -D "$data" -h 127.0.0.1 -p "${addr##*:}" -k "$data" \
+    # Listens on 127.0.0.1 only, TCP alone (no Unix socket: /run/postgresql may not
+    # be ours, and a socket path under a deep state folder can pass the 107-byte limit).
+    launch postgres "${as[@]}" "$bin/postgres" -D "$data" -h 127.0.0.1 -p "${addr##*:}" -k '' \
         -c fsync=on -c max_connections=200
 }
 

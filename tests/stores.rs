@@ -12,7 +12,8 @@ mod common;
 use common::host::Host;
 use common::kafka::{broker, committed, create_topic, read_topic, unique, FAST_GROUP};
 use common::stores::{
-    cassandra, cql_rows, external, mongo, mongo_docs, try_cql_rows, unique_name, OwnServer, Store,
+    cassandra, cql_rows, external, mongo, mongo_docs, pg_rows, postgres, try_cql_rows, unique_name,
+    OwnServer, Store,
 };
 use common::{json_lines, pipeline};
 use serde_json::{json, Map, Value};
@@ -35,6 +36,8 @@ struct Stores {
     keyspace: String,
     mongo: String,
     database: String,
+    postgres: String,
+    table: String,
 }
 
 impl Stores {
@@ -44,7 +47,17 @@ impl Stores {
             keyspace: unique_name("ks"),
             mongo,
             database: unique_name("db"),
+            postgres: postgres(),
+            table: unique_name("users"),
         }
+    }
+
+    /// The users in PostgreSQL, by id.
+    fn postgres_users(&self) -> BTreeMap<String, Map<String, Value>> {
+        pg_rows(&self.postgres, &format!("SELECT * FROM {}", self.table))
+            .into_iter()
+            .map(|r| (r["id"].as_str().unwrap().to_owned(), r))
+            .collect()
     }
 
     /// The users in Cassandra, by id.
@@ -84,8 +97,9 @@ impl Stores {
     }
 }
 
-/// `topic` -> gender_window -> users to both stores, windows to MongoDB (keyed by
-/// the MongoDB sink's default for window results: `window_start`).
+/// `topic` -> gender_window -> users to the three stores (PostgreSQL's checked
+/// against the shipped schema), windows to MongoDB (keyed by the MongoDB sink's
+/// default for window results: `window_start`).
 fn consumer(
     dir: &Path,
     name: &str,
@@ -123,6 +137,12 @@ table = "created_users"
 timeout = "2s"
 create = {{ replication = {{ class = "SimpleStrategy", replication_factor = 1 }} }}
 [[sinks]]
+type = "postgres"
+url = "{postgres}"
+table = "{table}"
+timeout = "2s"
+schema = "{schema}"
+[[sinks]]
 type = "mongodb"
 uri = "{mongo}"
 database = "{database}"
@@ -144,6 +164,9 @@ path = "{name}-dead.jsonl"
             keyspace = stores.keyspace,
             mongo = stores.mongo,
             database = stores.database,
+            postgres = stores.postgres,
+            table = stores.table,
+            schema = common::repo().join("schemas/user.json").display(),
         ),
     )
 }
@@ -221,6 +244,14 @@ fn assert_users_equal(stores: &Stores, expected: &BTreeMap<String, Value>) {
             .get(id)
             .unwrap_or_else(|| panic!("{id} is not in Cassandra"));
         assert_eq!(&Value::Object(row.clone()), want, "Cassandra row {id}");
+    }
+    let rows = stores.postgres_users();
+    assert_eq!(rows.len(), expected.len(), "rows in PostgreSQL");
+    for (id, want) in expected {
+        let row = rows
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} is not in PostgreSQL"));
+        assert_eq!(&Value::Object(row.clone()), want, "PostgreSQL row {id}");
     }
     let docs = stores.mongo_users();
     assert_eq!(docs.len(), expected.len(), "documents in MongoDB");

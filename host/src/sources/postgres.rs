@@ -5,8 +5,11 @@
 //! A record's position is its column value (a whole number, or a timestamp in
 //! microseconds since the epoch). The newest one acknowledged (every sink durable) is
 //! saved in the state folder, and a restart reads on after it: rows are neither
-//! skipped nor read twice, as long as the column's values are unique and a row is
-//! never inserted below one already read (what a serial or identity column gives).
+//! skipped nor read twice, as long as a row is never committed below one already
+//! read (a serial or identity column filled by one writer at a time; with several
+//! writers, a lower value may commit after a higher one was read, and is missed).
+//! Rows sharing one value are read together (a batch is cut before them), but the
+//! sinks tell records apart by position, so values should be unique.
 
 use super::event_time::EventTime;
 use super::{Closed, SourceContext, SourceError, SourceEvent, CHUNK};
@@ -135,9 +138,14 @@ async fn order_of(
             value: format!("{c}::bigint"),
             after: format!("{c} > $1"),
         },
-        "timestamp with time zone" | "timestamp without time zone" => Order {
+        "timestamp with time zone" => Order {
             value: format!("(extract(epoch from {c}) * 1000000)::bigint"),
             after: format!("{c} > (timestamptz 'epoch' + $1 * interval '1 microsecond')"),
+        },
+        // Compared as it is written (no time zone, so the session's cannot shift it).
+        "timestamp without time zone" => Order {
+            value: format!("(extract(epoch from {c}) * 1000000)::bigint"),
+            after: format!("{c} > (timestamp 'epoch' + $1 * interval '1 microsecond')"),
         },
         other => {
             return Err(format!(
@@ -250,12 +258,12 @@ pub fn run(config: PostgresSourceConfig, ctx: SourceContext) -> Result<(), Sourc
         })
         .map_err(fatal)?;
     let query = format!(
-        "SELECT row_to_json(t)::text, {} FROM {}.{} t WHERE $1::bigint IS NULL OR {} ORDER BY t.{} LIMIT $2",
+        "SELECT row_to_json(t)::text, {} FROM {}.{} t WHERE t.{col} IS NOT NULL AND ($1::bigint IS NULL OR {}) ORDER BY t.{col} LIMIT $2",
         order.value,
         quoted(&schema),
         quoted(&table),
         order.after,
-        quoted(&config.column)
+        col = quoted(&config.column)
     );
     ctx.metrics.set_connected();
     if let Some(through) = saved {
@@ -278,21 +286,23 @@ pub fn run(config: PostgresSourceConfig, ctx: SourceContext) -> Result<(), Sourc
             return reader.flush(Vec::new(), false);
         }
         let rows = rt.block_on(async {
-            let conn = pool.get().await.map_err(|e| pool_error(&e))?;
+            let conn = pool.get().await.map_err(|e| Ok(pool_error(&e)))?;
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
                 [&last, &reader.config.batch_rows];
             let run = conn.query(&query, &params);
-            match tokio::time::timeout(*reader.config.timeout, run).await {
-                Ok(rows) => rows.map_err(|e| describe(&e)),
-                Err(_) => Err(format!(
-                    "the query took longer than {}",
-                    reader.config.timeout
-                )),
+            let backstop = *reader.config.timeout + std::time::Duration::from_secs(5);
+            match tokio::time::timeout(backstop, run).await {
+                // A table dropped, a permission taken away, a value out of range:
+                // polling again cannot help.
+                Ok(Err(e)) if !client::is_transient(&e) => Err(Err(describe(&e))),
+                Ok(rows) => rows.map_err(|e| Ok(describe(&e))),
+                Err(_) => Err(Ok(format!("no answer to the query within {backstop:?}"))),
             }
         });
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(why) => {
+        let mut rows: Vec<(String, i64)> = match rows {
+            Ok(rows) => rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+            Err(Err(why)) => return Err(fatal(format!("reading {schema}.{table}: {why}"))),
+            Err(Ok(why)) => {
                 // The server away, restarting, or the network: read again later.
                 tracing::warn!(source = %name, "reading {schema}.{table}: {why}; trying again in {}", reader.config.poll_interval);
                 if reader
@@ -305,9 +315,23 @@ pub fn run(config: PostgresSourceConfig, ctx: SourceContext) -> Result<(), Sourc
             }
         };
         let full = rows.len() as i64 == reader.config.batch_rows;
+        if full {
+            // Rows sharing the last value may go on past the limit: they are read
+            // next time, all together (`> value` would skip the rest of them).
+            let newest = rows[rows.len() - 1].1;
+            match rows.iter().rposition(|r| r.1 != newest) {
+                Some(keep) => rows.truncate(keep + 1),
+                None => {
+                    return Err(fatal(format!(
+                        "{schema}.{table}: {} rows have `{}` = {newest}: raise batch_rows above the most rows that share one value",
+                        rows.len(),
+                        reader.config.column
+                    )))
+                }
+            }
+        }
         let mut chunk = Vec::with_capacity(rows.len().min(CHUNK));
-        for row in rows {
-            let (json, at): (String, i64) = (row.get(0), row.get(1));
+        for (json, at) in rows {
             last = Some(at);
             let Ok(offset) = u64::try_from(at) else {
                 return Err(fatal(format!(

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 /// A pool of up to `size` connections to `url`, its first connection made (so a
-/// wrong address, password or database fails here, at start).
+/// wrong address, password or database fails here, at start). The server cancels a
+/// statement that runs past `timeout` (statement_timeout): a statement given up on
+/// must not commit later, behind newer writes.
 pub async fn pool(
     url: &str,
     tls: Option<&TlsConfig>,
@@ -15,9 +17,15 @@ pub async fn pool(
     size: usize,
     timeout: Duration,
 ) -> Result<Pool, String> {
-    let config: tokio_postgres::Config = url
+    let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| format!("bad connection string: {e}"))?;
+    let limit = format!("-c statement_timeout={}", timeout.as_millis().max(1));
+    let options = match config.get_options() {
+        Some(given) => format!("{given} {limit}"),
+        None => limit,
+    };
+    config.options(&options);
     pool_of(config, &redact(url), tls, base_dir, size, timeout).await
 }
 
@@ -72,6 +80,17 @@ pub fn pool_error(e: &deadpool_postgres::PoolError) -> String {
         deadpool_postgres::PoolError::Backend(e) => describe(e),
         other => other.to_string(),
     }
+}
+
+/// Whether an error may pass by itself: no answer from the server (a connection lost
+/// or refused), or a connection, resource, shutdown, serialization, I/O, standby or
+/// lock-timeout error. Anything else needs someone to act.
+pub fn is_transient(e: &tokio_postgres::Error) -> bool {
+    let Some(db) = e.as_db_error() else {
+        return true;
+    };
+    let code = db.code().code();
+    matches!(&code[..2], "08" | "40" | "53" | "57" | "58") || code == "25006" || code == "55P03"
 }
 
 /// A driver error with the server's message, code and what it names.

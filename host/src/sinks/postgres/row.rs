@@ -174,6 +174,21 @@ impl Column {
         Ok(())
     }
 
+    /// The newest value, canonically written (a uuid in any case, a time in any
+    /// zone, the same row either way): what tells keys apart.
+    fn last_identity(&self) -> String {
+        match self {
+            Column::Text(v) => format!("{:?}", v.last()),
+            Column::Uuid(v) => format!("{:?}", v.last()),
+            Column::Timestamptz(v) => format!("{:?}", v.last()),
+            Column::Integer(v) => format!("{:?}", v.last()),
+            Column::Bigint(v) => format!("{:?}", v.last()),
+            Column::Double(v) => format!("{:?}", v.last()),
+            Column::Boolean(v) => format!("{:?}", v.last()),
+            Column::Jsonb(v) => format!("{:?}", v.last()),
+        }
+    }
+
     fn pop(&mut self) {
         match self {
             Column::Text(v) => drop(v.pop()),
@@ -186,6 +201,13 @@ impl Column {
             Column::Jsonb(v) => drop(v.pop()),
         }
     }
+}
+
+/// A row appended: its key as messages show it, and as its converted values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    pub key: String,
+    pub identity: String,
 }
 
 /// A record as a row: its key (for messages and for keeping the last of a batch's
@@ -208,9 +230,10 @@ impl<'a> Rows<'a> {
         }
     }
 
-    /// Append the record whose value is `json`; returns its key as text (`id=...`),
+    /// Append the record whose value is `json`; returns its key as text (`id=...`)
+    /// and as the converted values (two records with the same one are the same row),
     /// or why it cannot be a row (naming the column, the value and the key).
-    pub fn push(&mut self, json: &[u8]) -> Result<String, String> {
+    pub fn push(&mut self, json: &[u8]) -> Result<Pushed, String> {
         let object: serde_json::Map<String, Value> = serde_json::from_slice(json)
             .map_err(|e| format!("the record is not a JSON object: {e}"))?;
         let key = describe_key(self.layout, self.key, &object);
@@ -225,7 +248,13 @@ impl<'a> Rows<'a> {
                 return Err(format!("row {key}: column `{name}` ({}): {why}", t.sql()));
             }
         }
-        Ok(key)
+        let identity = self
+            .key
+            .iter()
+            .map(|&k| self.columns[k].last_identity())
+            .collect::<Vec<_>>()
+            .join("\u{0}");
+        Ok(Pushed { key, identity })
     }
 
     /// Undo a half-appended row: the first `filled` columns got a value.
@@ -273,10 +302,10 @@ mod tests {
         let key = [0];
         let mut rows = Rows::new(&layout, &key, 4);
         let id = "0b7b7a2e-6a7e-4d6e-9a2b-7c1d2e3f4a5b";
-        assert_eq!(
-            rows.push(format!(r#"{{"id":"{id}","n":7,"at":1000}}"#).as_bytes()),
-            Ok(format!("id={id}"))
-        );
+        let first = rows
+            .push(format!(r#"{{"id":"{id}","n":7,"at":1000}}"#).as_bytes())
+            .unwrap();
+        assert_eq!(first.key, format!("id={id}"));
         let err = rows
             .push(format!(r#"{{"id":"{id}","n":3000000000}}"#).as_bytes())
             .unwrap_err();
@@ -289,6 +318,12 @@ mod tests {
         let err = rows.push(br#"{"n":1}"#).unwrap_err();
         assert!(err.contains("key column `id` is missing"), "{err}");
         assert!(rows.push(b"[1]").unwrap_err().contains("not a JSON object"));
+        // The same uuid in capitals is the same row.
+        let again = rows
+            .push(format!(r#"{{"id":"{}","n":8}}"#, id.to_uppercase()).as_bytes())
+            .unwrap();
+        assert_eq!(again.identity, first.identity);
+        rows.truncate(3);
         // The refused rows left nothing behind: every column holds one row.
         match (&rows.columns[0], &rows.columns[1], &rows.columns[2]) {
             (Column::Uuid(a), Column::Integer(b), Column::Timestamptz(c)) => {

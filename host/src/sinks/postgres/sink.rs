@@ -29,7 +29,11 @@ type Running<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Se
 /// Why a statement did not commit.
 enum Failed {
     /// A row's own fault (a constraint, a value the server refuses): try them alone.
-    Rows(String),
+    /// `duplicate`: a unique key exists already (23505).
+    Rows {
+        message: String,
+        duplicate: bool,
+    },
     Retry(String),
     Fatal(String),
 }
@@ -100,19 +104,25 @@ impl PostgresSink {
         // is refused here, naming the column.
         let mut all = Rows::new(&self.layout, &self.key, delivery.pending().len());
         let mut chosen: Vec<(usize, String)> = Vec::with_capacity(delivery.pending().len());
+        let mut identities = Vec::with_capacity(delivery.pending().len());
         for &i in delivery.pending() {
             match all.push(&records[i].value) {
-                Ok(key) => chosen.push((i, key)),
+                Ok(row) => {
+                    chosen.push((i, row.key));
+                    identities.push(row.identity);
+                }
                 Err(reason) => outcome[i] = Some(Err(format!("{}: {reason}", self.table))),
             }
         }
         // Of several records with one key, the last wins (an upsert cannot touch a
-        // row twice in one statement): the earlier ones are settled by it.
+        // row twice in one statement): an earlier one counts as written once the
+        // last is; if the last is refused, the earlier ones are written next attempt.
         let mut parts = Vec::new();
+        let mut replaced: Vec<(usize, usize)> = Vec::new(); // (record, its survivor)
         let mut last = std::collections::HashMap::new();
         if self.mode == Mode::Upsert {
-            for (n, (_, key)) in chosen.iter().enumerate() {
-                last.insert(key.as_str(), n);
+            for (n, identity) in identities.iter().enumerate() {
+                last.insert(identity.as_str(), n);
             }
         }
         if last.len() < chosen.len() && self.mode == Mode::Upsert {
@@ -120,10 +130,11 @@ impl PostgresSink {
                 .iter()
                 .enumerate()
                 .filter_map(|(n, (i, key))| {
-                    if last[key.as_str()] == n {
+                    let survivor = last[identities[n].as_str()];
+                    if survivor == n {
                         Some((*i, key.clone()))
                     } else {
-                        outcome[*i] = Some(Ok(()));
+                        replaced.push((*i, chosen[survivor].0));
                         None
                     }
                 })
@@ -139,6 +150,9 @@ impl PostgresSink {
             }
         }
 
+        // In insert mode, a retry may find a row its earlier attempt wrote (that
+        // statement committed, its answer was lost): "exists" is then our own write.
+        let rewritten = self.mode == Mode::Insert && delivery.attempt() > 0;
         let this = &*self;
         // Boxed as `dyn Future + Send`: the futures borrow the batch, and without the
         // box the compiler cannot show them Send for every lifetime.
@@ -154,8 +168,11 @@ impl PostgresSink {
         while let Some((result, part)) = finished.next().await {
             match result {
                 Ok(()) => part.iter().for_each(|(i, _)| outcome[*i] = Some(Ok(()))),
-                Err(Failed::Rows(_)) if part.len() > 1 => alone.extend(part),
-                Err(Failed::Rows(m)) => outcome[part[0].0] = Some(Err(m)),
+                Err(Failed::Rows { .. }) if part.len() > 1 => alone.extend(part),
+                Err(Failed::Rows {
+                    duplicate: true, ..
+                }) if rewritten => outcome[part[0].0] = Some(Ok(())),
+                Err(Failed::Rows { message, .. }) => outcome[part[0].0] = Some(Err(message)),
                 Err(Failed::Retry(m)) => {
                     retry.get_or_insert(m);
                 }
@@ -180,7 +197,10 @@ impl PostgresSink {
         while let Some((i, result)) = finished.next().await {
             match result {
                 Ok(()) => outcome[i] = Some(Ok(())),
-                Err(Failed::Rows(m)) => outcome[i] = Some(Err(m)),
+                Err(Failed::Rows {
+                    duplicate: true, ..
+                }) if rewritten => outcome[i] = Some(Ok(())),
+                Err(Failed::Rows { message, .. }) => outcome[i] = Some(Err(message)),
                 Err(Failed::Retry(m)) => {
                     retry.get_or_insert(m);
                 }
@@ -190,6 +210,17 @@ impl PostgresSink {
             }
         }
         drop(finished);
+        for (i, survivor) in replaced {
+            match &outcome[survivor] {
+                Some(Ok(())) => outcome[i] = Some(Ok(())),
+                Some(Err(_)) => {
+                    retry.get_or_insert_with(|| {
+                        "a record whose key a later one in the batch had (now refused) is still to write".into()
+                    });
+                }
+                None => {}
+            }
+        }
 
         let mut left = 0;
         delivery.settle(|i| {
@@ -229,12 +260,15 @@ impl PostgresSink {
             let statement = conn.prepare_cached(&self.statement).await?;
             conn.execute(&statement, &rows.params()).await
         };
-        match tokio::time::timeout(self.timeout, run).await {
+        // The server cancels a statement past `timeout` (statement_timeout, 57014:
+        // retried); this one is a backstop for a server that does not answer.
+        let backstop = self.timeout + std::time::Duration::from_secs(5);
+        match tokio::time::timeout(backstop, run).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(classify(&e, &self.table, &keys)),
             Err(_) => Err(Failed::Retry(format!(
-                "the statement took longer than {:?}",
-                self.timeout
+                "no answer to the statement within {:?}",
+                backstop
             ))),
         }
     }
@@ -288,14 +322,18 @@ fn classify(e: &tokio_postgres::Error, table: &str, keys: &[&str]) -> Failed {
     };
     match &code[..2] {
         // Data exceptions, integrity constraints: a row's own fault.
-        "22" | "23" => Failed::Rows(format!(
-            "{table}: PostgreSQL refused {rows}: {}",
-            describe(e)
-        )),
+        // 21000: one statement touched a row twice (keys the same to the server).
+        "21" | "22" | "23" => Failed::Rows {
+            message: format!("{table}: PostgreSQL refused {rows}: {}", describe(e)),
+            duplicate: code == "23505",
+        },
         // Connection exceptions, resources, an operator's shutdown or a start-up.
         "08" | "53" | "57" => Failed::Retry(describe(e)),
         // Serialization failures and deadlocks: try again.
         "40" => Failed::Retry(describe(e)),
+        // System errors (I/O), a read-only standby after a failover, a lock timeout.
+        "58" => Failed::Retry(describe(e)),
+        _ if code == "25006" || code == "55P03" => Failed::Retry(describe(e)),
         _ => Failed::Fatal(format!("{table}: PostgreSQL: {}", describe(e))),
     }
 }
