@@ -16,31 +16,12 @@
 
 mod common;
 
-use common::server;
+use common::{server, users};
 use sluice::engine::Metrics;
-use sluice::record::{record, Batch, Record};
+use sluice::record::{Batch, Record};
 use sluice::sinks::{Delivery, SinkConfig, SinkContext};
-use sluice::sources::generator::{self, GeneratorConfig};
-use sluice::sources::SplitMix64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// `n` formatted users as JSON records, ids of their own per `seed`.
-fn users(n: usize, seed: u64) -> Vec<Record> {
-    let config: GeneratorConfig = toml::from_str(&format!("seed = {seed}")).unwrap();
-    let mut rng = SplitMix64::new(seed);
-    let mut out = Vec::with_capacity(n);
-    let mut i = 0;
-    while out.len() < n {
-        let raw = generator::value(&config, &mut rng, i);
-        i += 1;
-        for row in format_user::format(&raw).unwrap() {
-            out.push(record(row.json, 0));
-        }
-    }
-    out.truncate(n);
-    out
-}
 
 fn env_or(var: &str, default: usize) -> usize {
     std::env::var(var)

@@ -21,39 +21,20 @@
 
 mod common;
 
-use common::server;
+use common::{server, users};
 use futures_util::stream::{self, StreamExt};
 use mongodb::bson::{doc, Bson, Document};
 use scylla::value::{CqlValue, MaybeUnset};
 use sluice::engine::Metrics;
-use sluice::record::{record, Batch, Record};
+use sluice::record::{Batch, Record};
 use sluice::sinks::cassandra::{client, row::ColumnType, CassandraConfig, SEED_COLUMNS};
 use sluice::sinks::{Delivery, SinkConfig, SinkContext};
-use sluice::sources::generator::{self, GeneratorConfig};
-use sluice::sources::SplitMix64;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BATCH: usize = 256;
 const CONCURRENCY: usize = 64;
-
-/// `n` formatted users as JSON records; round `round` gets ids of its own (fresh rows).
-fn users(n: usize, seed: u64) -> Vec<Record> {
-    let config: GeneratorConfig = toml::from_str(&format!("seed = {seed}")).unwrap();
-    let mut rng = SplitMix64::new(seed);
-    let mut out = Vec::with_capacity(n);
-    let mut i = 0;
-    while out.len() < n {
-        let raw = generator::value(&config, &mut rng, i);
-        i += 1;
-        for row in format_user::format(&raw).unwrap() {
-            out.push(record(row.json, 0));
-        }
-    }
-    out.truncate(n);
-    out
-}
 
 fn rate(n: usize, took: Duration) -> f64 {
     n as f64 / took.as_secs_f64()

@@ -26,3 +26,23 @@ pub fn server(var: &str, name: &str) -> String {
         .trim()
         .to_owned()
 }
+
+/// `n` formatted users (format_user's output) as JSON records, ids of their own per
+/// `seed`: what the store benchmarks write.
+#[allow(dead_code)] // not every benchmark writes users
+pub fn users(n: usize, seed: u64) -> Vec<sluice::record::Record> {
+    use sluice::sources::generator::{self, GeneratorConfig};
+    let config: GeneratorConfig = toml::from_str(&format!("seed = {seed}")).unwrap();
+    let mut rng = sluice::sources::SplitMix64::new(seed);
+    let mut out = Vec::with_capacity(n);
+    let mut i = 0;
+    while out.len() < n {
+        let raw = generator::value(&config, &mut rng, i);
+        i += 1;
+        for row in format_user::format(&raw).unwrap() {
+            out.push(sluice::record::record(row.json, 0));
+        }
+    }
+    out.truncate(n);
+    out
+}
