@@ -97,10 +97,7 @@ impl PostgresSourceConfig {
     }
 
     fn schema_and_table(&self) -> (&str, &str) {
-        match self.table.split_once('.') {
-            Some((s, t)) => (s, t),
-            None => ("public", self.table.as_str()),
-        }
+        crate::sinks::postgres::schema_and_table(&self.table)
     }
 }
 

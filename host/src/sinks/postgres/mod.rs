@@ -133,13 +133,15 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// `schema.table` as `(schema, table)`; the schema defaults to `public`.
+pub fn schema_and_table(table: &str) -> (&str, &str) {
+    table.split_once('.').unwrap_or(("public", table))
+}
+
 impl PostgresConfig {
     /// `(schema, table)`; the schema defaults to `public`.
     pub fn schema_and_table(&self) -> (&str, &str) {
-        match self.table.split_once('.') {
-            Some((s, t)) => (s, t),
-            None => ("public", self.table.as_str()),
-        }
+        schema_and_table(&self.table)
     }
 
     pub fn layout(&self) -> Layout {

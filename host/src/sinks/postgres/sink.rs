@@ -327,13 +327,7 @@ fn classify(e: &tokio_postgres::Error, table: &str, keys: &[&str]) -> Failed {
             message: format!("{table}: PostgreSQL refused {rows}: {}", describe(e)),
             duplicate: code == "23505",
         },
-        // Connection exceptions, resources, an operator's shutdown or a start-up.
-        "08" | "53" | "57" => Failed::Retry(describe(e)),
-        // Serialization failures and deadlocks: try again.
-        "40" => Failed::Retry(describe(e)),
-        // System errors (I/O), a read-only standby after a failover, a lock timeout.
-        "58" => Failed::Retry(describe(e)),
-        _ if code == "25006" || code == "55P03" => Failed::Retry(describe(e)),
+        _ if client::is_transient(e) => Failed::Retry(describe(e)),
         _ => Failed::Fatal(format!("{table}: PostgreSQL: {}", describe(e))),
     }
 }
