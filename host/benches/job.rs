@@ -241,6 +241,16 @@ fn main() {
     let n = env_or("SLUICE_BENCH_USERS", 500_000);
     let runs = env_or("SLUICE_BENCH_RUNS", 3);
     let file = users_file(n);
+    if std::env::var("SLUICE_BENCH_ONLY").as_deref() == Ok("per-core") {
+        let (wasm, native) = format_user_per_core(&file);
+        println!(
+            "format_user per core: stage {:.2} µs/record, native {:.2}: {:.2}x native",
+            wasm * 1e6,
+            native * 1e6,
+            native / wasm
+        );
+        return;
+    }
     let mb = std::fs::metadata(&file).unwrap().len() as f64 / 1e6;
     println!("job: {n} users, {mb:.0} MB, in {}", file.display());
     println!(

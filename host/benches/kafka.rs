@@ -100,7 +100,7 @@ fn bare(broker: &str, topic: &str, n: u64) -> f64 {
 /// The same topic through `sluice`: seconds from the first record in to the last
 /// record out, and the seconds the stop took after that (end detected, last
 /// checkpoint and commit, the consumer leaving its group).
-fn through_sluice(broker: &str, topic: &str, n: u64, transform: bool) -> (f64, f64) {
+fn through_sluice(broker: &str, topic: &str, n: u64, transform: bool) -> (f64, f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let plugin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist/format_user.wasm");
     assert!(plugin.exists(), "run scripts/build-plugins.sh first");
@@ -135,6 +135,7 @@ type = "stderr"
     let runtime = Runtime::new(ComponentCache::from_env()).unwrap();
     let pipeline = Pipeline::build(config, &runtime).unwrap();
     let metrics = pipeline.metrics();
+    let counts = metrics.clone();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let watcher = std::thread::spawn(move || {
         while metrics.snapshot().records_in == 0 {
@@ -150,9 +151,11 @@ type = "stderr"
     let end = Instant::now();
     assert_eq!(stats.records_in, n, "every message read");
     let (first, last) = watcher.join().unwrap();
+    let snapshot = counts.snapshot();
     (
         last.duration_since(first).as_secs_f64(),
         end.duration_since(last).as_secs_f64(),
+        snapshot.records_in as f64 / snapshot.batches.max(1) as f64,
     )
 }
 
@@ -176,19 +179,19 @@ fn main() {
         bytes as f64 / n as f64
     );
     let bare_s = bare(&broker, &topic, n);
-    let (plain_s, _) = through_sluice(&broker, &topic, n, false);
-    let (sluice_s, stop_s) = through_sluice(&broker, &topic, n, true);
+    let (plain_s, _, plain_batch) = through_sluice(&broker, &topic, n, false);
+    let (sluice_s, stop_s, batch) = through_sluice(&broker, &topic, n, true);
     let rate = |s: f64| n as f64 / s;
     println!(
         "  bare rdkafka consumer (reads, does nothing): {:>9.0} records/s",
         rate(bare_s)
     );
     println!(
-        "  sluice kafka -> null (no transform):        {:>9.0} records/s",
+        "  sluice kafka -> null (no transform):        {:>9.0} records/s (batches of {plain_batch:.0} on average)",
         rate(plain_s)
     );
     println!(
-        "  sluice kafka -> format_user -> null:        {:>9.0} records/s",
+        "  sluice kafka -> format_user -> null:        {:>9.0} records/s (batches of {batch:.0} on average)",
         rate(sluice_s)
     );
     println!(

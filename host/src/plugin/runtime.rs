@@ -139,6 +139,10 @@ impl Runtime {
         // against ~-30..50% for fuel, and a deadline is what we want to enforce.
         config.epoch_interruption(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        if std::env::var_os("SLUICE_PERF_MAP").is_some_and(|v| v == "1") {
+            // Names the guests' compiled code for `perf report` (/tmp/perf-PID.map).
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| PluginError::Runtime(format!("{e:#}")))?;
 
         let mut linker = Linker::new(&engine);

@@ -86,6 +86,15 @@ impl std::error::Error for FormatError {}
 
 /// Format a record value: a whole API response (one row per user) or one user object.
 pub fn format(value: &[u8]) -> Result<Vec<Row>, FormatError> {
+    match crate::fast::parse(value) {
+        Some(top) => format_object(&top, value),
+        None => format_with_serde(value),
+    }
+}
+
+/// [`format`] by way of serde: every record the fast path gives up on, and all the
+/// errors, worded by serde_json where the JSON is at fault.
+pub(crate) fn format_with_serde(value: &[u8]) -> Result<Vec<Row>, FormatError> {
     let first = value.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         // Not an object: let a full parse say whether it is JSON at all, and what.
@@ -118,7 +127,7 @@ pub fn format(value: &[u8]) -> Result<Vec<Row>, FormatError> {
     }
 }
 
-fn format_object(top: &Object, value: &[u8]) -> Result<Vec<Row>, FormatError> {
+pub(crate) fn format_object(top: &Object, value: &[u8]) -> Result<Vec<Row>, FormatError> {
     // Parsed in full only if some user needs an id derived from its content.
     let mut canonical = Canonical::new(value);
     if let Some(err) = &top.error {

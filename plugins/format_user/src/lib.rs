@@ -6,6 +6,7 @@
 //! can benchmark it natively against the same code compiled to WASM; the component
 //! export is only wired up when built for `wasm32`.
 
+mod fast;
 mod fields;
 mod shape;
 

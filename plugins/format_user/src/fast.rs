@@ -1,0 +1,417 @@
+//! The fast path: the same [`Object`] serde builds, read by a parser made for this one
+//! shape. It checks the whole record as strictly as `serde_json` does (it may refuse
+//! more, never less) and gives up, leaving the record to the serde path, at anything
+//! that is not the usual, well-formed user: an escape in a field it keeps, a key given
+//! twice, a field of another type, a float, a deep nest. So every answer it gives is
+//! the one the serde path would give, and every error still comes from there, worded
+//! as before.
+//!
+//! Why: serde's generic visitors cost a call per token, and calls are what WebAssembly
+//! makes dear (each checks the stack and the CPU deadline). Strings, most of a user's
+//! bytes, are scanned 16 bytes at a time (SSE2 natively, SIMD128 in WebAssembly).
+//! `tests` holds a differential test against the serde path over mutated users.
+
+use crate::shape::{Dated, Leaf, List, Location, Login, Name, Node, Object, Picture, Street};
+use sluice_plugin_sdk::json::find_string_special;
+use std::borrow::Cow;
+
+/// Deeper than any user; past it, the serde path (and its recursion limit) decides.
+const MAX_DEPTH: usize = 32;
+
+/// `value` read as a user or a whole response, or `None`: ask the serde path.
+pub fn parse(value: &[u8]) -> Option<Object<'_>> {
+    // Checked once, as a whole: every string borrowed below is then valid UTF-8.
+    let text = std::str::from_utf8(value).ok()?;
+    let mut p = Parser {
+        s: text.as_bytes(),
+        text,
+        i: 0,
+    };
+    p.ws();
+    let top = p.object_of(|p, key, top: &mut Object<'_>| match key {
+        b"results" => set(&mut top.results, p.results()?),
+        b"error" => None, // randomuser.me's error answer: the serde path says it
+        _ => p.user_field(key, top),
+    })?;
+    p.ws();
+    (p.i == p.s.len()).then_some(top)
+}
+
+/// Set a field seen for the first time (a key given twice: the serde path).
+fn set<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(value);
+    Some(())
+}
+
+/// A field the serde types read with `Option<T>`, where `null` means absent.
+fn set_nullable<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
+    match value {
+        Some(v) => set(slot, v),
+        // `null` leaves it absent, as serde does, but a second copy is still a second.
+        None if slot.is_some() => None,
+        None => Some(()),
+    }
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    text: &'a str,
+    i: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    /// JSON's whitespace: space, tab, line feed, carriage return.
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.i += 1)
+    }
+
+    /// An object whose members `member` reads (it is at each value, after the colon),
+    /// into a `T` that starts empty. Keys with escapes: the serde path.
+    fn object_of<T: Default>(
+        &mut self,
+        mut member: impl FnMut(&mut Self, &'a [u8], &mut T) -> Option<()>,
+    ) -> Option<T> {
+        self.eat(b'{')?;
+        let mut out = T::default();
+        self.ws();
+        if self.eat(b'}').is_some() {
+            return Some(out);
+        }
+        loop {
+            let key = self.plain_string()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            member(self, key.as_bytes(), &mut out)?;
+            self.ws();
+            match self.peek()? {
+                b',' => {
+                    self.i += 1;
+                    self.ws();
+                }
+                b'}' => {
+                    self.i += 1;
+                    return Some(out);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// `"results": [user, ...]`.
+    fn results(&mut self) -> Option<List<Node<Object<'a>>>> {
+        self.eat(b'[')?;
+        let mut users = Vec::new();
+        self.ws();
+        if self.eat(b']').is_some() {
+            return Some(List::Arr(users));
+        }
+        loop {
+            let user = self.object_of(|p, key, user: &mut Object<'a>| match key {
+                // A user with these is not a user: the serde path.
+                b"results" | b"error" => None,
+                _ => p.user_field(key, user),
+            })?;
+            users.push(Node::Obj(user));
+            self.ws();
+            match self.peek()? {
+                b',' => {
+                    self.i += 1;
+                    self.ws();
+                }
+                b']' => {
+                    self.i += 1;
+                    return Some(List::Arr(users));
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// One member of a user object.
+    fn user_field(&mut self, key: &[u8], user: &mut Object<'a>) -> Option<()> {
+        match key {
+            b"gender" => set_nullable(&mut user.gender, self.leaf_str()?),
+            b"email" => set_nullable(&mut user.email, self.leaf_str()?),
+            b"phone" => set_nullable(&mut user.phone, self.leaf_str()?),
+            b"name" => {
+                let name = self.node(|p, key, n: &mut NameB<'a>| match key {
+                    b"first" => set_nullable(&mut n.0.first, p.leaf_str()?),
+                    b"last" => set_nullable(&mut n.0.last, p.leaf_str()?),
+                    _ => p.skip(1),
+                })?;
+                set_nullable(&mut user.name, name.map(|n| Node::Obj(n.0)))
+            }
+            b"location" => {
+                let location = self.node(|p, key, l: &mut LocationB<'a>| match key {
+                    b"street" => {
+                        let street = p.node(|p, key, s: &mut StreetB<'a>| match key {
+                            b"number" => set_nullable(&mut s.0.number, p.leaf_scalar()?),
+                            b"name" => set_nullable(&mut s.0.name, p.leaf_str()?),
+                            _ => p.skip(3),
+                        })?;
+                        set_nullable(&mut l.0.street, street.map(|s| Node::Obj(s.0)))
+                    }
+                    b"city" => set_nullable(&mut l.0.city, p.leaf_str()?),
+                    b"state" => set_nullable(&mut l.0.state, p.leaf_scalar()?),
+                    b"country" => set_nullable(&mut l.0.country, p.leaf_str()?),
+                    b"postcode" => set_nullable(&mut l.0.postcode, p.leaf_scalar()?),
+                    _ => p.skip(2),
+                })?;
+                set_nullable(&mut user.location, location.map(|l| Node::Obj(l.0)))
+            }
+            b"login" => {
+                let login = self.node(|p, key, l: &mut LoginB<'a>| match key {
+                    b"uuid" => set_nullable(&mut l.0.uuid, p.leaf_str()?),
+                    b"username" => set_nullable(&mut l.0.username, p.leaf_str()?),
+                    _ => p.skip(2),
+                })?;
+                set_nullable(&mut user.login, login.map(|l| Node::Obj(l.0)))
+            }
+            b"dob" | b"registered" => {
+                let dated = self.node(|p, key, d: &mut DatedB<'a>| match key {
+                    b"date" => set_nullable(&mut d.0.date, p.leaf_str()?),
+                    _ => p.skip(2),
+                })?;
+                let slot = if key == b"dob" {
+                    &mut user.dob
+                } else {
+                    &mut user.registered
+                };
+                set_nullable(slot, dated.map(|d| Node::Obj(d.0)))
+            }
+            b"picture" => {
+                let picture = self.node(|p, key, pic: &mut PictureB<'a>| match key {
+                    b"medium" => set_nullable(&mut pic.0.medium, p.leaf_str()?),
+                    _ => p.skip(2),
+                })?;
+                set_nullable(&mut user.picture, picture.map(|p| Node::Obj(p.0)))
+            }
+            _ => self.skip(1),
+        }
+    }
+
+    /// An object field: its members, or `Some(None)` for `null`.
+    fn node<T: Default>(
+        &mut self,
+        member: impl FnMut(&mut Self, &'a [u8], &mut T) -> Option<()>,
+    ) -> Option<Option<T>> {
+        if self.literal(b"null").is_some() {
+            return Some(None);
+        }
+        self.object_of(member).map(Some)
+    }
+
+    /// A string field (`null`: absent). Anything else: the serde path.
+    fn leaf_str(&mut self) -> Option<Option<Leaf<'a>>> {
+        if self.literal(b"null").is_some() {
+            return Some(None);
+        }
+        Some(Some(Leaf::Str(Cow::Borrowed(self.plain_string()?))))
+    }
+
+    /// A string or integer field (`null`: absent).
+    fn leaf_scalar(&mut self) -> Option<Option<Leaf<'a>>> {
+        match self.peek()? {
+            b'-' | b'0'..=b'9' => {
+                let start = self.i;
+                self.number()?;
+                let token = &self.text[start..self.i];
+                // A plain integer is written as JSON wrote it; anything else (a float,
+                // a minus, a number past u64) is rare: the serde path spells it.
+                let plain = token.len() <= 19 && token.bytes().all(|b| b.is_ascii_digit());
+                plain.then(|| Some(Leaf::Num(token.to_owned())))
+            }
+            _ => self.leaf_str(),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if self.s[self.i..].starts_with(word) {
+            self.i += word.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// A string with no escapes, borrowed (the quotes are not part of it).
+    fn plain_string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.i;
+        let end = start + find_string_special(&self.s[start..])?;
+        if self.s[end] != b'"' {
+            return None; // an escape or a control character
+        }
+        self.i = end + 1;
+        // Both ends are ASCII quotes in valid UTF-8: character boundaries.
+        Some(&self.text[start..end])
+    }
+
+    /// Skip a string, escapes checked as serde_json checks them.
+    fn skip_string(&mut self) -> Option<()> {
+        self.eat(b'"')?;
+        loop {
+            self.i += find_string_special(&self.s[self.i..])?;
+            match self.s[self.i] {
+                b'"' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                b'\\' => {
+                    self.i += 1;
+                    match self.peek()? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 1,
+                        b'u' => {
+                            let hex = self.s.get(self.i + 1..self.i + 5)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return None;
+                            }
+                            self.i += 5;
+                        }
+                        _ => return None,
+                    }
+                }
+                _ => return None, // a control character
+            }
+        }
+    }
+
+    /// A number, checked against JSON's grammar:
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`. Exponents, and more
+    /// digits than a double spells without rounding to infinity, go to the serde path.
+    fn number(&mut self) -> Option<()> {
+        let start = self.i;
+        let _ = self.eat(b'-');
+        match self.peek()? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.eat(b'.').is_some() {
+            let before = self.i;
+            self.digits();
+            if self.i == before {
+                return None;
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) || self.i - start > 300 {
+            return None;
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    /// Skip any value, checked, `depth` objects or arrays deep.
+    fn skip(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.skip_string(),
+            b'{' => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.i += 1;
+                self.ws();
+                if self.eat(b'}').is_some() {
+                    return Some(());
+                }
+                loop {
+                    self.skip_string()?;
+                    self.ws();
+                    self.eat(b':')?;
+                    self.ws();
+                    self.skip(depth + 1)?;
+                    self.ws();
+                    match self.peek()? {
+                        b',' => {
+                            self.i += 1;
+                            self.ws();
+                        }
+                        b'}' => {
+                            self.i += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'[' => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.i += 1;
+                self.ws();
+                if self.eat(b']').is_some() {
+                    return Some(());
+                }
+                loop {
+                    self.skip(depth + 1)?;
+                    self.ws();
+                    match self.peek()? {
+                        b',' => {
+                            self.i += 1;
+                            self.ws();
+                        }
+                        b']' => {
+                            self.i += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => self.number(),
+        }
+    }
+}
+
+// `Default` for the parts (the serde types need none of their own).
+macro_rules! defaulted {
+    ($($wrapper:ident($ty:ident { $($field:ident),* })),* $(,)?) => {$(
+        struct $wrapper<'a>($ty<'a>);
+        impl<'a> Default for $wrapper<'a> {
+            fn default() -> Self {
+                $wrapper($ty { $($field: None),* })
+            }
+        }
+    )*};
+}
+
+defaulted!(
+    NameB(Name { first, last }),
+    LocationB(Location {
+        street,
+        city,
+        state,
+        country,
+        postcode
+    }),
+    StreetB(Street { number, name }),
+    LoginB(Login { uuid, username }),
+    DatedB(Dated { date }),
+    PictureB(Picture { medium }),
+);
+
+#[cfg(test)]
+mod tests;
