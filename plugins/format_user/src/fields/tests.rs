@@ -242,3 +242,11 @@ fn many_users_without_uuids_get_distinct_ids_from_one_parse() {
         "the same user, the same id; different users, different ids"
     );
 }
+
+#[test]
+fn openers_name_the_columns_in_order() {
+    for (i, (opener, name)) in OPENERS.iter().zip(USER_FIELDS).enumerate() {
+        let before = if i == 0 { "{" } else { "\"," };
+        assert_eq!(*opener, format!("{before}\"{name}\":\""));
+    }
+}
