@@ -86,25 +86,40 @@ impl<'a> Parser<'a> {
     ) -> Option<T> {
         self.eat(b'{')?;
         let mut out = T::default();
+        self.items(b'}', |p| {
+            let key = p.plain_string()?;
+            p.colon()?;
+            member(p, key.as_bytes(), &mut out)
+        })?;
+        Some(out)
+    }
+
+    /// After a key: the colon, and the whitespace around it.
+    fn colon(&mut self) -> Option<()> {
         self.ws();
-        if self.eat(b'}').is_some() {
-            return Some(out);
+        self.eat(b':')?;
+        self.ws();
+        Some(())
+    }
+
+    /// The members of an object or the elements of an array, after its opening
+    /// bracket: `item` reads each, at its first byte; commas between, `close` after.
+    fn items(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.ws();
+        if self.eat(close).is_some() {
+            return Some(());
         }
         loop {
-            let key = self.plain_string()?;
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
-            member(self, key.as_bytes(), &mut out)?;
+            item(self)?;
             self.ws();
             match self.peek()? {
                 b',' => {
                     self.i += 1;
                     self.ws();
                 }
-                b'}' => {
+                c if c == close => {
                     self.i += 1;
-                    return Some(out);
+                    return Some(());
                 }
                 _ => return None,
             }
@@ -115,30 +130,16 @@ impl<'a> Parser<'a> {
     fn results(&mut self) -> Option<List<Node<Object<'a>>>> {
         self.eat(b'[')?;
         let mut users = Vec::new();
-        self.ws();
-        if self.eat(b']').is_some() {
-            return Some(List::Arr(users));
-        }
-        loop {
-            let user = self.object_of(|p, key, user: &mut Object<'a>| match key {
+        self.items(b']', |p| {
+            let user = p.object_of(|p, key, user: &mut Object<'a>| match key {
                 // A user with these is not a user: the serde path.
                 b"results" | b"error" => None,
                 _ => p.user_field(key, user),
             })?;
             users.push(Node::Obj(user));
-            self.ws();
-            match self.peek()? {
-                b',' => {
-                    self.i += 1;
-                    self.ws();
-                }
-                b']' => {
-                    self.i += 1;
-                    return Some(List::Arr(users));
-                }
-                _ => return None,
-            }
-        }
+            Some(())
+        })?;
+        Some(List::Arr(users))
     }
 
     /// One member of a user object.
@@ -147,61 +148,61 @@ impl<'a> Parser<'a> {
             b"gender" => set_nullable(&mut user.gender, self.leaf_str()?),
             b"email" => set_nullable(&mut user.email, self.leaf_str()?),
             b"phone" => set_nullable(&mut user.phone, self.leaf_str()?),
-            b"name" => {
-                let name = self.node(|p, key, n: &mut NameB<'a>| match key {
-                    b"first" => set_nullable(&mut n.0.first, p.leaf_str()?),
-                    b"last" => set_nullable(&mut n.0.last, p.leaf_str()?),
-                    _ => p.skip(1),
-                })?;
-                set_nullable(&mut user.name, name.map(|n| Node::Obj(n.0)))
-            }
-            b"location" => {
-                let location = self.node(|p, key, l: &mut LocationB<'a>| match key {
-                    b"street" => {
-                        let street = p.node(|p, key, s: &mut StreetB<'a>| match key {
-                            b"number" => set_nullable(&mut s.0.number, p.leaf_scalar()?),
-                            b"name" => set_nullable(&mut s.0.name, p.leaf_str()?),
-                            _ => p.skip(3),
-                        })?;
-                        set_nullable(&mut l.0.street, street.map(|s| Node::Obj(s.0)))
-                    }
+            b"name" => self.obj(&mut user.name, |p, key, n: &mut NameB<'a>| match key {
+                b"first" => set_nullable(&mut n.0.first, p.leaf_str()?),
+                b"last" => set_nullable(&mut n.0.last, p.leaf_str()?),
+                _ => p.skip(1),
+            }),
+            b"location" => self.obj(
+                &mut user.location,
+                |p, key, l: &mut LocationB<'a>| match key {
+                    b"street" => p.obj(&mut l.0.street, |p, key, s: &mut StreetB<'a>| match key {
+                        b"number" => set_nullable(&mut s.0.number, p.leaf_scalar()?),
+                        b"name" => set_nullable(&mut s.0.name, p.leaf_str()?),
+                        _ => p.skip(3),
+                    }),
                     b"city" => set_nullable(&mut l.0.city, p.leaf_str()?),
                     b"state" => set_nullable(&mut l.0.state, p.leaf_scalar()?),
                     b"country" => set_nullable(&mut l.0.country, p.leaf_str()?),
                     b"postcode" => set_nullable(&mut l.0.postcode, p.leaf_scalar()?),
                     _ => p.skip(2),
-                })?;
-                set_nullable(&mut user.location, location.map(|l| Node::Obj(l.0)))
-            }
-            b"login" => {
-                let login = self.node(|p, key, l: &mut LoginB<'a>| match key {
-                    b"uuid" => set_nullable(&mut l.0.uuid, p.leaf_str()?),
-                    b"username" => set_nullable(&mut l.0.username, p.leaf_str()?),
-                    _ => p.skip(2),
-                })?;
-                set_nullable(&mut user.login, login.map(|l| Node::Obj(l.0)))
-            }
+                },
+            ),
+            b"login" => self.obj(&mut user.login, |p, key, l: &mut LoginB<'a>| match key {
+                b"uuid" => set_nullable(&mut l.0.uuid, p.leaf_str()?),
+                b"username" => set_nullable(&mut l.0.username, p.leaf_str()?),
+                _ => p.skip(2),
+            }),
             b"dob" | b"registered" => {
-                let dated = self.node(|p, key, d: &mut DatedB<'a>| match key {
-                    b"date" => set_nullable(&mut d.0.date, p.leaf_str()?),
-                    _ => p.skip(2),
-                })?;
                 let slot = if key == b"dob" {
                     &mut user.dob
                 } else {
                     &mut user.registered
                 };
-                set_nullable(slot, dated.map(|d| Node::Obj(d.0)))
+                self.obj(slot, |p, key, d: &mut DatedB<'a>| match key {
+                    b"date" => set_nullable(&mut d.0.date, p.leaf_str()?),
+                    _ => p.skip(2),
+                })
             }
-            b"picture" => {
-                let picture = self.node(|p, key, pic: &mut PictureB<'a>| match key {
+            b"picture" => self.obj(
+                &mut user.picture,
+                |p, key, pic: &mut PictureB<'a>| match key {
                     b"medium" => set_nullable(&mut pic.0.medium, p.leaf_str()?),
                     _ => p.skip(2),
-                })?;
-                set_nullable(&mut user.picture, picture.map(|p| Node::Obj(p.0)))
-            }
+                },
+            ),
             _ => self.skip(1),
         }
+    }
+
+    /// An object field, into `slot` (`null`: left absent).
+    fn obj<B: Default + Into<T>, T>(
+        &mut self,
+        slot: &mut Option<Node<T>>,
+        member: impl FnMut(&mut Self, &'a [u8], &mut B) -> Option<()>,
+    ) -> Option<()> {
+        let parsed = self.node(member)?;
+        set_nullable(slot, parsed.map(|b| Node::Obj(b.into())))
     }
 
     /// An object field: its members, or `Some(None)` for `null`.
@@ -324,59 +325,18 @@ impl<'a> Parser<'a> {
     fn skip(&mut self, depth: usize) -> Option<()> {
         match self.peek()? {
             b'"' => self.skip_string(),
+            b'{' | b'[' if depth >= MAX_DEPTH => None,
             b'{' => {
-                if depth >= MAX_DEPTH {
-                    return None;
-                }
                 self.i += 1;
-                self.ws();
-                if self.eat(b'}').is_some() {
-                    return Some(());
-                }
-                loop {
-                    self.skip_string()?;
-                    self.ws();
-                    self.eat(b':')?;
-                    self.ws();
-                    self.skip(depth + 1)?;
-                    self.ws();
-                    match self.peek()? {
-                        b',' => {
-                            self.i += 1;
-                            self.ws();
-                        }
-                        b'}' => {
-                            self.i += 1;
-                            return Some(());
-                        }
-                        _ => return None,
-                    }
-                }
+                self.items(b'}', |p| {
+                    p.skip_string()?;
+                    p.colon()?;
+                    p.skip(depth + 1)
+                })
             }
             b'[' => {
-                if depth >= MAX_DEPTH {
-                    return None;
-                }
                 self.i += 1;
-                self.ws();
-                if self.eat(b']').is_some() {
-                    return Some(());
-                }
-                loop {
-                    self.skip(depth + 1)?;
-                    self.ws();
-                    match self.peek()? {
-                        b',' => {
-                            self.i += 1;
-                            self.ws();
-                        }
-                        b']' => {
-                            self.i += 1;
-                            return Some(());
-                        }
-                        _ => return None,
-                    }
-                }
+                self.items(b']', |p| p.skip(depth + 1))
             }
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
@@ -386,13 +346,18 @@ impl<'a> Parser<'a> {
     }
 }
 
-// `Default` for the parts (the serde types need none of their own).
+// `Default` for the parts (the serde types need none of their own), and back.
 macro_rules! defaulted {
     ($($wrapper:ident($ty:ident { $($field:ident),* })),* $(,)?) => {$(
         struct $wrapper<'a>($ty<'a>);
         impl<'a> Default for $wrapper<'a> {
             fn default() -> Self {
                 $wrapper($ty { $($field: None),* })
+            }
+        }
+        impl<'a> From<$wrapper<'a>> for $ty<'a> {
+            fn from(w: $wrapper<'a>) -> Self {
+                w.0
             }
         }
     )*};

@@ -212,6 +212,9 @@ pub mod json {
     /// Inlined: strings are short, and most searches end in their first block.
     #[inline(always)]
     fn find(s: &[u8], block: impl Fn(&[u8; 16]) -> u32, one: impl Fn(u8) -> bool) -> Option<usize> {
+        if !block::SIMD {
+            return s.iter().position(|&b| one(b));
+        }
         let mut at = 0;
         while let Some(chunk) = s.get(at..at + 16) {
             let mask = block(chunk.try_into().expect("16 bytes"));
@@ -228,6 +231,8 @@ pub mod json {
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         mod imp {
             use core::arch::wasm32::*;
+
+            pub const SIMD: bool = true;
 
             fn load(b: &[u8; 16]) -> v128 {
                 // SAFETY: 16 readable bytes; v128_load takes them unaligned.
@@ -262,6 +267,8 @@ pub mod json {
         mod imp {
             use core::arch::x86_64::*;
 
+            pub const SIMD: bool = true;
+
             // SAFETY (all below): SSE2 is part of x86_64; 16 readable bytes, loaded
             // unaligned.
             #[inline(always)]
@@ -293,6 +300,10 @@ pub mod json {
             target_arch = "x86_64"
         )))]
         mod imp {
+            /// Without SIMD, a byte at a time beats building masks: `find` does that,
+            /// and these only keep its one code path compiling.
+            pub const SIMD: bool = false;
+
             fn mask(b: &[u8; 16], hit: impl Fn(u8) -> bool) -> u32 {
                 b.iter()
                     .enumerate()
