@@ -1,5 +1,5 @@
-//! The fast path: the same [`Object`] serde builds, read by a parser made for this one
-//! shape. It checks the whole record as strictly as `serde_json` does (it may refuse
+//! The fast path: an [`Object`] that reads as the one serde builds, made by a parser
+//! for this one shape. It checks the whole record as strictly as `serde_json` does (it may refuse
 //! more, never less) and gives up, leaving the record to the serde path, at anything
 //! that is not the usual, well-formed user: an escape in a field it keeps, a key given
 //! twice, a field of another type, a float, a deep nest. So every answer it gives is
@@ -37,23 +37,16 @@ pub fn parse(value: &[u8]) -> Option<Object<'_>> {
     (p.i == p.s.len()).then_some(top)
 }
 
-/// Set a field seen for the first time (a key given twice: the serde path).
+/// Set a field seen for the first time (a key given twice: the serde path, whose
+/// derived structs refuse a second copy even after a `null`). A `null` is kept as
+/// `Leaf::Null` / `Node::Null` so a second copy is seen; serde's `None` for it reads
+/// the same everywhere a field is read (missing), which the differential test checks.
 fn set<T>(slot: &mut Option<T>, value: T) -> Option<()> {
     if slot.is_some() {
         return None;
     }
     *slot = Some(value);
     Some(())
-}
-
-/// A field the serde types read with `Option<T>`, where `null` means absent.
-fn set_nullable<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
-    match value {
-        Some(v) => set(slot, v),
-        // `null` leaves it absent, as serde does, but a second copy is still a second.
-        None if slot.is_some() => None,
-        None => Some(()),
-    }
 }
 
 struct Parser<'a> {
@@ -145,32 +138,32 @@ impl<'a> Parser<'a> {
     /// One member of a user object.
     fn user_field(&mut self, key: &[u8], user: &mut Object<'a>) -> Option<()> {
         match key {
-            b"gender" => set_nullable(&mut user.gender, self.leaf_str()?),
-            b"email" => set_nullable(&mut user.email, self.leaf_str()?),
-            b"phone" => set_nullable(&mut user.phone, self.leaf_str()?),
+            b"gender" => set(&mut user.gender, self.leaf_str()?),
+            b"email" => set(&mut user.email, self.leaf_str()?),
+            b"phone" => set(&mut user.phone, self.leaf_str()?),
             b"name" => self.obj(&mut user.name, |p, key, n: &mut NameB<'a>| match key {
-                b"first" => set_nullable(&mut n.0.first, p.leaf_str()?),
-                b"last" => set_nullable(&mut n.0.last, p.leaf_str()?),
+                b"first" => set(&mut n.0.first, p.leaf_str()?),
+                b"last" => set(&mut n.0.last, p.leaf_str()?),
                 _ => p.skip(1),
             }),
             b"location" => self.obj(
                 &mut user.location,
                 |p, key, l: &mut LocationB<'a>| match key {
                     b"street" => p.obj(&mut l.0.street, |p, key, s: &mut StreetB<'a>| match key {
-                        b"number" => set_nullable(&mut s.0.number, p.leaf_scalar()?),
-                        b"name" => set_nullable(&mut s.0.name, p.leaf_str()?),
+                        b"number" => set(&mut s.0.number, p.leaf_scalar()?),
+                        b"name" => set(&mut s.0.name, p.leaf_str()?),
                         _ => p.skip(3),
                     }),
-                    b"city" => set_nullable(&mut l.0.city, p.leaf_str()?),
-                    b"state" => set_nullable(&mut l.0.state, p.leaf_scalar()?),
-                    b"country" => set_nullable(&mut l.0.country, p.leaf_str()?),
-                    b"postcode" => set_nullable(&mut l.0.postcode, p.leaf_scalar()?),
+                    b"city" => set(&mut l.0.city, p.leaf_str()?),
+                    b"state" => set(&mut l.0.state, p.leaf_scalar()?),
+                    b"country" => set(&mut l.0.country, p.leaf_str()?),
+                    b"postcode" => set(&mut l.0.postcode, p.leaf_scalar()?),
                     _ => p.skip(2),
                 },
             ),
             b"login" => self.obj(&mut user.login, |p, key, l: &mut LoginB<'a>| match key {
-                b"uuid" => set_nullable(&mut l.0.uuid, p.leaf_str()?),
-                b"username" => set_nullable(&mut l.0.username, p.leaf_str()?),
+                b"uuid" => set(&mut l.0.uuid, p.leaf_str()?),
+                b"username" => set(&mut l.0.username, p.leaf_str()?),
                 _ => p.skip(2),
             }),
             b"dob" | b"registered" => {
@@ -180,14 +173,14 @@ impl<'a> Parser<'a> {
                     &mut user.registered
                 };
                 self.obj(slot, |p, key, d: &mut DatedB<'a>| match key {
-                    b"date" => set_nullable(&mut d.0.date, p.leaf_str()?),
+                    b"date" => set(&mut d.0.date, p.leaf_str()?),
                     _ => p.skip(2),
                 })
             }
             b"picture" => self.obj(
                 &mut user.picture,
                 |p, key, pic: &mut PictureB<'a>| match key {
-                    b"medium" => set_nullable(&mut pic.0.medium, p.leaf_str()?),
+                    b"medium" => set(&mut pic.0.medium, p.leaf_str()?),
                     _ => p.skip(2),
                 },
             ),
@@ -195,37 +188,30 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// An object field, into `slot` (`null`: left absent).
+    /// An object field, into `slot`.
     fn obj<B: Default + Into<T>, T>(
         &mut self,
         slot: &mut Option<Node<T>>,
         member: impl FnMut(&mut Self, &'a [u8], &mut B) -> Option<()>,
     ) -> Option<()> {
-        let parsed = self.node(member)?;
-        set_nullable(slot, parsed.map(|b| Node::Obj(b.into())))
+        let node = if self.literal(b"null").is_some() {
+            Node::Null
+        } else {
+            Node::Obj(self.object_of(member)?.into())
+        };
+        set(slot, node)
     }
 
-    /// An object field: its members, or `Some(None)` for `null`.
-    fn node<T: Default>(
-        &mut self,
-        member: impl FnMut(&mut Self, &'a [u8], &mut T) -> Option<()>,
-    ) -> Option<Option<T>> {
+    /// A string field, or `null`. Anything else: the serde path.
+    fn leaf_str(&mut self) -> Option<Leaf<'a>> {
         if self.literal(b"null").is_some() {
-            return Some(None);
+            return Some(Leaf::Null);
         }
-        self.object_of(member).map(Some)
+        Some(Leaf::Str(Cow::Borrowed(self.plain_string()?)))
     }
 
-    /// A string field (`null`: absent). Anything else: the serde path.
-    fn leaf_str(&mut self) -> Option<Option<Leaf<'a>>> {
-        if self.literal(b"null").is_some() {
-            return Some(None);
-        }
-        Some(Some(Leaf::Str(Cow::Borrowed(self.plain_string()?))))
-    }
-
-    /// A string or integer field (`null`: absent).
-    fn leaf_scalar(&mut self) -> Option<Option<Leaf<'a>>> {
+    /// A string or integer field, or `null`.
+    fn leaf_scalar(&mut self) -> Option<Leaf<'a>> {
         match self.peek()? {
             b'-' | b'0'..=b'9' => {
                 let start = self.i;
@@ -234,7 +220,7 @@ impl<'a> Parser<'a> {
                 // A plain integer is written as JSON wrote it; anything else (a float,
                 // a minus, a number past u64) is rare: the serde path spells it.
                 let plain = token.len() <= 19 && token.bytes().all(|b| b.is_ascii_digit());
-                plain.then(|| Some(Leaf::Num(token.to_owned())))
+                plain.then(|| Leaf::Num(token.to_owned()))
             }
             _ => self.leaf_str(),
         }
