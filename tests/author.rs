@@ -37,6 +37,7 @@ fn scaffold_and_build(dir: &Path, name: &str, kind: &str) -> PathBuf {
     let root = dir.join(name);
     for file in [
         "Cargo.toml",
+        ".cargo/config.toml",
         "src/lib.rs",
         "sample.jsonl",
         "expected.jsonl",

@@ -133,6 +133,10 @@ const WIT: &str = include_str!("../../../wit/sluice-plugin.wit");
 const SDK_LIB: &str = include_str!("../../../plugins/sdk/src/lib.rs");
 const SDK_CARGO: &str = include_str!("templates/sdk.Cargo.toml.tmpl");
 const CARGO: &str = include_str!("templates/Cargo.toml.tmpl");
+/// WebAssembly SIMD for the plugin (the SDK's JSON scans use it): every runtime
+/// Sluice supports has it. Read by cargo run in the crate's folder, which `build` does.
+const CARGO_CONFIG: &str =
+    "[target.wasm32-wasip2]\nrustflags = [\"-C\", \"target-feature=+simd128\"]\n";
 const README: &str = include_str!("templates/README.md.tmpl");
 const TRANSFORM: &str = include_str!("templates/transform.rs.tmpl");
 const TRANSFORM_SAMPLE: &str = include_str!("templates/transform.sample.jsonl");
@@ -197,8 +201,9 @@ pub fn new(name: &str, kind: Kind, lang: Lang, dir: &Path) -> Result<(), Failure
     };
     // The SDK's WIT path is relative to its own crate: here, sdk/wit.
     let sdk_lib = SDK_LIB.replace("path: \"../../wit\"", "path: \"wit\"");
-    let files: [(&str, String); 9] = [
+    let files: [(&str, String); 10] = [
         ("Cargo.toml", fill(CARGO)),
+        (".cargo/config.toml", CARGO_CONFIG.into()),
         ("src/lib.rs", fill(code)),
         ("sample.jsonl", fill(sample)),
         ("expected.jsonl", fill(expected)),
@@ -270,7 +275,12 @@ pub fn build(path: &Path) -> Result<(), Failure> {
         )));
     }
     ensure_target()?;
+    // Run in the crate's folder so its .cargo/config.toml counts (cargo reads config
+    // from where it runs, not from the manifest's folder).
+    let manifest = manifest.canonicalize().unwrap_or(manifest);
+    let folder = manifest.parent().unwrap_or(path).to_owned();
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&folder)
         .args([
             "build",
             "--release",
@@ -287,7 +297,6 @@ pub fn build(path: &Path) -> Result<(), Failure> {
     if !out.status.success() {
         return Err(Failure::runtime(anyhow!("cargo build failed (see above)")));
     }
-    let manifest = manifest.canonicalize().unwrap_or(manifest);
     let wasm: Option<PathBuf> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
