@@ -1,14 +1,15 @@
 //! The fast path: an [`Object`] that reads as the one serde builds, made by a parser
-//! for this one shape. It checks the whole record as strictly as `serde_json` does (it may refuse
-//! more, never less) and gives up, leaving the record to the serde path, at anything
-//! that is not the usual, well-formed user: an escape in a field it keeps, a key given
-//! twice, a field of another type, a float, a deep nest. So every answer it gives is
-//! the one the serde path would give, and every error still comes from there, worded
-//! as before.
+//! for this one shape. It checks the whole record as strictly as `serde_json` does
+//! (it may refuse more, never less) and gives up, leaving the record to the serde
+//! path, at anything that is not the usual, well-formed user: an escape in a field it
+//! keeps, a key given twice, a field of another type, a float, a deep nest. So every
+//! answer it gives is the one the serde path would give, and every error still comes
+//! from there, worded as before.
 //!
 //! Why: serde's generic visitors cost a call per token, and calls are what WebAssembly
 //! makes dear (each checks the stack and the CPU deadline). Strings, most of a user's
-//! bytes, are scanned 16 bytes at a time (SSE2 natively, SIMD128 in WebAssembly).
+//! bytes, are scanned 16 bytes at a time (the SDK's `json` finders: SSE2 natively,
+//! SIMD128 in WebAssembly).
 //! `tests` holds a differential test against the serde path over mutated users.
 
 use crate::shape::{Dated, Leaf, List, Location, Login, Name, Node, Object, Picture, Street};
