@@ -237,21 +237,17 @@ fn independent_counts(topic: &str, count: usize) -> BTreeMap<String, Value> {
 
 /// Both stores hold exactly `expected`, field by field.
 fn assert_users_equal(stores: &Stores, expected: &BTreeMap<String, Value>) {
-    let rows = stores.cassandra_users();
-    assert_eq!(rows.len(), expected.len(), "rows in Cassandra");
-    for (id, want) in expected {
-        let row = rows
-            .get(id)
-            .unwrap_or_else(|| panic!("{id} is not in Cassandra"));
-        assert_eq!(&Value::Object(row.clone()), want, "Cassandra row {id}");
-    }
-    let rows = stores.postgres_users();
-    assert_eq!(rows.len(), expected.len(), "rows in PostgreSQL");
-    for (id, want) in expected {
-        let row = rows
-            .get(id)
-            .unwrap_or_else(|| panic!("{id} is not in PostgreSQL"));
-        assert_eq!(&Value::Object(row.clone()), want, "PostgreSQL row {id}");
+    for (store, rows) in [
+        ("Cassandra", stores.cassandra_users()),
+        ("PostgreSQL", stores.postgres_users()),
+    ] {
+        assert_eq!(rows.len(), expected.len(), "rows in {store}");
+        for (id, want) in expected {
+            let row = rows
+                .get(id)
+                .unwrap_or_else(|| panic!("{id} is not in {store}"));
+            assert_eq!(&Value::Object(row.clone()), want, "{store} row {id}");
+        }
     }
     let docs = stores.mongo_users();
     assert_eq!(docs.len(), expected.len(), "documents in MongoDB");

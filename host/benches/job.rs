@@ -196,6 +196,17 @@ fn format_user_per_core(file: &Path) -> (f64, f64) {
     (median(in_wasm), median(native))
 }
 
+/// The per-core comparison, printed.
+fn print_per_core(file: &Path) {
+    let (wasm, native) = format_user_per_core(file);
+    println!(
+        "format_user per core, same batches (256 users), one run: in the pipeline's stage {:.2} µs/record, native {:.2} µs/record: {:.2}x native",
+        wasm * 1e6,
+        native * 1e6,
+        native / wasm
+    );
+}
+
 /// Latency per record (its batch's, an upper bound), p50 and p99, in milliseconds:
 /// generated users at `rate` a second (none: as fast as it goes) -> format_user ->
 /// null, in process.
@@ -241,14 +252,9 @@ fn main() {
     let n = env_or("SLUICE_BENCH_USERS", 500_000);
     let runs = env_or("SLUICE_BENCH_RUNS", 3);
     let file = users_file(n);
+    // `SLUICE_BENCH_ONLY=per-core`: that comparison alone (seconds, not minutes).
     if std::env::var("SLUICE_BENCH_ONLY").as_deref() == Ok("per-core") {
-        let (wasm, native) = format_user_per_core(&file);
-        println!(
-            "format_user per core: stage {:.2} µs/record, native {:.2}: {:.2}x native",
-            wasm * 1e6,
-            native * 1e6,
-            native / wasm
-        );
+        print_per_core(&file);
         return;
     }
     let mb = std::fs::metadata(&file).unwrap().len() as f64 / 1e6;
@@ -294,14 +300,8 @@ fn main() {
         33.5 / job
     );
 
-    let (wasm, native) = format_user_per_core(&file);
     println!();
-    println!(
-        "format_user per core, same batches (256 users), one run: in the pipeline's stage {:.2} µs/record, native {:.2} µs/record: {:.2}x native",
-        wasm * 1e6,
-        native * 1e6,
-        native / wasm
-    );
+    print_per_core(&file);
 
     println!();
     println!("| latency (source read -> sink write, per record) | p50 ms | p99 ms | records/s |");

@@ -16,11 +16,8 @@
 
 mod common;
 
-use common::{server, users};
-use sluice::engine::Metrics;
-use sluice::record::{Batch, Record};
-use sluice::sinks::{Delivery, SinkConfig, SinkContext};
-use std::sync::Arc;
+use common::{server, through_sink, users};
+use sluice::record::Record;
 use std::time::{Duration, Instant};
 
 fn env_or(var: &str, default: usize) -> usize {
@@ -30,35 +27,10 @@ fn env_or(var: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-async fn through_sink(url: &str, table: &str, records: &[Record], batch: usize) -> Duration {
+/// The sink writing `records` into `table`.
+async fn sink_time(url: &str, table: &str, records: &[Record], batch: usize) -> Duration {
     let toml = format!("type = \"postgres\"\nurl = \"{url}\"\ntable = \"{table}\"\n");
-    let config: SinkConfig = toml::from_str(&toml).unwrap();
-    config.validate().unwrap();
-    let ctx = SinkContext {
-        name: "bench".into(),
-        base_dir: ".".into(),
-        metrics: Arc::new(Metrics::default()),
-        state_dir: None,
-        partitions: Default::default(),
-    };
-    let mut sink = config.open(&ctx).await.unwrap();
-    let batches: Vec<Batch> = records
-        .chunks(batch)
-        .map(|chunk| {
-            let mut b = Batch::with_capacity(chunk.len());
-            chunk
-                .iter()
-                .for_each(|r| b.push(r.clone(), Default::default()));
-            b
-        })
-        .collect();
-    let started = Instant::now();
-    for b in &batches {
-        let mut delivery = Delivery::new(b.len());
-        sink.write(b, &mut delivery).await.unwrap();
-        assert!(delivery.take_rejected().is_empty());
-    }
-    started.elapsed()
+    through_sink(&toml, records, batch).await
 }
 
 /// A formatted user, as a hand-written job would declare it.
@@ -157,7 +129,7 @@ fn main() {
         rt.block_on(async {
             for sink_side in [sink_first, !sink_first] {
                 if sink_side {
-                    let t = through_sink(&url, &sluice_table, &sink_rows, batch).await;
+                    let t = sink_time(&url, &sluice_table, &sink_rows, batch).await;
                     best_sink = best_sink.max(n as f64 / t.as_secs_f64());
                 } else {
                     let t = bare(&url, &bare_table, &bare_rows, batch).await;

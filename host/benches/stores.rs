@@ -21,16 +21,13 @@
 
 mod common;
 
-use common::{server, users};
+use common::{server, through_sink, users};
 use futures_util::stream::{self, StreamExt};
 use mongodb::bson::{doc, Bson, Document};
 use scylla::value::{CqlValue, MaybeUnset};
-use sluice::engine::Metrics;
-use sluice::record::{Batch, Record};
+use sluice::record::Record;
 use sluice::sinks::cassandra::{client, row::ColumnType, CassandraConfig, SEED_COLUMNS};
-use sluice::sinks::{Delivery, SinkConfig, SinkContext};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BATCH: usize = 256;
@@ -38,40 +35,6 @@ const CONCURRENCY: usize = 64;
 
 fn rate(n: usize, took: Duration) -> f64 {
     n as f64 / took.as_secs_f64()
-}
-
-fn ctx(name: &str) -> SinkContext {
-    SinkContext {
-        name: name.into(),
-        base_dir: ".".into(),
-        metrics: Arc::new(Metrics::default()),
-        state_dir: None,
-        partitions: Default::default(),
-    }
-}
-
-/// Write every batch through a sink opened from `toml`, as the sink task would.
-async fn through_sink(toml: &str, records: &[Record]) -> Duration {
-    let config: SinkConfig = toml::from_str(toml).unwrap();
-    config.validate().unwrap();
-    let mut sink = config.open(&ctx("bench")).await.unwrap();
-    let batches: Vec<Batch> = records
-        .chunks(BATCH)
-        .map(|chunk| {
-            let mut batch = Batch::with_capacity(chunk.len());
-            chunk
-                .iter()
-                .for_each(|r| batch.push(r.clone(), Default::default()));
-            batch
-        })
-        .collect();
-    let started = Instant::now();
-    for batch in &batches {
-        let mut delivery = Delivery::new(batch.len());
-        sink.write(batch, &mut delivery).await.unwrap();
-        assert!(delivery.take_rejected().is_empty());
-    }
-    started.elapsed()
 }
 
 /// The 12 fields of a formatted user, as a hand-written job would declare them.
@@ -254,17 +217,28 @@ fn main() {
         let sluice_first = round % 2 == 0;
         rt.block_on(async {
             // Both tables are made by the sink's statements, before any clock starts.
-            through_sink(&cassandra_toml(&contact, &keyspace, "bare", true), &[]).await;
-            through_sink(&cassandra_toml(&contact, &keyspace, "sluice", true), &[]).await;
+            through_sink(
+                &cassandra_toml(&contact, &keyspace, "bare", true),
+                &[],
+                BATCH,
+            )
+            .await;
+            through_sink(
+                &cassandra_toml(&contact, &keyspace, "sluice", true),
+                &[],
+                BATCH,
+            )
+            .await;
             for sluice_side in [sluice_first, !sluice_first] {
                 if sluice_side {
                     // The table exists: timed without the schema change.
                     let toml = cassandra_toml(&contact, &keyspace, "sluice", true)
                         .replace("create = ", "# create = ");
-                    let t = through_sink(&toml, &sluice_rows).await;
+                    let t = through_sink(&toml, &sluice_rows, BATCH).await;
                     best[0] = best[0].max(rate(n, t));
                     let t =
-                        through_sink(&mongo_toml(&uri, &database, "sluice"), &sluice_rows).await;
+                        through_sink(&mongo_toml(&uri, &database, "sluice"), &sluice_rows, BATCH)
+                            .await;
                     best[1] = best[1].max(rate(n, t));
                 } else {
                     let t = cassandra_bare(&contact, &keyspace, "bare", &bare_rows, false).await;

@@ -1,6 +1,12 @@
-//! What the benchmarks share: finding the servers they need.
+//! What the benchmarks share: finding the servers they need, the users they write,
+//! and writing them through a sink.
 
+use sluice::engine::Metrics;
+use sluice::record::{Batch, Record};
+use sluice::sinks::{Delivery, SinkConfig, SinkContext};
 use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The address in `var` (an external server), else that of the local `name` server,
 /// started by `scripts/servers.sh` if it is not running.
@@ -45,4 +51,38 @@ pub fn users(n: usize, seed: u64) -> Vec<sluice::record::Record> {
     }
     out.truncate(n);
     out
+}
+
+/// Write `records` through a sink opened from `toml`, `batch` at a time, one batch
+/// after another as the sink task does: how long the writes took (opening the sink
+/// and building the batches not counted).
+#[allow(dead_code)] // not every benchmark writes to a sink
+pub async fn through_sink(toml: &str, records: &[Record], batch: usize) -> Duration {
+    let config: SinkConfig = toml::from_str(toml).unwrap();
+    config.validate().unwrap();
+    let ctx = SinkContext {
+        name: "bench".into(),
+        base_dir: ".".into(),
+        metrics: Arc::new(Metrics::default()),
+        state_dir: None,
+        partitions: Default::default(),
+    };
+    let mut sink = config.open(&ctx).await.unwrap();
+    let batches: Vec<Batch> = records
+        .chunks(batch)
+        .map(|chunk| {
+            let mut b = Batch::with_capacity(chunk.len());
+            chunk
+                .iter()
+                .for_each(|r| b.push(r.clone(), Default::default()));
+            b
+        })
+        .collect();
+    let started = Instant::now();
+    for b in &batches {
+        let mut delivery = Delivery::new(b.len());
+        sink.write(b, &mut delivery).await.unwrap();
+        assert!(delivery.take_rejected().is_empty());
+    }
+    started.elapsed()
 }

@@ -208,6 +208,14 @@ impl Reader {
     }
 }
 
+/// Why a read of the table failed: worth polling again, or not.
+enum ReadFailed {
+    /// The server away, restarting, or the network.
+    Retry(String),
+    /// A table dropped, a permission taken away, a value out of range.
+    Fatal(String),
+}
+
 pub fn run(config: PostgresSourceConfig, ctx: SourceContext) -> Result<(), SourceError> {
     let name = ctx.name.clone();
     let fatal = |m: String| SourceError::fatal(&name, m);
@@ -283,7 +291,10 @@ pub fn run(config: PostgresSourceConfig, ctx: SourceContext) -> Result<(), Sourc
             return reader.flush(Vec::new(), false);
         }
         let rows = rt.block_on(async {
-            let conn = pool.get().await.map_err(|e| Ok(pool_error(&e)))?;
+            let conn = pool
+                .get()
+                .await
+                .map_err(|e| ReadFailed::Retry(pool_error(&e)))?;
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
                 [&last, &reader.config.batch_rows];
             let run = conn.query(&query, &params);
@@ -291,15 +302,19 @@ pub fn run(config: PostgresSourceConfig, ctx: SourceContext) -> Result<(), Sourc
             match tokio::time::timeout(backstop, run).await {
                 // A table dropped, a permission taken away, a value out of range:
                 // polling again cannot help.
-                Ok(Err(e)) if !client::is_transient(&e) => Err(Err(describe(&e))),
-                Ok(rows) => rows.map_err(|e| Ok(describe(&e))),
-                Err(_) => Err(Ok(format!("no answer to the query within {backstop:?}"))),
+                Ok(Err(e)) if !client::is_transient(&e) => Err(ReadFailed::Fatal(describe(&e))),
+                Ok(rows) => rows.map_err(|e| ReadFailed::Retry(describe(&e))),
+                Err(_) => Err(ReadFailed::Retry(format!(
+                    "no answer to the query within {backstop:?}"
+                ))),
             }
         });
         let mut rows: Vec<(String, i64)> = match rows {
             Ok(rows) => rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
-            Err(Err(why)) => return Err(fatal(format!("reading {schema}.{table}: {why}"))),
-            Err(Ok(why)) => {
+            Err(ReadFailed::Fatal(why)) => {
+                return Err(fatal(format!("reading {schema}.{table}: {why}")))
+            }
+            Err(ReadFailed::Retry(why)) => {
                 // The server away, restarting, or the network: read again later.
                 tracing::warn!(source = %name, "reading {schema}.{table}: {why}; trying again in {}", reader.config.poll_interval);
                 if reader

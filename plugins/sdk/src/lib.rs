@@ -250,16 +250,8 @@ pub mod json {
             }
 
             #[inline(always)]
-            pub fn string_special(b: &[u8; 16]) -> u32 {
-                let v = load(b);
-                let hit = v128_or(
-                    v128_or(
-                        u8x16_eq(v, u8x16_splat(b'"')),
-                        u8x16_eq(v, u8x16_splat(b'\\')),
-                    ),
-                    u8x16_lt(v, u8x16_splat(0x20)),
-                );
-                u8x16_bitmask(hit) as u32
+            pub fn control(b: &[u8; 16]) -> u32 {
+                u8x16_bitmask(u8x16_lt(load(b), u8x16_splat(0x20))) as u32
             }
         }
 
@@ -282,15 +274,12 @@ pub mod json {
             }
 
             #[inline(always)]
-            pub fn string_special(b: &[u8; 16]) -> u32 {
+            pub fn control(b: &[u8; 16]) -> u32 {
                 unsafe {
                     let v = _mm_loadu_si128(b.as_ptr().cast());
-                    let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-                    let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
                     // v <= 0x1f, unsigned: max(v, 0x1f) == 0x1f.
                     let low = _mm_set1_epi8(0x1f);
-                    let control = _mm_cmpeq_epi8(_mm_max_epu8(v, low), low);
-                    _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
+                    _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(v, low), low)) as u32
                 }
             }
         }
@@ -312,12 +301,18 @@ pub mod json {
             pub fn quote_or_backslash(b: &[u8; 16]) -> u32 {
                 mask(b, |c| c == b'"' || c == b'\\')
             }
-            pub fn string_special(b: &[u8; 16]) -> u32 {
-                mask(b, |c| c == b'"' || c == b'\\' || c < 0x20)
+            pub fn control(b: &[u8; 16]) -> u32 {
+                mask(b, |c| c < 0x20)
             }
         }
 
-        pub use imp::*;
+        pub use imp::{quote_or_backslash, SIMD};
+
+        /// A quote, a backslash or a control character (below 0x20).
+        #[inline(always)]
+        pub fn string_special(b: &[u8; 16]) -> u32 {
+            quote_or_backslash(b) | imp::control(b)
+        }
     }
 
     /// The string value starting at `at` (after optional whitespace), if it has no

@@ -163,22 +163,13 @@ impl PostgresSink {
             })
             .collect();
         let mut finished = stream::iter(running).buffer_unordered(self.concurrency);
-        let (mut retry, mut fatal) = (None, None);
+        let mut tally = Tally::default();
         let mut alone = Vec::new();
         while let Some((result, part)) = finished.next().await {
             match result {
                 Ok(()) => part.iter().for_each(|(i, _)| outcome[*i] = Some(Ok(()))),
                 Err(Failed::Rows { .. }) if part.len() > 1 => alone.extend(part),
-                Err(Failed::Rows {
-                    duplicate: true, ..
-                }) if rewritten => outcome[part[0].0] = Some(Ok(())),
-                Err(Failed::Rows { message, .. }) => outcome[part[0].0] = Some(Err(message)),
-                Err(Failed::Retry(m)) => {
-                    retry.get_or_insert(m);
-                }
-                Err(Failed::Fatal(m)) => {
-                    fatal.get_or_insert(m);
-                }
+                result => settle_one(result, rewritten, &mut outcome[part[0].0], &mut tally),
             }
         }
         drop(finished);
@@ -195,26 +186,14 @@ impl PostgresSink {
             .collect();
         let mut finished = stream::iter(singles).buffer_unordered(self.concurrency);
         while let Some((i, result)) = finished.next().await {
-            match result {
-                Ok(()) => outcome[i] = Some(Ok(())),
-                Err(Failed::Rows {
-                    duplicate: true, ..
-                }) if rewritten => outcome[i] = Some(Ok(())),
-                Err(Failed::Rows { message, .. }) => outcome[i] = Some(Err(message)),
-                Err(Failed::Retry(m)) => {
-                    retry.get_or_insert(m);
-                }
-                Err(Failed::Fatal(m)) => {
-                    fatal.get_or_insert(m);
-                }
-            }
+            settle_one(result, rewritten, &mut outcome[i], &mut tally);
         }
         drop(finished);
         for (i, survivor) in replaced {
             match &outcome[survivor] {
                 Some(Ok(())) => outcome[i] = Some(Ok(())),
                 Some(Err(_)) => {
-                    retry.get_or_insert_with(|| {
+                    tally.retry.get_or_insert_with(|| {
                         "a record whose key a later one in the batch had (now refused) is still to write".into()
                     });
                 }
@@ -228,10 +207,10 @@ impl PostgresSink {
             left += usize::from(settled.is_none());
             settled
         });
-        if let Some(m) = fatal {
+        if let Some(m) = tally.fatal {
             return Err(SinkError::fatal(&self.name, m));
         }
-        match retry {
+        match tally.retry {
             Some(m) => Err(SinkError::retryable(
                 &self.name,
                 format!("{left} row(s) not written: {m}"),
@@ -307,6 +286,36 @@ fn insert_statement(schema: &str, table: &str, layout: &super::Layout, mode: Mod
         }
     }
     sql
+}
+
+/// The first reasons met to retry the batch, and to give up on it.
+#[derive(Default)]
+struct Tally {
+    retry: Option<String>,
+    fatal: Option<String>,
+}
+
+/// What a statement for one row means for it (`slot`) or for the batch (`tally`).
+/// `rewritten`: an insert retried, where "exists" is the earlier attempt's own write.
+fn settle_one(
+    result: Result<(), Failed>,
+    rewritten: bool,
+    slot: &mut Option<Result<(), String>>,
+    tally: &mut Tally,
+) {
+    match result {
+        Ok(()) => *slot = Some(Ok(())),
+        Err(Failed::Rows {
+            duplicate: true, ..
+        }) if rewritten => *slot = Some(Ok(())),
+        Err(Failed::Rows { message, .. }) => *slot = Some(Err(message)),
+        Err(Failed::Retry(m)) => {
+            tally.retry.get_or_insert(m);
+        }
+        Err(Failed::Fatal(m)) => {
+            tally.fatal.get_or_insert(m);
+        }
+    }
 }
 
 /// Sort a failed statement: the rows' fault, worth a retry, or hopeless.
