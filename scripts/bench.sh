@@ -16,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+scripts/build-cache.sh
 scripts/build-plugins.sh >/dev/null
 n=${SLUICE_BENCH_USERS:-500000}
 

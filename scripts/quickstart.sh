@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+scripts/build-cache.sh
 scripts/build-plugins.sh
 echo "==> building sluice"
 cargo build --quiet --release -p sluice

@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+scripts/build-cache.sh
 
 # librdkafka is built from source (rdkafka's bundled copy) with TLS: it needs
 # OpenSSL's headers and pkg-config.
