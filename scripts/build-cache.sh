@@ -11,7 +11,7 @@
 #      checkout uses that default place too);
 #   2. this checkout's folder, once over SLUICE_BUILD_CACHE_CAP_GB (default 30), loses
 #      its incremental state and, if still over, everything but the downloaded test
-#      servers: the next build starts cold (~12 minutes here) instead of failing;
+#      servers: the next build starts cold (test.sh: ~20 minutes here), not failing;
 #   3. the build needs room to reach its full size (SLUICE_BUILD_CACHE_FULL_GB,
 #      default 16: a whole `scripts/test.sh` build measured 10 GB): with less free,
 #      it stops with the numbers and what to do.

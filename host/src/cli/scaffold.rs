@@ -133,10 +133,9 @@ const WIT: &str = include_str!("../../../wit/sluice-plugin.wit");
 const SDK_LIB: &str = include_str!("../../../plugins/sdk/src/lib.rs");
 const SDK_CARGO: &str = include_str!("templates/sdk.Cargo.toml.tmpl");
 const CARGO: &str = include_str!("templates/Cargo.toml.tmpl");
-/// WebAssembly SIMD for the plugin (the SDK's JSON scans use it): every runtime
-/// Sluice supports has it. Read by cargo run in the crate's folder, which `build` does.
-const CARGO_CONFIG: &str =
-    "[target.wasm32-wasip2]\nrustflags = [\"-C\", \"target-feature=+simd128\"]\n";
+/// The shipped plugins' WebAssembly SIMD setting, the same file. Read by cargo run in
+/// the crate's folder, which `build` does.
+const CARGO_CONFIG: &str = include_str!("../../../.cargo/config.toml");
 const README: &str = include_str!("templates/README.md.tmpl");
 const TRANSFORM: &str = include_str!("templates/transform.rs.tmpl");
 const TRANSFORM_SAMPLE: &str = include_str!("templates/transform.sample.jsonl");

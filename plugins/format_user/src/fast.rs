@@ -142,29 +142,29 @@ impl<'a> Parser<'a> {
             b"gender" => set(&mut user.gender, self.leaf_str()?),
             b"email" => set(&mut user.email, self.leaf_str()?),
             b"phone" => set(&mut user.phone, self.leaf_str()?),
-            b"name" => self.obj(&mut user.name, |p, key, n: &mut NameB<'a>| match key {
-                b"first" => set(&mut n.0.first, p.leaf_str()?),
-                b"last" => set(&mut n.0.last, p.leaf_str()?),
+            b"name" => self.obj(&mut user.name, |p, key, n: &mut Name<'a>| match key {
+                b"first" => set(&mut n.first, p.leaf_str()?),
+                b"last" => set(&mut n.last, p.leaf_str()?),
                 _ => p.skip(1),
             }),
             b"location" => self.obj(
                 &mut user.location,
-                |p, key, l: &mut LocationB<'a>| match key {
-                    b"street" => p.obj(&mut l.0.street, |p, key, s: &mut StreetB<'a>| match key {
-                        b"number" => set(&mut s.0.number, p.leaf_scalar()?),
-                        b"name" => set(&mut s.0.name, p.leaf_str()?),
+                |p, key, l: &mut Location<'a>| match key {
+                    b"street" => p.obj(&mut l.street, |p, key, s: &mut Street<'a>| match key {
+                        b"number" => set(&mut s.number, p.leaf_scalar()?),
+                        b"name" => set(&mut s.name, p.leaf_str()?),
                         _ => p.skip(3),
                     }),
-                    b"city" => set(&mut l.0.city, p.leaf_str()?),
-                    b"state" => set(&mut l.0.state, p.leaf_scalar()?),
-                    b"country" => set(&mut l.0.country, p.leaf_str()?),
-                    b"postcode" => set(&mut l.0.postcode, p.leaf_scalar()?),
+                    b"city" => set(&mut l.city, p.leaf_str()?),
+                    b"state" => set(&mut l.state, p.leaf_scalar()?),
+                    b"country" => set(&mut l.country, p.leaf_str()?),
+                    b"postcode" => set(&mut l.postcode, p.leaf_scalar()?),
                     _ => p.skip(2),
                 },
             ),
-            b"login" => self.obj(&mut user.login, |p, key, l: &mut LoginB<'a>| match key {
-                b"uuid" => set(&mut l.0.uuid, p.leaf_str()?),
-                b"username" => set(&mut l.0.username, p.leaf_str()?),
+            b"login" => self.obj(&mut user.login, |p, key, l: &mut Login<'a>| match key {
+                b"uuid" => set(&mut l.uuid, p.leaf_str()?),
+                b"username" => set(&mut l.username, p.leaf_str()?),
                 _ => p.skip(2),
             }),
             b"dob" | b"registered" => {
@@ -173,15 +173,15 @@ impl<'a> Parser<'a> {
                 } else {
                     &mut user.registered
                 };
-                self.obj(slot, |p, key, d: &mut DatedB<'a>| match key {
-                    b"date" => set(&mut d.0.date, p.leaf_str()?),
+                self.obj(slot, |p, key, d: &mut Dated<'a>| match key {
+                    b"date" => set(&mut d.date, p.leaf_str()?),
                     _ => p.skip(2),
                 })
             }
             b"picture" => self.obj(
                 &mut user.picture,
-                |p, key, pic: &mut PictureB<'a>| match key {
-                    b"medium" => set(&mut pic.0.medium, p.leaf_str()?),
+                |p, key, pic: &mut Picture<'a>| match key {
+                    b"medium" => set(&mut pic.medium, p.leaf_str()?),
                     _ => p.skip(2),
                 },
             ),
@@ -190,15 +190,15 @@ impl<'a> Parser<'a> {
     }
 
     /// An object field, into `slot`.
-    fn obj<B: Default + Into<T>, T>(
+    fn obj<T: Default>(
         &mut self,
         slot: &mut Option<Node<T>>,
-        member: impl FnMut(&mut Self, &'a [u8], &mut B) -> Option<()>,
+        member: impl FnMut(&mut Self, &'a [u8], &mut T) -> Option<()>,
     ) -> Option<()> {
         let node = if self.literal(b"null").is_some() {
             Node::Null
         } else {
-            Node::Obj(self.object_of(member)?.into())
+            Node::Obj(self.object_of(member)?)
         };
         set(slot, node)
     }
@@ -332,38 +332,6 @@ impl<'a> Parser<'a> {
         }
     }
 }
-
-// `Default` for the parts (the serde types need none of their own), and back.
-macro_rules! defaulted {
-    ($($wrapper:ident($ty:ident { $($field:ident),* })),* $(,)?) => {$(
-        struct $wrapper<'a>($ty<'a>);
-        impl<'a> Default for $wrapper<'a> {
-            fn default() -> Self {
-                $wrapper($ty { $($field: None),* })
-            }
-        }
-        impl<'a> From<$wrapper<'a>> for $ty<'a> {
-            fn from(w: $wrapper<'a>) -> Self {
-                w.0
-            }
-        }
-    )*};
-}
-
-defaulted!(
-    NameB(Name { first, last }),
-    LocationB(Location {
-        street,
-        city,
-        state,
-        country,
-        postcode
-    }),
-    StreetB(Street { number, name }),
-    LoginB(Login { uuid, username }),
-    DatedB(Dated { date }),
-    PictureB(Picture { medium }),
-);
 
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 
 use crate::shape::{Leaf, List, Node, Object};
 use serde_json::Value;
+use sluice_plugin_sdk::json::find_string_special;
 use std::borrow::Cow;
 use std::fmt;
 use uuid::Uuid;
@@ -345,28 +346,22 @@ const OPENERS: [&str; 12] = [
 ];
 
 /// Append `s` escaped for the inside of a JSON string literal: the runs between
-/// characters that need an escape are copied whole (one copy, not a loop per
-/// character: what makes it cheap in WebAssembly too).
+/// characters that need an escape (found with the SDK's 16-byte finder) are copied
+/// whole, one copy each, not a loop per character: what makes it cheap in WebAssembly
+/// too.
 fn push_escaped(out: &mut String, s: &str) {
-    let bytes = s.as_bytes();
-    let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
-        // Runs end at ASCII bytes, so these are character boundaries.
-        out.push_str(&s[run..i]);
-        if escape.is_empty() {
-            out.push_str(&format!("\\u{b:04x}"));
-        } else {
-            out.push_str(escape);
+    let mut rest = s;
+    while let Some(i) = find_string_special(rest.as_bytes()) {
+        // Specials are ASCII, so `i` and `i + 1` are character boundaries.
+        out.push_str(&rest[..i]);
+        match rest.as_bytes()[i] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            control => out.push_str(&format!("\\u{control:04x}")),
         }
-        run = i + 1;
+        rest = &rest[i + 1..];
     }
-    out.push_str(&s[run..]);
+    out.push_str(rest);
 }
 
 /// Reads required fields and reports errors against their dotted paths.

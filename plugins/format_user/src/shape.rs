@@ -64,7 +64,7 @@ pub struct Object<'a> {
     pub picture: Option<Node<Picture<'a>>>,
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize)]
 pub struct Name<'a> {
     #[serde(borrow)]
     pub first: Option<Leaf<'a>>,
@@ -72,7 +72,7 @@ pub struct Name<'a> {
     pub last: Option<Leaf<'a>>,
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize)]
 pub struct Location<'a> {
     #[serde(borrow)]
     pub street: Option<Node<Street<'a>>>,
@@ -86,7 +86,7 @@ pub struct Location<'a> {
     pub postcode: Option<Leaf<'a>>,
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize)]
 pub struct Street<'a> {
     #[serde(borrow)]
     pub number: Option<Leaf<'a>>,
@@ -94,7 +94,7 @@ pub struct Street<'a> {
     pub name: Option<Leaf<'a>>,
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize)]
 pub struct Login<'a> {
     #[serde(borrow)]
     pub uuid: Option<Leaf<'a>>,
@@ -102,13 +102,13 @@ pub struct Login<'a> {
     pub username: Option<Leaf<'a>>,
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize)]
 pub struct Dated<'a> {
     #[serde(borrow)]
     pub date: Option<Leaf<'a>>,
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize)]
 pub struct Picture<'a> {
     #[serde(borrow)]
     pub medium: Option<Leaf<'a>>,
