@@ -184,7 +184,7 @@ fn find_field<'a>(value: &'a [u8], field: &str) -> serde_json::Result<Option<Fou
         }
     }
     // The common case, found by a scan for the key that skips the rest without
-    // parsing it (strings by memchr); anything it is unsure of is parsed in full.
+    // parsing it (strings 16 bytes at a time); anything it is unsure of is parsed in full.
     if let Some(Some(at)) = sluice_plugin_sdk::json::top_level_value(value, field.as_bytes()) {
         let mut d = serde_json::Deserializer::from_slice(&value[at..]);
         if let Ok(found) = FoundValue::deserialize(&mut d) {
