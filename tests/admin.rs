@@ -303,6 +303,161 @@ fn beyond_loopback_the_token_is_required_and_every_request_needs_it() {
     host.stop();
 }
 
+/// A raw request (everything but the final blank line and body is `head`): the
+/// status, read with a timeout.
+fn raw(addr: &str, head: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "{head}\r\nConnection: close\r\n\r\n").unwrap();
+    let _ = stream.write_all(body);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    (status, response)
+}
+
+/// On loopback without a token, nothing reachable from a web page or another local
+/// user swaps a plugin: the swap route needs the token the host wrote to a file only
+/// its user reads, a plugin's content type, and no foreign `Origin`; a `Host` that is
+/// not this machine's (DNS rebinding) is refused everywhere. The stage and the size
+/// are checked before a body is read, and idle connections can neither starve the
+/// listener nor hold descriptors past the header timeout.
+#[test]
+fn the_swap_route_needs_the_token_and_the_listener_cannot_be_starved() {
+    let dir = tempfile::tempdir().unwrap();
+    let (host, addr) = start(dir.path(), RUNNING, &["--admin", "127.0.0.1:0"]);
+    let file = host
+        .log()
+        .split("admin token for plugin swaps written to ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(PathBuf::from)
+        .expect("the token file is named");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", file.display());
+    let token = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert_eq!(token.len(), 64);
+
+    let swap = |query: &str, headers: &str| {
+        let head = format!(
+            "POST /plugins/swap?{query} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 4{headers}"
+        );
+        raw(&addr, &head, b"\0asm")
+    };
+    let auth = format!("\r\nAuthorization: Bearer {token}");
+    let wasm = "\r\nContent-Type: application/wasm";
+    // A browser's no-preflight POST: text/plain, no token.
+    let (code, _) = swap("stage=format_user", "\r\nContent-Type: text/plain");
+    assert_eq!(code, 401, "no token");
+    assert_eq!(
+        swap(
+            "stage=format_user",
+            &format!("{wasm}\r\nAuthorization: Bearer nope")
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        swap(
+            "stage=format_user",
+            &format!("{auth}\r\nContent-Type: text/plain")
+        )
+        .0,
+        415
+    );
+    let (code, body) = swap(
+        "stage=format_user",
+        &format!("{auth}{wasm}\r\nOrigin: https://evil.example"),
+    );
+    assert_eq!(code, 403, "{body}");
+    // The token and the type are there: now the stage and the body count (4 bytes
+    // are no component: refused as such, 422).
+    assert_eq!(swap("stage=format_user", &format!("{auth}{wasm}")).0, 422);
+    // DNS rebinding: a name that is not this machine's, on any route.
+    let (code, body) = raw(&addr, "GET /status HTTP/1.1\r\nHost: evil.example", b"");
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("does not name this machine"), "{body}");
+    assert_eq!(
+        raw(&addr, "GET /healthz HTTP/1.1\r\nHost: localhost", b"").0,
+        200
+    );
+
+    // Refused before the body is read: a missing stage, and a declared size over the
+    // cap, answered at once though no body byte is sent.
+    let started = Instant::now();
+    let early = |query: &str| {
+        let head = format!(
+            "POST /plugins/swap?{query} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 250000000{auth}{wasm}"
+        );
+        raw(&addr, &head, b"")
+    };
+    let (code, body) = early("stage=nope");
+    assert_eq!(code, 404, "{body}");
+    assert!(
+        body.contains("no transform or window named `nope`"),
+        "{body}"
+    );
+    let head = format!("POST /plugins/swap?stage=format_user HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 300000000{auth}{wasm}");
+    assert_eq!(raw(&addr, &head, b"").0, 413);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // 200 idle connections (more than the listener serves at once) never send a
+    // byte: /healthz still answers, within the header timeout, and the idle ones are
+    // closed by then.
+    let idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    let asked = Instant::now();
+    let mut health = None;
+    while asked.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+        if let Ok(mut s) = TcpStream::connect(&addr) {
+            s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+            let _ = write!(
+                s,
+                "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            );
+            let mut r = String::new();
+            if s.read_to_string(&mut r).is_ok() && r.starts_with("HTTP/1.1 200") {
+                health = Some(asked.elapsed());
+                break;
+            }
+        }
+    }
+    let waited = health.expect("/healthz answered despite 200 idle connections");
+    assert!(waited < Duration::from_secs(15), "{waited:?}");
+    let mut closed = 0;
+    for mut s in idle {
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut buf = [0u8; 64];
+        // Closed by the server (at once, or at its header timeout): an end, or a
+        // reset; a read that times out is a connection still held.
+        match s.read(&mut buf) {
+            Ok(_) => closed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
+            Err(e) => panic!("an idle connection still open after 15 s: {e}"),
+        }
+    }
+    assert_eq!(
+        closed, 200,
+        "every idle connection was closed by the listener"
+    );
+    host.stop();
+    assert!(!file.exists(), "the token file goes with the host");
+}
+
 #[test]
 fn json_logs_tag_plugin_lines_and_a_chatty_plugin_is_held_back() {
     let dir = tempfile::tempdir().unwrap();

@@ -1160,3 +1160,237 @@ path = "windows.jsonl"
     );
     assert!(log.contains("window state restored from"), "{log}");
 }
+
+/// `{"n":i}` lines for `range`.
+fn numbered(range: std::ops::Range<usize>) -> String {
+    range.map(|i| format!("{{\"n\":{i}}}\n")).collect()
+}
+
+/// The `n` of every line of a file.
+fn numbers(path: &std::path::Path) -> Vec<u64> {
+    json_lines(path)
+        .iter()
+        .map(|v| v["n"].as_u64().unwrap())
+        .collect()
+}
+
+/// `cp app.log app.log.1 && : > app.log`, then more lines than before written at once:
+/// by the next poll the file has grown past the old offset, and only its first bytes
+/// tell that it is other content. Every line is read, once, and the log says why.
+#[test]
+fn a_followed_file_rotated_by_copytruncate_loses_no_line() {
+    use common::host::Host;
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, numbered(0..50)).unwrap();
+    let path = pipeline(
+        dir.path(),
+        "rotate.toml",
+        r#"
+[pipeline]
+checkpoint_interval = "100ms"
+linger = "10ms"
+[source]
+type = "file"
+path = "app.log"
+follow = true
+poll_interval = "300ms"
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+"#,
+    );
+    let out = dir.path().join("out.jsonl");
+    let host = Host::start(&path);
+    host.wait_lines(&out, 50);
+    std::fs::copy(&log, dir.path().join("app.log.1")).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .unwrap();
+    f.write_all(numbered(50..200).as_bytes()).unwrap();
+    drop(f);
+    host.wait_lines(&out, 200);
+    // Then a plain truncation to nothing, and a few lines.
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&log, "").unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    std::fs::write(&log, numbered(200..203)).unwrap();
+    host.wait_lines(&out, 203);
+    let said = host.log();
+    host.stop();
+    assert_eq!(numbers(&out), (0..203).collect::<Vec<u64>>(), "{said}");
+    assert!(said.contains("truncated or rewritten in place"), "{said}");
+    // A restart reads nothing again.
+    let mut again = Host::start(&path);
+    again.wait_log(30, "a start", |l| l.contains("running pipeline"));
+    std::thread::sleep(Duration::from_millis(1000));
+    again.stop();
+    assert_eq!(common::host::lines(&out), 203);
+}
+
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_first_line_and_a_fifo_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bom.jsonl"),
+        format!("\u{feff}{}", numbered(0..3)),
+    )
+    .unwrap();
+    let toml = |input: &str| {
+        format!("[source]\ntype = \"file\"\npath = \"{input}\"\n[[sinks]]\ntype = \"file\"\npath = \"out.jsonl\"\n[dead_letter]\ntype = \"file\"\npath = \"dead.jsonl\"\n")
+    };
+    let path = pipeline(dir.path(), "bom.toml", &toml("bom.jsonl"));
+    let out = sluice(&["run", "--no-progress", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(numbers(&dir.path().join("out.jsonl")), [0, 1, 2]);
+    assert_eq!(common::host::lines(&dir.path().join("dead.jsonl")), 0);
+
+    // A FIFO would block the open until a writer came (and a SIGTERM with it).
+    let fifo = dir.path().join("pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let path = pipeline(dir.path(), "fifo.toml", &toml("pipe"));
+    let started = std::time::Instant::now();
+    let out = sluice(&["run", "--no-progress", path.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is not a regular file or a folder"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+/// With no checkpoint yet (a long interval), a kill leaves the sink with lines the
+/// source will send again: the length at the sink's first open is its first
+/// checkpoint, so the restart cuts back to it and every line is there once.
+#[test]
+fn a_kill_before_the_first_checkpoint_does_not_double_the_file_sink() {
+    use common::host::Host;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.jsonl"), numbered(0..1000)).unwrap();
+    let path = pipeline(
+        dir.path(),
+        "first.toml",
+        r#"
+[pipeline]
+checkpoint_interval = "1h"
+linger = "10ms"
+[source]
+type = "file"
+path = "in.jsonl"
+follow = true
+poll_interval = "100ms"
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+"#,
+    );
+    let out = dir.path().join("out.jsonl");
+    let host = Host::start(&path);
+    host.wait_lines(&out, 1000);
+    host.signal("-KILL");
+    drop(host);
+    let again = Host::start(&path);
+    again.wait_lines(&out, 1000);
+    std::thread::sleep(Duration::from_millis(1500));
+    again.stop();
+    assert_eq!(numbers(&out), (0..1000).collect::<Vec<u64>>());
+}
+
+/// A dead-letter line for `value`, as the file output writes them.
+fn dead_letter_line(value: &str) -> String {
+    serde_json::json!({
+        "stage": "transform", "plugin": "format_user", "offset": 0, "reason": "x",
+        "record": {"key": null, "value": value, "timestamp_ms": 1, "headers": []}
+    })
+    .to_string()
+        + "\n"
+}
+
+/// A bad line anywhere in a dead-letter file replays nothing (each bad line named);
+/// fixed, the file replays every record once.
+#[test]
+fn a_dead_letter_file_with_a_bad_line_replays_nothing_and_once_fixed_everything_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = |seed: u64| {
+        let config: sluice::sources::generator::GeneratorConfig =
+            toml::from_str(&format!("seed = {seed}")).unwrap();
+        let mut rng = sluice::sources::SplitMix64::new(seed);
+        String::from_utf8(sluice::sources::generator::value(&config, &mut rng, 0)).unwrap()
+    };
+    let good: Vec<String> = (1..=5).map(|s| dead_letter_line(&user(s))).collect();
+    let broken = format!(
+        "{}{}{{\"stage\": \"transform\", \"plugin\": \"format_user\"}}\n{}{}{}",
+        good[0],
+        good[1],
+        good[2],
+        good[3],
+        &good[4][..good[4].len() / 2] // torn
+    );
+    let file = dir.path().join("dead.jsonl");
+    std::fs::write(&file, &broken).unwrap();
+    let path = pipeline(
+        dir.path(),
+        "p.toml",
+        "[source]\ntype = \"generator\"\ncount = 1\n[[transforms]]\nplugin = \"{FORMAT_USER}\"\n[[sinks]]\ntype = \"file\"\npath = \"users.jsonl\"\n",
+    );
+    let replay = || {
+        sluice(&[
+            "dead-letters",
+            "replay",
+            file.to_str().unwrap(),
+            "--pipeline",
+            path.to_str().unwrap(),
+            "--plugin",
+            &format!("format_user={}", wasm("format_user").display()),
+        ])
+    };
+    let out = replay();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("{}:3: ", file.display())), "{err}");
+    assert!(err.contains(&format!("{}:6: ", file.display())), "{err}");
+    assert!(err.contains("nothing was replayed"), "{err}");
+    let users = dir.path().join("users.jsonl");
+    assert_eq!(common::host::lines(&users), 0, "nothing written");
+    std::fs::write(&file, good.concat()).unwrap();
+    let out = replay();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(common::host::lines(&users), 5, "each record once");
+}
+
+/// An input that is all garbage stops after max_dead_letter_run dead letters in a row;
+/// poison among good records never does.
+#[test]
+fn a_run_of_dead_letters_stops_the_pipeline_and_poison_among_good_records_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage: String = (0..100).map(|i| format!("garbage {i}\n")).collect();
+    std::fs::write(dir.path().join("garbage.txt"), garbage).unwrap();
+    let mixed: String = (0..100)
+        .map(|i| {
+            if i % 5 == 4 {
+                format!("{{\"n\":{i}}}\n")
+            } else {
+                format!("garbage {i}\n")
+            }
+        })
+        .collect();
+    std::fs::write(dir.path().join("mixed.txt"), mixed).unwrap();
+    let toml = |input: &str| {
+        format!(
+            "[pipeline]\nmax_dead_letter_run = 10\nbatch_size = 4\n[source]\ntype = \"file\"\npath = \"{input}\"\nevent_time = {{ field = \"n\", format = \"epoch_ms\" }}\n[[sinks]]\ntype = \"file\"\npath = \"{input}.out\"\n[dead_letter]\ntype = \"file\"\npath = \"{input}.dead\"\n"
+        )
+    };
+    let path = pipeline(dir.path(), "garbage.toml", &toml("garbage.txt"));
+    let out = sluice(&["run", "--no-progress", path.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("dead letters in a row"), "{err}");
+    let dead = common::host::lines(&dir.path().join("garbage.txt.dead"));
+    assert!((10..=20).contains(&dead), "stopped near the limit: {dead}");
+    let path = pipeline(dir.path(), "mixed.toml", &toml("mixed.txt"));
+    let out = sluice(&["run", "--no-progress", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(common::host::lines(&dir.path().join("mixed.txt.dead")), 80);
+}

@@ -174,6 +174,59 @@ fn a_window_shorter_than_a_millisecond_is_refused() {
     );
 }
 
+/// A sliding window of `1h` every `1ms` would put each record in 3.6 million windows.
+#[test]
+fn a_slide_that_puts_a_record_in_too_many_windows_is_refused() {
+    let window = |slide: &str| {
+        format!("{GOOD}\n[window]\nplugin = \"w.wasm\"\nsize = \"1h\"\nslide = \"{slide}\"\n")
+    };
+    let err = parse_err(&window("1ms")).to_string();
+    assert!(
+        err.starts_with("dir/p.toml:19: `window.slide` `1ms` with window.size `1h` puts every record in 3600000 windows"),
+        "{err}"
+    );
+    assert!(err.contains("make slide at least 3s 600ms"), "{err}");
+    assert!(parse(Path::new("p.toml"), &window("3600ms"), no_env).is_ok());
+    let max_future =
+        GOOD.to_owned() + "\n[window]\nplugin = \"w.wasm\"\nsize = \"1m\"\nmax_future = \"2h\"\n";
+    let c = parse(Path::new("p.toml"), &max_future, no_env).unwrap();
+    assert_eq!(
+        c.window.unwrap().max_future.unwrap().as_millis_i64(),
+        7_200_000
+    );
+}
+
+/// In a single-quoted string a value cannot be escaped: `'${X}'` with X = `1s', memory_mb
+/// = 4000 } #` would write a key of its own.
+#[test]
+fn a_variable_in_a_single_quoted_string_is_refused() {
+    let text = GOOD.replace("out/users.jsonl", "x").replace(
+        "plugin = \"plugins/format_user.wasm\"",
+        "plugin = \"plugins/format_user.wasm\"\nsandbox = { deadline = '${D}' }",
+    );
+    let env = |k: &str| (k == "D").then(|| "1s', memory_mb = 4000 } #".to_owned());
+    let err = parse(Path::new("p.toml"), &text, env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("p.toml:11:25: `transforms[0].sandbox"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`${D}` is inside a single-quoted string"),
+        "{err}"
+    );
+    let quoted = text.replace("'${D}'", "\"${D}\"");
+    let env = |k: &str| (k == "D").then(|| "1s\", memory_mb = 4000 } #".to_owned());
+    let err = parse(Path::new("p.toml"), &quoted, env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("invalid duration"),
+        "escaped, the value stays one string: {err}"
+    );
+}
+
 #[test]
 fn a_refused_value_names_its_key_and_line() {
     // A duration past the longest allowed: serde's message alone names no key.

@@ -9,7 +9,8 @@ mod common;
 
 use common::host::{lines, Host};
 use common::kafka::{
-    broker, committed, create_topic, produce, producer, read_all, unique, Raw, FAST_GROUP,
+    broker, committed, create_topic, produce, produce_with_raw_header, producer, read_all, unique,
+    Raw, FAST_GROUP,
 };
 use common::{json_lines, pipeline, wasm};
 use std::collections::{BTreeMap, BTreeSet};
@@ -310,6 +311,10 @@ fn poison_messages_go_to_the_dead_letters_with_their_positions() {
         (None, Some(user(2))),
     ];
     produce(&topic, &messages);
+    // A header name that is not UTF-8 (rdkafka's own reader panics on it), then a
+    // good user after it: the source goes on.
+    produce_with_raw_header(&topic, b"\xff\xfebad", b"v", &user(3));
+    produce(&topic, &[(None, Some(user(4)))]);
     let group = unique("g");
     let transform = format!(
         "[[transforms]]\nplugin = \"{}\"",
@@ -329,19 +334,40 @@ fn poison_messages_go_to_the_dead_letters_with_their_positions() {
 
     assert_eq!(
         ids(&dir.path().join("out.jsonl")).len(),
-        2,
-        "both good users"
+        3,
+        "the good users, the one after the bad header included"
     );
     let dead = json_lines(&dir.path().join("dead.jsonl"));
     let offsets: Vec<u64> = dead.iter().map(|d| d["offset"].as_u64().unwrap()).collect();
-    assert_eq!(offsets, [1, 2, 3, 4, 5, 6], "{dead:#?}");
+    assert_eq!(offsets, [1, 2, 3, 4, 5, 6, 8], "{dead:#?}");
     for d in &dead {
         assert_eq!(d["position"]["topic"], topic.as_str());
         assert_eq!(d["position"]["partition"], 0);
         assert_eq!(d["position"]["offset"], d["offset"]);
-        assert_eq!(d["stage"], "transform");
+        let stage = if d["offset"] == 8 {
+            "source"
+        } else {
+            "transform"
+        };
+        assert_eq!(d["stage"], stage, "{d}");
         assert!(d["reason"].as_str().unwrap().len() > 5, "{d}");
     }
+    // An empty value and a tombstone stay apart, so a replay keeps the null.
+    assert_eq!(dead[3]["record"]["value"], "", "{}", dead[3]);
+    assert_eq!(
+        dead[4]["record"]["value"],
+        serde_json::Value::Null,
+        "{}",
+        dead[4]
+    );
+    let bad_header = &dead[6];
+    assert!(
+        bad_header["reason"]
+            .as_str()
+            .unwrap()
+            .contains("header 0's name is not UTF-8 (bytes fffe626164)"),
+        "{bad_header}"
+    );
     assert_eq!(
         dead[5]["record"]["value"].as_str().unwrap().len(),
         big_len,
@@ -349,7 +375,7 @@ fn poison_messages_go_to_the_dead_letters_with_their_positions() {
     );
     assert_eq!(
         committed(&group, &topic, 1),
-        [Some(8)],
+        [Some(10)],
         "offsets still advance"
     );
 }

@@ -166,6 +166,72 @@ fn windows_close_at_the_watermark_and_late_records_become_dead_letters() {
     assert!(stage.held().is_empty(), "emitted windows hold nothing");
 }
 
+/// One record with a wrong clock (the year 2100), or an event time at either end of
+/// i64, is a dead letter saying why; the windows go on as if it had never come (it
+/// neither closes them nor loops nor fills memory), and a sliding window with them
+/// ends at once too.
+#[test]
+fn hostile_event_times_are_dead_letters_and_the_windows_go_on() {
+    let now_s = chrono::Utc::now().timestamp() / 60 * 60 - 3600; // an hour ago, on a minute
+    let in_2100 = 4_102_444_800;
+    let values =
+        |b: &Batch| -> Vec<Vec<u8>> { b.records.iter().map(|r| r.value.clone()).collect() };
+    for slide in [None, Some(1_000)] {
+        let stage = || {
+            let stage = gender_windows(0);
+            match slide {
+                Some(slide) => stage.sliding(slide),
+                None => stage,
+            }
+        };
+        // The same good records through a stage that never sees the hostile ones.
+        let (mut control, mut hostile) = (stage(), stage());
+        let (mut none, mut dead) = (Vec::new(), Vec::new());
+        let first = users_at(&[now_s, now_s + 10]);
+        let mut with_hostile = first.clone();
+        for (i, ts) in [in_2100 * 1000, i64::MAX, i64::MIN, i64::MAX - 59_999]
+            .into_iter()
+            .enumerate()
+        {
+            with_hostile.push(
+                record(r#"{"gender":"male"}"#, ts),
+                Position::new(PartitionId(0), 10 + i as u64),
+            );
+        }
+        let expected = values(&control.push(&first, &mut none));
+        assert_eq!(values(&hostile.push(&with_hostile, &mut dead)), expected);
+        let reasons: Vec<&str> = dead.iter().map(|d| d.reason.as_str()).collect();
+        assert_eq!(reasons.len(), 4, "{reasons:?}");
+        assert!(
+            reasons[0].contains("more than [window] max_future (1day) ahead"),
+            "{}",
+            reasons[0]
+        );
+        assert!(
+            reasons[0].contains("2100-01-01T00:00:00.000Z"),
+            "{}",
+            reasons[0]
+        );
+        for r in &reasons[1..] {
+            assert!(r.contains("outside the years 1 to 9999"), "{r}");
+        }
+        // A record a minute later closes windows as it does without them.
+        let later = users_at(&[now_s + 70]);
+        let expected = values(&control.push(&later, &mut none));
+        assert!(!expected.is_empty());
+        assert_eq!(values(&hostile.push(&later, &mut dead)), expected);
+        let expected = values(&control.close(true, &mut none));
+        assert_eq!(values(&hostile.close(true, &mut dead)), expected);
+        assert!(none.is_empty(), "{none:?}");
+        assert_eq!(dead.len(), 4, "nothing after them is late");
+    }
+    // A longer max_future takes what the default refuses.
+    let mut far = gender_windows(0).max_future(200 * 365 * 86_400_000);
+    let mut dead = Vec::new();
+    far.push(&users_at(&[in_2100]), &mut dead);
+    assert!(dead.is_empty(), "{dead:?}");
+}
+
 #[test]
 fn the_file_source_resumes_from_its_byte_offset() {
     let dir = tempfile::tempdir().unwrap();

@@ -194,7 +194,10 @@ impl DeadLetter {
             }
         }
         let value = &self.record.value;
-        if value.len() > max_value {
+        let null = crate::record::is_null_value(&self.record);
+        if null {
+            rec.insert("value".into(), Value::Null);
+        } else if value.len() > max_value {
             let mut cut = max_value;
             if let Err(e) = std::str::from_utf8(&value[..cut]) {
                 if e.error_len().is_none() && std::str::from_utf8(value).is_ok() {
@@ -214,6 +217,7 @@ impl DeadLetter {
             .record
             .headers
             .iter()
+            .filter(|h| !(null && h.name == crate::record::NULL_VALUE_HEADER))
             .map(|h| {
                 let mut obj = serde_json::Map::new();
                 obj.insert("name".into(), Value::String(h.name.clone()));

@@ -41,6 +41,16 @@ impl Batch {
     }
 }
 
+/// Marks a record whose value was null, not empty (a Kafka tombstone): a record's
+/// value is bytes, so the difference rides in this header. A dead letter writes such
+/// a value as `null` (and replays it as null), and a Kafka sink sends a tombstone.
+pub const NULL_VALUE_HEADER: &str = "sluice.null-value";
+
+/// Whether the record's value was null (see [`NULL_VALUE_HEADER`]).
+pub fn is_null_value(record: &Record) -> bool {
+    record.value.is_empty() && record.headers.iter().any(|h| h.name == NULL_VALUE_HEADER)
+}
+
 /// A record with no key and no headers.
 pub fn record(value: impl Into<Vec<u8>>, timestamp_ms: i64) -> Record {
     Record {

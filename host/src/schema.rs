@@ -47,6 +47,11 @@ impl Schema {
         if !schema.is_object() && !schema.is_boolean() {
             return Err("is not a JSON Schema: a schema is an object (or true/false)".into());
         }
+        if let Some(cycle) = vacuous_cycle(schema) {
+            return Err(format!(
+                "is a schema that only refers to itself (`$ref` {cycle}), so it would match every record: give it rules"
+            ));
+        }
         let validator = jsonschema::options()
             .should_validate_formats(true)
             .build(schema)
@@ -97,6 +102,43 @@ impl Schema {
     }
 }
 
+/// Keywords that say nothing about a value.
+const ANNOTATIONS: &[&str] = &[
+    "$ref",
+    "$schema",
+    "$id",
+    "$comment",
+    "$defs",
+    "definitions",
+    "title",
+    "description",
+    "default",
+    "examples",
+    "$anchor",
+];
+
+/// A chain of local `$ref`s from the root that comes back to where it was without any
+/// rule on the way (`{"$ref": "#"}`): the validator takes it, and it matches anything.
+/// Returns the chain (`# -> #`), if there is one.
+fn vacuous_cycle(schema: &serde_json::Value) -> Option<String> {
+    let mut seen: Vec<String> = vec!["#".into()];
+    let mut node = schema;
+    loop {
+        let obj = node.as_object()?;
+        if obj.keys().any(|k| !ANNOTATIONS.contains(&k.as_str())) {
+            return None; // a rule of its own
+        }
+        let target = obj.get("$ref")?.as_str()?;
+        let pointer = target.strip_prefix('#')?;
+        if seen.iter().any(|s| s == target) {
+            seen.push(target.to_owned());
+            return Some(seen.join(" -> "));
+        }
+        seen.push(target.to_owned());
+        node = schema.pointer(pointer)?;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +186,22 @@ mod tests {
         let why = schema.check(bad.to_string().as_bytes()).unwrap_err();
         assert!(why.ends_with("; and 1 more"), "{why}");
         assert!(schema.check(b"[1").unwrap_err().contains("not JSON"));
+    }
+
+    #[test]
+    fn a_schema_that_only_refers_to_itself_is_refused() {
+        for cyclic in [
+            serde_json::json!({"$ref": "#"}),
+            serde_json::json!({"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}}),
+        ] {
+            let why = Schema::compile("s.json".into(), &cyclic).unwrap_err();
+            assert!(why.contains("only refers to itself"), "{why}");
+        }
+        // A recursive schema with rules on the way is a real one.
+        let tree = serde_json::json!({"type": "object", "properties": {"child": {"$ref": "#"}}});
+        assert!(Schema::compile("tree.json".into(), &tree).is_ok());
+        let via_def = serde_json::json!({"$ref": "#/$defs/u", "$defs": {"u": {"type": "string"}}});
+        assert!(Schema::compile("u.json".into(), &via_def).is_ok());
     }
 
     #[test]

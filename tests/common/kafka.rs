@@ -97,6 +97,38 @@ pub fn produce(topic: &str, messages: &[Raw]) {
     producer.flush(Duration::from_secs(30)).unwrap();
 }
 
+/// Produce one message to partition 0 with a header whose name is any bytes (not
+/// UTF-8, say), as a producer in another language may send it; rdkafka's safe API
+/// only takes names that are text, so the header goes in through librdkafka's own.
+pub fn produce_with_raw_header(topic: &str, name: &[u8], value: &[u8], payload: &[u8]) {
+    use rdkafka::bindings as rd;
+    use rdkafka::message::{BorrowedHeaders, OwnedHeaders};
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .create()
+        .unwrap();
+    let headers = OwnedHeaders::new_with_capacity(1);
+    // SAFETY: rdkafka's borrowed headers are librdkafka's `rd_kafka_headers_t`
+    // behind a reference (that is how rdkafka itself reads them); `headers` owns it.
+    let native = headers.as_borrowed() as *const BorrowedHeaders as *mut rd::rd_kafka_headers_t;
+    let err = unsafe {
+        rd::rd_kafka_header_add(
+            native,
+            name.as_ptr().cast(),
+            name.len() as isize,
+            value.as_ptr().cast(),
+            value.len() as isize,
+        )
+    };
+    assert_eq!(err, rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+    let record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
+        .partition(0)
+        .payload(payload)
+        .headers(headers);
+    producer.send(record).map_err(|(e, _)| e).unwrap();
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
 /// Every message of partition 0 of `topic` as (value, headers), read with a bare
 /// consumer (no group) until `count` arrive or a minute passes.
 pub fn read_all(topic: &str, count: usize) -> Vec<Read> {

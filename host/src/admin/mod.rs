@@ -5,17 +5,18 @@
 //! Off unless configured (`[admin] listen`, or `sluice run --admin ADDR`). Loopback
 //! by default; listening on any other address needs a bearer token, and then every
 //! request without it gets 401. It is also how later commands (plugin swaps) reach a
-//! running host.
+//! running host: those routes always need a token ([`guard`]).
 //!
 //! - config: this file; serving and routes: [`server`]; the rates and history that
 //!   `/status` adds to the counters: [`history`]; `POST /plugins/swap`: [`swap`].
 
+pub mod guard;
 mod history;
 mod server;
 mod swap;
 
 pub use history::History;
-pub use server::Admin;
+pub use server::{Admin, HEADER_TIMEOUT, MAX_CONNECTIONS};
 
 use serde::Deserialize;
 use std::net::SocketAddr;

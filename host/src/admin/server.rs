@@ -1,5 +1,11 @@
-//! Serving the admin routes over HTTP/1.1 (hyper), with the bearer-token check.
+//! Serving the admin routes over HTTP/1.1 (hyper), with the bearer-token check and
+//! the guards of [`super::guard`]. The listener can never starve the pipeline: at most
+//! [`MAX_CONNECTIONS`] at once (one more is closed as soon as it is accepted), a
+//! request's headers must arrive within [`HEADER_TIMEOUT`] (an idle kept-alive
+//! connection too), and a failing `accept` (out of descriptors) backs off rather than
+//! spinning.
 
+use super::guard;
 use super::history::History;
 use super::{swap, AdminConfig, PipelineHandle};
 use crate::engine::Families;
@@ -17,13 +23,37 @@ use tokio_util::sync::CancellationToken;
 /// The page at `/`: one file, no external assets, polling `/status`.
 const PAGE: &str = include_str!("page.html");
 
+/// Connections served at once; one more is closed as soon as it is accepted.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send a request's headers (an idle kept-alive
+/// connection included) before it is closed.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A running admin listener.
 pub struct Admin {
     addr: SocketAddr,
+    /// The token made at start for the mutating routes, and the file it is in
+    /// (removed when the listener goes).
+    made_token: Option<std::path::PathBuf>,
+}
+
+impl Drop for Admin {
+    fn drop(&mut self) {
+        if let Some(file) = &self.made_token {
+            let _ = std::fs::remove_file(file);
+        }
+    }
 }
 
 pub(super) struct Shared {
+    /// Every request needs it (configured, for a listener beyond loopback).
     token: Option<String>,
+    /// Mutating routes need it: the configured token, or one made at start.
+    pub(super) mutate_token: String,
+    /// On loopback, `Host` must name this machine (no DNS rebinding).
+    loopback: bool,
+    /// One swap upload at a time: a component is held whole while it compiles.
+    pub(super) uploads: tokio::sync::Semaphore,
     families: Arc<Families>,
     history: Mutex<History>,
     started: Instant,
@@ -47,8 +77,26 @@ impl Admin {
         let addr = listener
             .local_addr()
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let (mutate_token, made_token) = match &config.token {
+            Some(t) => (t.clone(), None),
+            None => {
+                let token = guard::new_token()?;
+                let file = guard::token_file(addr).ok_or(
+                    "no place for the admin token (neither XDG_STATE_HOME nor HOME is set): set [admin] token",
+                )?;
+                guard::write_token(&file, &token)?;
+                tracing::info!(
+                    "admin token for plugin swaps written to {} (sluice plugin swap reads it there)",
+                    file.display()
+                );
+                (token, Some(file))
+            }
+        };
         let shared = Arc::new(Shared {
             token: config.token.clone(),
+            mutate_token,
+            loopback: addr.ip().is_loopback(),
+            uploads: tokio::sync::Semaphore::new(1),
             families,
             history: Mutex::new(History::new(
                 pipelines.iter().map(|p| p.metrics.clone()).collect(),
@@ -69,27 +117,49 @@ impl Admin {
             }
         });
         tokio::spawn(async move {
+            let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
             loop {
                 let accepted = tokio::select! {
                     a = listener.accept() => a,
                     _ = shutdown.cancelled() => return,
                 };
-                let Ok((stream, _)) = accepted else { continue };
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of descriptors, say: waiting lets some close, where
+                        // trying again at once would spin.
+                        tracing::warn!(
+                            "admin listener: accept failed ({e}); trying again in 100 ms"
+                        );
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                // Full: closed at once, so that the queue behind it keeps moving (a
+                // client tries again once the idle ones have timed out).
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    drop(stream);
+                    continue;
+                };
                 let shared = shared.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let service = hyper::service::service_fn(move |req| {
                         let shared = shared.clone();
                         async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
                     });
                     let io = hyper_util::rt::TokioIo::new(stream);
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(HEADER_TIMEOUT)
+                        .max_buf_size(64 * 1024)
                         .serve_connection(io, service)
                         .await;
                 });
             }
         });
         tracing::info!("admin listener on http://{addr} (/, /status, /metrics, /healthz, /readyz)");
-        Ok(Admin { addr })
+        Ok(Admin { addr, made_token })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -123,12 +193,46 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
             .insert("www-authenticate", HeaderValue::from_static("Bearer"));
         return r;
     }
+    if shared.loopback {
+        if let Some(why) = guard::host_refused(&req) {
+            return respond(StatusCode::FORBIDDEN, TEXT, format!("403: {why}\n"));
+        }
+    }
     if req.uri().path() == "/plugins/swap" {
         if req.method() != Method::POST {
             return respond(
                 StatusCode::METHOD_NOT_ALLOWED,
                 TEXT,
                 "405: POST the .wasm\n",
+            );
+        }
+        if let Some(why) = guard::origin_refused(&req) {
+            return respond(StatusCode::FORBIDDEN, TEXT, format!("403: {why}\n"));
+        }
+        if !authorized(Some(&shared.mutate_token), &req) {
+            let mut r = respond(
+                StatusCode::UNAUTHORIZED,
+                TEXT,
+                "401: a swap needs the admin token (Authorization: Bearer <token>): the configured [admin] token, or the one the host wrote at start (its log names the file; sluice plugin swap reads it)\n",
+            );
+            r.headers_mut()
+                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+            return r;
+        }
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        if content_type.map(|c| c.split(';').next().unwrap_or("").trim())
+            != Some(guard::WASM_CONTENT_TYPE)
+        {
+            return respond(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                TEXT,
+                format!(
+                    "415: send the component as Content-Type: {}\n",
+                    guard::WASM_CONTENT_TYPE
+                ),
             );
         }
         return swap::handle(shared, req).await;

@@ -4,6 +4,9 @@
 //! the processor, which swaps it in between two batches and answers with the switch
 //! points. Any failure leaves the running version in place: 422 (the new plugin is
 //! unusable) or 409 (the pipeline refused the swap), with the reason.
+//!
+//! The stage is checked and the declared length taken before the body is read, and
+//! one upload is taken at a time (429 for another), so uploads cannot fill memory.
 
 use super::server::{respond, Shared, JSON};
 use crate::engine::{Control, NewPlugin, SwapRequest};
@@ -75,6 +78,39 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<By
             }
         },
     };
+    // Everything that can be refused is, before the body is read.
+    let config = &pipeline.config;
+    let known = config.transforms.iter().any(|t| t.name() == stage)
+        || config.window.as_ref().is_some_and(|w| w.name() == stage);
+    if !known {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "pipeline `{}` has no transform or window named `{stage}`",
+                config.name()
+            ),
+        );
+    }
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_WASM as u64) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the component is larger than {} MiB", MAX_WASM >> 20),
+        );
+    }
+    let Ok(upload) = shared.uploads.try_acquire() else {
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "another swap is being uploaded or compiled; try again when it is done".into(),
+        );
+        r.headers_mut()
+            .insert("retry-after", hyper::header::HeaderValue::from_static("5"));
+        return r;
+    };
     let wasm = match Limited::new(req.into_body(), MAX_WASM).collect().await {
         Ok(body) => body.to_bytes().to_vec(),
         Err(e) => {
@@ -96,6 +132,7 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<By
     .await
     .unwrap_or_else(|e| Err(format!("compiling panicked: {e}")));
     let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
+    drop(upload); // the bytes are compiled (or dropped): the next upload may come
     let plugin = match built {
         Ok(p) => p,
         Err(why) => {

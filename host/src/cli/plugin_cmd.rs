@@ -36,7 +36,10 @@ pub enum PluginCommand {
         /// The host's admin listener.
         #[arg(long, value_name = "ADDR", default_value = sluice::admin::DEFAULT_ADDR, env = "SLUICE_ADMIN")]
         admin: String,
-        /// Its bearer token, if it has one.
+        /// Its bearer token. A swap always needs one: without [admin] token the host
+        /// makes one at start and writes it to
+        /// ~/.local/state/sluice/admin/<ip>_<port>.token (readable by its user only),
+        /// where this command finds it.
         #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
         token: Option<String>,
         /// First run the new version beside the running one on the next N records (its

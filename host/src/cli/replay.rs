@@ -114,12 +114,15 @@ pub fn run(command: DeadLettersCommand) -> Result<(), Failure> {
 
 /// The one plugin (or sink) every transform/window dead letter in `file` names.
 fn only_plugin(file: &Path) -> Result<String, Failure> {
-    let text = std::fs::read_to_string(file)
+    use std::io::BufRead;
+    let opened = std::fs::File::open(file)
         .with_context(|| format!("reading {}", file.display()))
         .map_err(Failure::config)?;
-    let names: BTreeSet<String> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    // A line at a time: a dead-letter file may be larger than memory.
+    let names: BTreeSet<String> = std::io::BufReader::new(opened)
+        .split(b'\n')
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_slice::<serde_json::Value>(&l).ok())
         .filter(|d| matches!(d["stage"].as_str(), Some("transform" | "window")))
         .filter_map(|d| d["plugin"].as_str().map(str::to_owned))
         .collect();

@@ -18,6 +18,24 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
+/// The token a host of this user's wrote for its listener at `admin` (when it was
+/// given none): `localhost` is looked up as 127.0.0.1 and ::1.
+fn made_token(admin: &str) -> Option<String> {
+    let base = super::status::base(admin);
+    let authority = base.split("://").nth(1)?.split('/').next()?;
+    let port = authority.rsplit_once(':')?.1;
+    let host = authority.rsplit_once(':')?.0;
+    let candidates: Vec<String> = if host.eq_ignore_ascii_case("localhost") {
+        vec![format!("127.0.0.1:{port}"), format!("[::1]:{port}")]
+    } else {
+        vec![authority.to_owned()]
+    };
+    candidates
+        .iter()
+        .filter_map(|a| a.parse::<std::net::SocketAddr>().ok())
+        .find_map(sluice::admin::guard::read_token)
+}
+
 pub fn swap(
     stage: &str,
     wasm: &Path,
@@ -55,8 +73,10 @@ pub fn swap(
             let mut request = reqwest::Client::new()
                 .post(&url)
                 .timeout(Duration::from_secs(600))
+                .header("content-type", sluice::admin::guard::WASM_CONTENT_TYPE)
                 .body(bytes);
-            if let Some(t) = token {
+            let made = || made_token(admin);
+            if let Some(t) = token.map(str::to_owned).or_else(made) {
                 request = request.bearer_auth(t);
             }
             let response = request.send().await.with_context(|| {

@@ -20,19 +20,13 @@ pub fn parse(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<PipelineConfig, ConfigError> {
     let original = text;
-    let (text, source_map) = interpolate(original, env).map_err(|unset| {
-        let (line, column) = line_column(original, unset.offset);
+    let (text, source_map) = interpolate(original, env).map_err(|refused| {
+        let (line, column) = line_column(original, refused.offset);
         ConfigError::Parse {
             path: path.to_owned(),
             line,
             column,
-            message: name_the_key(
-                &format!(
-                    "environment variable `{}` is not set (write `${{{}:-default}}` to give a default)",
-                    unset.name, unset.name
-                ),
-                key_at(original, unset.offset),
-            ),
+            message: name_the_key(&refused.message, key_at(original, refused.offset)),
         }
     })?;
     let mut config: PipelineConfig = toml::from_str(&text).map_err(|e| {

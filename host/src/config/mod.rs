@@ -75,6 +75,11 @@ pub struct PipelineSection {
     /// side (results still go on in source order). Default: the machine's cores. 1:
     /// the pipeline's one processing thread runs them.
     pub workers: Option<usize>,
+    /// Dead letters in a row, with no record getting through to the sinks, after
+    /// which the pipeline stops with an error (0: never). It caps what an input that
+    /// is all garbage writes to the dead letters; a stream with poison in it never
+    /// trips it, as one good record starts the count again.
+    pub max_dead_letter_run: u64,
 }
 
 impl PipelineSection {
@@ -98,6 +103,7 @@ impl Default for PipelineSection {
             retry: RetryPolicy::default(),
             dead_letter_max_kb: 4096,
             workers: None,
+            max_dead_letter_run: 10_000,
         }
     }
 }
@@ -300,6 +306,19 @@ impl PipelineConfig {
                     return Err(self.invalid(
                         "window.slide",
                         "must be more than 0 and at most the window's size",
+                    ));
+                }
+                let (size_ms, slide_ms) = (w.size.as_millis_i64(), slide.as_millis_i64().max(1));
+                let per_record = (size_ms + slide_ms - 1) / slide_ms;
+                let most = crate::engine::MAX_WINDOWS_PER_RECORD;
+                if per_record > most {
+                    return Err(self.invalid(
+                        "window.slide",
+                        format!(
+                            "`{slide}` with window.size `{}` puts every record in {per_record} windows (a copy and an accumulator each); at most {most} are allowed: make slide at least {} (size / {most})",
+                            w.size,
+                            crate::duration::Duration::from_millis(((size_ms + most - 1) / most) as u64)
+                        ),
                     ));
                 }
             }

@@ -83,6 +83,12 @@ pub struct WindowConfig {
     /// A window closes once the newest event time passes its end by this much.
     #[serde(default)]
     pub allowed_lateness: Duration,
+    /// How far ahead of the host's clock an event time may be (default `"1d"`). A
+    /// record further ahead is a dead letter saying so: without a bound, one record
+    /// from a wrong clock (the year 2100) would move the watermark past every open
+    /// window and make nearly every later record late. Records outside the years 1 to
+    /// 9999 are dead letters whatever this says.
+    pub max_future: Option<Duration>,
     /// A source partition with no record for this long stops holding the watermark
     /// back; when every partition is idle, every open window closes (so the last
     /// window of a quiet stream is emitted). Default: partitions never count as idle.

@@ -18,6 +18,7 @@
 //! workers, each owning some partitions, share the work later.
 
 pub mod batcher;
+mod dead_run;
 mod metrics;
 mod pipeline;
 mod processor;
@@ -32,4 +33,4 @@ pub use pipeline::{Pipeline, RunError};
 pub use processor::Control;
 pub use swap::{NewPlugin, SwapReport, SwapRequest};
 pub use watch::watch_plugin;
-pub use window::{Late, WindowStage, PARTITION_HEADER};
+pub use window::{Late, WindowStage, MAX_WINDOWS_PER_RECORD, PARTITION_HEADER};

@@ -7,7 +7,7 @@ use super::processor::{
     version_info, Control, DeadLetterQueue, ProcessError, Processor, Route, SinkMessage,
 };
 use super::snapshot::{SnapshotStore, StateStore};
-use super::window::{Late, WindowStage};
+use super::window::{Late, WindowStage, DEFAULT_MAX_FUTURE_MS};
 use super::workers::Pool;
 use super::{batcher, Metrics};
 use crate::config::PipelineConfig;
@@ -104,6 +104,10 @@ impl Pipeline {
                             },
                         })
                         .idle_after(w.idle_timeout.map(|d| *d))
+                        .max_future(
+                            w.max_future
+                                .map_or(DEFAULT_MAX_FUTURE_MS, |d| d.as_millis_i64()),
+                        )
                         .partials(w.output == crate::config::WindowOutput::Partials),
                 )
             }
@@ -342,6 +346,7 @@ async fn run(
         retired_failures: 0,
         sinks: routes,
         dead_letter,
+        dead_run: super::dead_run::DeadRun::new(p.max_dead_letter_run),
         metrics: metrics.clone(),
         checkpoint_interval: *p.checkpoint_interval,
         emit_every: config

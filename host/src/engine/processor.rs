@@ -10,10 +10,11 @@
 
 use super::batcher::Demand;
 use super::batcher::Work;
+use super::dead_run::DeadRun;
 use super::metrics::{DeadNote, StageInfo, StageMetrics, SwapEvent};
 use super::snapshot::{self, Snapshot, StateStore};
 use super::swap::{Canary, Held, NewPlugin, Probation, SwapReport, SwapRequest, WATCH_AT_MOST};
-use super::window::{Partial, WindowStage};
+use super::window::{Added, WindowStage};
 use super::workers::{Done, Job, Pool, StageRun};
 use super::Metrics;
 use crate::dead_letter::{DeadLetter, Encoding};
@@ -115,6 +116,9 @@ pub enum ProcessError {
     Panicked(String),
     #[error("{0}")]
     Snapshot(String),
+    /// Too many dead letters in a row ([`super::dead_run`]).
+    #[error("{0}")]
+    DeadLetterRun(String),
 }
 
 pub struct Processor {
@@ -133,6 +137,8 @@ pub struct Processor {
     pub retired_failures: u64,
     pub sinks: Vec<Route>,
     pub dead_letter: DeadLetterQueue,
+    /// Stops the pipeline after too many dead letters in a row.
+    pub dead_run: DeadRun,
     pub metrics: Arc<Metrics>,
     pub checkpoint_interval: Duration,
     /// Running results of open windows this often.
@@ -560,7 +566,7 @@ impl Processor {
         &mut self,
         batch: Batch,
         mut dead: Vec<DeadLetter>,
-        added: Option<(Vec<Partial>, Option<StageRun>)>,
+        added: Option<(Added, Option<StageRun>)>,
         rt: &Handle,
     ) -> Result<(), ProcessError> {
         let windows = match &mut self.window {
@@ -585,6 +591,9 @@ impl Processor {
             }
             _ => None,
         };
+        if !batch.is_empty() {
+            self.dead_run.passed();
+        }
         self.send(Input::Records, batch, rt)?;
         if let Some(results) = windows {
             self.send(Input::Windows, results, rt)?;
@@ -1049,8 +1058,10 @@ impl Processor {
         Ok(())
     }
 
-    fn send_dead(&self, dead: Vec<DeadLetter>, rt: &Handle) -> Result<(), ProcessError> {
-        rt.block_on(self.dead_letter.send(dead))
+    fn send_dead(&mut self, dead: Vec<DeadLetter>, rt: &Handle) -> Result<(), ProcessError> {
+        let run = self.dead_run.failed(dead.len());
+        rt.block_on(self.dead_letter.send(dead))?;
+        run.map_err(ProcessError::DeadLetterRun)
     }
 
     /// Every sink (dead letters included) makes what it has durable; then the source

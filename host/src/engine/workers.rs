@@ -9,7 +9,7 @@
 //! for every batch out (`drain`), and a new plugin version reaches every worker as a
 //! fork of the processor's own.
 
-use super::window::{accumulate, Partial, Replayed, Windowing};
+use super::window::{accumulate, Added, Replayed, Windowing};
 use crate::dead_letter::DeadLetter;
 use crate::plugin::{PluginError, TransformPlugin, WindowPlugin};
 use crate::record::{Batch, PartitionId};
@@ -53,7 +53,7 @@ pub struct Done {
     pub dead: Vec<DeadLetter>,
     pub covers: BTreeMap<PartitionId, u64>,
     /// The window's partials of the transformed batch.
-    pub partials: Option<Vec<Partial>>,
+    pub partials: Option<Added>,
     pub stages: Vec<StageRun>,
     pub window_run: Option<StageRun>,
     pub worker: usize,

@@ -10,7 +10,7 @@
 use super::{Input, SinkContext, SinkError};
 use crate::duration::Duration;
 use crate::kafka::{self, CreateTopic, Properties};
-use crate::record::Record;
+use crate::record::{is_null_value, Record, NULL_VALUE_HEADER};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
@@ -133,16 +133,21 @@ impl KafkaSink {
     pub async fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
         let mut pending: VecDeque<DeliveryFuture> = VecDeque::with_capacity(records.len());
         for r in records {
+            let tombstone = is_null_value(r);
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
             for h in &r.headers {
+                if tombstone && h.name == NULL_VALUE_HEADER {
+                    continue;
+                }
                 headers = headers.insert(Header {
                     key: &h.name,
                     value: Some(&h.value),
                 });
             }
-            let mut message = FutureRecord::to(&self.topic)
-                .payload(&r.value)
-                .headers(headers);
+            let mut message = FutureRecord::to(&self.topic).headers(headers);
+            if !tombstone {
+                message = message.payload(&r.value);
+            }
             if r.timestamp_ms >= 0 {
                 message = message.timestamp(r.timestamp_ms);
             }

@@ -59,8 +59,13 @@ pub fn record_of(letter: &Value) -> Result<Option<Record>, String> {
     if rec.contains_key("value_truncated") {
         return Ok(None);
     }
-    let value = bytes(rec, "value")?.ok_or("the record has no `value`")?;
-    let headers = match rec.get("headers") {
+    // `"value": null`: the record's value was null (a tombstone), kept so.
+    let null = matches!(rec.get("value"), Some(Value::Null));
+    let value = match null {
+        true => Vec::new(),
+        false => bytes(rec, "value")?.ok_or("the record has no `value`")?,
+    };
+    let mut headers: Vec<Header> = match rec.get("headers") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(hs)) => hs
             .iter()
@@ -78,6 +83,12 @@ pub fn record_of(letter: &Value) -> Result<Option<Record>, String> {
             .collect::<Result<_, String>>()?,
         Some(_) => return Err("`headers` is not a list".into()),
     };
+    if null {
+        headers.push(Header {
+            name: crate::record::NULL_VALUE_HEADER.into(),
+            value: Vec::new(),
+        });
+    }
     Ok(Some(Record {
         key: bytes(rec, "key")?,
         value,
@@ -89,42 +100,127 @@ pub fn record_of(letter: &Value) -> Result<Option<Record>, String> {
     }))
 }
 
+/// The file's lines, one at a time (never the whole file in memory): `(line number,
+/// byte offset, line)`, blank lines left out.
+struct Lines {
+    reader: tokio::io::BufReader<tokio::fs::File>,
+    line: Vec<u8>,
+    number: usize,
+    offset: u64,
+}
+
+impl Lines {
+    async fn open(path: &std::path::Path) -> std::io::Result<Lines> {
+        Ok(Lines {
+            reader: tokio::io::BufReader::with_capacity(
+                256 * 1024,
+                tokio::fs::File::open(path).await?,
+            ),
+            line: Vec::new(),
+            number: 0,
+            offset: 0,
+        })
+    }
+
+    async fn next(&mut self) -> std::io::Result<Option<(usize, u64, &[u8])>> {
+        use tokio::io::AsyncBufReadExt;
+        loop {
+            self.line.clear();
+            let n = self.reader.read_until(b'\n', &mut self.line).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.number += 1;
+            let at = self.offset;
+            self.offset += n as u64;
+            if !self.line.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Some((self.number, at, &self.line)));
+            }
+        }
+    }
+}
+
+/// A dead letter's line: `Ok(None)` when it is another plugin's (skipped); `Ok(Some(None))`
+/// when its record was truncated when written (cannot be replayed as it was).
+fn letter_of(line: &[u8], plugin: Option<&str>) -> Result<Option<Option<Record>>, String> {
+    let letter: Value =
+        serde_json::from_slice(line).map_err(|e| format!("not a JSON dead letter: {e}"))?;
+    if let Some(want) = plugin {
+        if letter.get("plugin").and_then(Value::as_str) != Some(want) {
+            return Ok(None);
+        }
+    }
+    record_of(&letter).map(Some)
+}
+
+/// The most bad lines an error lists (all are counted).
+const BAD_LINES_NAMED: usize = 20;
+
+/// Every line is checked before the first record goes: a file with a bad line (a torn
+/// last line, invalid JSON, a missing field) replays nothing, and its error names each
+/// bad line, so that fixing them and replaying again gives every record once.
 pub async fn run(config: DeadLettersConfig, ctx: SourceContext) -> Result<(), SourceError> {
     let path = if config.path.is_absolute() {
         config.path.clone()
     } else {
         ctx.base_dir.join(&config.path)
     };
-    let text = tokio::fs::read(&path).await.map_err(|e| {
+    let unreadable = |e: std::io::Error| {
         SourceError::fatal(&ctx.name, format!("cannot read {}: {e}", path.display()))
-    })?;
+    };
+    let want = config.plugin.as_deref();
+    let mut lines = Lines::open(&path).await.map_err(unreadable)?;
+    let (mut bad, mut bad_count) = (Vec::new(), 0usize);
+    while let Some((number, _, line)) = lines.next().await.map_err(unreadable)? {
+        if let Err(why) = letter_of(line, want) {
+            bad_count += 1;
+            if bad.len() < BAD_LINES_NAMED {
+                bad.push(format!("{}:{number}: {why}", path.display()));
+            }
+        }
+    }
+    if bad_count > 0 {
+        let more = bad_count - bad.len();
+        return Err(SourceError::fatal(
+            &ctx.name,
+            format!(
+                "{bad_count} line(s) of {} are not dead letters that can be replayed, so nothing was replayed (fix or remove them, then replay again):\n  {}{}",
+                path.display(),
+                bad.join("\n  "),
+                if more > 0 { format!("\n  ... and {more} more") } else { String::new() }
+            ),
+        ));
+    }
+
     let partition = ctx.partition(Origin::File { path: path.clone() });
     ctx.metrics.set_connected();
-    let (mut offset, mut replayed, mut other, mut truncated) = (0usize, 0u64, 0u64, 0u64);
-    for (i, line) in text.split_inclusive(|&b| b == b'\n').enumerate() {
-        let at = offset;
-        offset += line.len();
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let bad = |why: String| {
-            SourceError::fatal(&ctx.name, format!("{}:{}: {why}", path.display(), i + 1))
-        };
-        let letter: Value = serde_json::from_slice(line)
-            .map_err(|e| bad(format!("not a JSON dead letter: {e}")))?;
-        if let Some(want) = &config.plugin {
-            if letter.get("plugin").and_then(Value::as_str) != Some(want.as_str()) {
+    let (mut replayed, mut other, mut truncated) = (0u64, 0u64, 0u64);
+    let mut lines = Lines::open(&path).await.map_err(unreadable)?;
+    while let Some((number, at, line)) = lines.next().await.map_err(unreadable)? {
+        let record = match letter_of(line, want) {
+            Ok(Some(Some(record))) => record,
+            Ok(Some(None)) => {
+                truncated += 1;
+                continue;
+            }
+            Ok(None) => {
                 other += 1;
                 continue;
             }
-        }
-        let Some(record) = record_of(&letter).map_err(bad)? else {
-            truncated += 1;
-            continue;
+            Err(why) => {
+                // Changed since it was checked: stop here, nothing after it goes.
+                return Err(SourceError::fatal(
+                    &ctx.name,
+                    format!(
+                        "{}:{number}: {why} (the file changed during the replay)",
+                        path.display()
+                    ),
+                ));
+            }
         };
         if ctx.is_stopping()
             || ctx
-                .emit(record, Position::new(partition, at as u64))
+                .emit(record, Position::new(partition, at))
                 .await
                 .is_err()
         {
@@ -159,6 +255,13 @@ mod tests {
         let cut =
             serde_json::json!({"record": {"value": "x", "value_truncated": {}, "timestamp_ms": 1}});
         assert!(record_of(&cut).unwrap().is_none());
+        let tombstone = serde_json::json!({"record": {"value": null, "timestamp_ms": 1}});
+        let t = record_of(&tombstone).unwrap().unwrap();
+        assert!(crate::record::is_null_value(&t), "{t:?}");
+        let empty = serde_json::json!({"record": {"value": "", "timestamp_ms": 1}});
+        assert!(!crate::record::is_null_value(
+            &record_of(&empty).unwrap().unwrap()
+        ));
         assert!(record_of(&serde_json::json!({"x": 1}))
             .unwrap_err()
             .contains("no `record`"));

@@ -8,8 +8,20 @@
 //! run; while running, a followed file is read by the handle first opened.
 //!
 //! A last line with no newline yet is left for later when following (it may still be
-//! being written), and read as a whole record otherwise. A file that shrank below its
-//! saved offset was replaced: it is read again from the start.
+//! being written), and read as a whole record otherwise.
+//!
+//! A file truncated or rewritten in place (`copytruncate` rotation: `cp app.log
+//! app.log.1 && : > app.log`) is read again from its start, with a warning, whatever
+//! the timing: it is shorter than what was read of it, or its first bytes (up to
+//! [`HEAD`], kept as a digest, as Vector's file source keeps a checksum) are not the
+//! ones read, even when it has grown past the old offset again by the next poll. The
+//! same test is made at a restart against the saved digest. Positions keep growing
+//! across such a restart from the start (each content of a file starts at the offset
+//! after the last one's), so the engine never takes new lines for replays.
+//!
+//! Only regular files are read: a FIFO or a device (`/dev/urandom`) is refused at
+//! start, never opened (opening a FIFO blocks until a writer comes, and a device never
+//! ends). A UTF-8 byte order mark at the start of a file is not part of its first line.
 
 use super::event_time::EventTime;
 use super::{Closed, SourceContext, SourceError, SourceEvent, CHUNK};
@@ -71,12 +83,64 @@ impl FileSourceConfig {
     }
 }
 
-/// Where to resume a file, and which file it was (its inode): a different file under
-/// the same name is read from its start.
-#[derive(Debug, Clone, Copy, serde::Serialize, Deserialize)]
+/// How many of a file's first bytes tell whether it is still the content read.
+pub const HEAD: u64 = 256;
+
+/// A UTF-8 byte order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Where to resume a file, and which file it was (its inode, and a digest of its first
+/// bytes): a different file, or other content, under the same name is read from its
+/// start.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
 struct Resume {
+    /// Bytes of the file read and acknowledged.
     offset: u64,
     inode: u64,
+    /// The position of the file's byte 0 (grows each time it is read from its start
+    /// again, so positions never go back).
+    #[serde(default)]
+    base: u64,
+    /// The digest of the first `head_len` bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    head: Option<Head>,
+}
+
+/// A digest of a file's first bytes, as read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+struct Head {
+    len: u64,
+    sha256: String,
+}
+
+impl Head {
+    fn of(bytes: &[u8]) -> Head {
+        use sha2::{Digest, Sha256};
+        let d = Sha256::digest(bytes);
+        Head {
+            len: bytes.len() as u64,
+            sha256: d.iter().take(16).map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+
+    /// Whether `file` still begins with the bytes this digest was made of.
+    fn matches(&self, file: &std::fs::File) -> std::io::Result<bool> {
+        Ok(read_head(file, self.len)?.is_some_and(|bytes| Head::of(&bytes) == *self))
+    }
+}
+
+/// The first `len` bytes of `file`, or `None` if it is shorter.
+fn read_head(file: &std::fs::File, len: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = vec![0; len as usize];
+    let mut got = 0;
+    while got < bytes.len() {
+        match file.read_at(&mut bytes[got..], got as u64)? {
+            0 => return Ok(None),
+            n => got += n,
+        }
+    }
+    Ok(Some(bytes))
 }
 
 /// The saved resume offsets, by file.
@@ -126,7 +190,12 @@ struct Reader {
     reader: BufReader<std::fs::File>,
     /// Offset of the next byte to read.
     at: u64,
-    /// Lines handed to the engine and not yet acknowledged: (start, end).
+    /// The position of byte 0 of the content being read.
+    base: u64,
+    /// The digest of the first bytes read (up to [`HEAD`]), once there are any.
+    head: Option<Head>,
+    /// Lines handed to the engine and not yet acknowledged: (start, end), as byte
+    /// offsets (positions are these plus `base`).
     pending: VecDeque<(u64, u64)>,
     /// A line over the cap being skipped: where it starts, and its first bytes.
     too_long: Option<(u64, Vec<u8>)>,
@@ -152,6 +221,12 @@ impl FileSource {
     fn files(&self) -> Result<Vec<PathBuf>, SourceError> {
         let meta =
             std::fs::metadata(&self.root).map_err(|e| io_error(&self.ctx.name, &self.root, e))?;
+        if !meta.is_dir() && !meta.is_file() {
+            return Err(self.err(format!(
+                "{} is not a regular file or a folder (a FIFO, device or socket): the file source reads files that end, so it is not opened",
+                self.root.display()
+            )));
+        }
         if !meta.is_dir() {
             return Ok(vec![self.root.clone()]);
         }
@@ -181,12 +256,19 @@ impl FileSource {
                 .metadata()
                 .map_err(|e| io_error(&self.ctx.name, &path, e))?;
             let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-            let mut at = 0;
+            let (mut at, mut base, mut head) = (0, 0, None);
             if let Some(saved) = self.saved.offsets.get(&path) {
-                if saved.inode != inode || saved.offset > meta.len() {
-                    tracing::warn!(source = %self.ctx.name, "{} is not the file read before (another inode, or shorter than its saved offset {}): reading it from the start", path.display(), saved.offset);
+                let same_head = match &saved.head {
+                    None => true,
+                    Some(h) => h
+                        .matches(&file)
+                        .map_err(|e| io_error(&self.ctx.name, &path, e))?,
+                };
+                if saved.inode != inode || saved.offset > meta.len() || !same_head {
+                    tracing::warn!(source = %self.ctx.name, "{} is not the file read before (another inode, shorter than its saved offset {}, or other first bytes): reading it from the start", path.display(), saved.offset);
+                    base = saved.base + saved.offset.max(1);
                 } else {
-                    at = saved.offset;
+                    (at, base, head) = (saved.offset, saved.base, saved.head.clone());
                 }
             }
             file.seek(SeekFrom::Start(at))
@@ -201,6 +283,8 @@ impl FileSource {
                 path,
                 reader: BufReader::with_capacity(256 * 1024, file),
                 at,
+                base,
+                head,
                 pending: VecDeque::new(),
                 too_long: None,
             });
@@ -208,9 +292,52 @@ impl FileSource {
         Ok(())
     }
 
+    /// Whether reader `i`'s file was truncated or rewritten in place since it was read:
+    /// shorter than what was read, or other first bytes.
+    fn rewritten(&self, i: usize) -> Result<bool, SourceError> {
+        let r = &self.readers[i];
+        let file = r.reader.get_ref();
+        let io = |e| io_error(&self.ctx.name, &r.path, e);
+        if file.metadata().map_err(io)?.len() < r.at {
+            return Ok(true);
+        }
+        match &r.head {
+            Some(head) => Ok(!head.matches(file).map_err(io)?),
+            None => Ok(false),
+        }
+    }
+
+    /// Read reader `i`'s file again from its start, everything read of the old
+    /// content made durable first (its positions stay below the new content's).
+    fn restart(&mut self, i: usize) -> Result<(), SourceError> {
+        self.flush(false)?;
+        let r = &mut self.readers[i];
+        tracing::warn!(source = %self.ctx.name, "{} was truncated or rewritten in place (a copytruncate rotation?) after {} bytes were read: reading it again from its start", r.path.display(), r.at);
+        r.base += r.at.max(1);
+        r.at = 0;
+        r.head = None;
+        r.too_long = None;
+        r.pending.clear();
+        r.reader
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| io_error(&self.ctx.name, &r.path, e))?;
+        let at = Resume {
+            offset: 0,
+            inode: r.inode,
+            base: r.base,
+            head: None,
+        };
+        self.saved.offsets.insert(r.path.clone(), at);
+        self.saved.dirty = true;
+        self.saved.store().map_err(|m| self.err(m))
+    }
+
     /// Read what the files have now; `Ok(false)` when the engine stopped taking.
     fn read_available(&mut self) -> Result<bool, SourceError> {
         for i in 0..self.readers.len() {
+            if self.rewritten(i)? {
+                self.restart(i)?;
+            }
             loop {
                 if self.ctx.is_stopping() {
                     return Ok(true);
@@ -244,6 +371,7 @@ impl FileSource {
                     let (start, prefix) = r.too_long.take().expect("set above");
                     let (id, end) = (r.id, r.at);
                     r.pending.push_back((start, end));
+                    let start_position = r.base + start;
                     let reason = format!(
                         "line of {} bytes is longer than max_line_mb ({} MiB); skipped",
                         end - start,
@@ -253,7 +381,7 @@ impl FileSource {
                         "source",
                         "file",
                         record(prefix, now_ms()),
-                        Position::new(id, start),
+                        Position::new(id, start_position),
                         reason,
                     )));
                     continue;
@@ -267,8 +395,21 @@ impl FileSource {
                 }
                 let (start, end) = (r.at, r.at + n as u64);
                 r.at = end;
-                let id = r.id;
+                if r.head.as_ref().is_none_or(|h| h.len < HEAD.min(end)) {
+                    // The digest grows with what was read, up to HEAD bytes.
+                    let len = HEAD.min(end);
+                    if let Some(bytes) = read_head(r.reader.get_ref(), len)
+                        .map_err(|e| io_error(&self.ctx.name, &r.path, e))?
+                    {
+                        r.head = Some(Head::of(&bytes));
+                    }
+                }
+                let (id, position) = (r.id, r.base + start);
                 let text = trim_line(&self.line);
+                let text = match start {
+                    0 => text.strip_prefix(BOM).unwrap_or(text),
+                    _ => text,
+                };
                 if text.iter().all(u8::is_ascii_whitespace) {
                     // Nothing to send, but the bytes are consumed all the same.
                     self.readers[i].pending.push_back((start, end));
@@ -276,7 +417,7 @@ impl FileSource {
                 }
                 self.readers[i].pending.push_back((start, end));
                 let value = text.to_vec();
-                self.take_line(value, Position::new(id, start));
+                self.take_line(value, Position::new(id, position));
                 if self.chunk.len() >= CHUNK {
                     if self.send().is_err() {
                         return Ok(false);
@@ -316,7 +457,7 @@ impl FileSource {
             };
             let mut resume = None;
             while let Some(&(start, end)) = reader.pending.front() {
-                if start > durable {
+                if reader.base + start > durable {
                     break;
                 }
                 // Every line at or before the durable one, blank ones included.
@@ -327,6 +468,8 @@ impl FileSource {
                 let at = Resume {
                     offset: resume,
                     inode: reader.inode,
+                    base: reader.base,
+                    head: reader.head.clone(),
                 };
                 self.saved.offsets.insert(reader.path.clone(), at);
                 self.saved.dirty = true;

@@ -17,12 +17,12 @@ use super::{Closed, SourceContext, SourceError, SourceEvent, CHUNK};
 use crate::dead_letter::DeadLetter;
 use crate::kafka::{self, Properties};
 use crate::position::{Ack, Origin, PartitionId, Position};
-use crate::record::{now_ms, Header, Record};
+use crate::record::{now_ms, Header, Record, NULL_VALUE_HEADER};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, Statistics, TopicPartitionList};
 use serde::Deserialize;
@@ -227,25 +227,27 @@ impl State {
         self.committed.entry(id).or_insert(m.offset());
         self.next_read.insert(id, m.offset() + 1);
         self.at_end.remove(&m.partition());
-        let headers = m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| Header {
-                        name: h.key.to_owned(),
-                        value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let (mut headers, unnamed) = headers_of(m);
+        let payload = m.payload();
+        if payload.is_none() {
+            // A tombstone: marked, so that a dead letter or a Kafka sink keeps it null.
+            headers.push(Header {
+                name: NULL_VALUE_HEADER.into(),
+                value: Vec::new(),
+            });
+        }
         let mut record = Record {
             key: m.key().map(<[u8]>::to_vec),
-            value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            value: payload.map(<[u8]>::to_vec).unwrap_or_default(),
             timestamp_ms: m.timestamp().to_millis().unwrap_or_else(now_ms),
             headers,
         };
         let position = Position::new(id, m.offset().max(0) as u64);
-        let event = match self.event_time.of(&record.value, record.timestamp_ms) {
+        let time = match unnamed {
+            Some(why) => Err(why),
+            None => self.event_time.of(&record.value, record.timestamp_ms),
+        };
+        let event = match time {
             Ok(ts) => {
                 record.timestamp_ms = ts;
                 SourceEvent::Record(record, position)
@@ -256,6 +258,58 @@ impl State {
         };
         self.chunk.push(event);
     }
+}
+
+/// A message's headers, their names read as bytes (rdkafka's `Headers::get` panics on
+/// a name that is not UTF-8, and any producer may send one). A record's header names
+/// are text, so such a message cannot be handed on as it is: the second value says
+/// why, and the message becomes a dead letter (its names made readable, the bytes
+/// that were not UTF-8 replaced) rather than stopping the source.
+fn headers_of(m: &BorrowedMessage<'_>) -> (Vec<Header>, Option<String>) {
+    use rdkafka::bindings as rd;
+    let mut native: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
+    // SAFETY: the message outlives this call; librdkafka keeps ownership of the
+    // headers, which we only read, and a message without headers leaves `native` null.
+    let err = unsafe { rd::rd_kafka_message_headers(m.ptr(), &mut native) };
+    if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR || native.is_null() {
+        return (Vec::new(), None);
+    }
+    // SAFETY: as above; `native` is valid while the message is.
+    let count = unsafe { rd::rd_kafka_header_cnt(native) };
+    let mut headers = Vec::with_capacity(count);
+    let mut unnamed = None;
+    for i in 0..count {
+        let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0);
+        // SAFETY: `i` < count; the pointers written are librdkafka's, valid while the
+        // message is, and copied out below before it goes.
+        let err =
+            unsafe { rd::rd_kafka_header_get_all(native, i, &mut name, &mut value, &mut size) };
+        if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+            continue;
+        }
+        // SAFETY: librdkafka's header names are NUL-terminated.
+        let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes();
+        let value = if value.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: `value` points at `size` bytes owned by the message.
+            unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) }.to_vec()
+        };
+        let name = match std::str::from_utf8(name) {
+            Ok(name) => name.to_owned(),
+            Err(_) => {
+                let hex: String = name.iter().map(|b| format!("{b:02x}")).collect();
+                unnamed.get_or_insert_with(|| {
+                    format!(
+                        "header {i}'s name is not UTF-8 (bytes {hex}): header names must be text"
+                    )
+                });
+                String::from_utf8_lossy(name).into_owned()
+            }
+        };
+        headers.push(Header { name, value });
+    }
+    (headers, unnamed)
 }
 
 /// librdkafka's callbacks: statistics (lag), errors, rebalances.

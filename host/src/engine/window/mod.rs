@@ -9,7 +9,7 @@
 
 mod partial;
 
-pub use partial::{accumulate, Partial, Replayed, Windowing};
+pub use partial::{accumulate, Added, Replayed, Windowing, MAX_WINDOWS_PER_RECORD};
 
 use super::snapshot::{PartitionState, WindowState};
 use crate::dead_letter::DeadLetter;
@@ -90,6 +90,10 @@ pub enum Late {
     },
 }
 
+/// How far ahead of the host's clock an event time may be unless `[window]
+/// max_future` says otherwise: a day.
+pub const DEFAULT_MAX_FUTURE_MS: i64 = 24 * 3600 * 1000;
+
 /// The header naming a partial result's source partition (`users_created-3`).
 pub const PARTITION_HEADER: &str = "sluice.partition";
 
@@ -101,6 +105,8 @@ impl WindowStage {
             windowing: Windowing {
                 size_ms,
                 slide_ms: size_ms,
+                max_future_ms: DEFAULT_MAX_FUTURE_MS,
+                now_ms: 0,
             },
             late: Late::DeadLetter,
             closed_state: BTreeMap::new(),
@@ -139,6 +145,14 @@ impl WindowStage {
             "0 < slide <= size"
         );
         self.windowing.slide_ms = slide_ms;
+        self
+    }
+
+    /// Records whose event time is further ahead of the host's clock than this are
+    /// dead letters: one record from a wrong clock would otherwise move the watermark
+    /// past every open window.
+    pub fn max_future(mut self, max_future_ms: i64) -> Self {
+        self.windowing.max_future_ms = max_future_ms.max(0);
         self
     }
 
@@ -376,30 +390,29 @@ impl WindowStage {
 
     /// Add a batch; returns the results of the windows it closed.
     pub fn push(&mut self, batch: &Batch, dead: &mut Vec<DeadLetter>) -> Batch {
-        let partials = accumulate(
+        let added = accumulate(
             &mut self.plugin,
-            self.windowing,
+            self.windowing.at_now(),
             batch,
             &self.restored_through,
         );
-        self.take(batch, partials, dead)
+        self.take(batch, added, dead)
     }
 
     /// The stage's state for a worker that adds batches up ([`accumulate`]) while
     /// this one runs: which windows a record is in, and which records are replays.
     pub fn windowing(&self) -> (Windowing, Arc<Replayed>) {
-        (self.windowing, self.restored_through.clone())
+        (self.windowing.at_now(), self.restored_through.clone())
     }
 
     /// Take in a batch added up by [`accumulate`] (here or on a worker, from the state
     /// [`Self::windowing`] gave, in source order): its partials merged into the open
     /// windows, what is late sorted out, and the windows it closes emitted.
-    pub fn take(
-        &mut self,
-        batch: &Batch,
-        partials: Vec<Partial>,
-        dead: &mut Vec<DeadLetter>,
-    ) -> Batch {
+    pub fn take(&mut self, batch: &Batch, added: Added, dead: &mut Vec<DeadLetter>) -> Batch {
+        let Added {
+            windowing,
+            partials,
+        } = added;
         let now = Instant::now();
         for &Position { partition, offset } in &batch.positions {
             let seen = self.seen.entry(partition).or_insert(offset);
@@ -420,8 +433,12 @@ impl WindowStage {
             if replayed(&self.restored_through, batch, i) {
                 continue;
             }
+            if let Some(why) = windowing.refuses(r.timestamp_ms) {
+                dead.push(self.dead(r.clone(), batch.positions[i], why));
+                continue;
+            }
             let p = batch.positions[i].partition;
-            let counted = self.windowing.starts_of(r.timestamp_ms).any(|start| {
+            let counted = windowing.starts_of(r.timestamp_ms).any(|start| {
                 !is_late(self, start, p) || (update && self.closed_state.contains_key(&start))
             });
             if !counted {
@@ -430,7 +447,7 @@ impl WindowStage {
         }
         for &i in &late_records {
             let (r, position) = (&batch.records[i], batch.positions[i]);
-            let start = self.windowing.start_of(r.timestamp_ms);
+            let start = windowing.start_of(r.timestamp_ms);
             let reason = format!(
                 "late record: its window [{start}, {}) closed when event time passed {} ms (records this far out of order count with a larger [window] allowed_lateness, or late = \"update\")",
                 start.saturating_add(self.size_ms()),
@@ -499,7 +516,7 @@ impl WindowStage {
                     window.insert(p, share);
                     // The records the partial held are not in the window: dead letters.
                     let refused: Vec<usize> = partial.refused.iter().map(|r| r.0).collect();
-                    for i in members(self.windowing, batch, &self.restored_through, start, p) {
+                    for i in members(windowing, batch, &self.restored_through, start, p) {
                         if !refused.contains(&i) {
                             let reason = format!("merging into the window: {message}");
                             let (r, position) = (batch.records[i].clone(), batch.positions[i]);
@@ -793,11 +810,26 @@ impl WindowStage {
                 },
             );
         }
-        if let Some(m) = state.max_event_ms {
+        // State saved before event times were bounded may carry a time from a wrong
+        // clock (the year 2100, say): taken up, it would keep every window closed.
+        let latest = self.windowing.at_now();
+        let ahead = |t: i64| latest.refuses(t).is_some();
+        if let Some(m) = state.max_event_ms.filter(|&m| !ahead(m)) {
             self.max_event_ms.insert(partition, m);
         }
-        if let Some(c) = state.closed_through_ms {
+        if let Some(c) = state.closed_through_ms.filter(|&c| !ahead(c)) {
             self.closed_through.insert(partition, c);
+        }
+        for t in [state.max_event_ms, state.closed_through_ms]
+            .into_iter()
+            .flatten()
+        {
+            if ahead(t) {
+                tracing::warn!(
+                    "the saved window state of {} has event time {t} ms, beyond what windows take now: left out, so it does not keep every window closed",
+                    describe(&state.origin)
+                );
+            }
         }
         Arc::make_mut(&mut self.restored_through).insert(partition, state.covered);
         Ok(())

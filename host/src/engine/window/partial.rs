@@ -9,33 +9,89 @@ use crate::plugin::{isolate, Isolated, WindowPlugin};
 use crate::record::{Batch, PartitionId, Record};
 use std::collections::BTreeMap;
 
+/// The event times a window stage takes at all: the years 1 to 9999 (what an
+/// RFC 3339 time can say). Outside them the window arithmetic (`start + k * slide`)
+/// could overflow, and no real event is there: such a record is a dead letter.
+pub const EARLIEST_EVENT_MS: i64 = -62_135_596_800_000; // 0001-01-01T00:00:00Z
+pub const LATEST_EVENT_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+
+/// The most windows one record may be counted in (`size / slide`, rounded up): each
+/// is a copy of the record and an accumulator, so a sliding window of `1h` every
+/// `1ms` would hold 3.6 million copies of every record.
+pub const MAX_WINDOWS_PER_RECORD: i64 = 1000;
+
 /// Which windows a record is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Windowing {
     pub size_ms: i64,
     /// A window starts every `slide_ms` (= `size_ms`: tumbling).
     pub slide_ms: i64,
+    /// How far ahead of the host's clock an event time may be (`max_future`).
+    pub max_future_ms: i64,
+    /// The host's clock when this batch was given its windows: records past
+    /// `now_ms + max_future_ms` are dead letters. Fixed per batch, so the worker that
+    /// adds a batch up and the stage that takes it in decide alike.
+    pub now_ms: i64,
 }
 
 impl Windowing {
+    /// The same windows, with the host's clock read now.
+    pub fn at_now(self) -> Self {
+        Windowing {
+            now_ms: crate::record::now_ms(),
+            ..self
+        }
+    }
+
+    /// Why a record with this event time is in no window, if it is not.
+    pub fn refuses(&self, ts: i64) -> Option<String> {
+        let latest = self.now_ms.saturating_add(self.max_future_ms);
+        if !(EARLIEST_EVENT_MS..=LATEST_EVENT_MS).contains(&ts) {
+            Some(format!(
+                "event time {ts} ms is outside the years 1 to 9999 that windows take ({EARLIEST_EVENT_MS} to {LATEST_EVENT_MS} ms)"
+            ))
+        } else if ts > latest {
+            Some(format!(
+                "event time {ts} ms ({}) is more than [window] max_future ({}) ahead of the host's clock ({}): a record this far ahead would close every open window",
+                iso(ts),
+                crate::duration::Duration::from_millis(self.max_future_ms as u64),
+                iso(self.now_ms)
+            ))
+        } else {
+            None
+        }
+    }
+
     /// The newest window start at or before `ts`.
     pub fn start_of(&self, ts: i64) -> i64 {
-        ts.div_euclid(self.slide_ms) * self.slide_ms
+        ts.saturating_sub(ts.rem_euclid(self.slide_ms))
     }
 
     /// Every window covering `ts`, oldest first (one, for tumbling windows).
+    ///
+    /// Only for event times the stage takes ([`Self::refuses`] says `None`); the
+    /// arithmetic saturates all the same, so no time can make it loop or overflow.
     pub fn starts_of(&self, ts: i64) -> impl Iterator<Item = i64> {
         let (newest, size, slide) = (self.start_of(ts), self.size_ms, self.slide_ms);
-        let oldest = newest - (size - 1).div_euclid(slide) * slide;
-        (0..)
-            .map(move |k| oldest + k * slide)
+        let back = (size - 1).div_euclid(slide);
+        let oldest = newest.saturating_sub(back.saturating_mul(slide));
+        (0..=back)
+            .map(move |k| oldest.saturating_add(k * slide))
             .take_while(move |&s| s <= newest)
-            .filter(move |&s| s + size > ts)
+            .filter(move |&s| s.saturating_add(size) > ts)
     }
 
     pub fn tumbling(&self) -> bool {
         self.slide_ms == self.size_ms
     }
+}
+
+/// An ISO 8601 time for messages (the milliseconds as they are when out of range).
+fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || format!("{ms} ms"),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
 }
 
 /// Per source partition, the offset through which records are in restored state
@@ -59,6 +115,14 @@ pub struct Partial {
     pub refused: Vec<(usize, String)>,
 }
 
+/// A batch added up ([`accumulate`]): its partials, and the windowing it was added up
+/// with (the stage decides with the same one which records were in no window).
+#[derive(Debug, Clone)]
+pub struct Added {
+    pub windowing: Windowing,
+    pub partials: Vec<Partial>,
+}
+
 /// Whether `batch.positions[i]` is a replay of restored state.
 pub fn replayed(replayed: &Replayed, batch: &Batch, i: usize) -> bool {
     let p = batch.positions[i];
@@ -79,6 +143,7 @@ pub fn members(
         .filter(|&i| {
             batch.positions[i].partition == partition
                 && !replayed(restored, batch, i)
+                && windowing.refuses(batch.records[i].timestamp_ms).is_none()
                 && windowing
                     .starts_of(batch.records[i].timestamp_ms)
                     .any(|s| s == start)
@@ -86,8 +151,21 @@ pub fn members(
         .collect()
 }
 
-/// Add `batch` up per (window, partition), leaving out replays of restored state.
+/// Add `batch` up per (window, partition), leaving out replays of restored state and
+/// records whose event time no window takes ([`Windowing::refuses`]).
 pub fn accumulate(
+    plugin: &mut WindowPlugin,
+    windowing: Windowing,
+    batch: &Batch,
+    restored: &Replayed,
+) -> Added {
+    Added {
+        windowing,
+        partials: partials(plugin, windowing, batch, restored),
+    }
+}
+
+fn partials(
     plugin: &mut WindowPlugin,
     windowing: Windowing,
     batch: &Batch,
@@ -96,6 +174,9 @@ pub fn accumulate(
     if batch.is_empty() {
         return Vec::new();
     }
+    let taken = |i: usize| {
+        !replayed(restored, batch, i) && windowing.refuses(batch.records[i].timestamp_ms).is_none()
+    };
     let key = |i: usize| {
         (
             windowing.start_of(batch.records[i].timestamp_ms),
@@ -105,7 +186,7 @@ pub fn accumulate(
     if windowing.tumbling() {
         let k = key(0);
         let uniform = (1..batch.len()).all(|i| key(i) == k);
-        if uniform && !(0..batch.len()).any(|i| replayed(restored, batch, i)) {
+        if uniform && (0..batch.len()).all(taken) {
             // The common case, one window and one partition for the whole batch: no
             // copies.
             let indices: Vec<usize> = (0..batch.len()).collect();
@@ -114,7 +195,7 @@ pub fn accumulate(
     }
     let mut groups: BTreeMap<(i64, PartitionId), (Vec<Record>, Vec<usize>)> = BTreeMap::new();
     for (i, r) in batch.records.iter().enumerate() {
-        if replayed(restored, batch, i) {
+        if !taken(i) {
             continue;
         }
         for start in windowing.starts_of(r.timestamp_ms) {
@@ -218,16 +299,43 @@ mod tests {
 
     #[test]
     fn sliding_windows_cover_a_time_once_each() {
-        let w = Windowing {
-            size_ms: 60_000,
-            slide_ms: 20_000,
-        };
+        let w = windowing(60_000, 20_000);
         let starts: Vec<i64> = w.starts_of(65_000).collect();
         assert_eq!(starts, [20_000, 40_000, 60_000]);
-        let tumbling = Windowing {
-            size_ms: 60_000,
-            slide_ms: 60_000,
-        };
+        let tumbling = windowing(60_000, 60_000);
         assert_eq!(tumbling.starts_of(-1).collect::<Vec<_>>(), [-60_000]);
+    }
+
+    fn windowing(size_ms: i64, slide_ms: i64) -> Windowing {
+        Windowing {
+            size_ms,
+            slide_ms,
+            max_future_ms: 3_600_000,
+            now_ms: 1_767_225_600_000, // 2026-01-01
+        }
+    }
+
+    #[test]
+    fn extreme_event_times_are_refused_and_never_loop() {
+        let w = windowing(3_600_000, 60_000);
+        for ts in [
+            i64::MIN,
+            i64::MIN + 1,
+            i64::MAX,
+            i64::MAX - 1,
+            LATEST_EVENT_MS + 1,
+        ] {
+            let why = w.refuses(ts).expect("refused");
+            assert!(why.contains("years 1 to 9999"), "{why}");
+            // Even asked, the assignment ends at once with at most size/slide windows.
+            assert!(w.starts_of(ts).count() <= 60, "{ts}");
+        }
+        assert!(w.refuses(EARLIEST_EVENT_MS).is_none());
+        let ahead = w.refuses(w.now_ms + 3_600_001).expect("past max_future");
+        assert!(
+            ahead.contains("max_future (1h)") && ahead.contains("2026-01-01T01:00:00.001Z"),
+            "{ahead}"
+        );
+        assert!(w.refuses(w.now_ms + 3_600_000).is_none());
     }
 }

@@ -97,7 +97,7 @@ impl Checkpoints {
                 return Ok(Resumed {
                     checkpoints: me,
                     cut_to: None,
-                })
+                });
             }
             Err(e) => return Err(format!("{}: {e}", me.state.display())),
         };
@@ -155,6 +155,16 @@ impl Checkpoints {
     /// Records sent again and not written, since the start.
     pub fn skipped(&self) -> u64 {
         self.skipped
+    }
+
+    /// Save the file's length at the start as its first checkpoint (the sink does, when
+    /// there was no record of this file): a crash or a full disk before the first
+    /// real checkpoint then cuts back to it while the source sends everything again,
+    /// rather than leaving those records in the file twice.
+    pub fn starting(&self, length: u64) -> Result<(), String> {
+        let (state, bytes) = self.record(length);
+        crate::durable::write_atomically(&state, &bytes)
+            .map_err(|e| format!("cannot save {}: {e}", state.display()))
     }
 
     /// The record of a checkpoint at which the file's first `length` bytes are synced:
@@ -222,8 +232,15 @@ mod tests {
             )
             .unwrap()
         };
-        let mut first = open(0, (1, 2));
+        let mut first = open(120, (1, 2));
         assert_eq!(first.cut_to, None, "nothing saved yet");
+        first.checkpoints.starting(120).unwrap();
+        let crashed = open(900, (1, 2));
+        assert_eq!(
+            crashed.cut_to,
+            Some(120),
+            "a crash before the first checkpoint"
+        );
         first.checkpoints.wrote(Position::new(p1, 10));
         first.checkpoints.wrote(Position::new(p1, 7));
         let (state, bytes) = first.checkpoints.record(500);

@@ -228,6 +228,12 @@ fn open_locked(
         None => cut_torn_tail_and_tell(path)?,
     }
     let length = file.metadata()?.len();
+    if resumed.cut_to.is_none() {
+        resumed
+            .checkpoints
+            .starting(length)
+            .map_err(Opened::Other)?;
+    }
     Ok((file, length, Some(resumed.checkpoints)))
 }
 

@@ -124,20 +124,30 @@ impl MongoConfig {
             );
         }
         // MongoDB's own rules for names.
-        let bad_db = |c: char| "/\\. \"$".contains(c);
+        let bad_db = |c: char| "/\\. \"$\0".contains(c);
         if self.database.is_empty() || self.database.contains(bad_db) || self.database.len() > 63 {
             return err(
                 "database",
                 "must be 1 to 63 characters, none of / \\ . space \" $",
             );
         }
-        if self.collection.is_empty()
-            || self.collection.contains('$')
-            || self.collection.starts_with("system.")
+        let c = &self.collection;
+        if c.is_empty()
+            || c.contains(['$', '\0'])
+            || c.starts_with('.')
+            || c.ends_with('.')
+            || c.starts_with("system.")
         {
             return err(
                 "collection",
-                "must not be empty, contain $ or start with system.",
+                "must not be empty, contain $ or a NUL, start or end with a dot, or start with system.",
+            );
+        }
+        // The namespace `database.collection` the server names it by.
+        if self.database.len() + 1 + c.len() > 255 {
+            return err(
+                "collection",
+                "is too long: `database.collection` must be at most 255 bytes",
             );
         }
         if self.partials && self.mode != Mode::Upsert {
@@ -215,6 +225,17 @@ mod tests {
         let field = |extra: &str| parse(extra).unwrap().validate().unwrap_err().0;
         assert_eq!(field("indexes = [{ fields = [] }]"), "indexes[0].fields");
         assert_eq!(field("id_field = \"\""), "id_field");
+        let collection = |name: &str| {
+            let text = "uri = \"mongodb://h\"\ndatabase = \"d\"\ncollection = \"c\"";
+            let mut c = toml::from_str::<MongoConfig>(text).unwrap();
+            c.collection = name.to_owned();
+            c.validate().err().map(|e| e.0)
+        };
+        for bad in [".x", "x.", "a\0b", "a$b", "system.x", &"c".repeat(254)] {
+            assert_eq!(collection(bad).as_deref(), Some("collection"), "{bad:?}");
+        }
+        assert_eq!(collection(&"c".repeat(253)), None, "d.ccc... is 255 bytes");
+        assert_eq!(collection("User.archive"), None);
         let bad_uri: MongoConfig =
             toml::from_str("uri = \"http://x\"\ndatabase = \"d\"\ncollection = \"c\"").unwrap();
         assert_eq!(bad_uri.validate().unwrap_err().0, "uri");
