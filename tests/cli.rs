@@ -1268,7 +1268,13 @@ fn a_byte_order_mark_is_not_part_of_the_first_line_and_a_fifo_is_refused() {
 fn a_kill_before_the_first_checkpoint_does_not_double_the_file_sink() {
     use common::host::Host;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("in.jsonl"), numbered(0..1000)).unwrap();
+    // Enough that the sink has written much of it (past its 256 KiB buffer) before
+    // the kill.
+    let pad = "x".repeat(100);
+    let input: String = (0..20_000)
+        .map(|i| format!("{{\"n\":{i},\"pad\":\"{pad}\"}}\n"))
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
     let path = pipeline(
         dir.path(),
         "first.toml",
@@ -1288,14 +1294,23 @@ path = "out.jsonl"
     );
     let out = dir.path().join("out.jsonl");
     let host = Host::start(&path);
-    host.wait_lines(&out, 1000);
+    host.wait_lines(&out, 5_000);
     host.signal("-KILL");
     drop(host);
-    let again = Host::start(&path);
-    again.wait_lines(&out, 1000);
-    std::thread::sleep(Duration::from_millis(1500));
+    let written = common::host::lines(&out);
+    assert!(written >= 5_000, "{written}");
+    let mut again = Host::start(&path);
+    again.wait_log(30, "a start", |l| l.contains("running pipeline"));
+    std::thread::sleep(Duration::from_millis(3000));
+    let said = again.log();
     again.stop();
-    assert_eq!(numbers(&out), (0..1000).collect::<Vec<u64>>());
+    let got = numbers(&out);
+    assert_eq!(got.len(), 20_000, "each line once: {said}");
+    assert!(got.iter().copied().eq(0..20_000), "in order");
+    assert!(
+        said.contains("cut back to its last checkpoint (0 bytes)"),
+        "{said}"
+    );
 }
 
 /// A dead-letter line for `value`, as the file output writes them.
