@@ -156,6 +156,20 @@ pub fn read_all(topic: &str, count: usize) -> Vec<Read> {
     out
 }
 
+/// The payloads of partition 0 of `topic`, a null one as `None` (a tombstone), read
+/// until `count` arrive or a minute passes.
+pub fn read_payloads(topic: &str, count: usize) -> Vec<Option<Vec<u8>>> {
+    let consumer = from_the_start(topic, 1);
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.len() < count && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            out.push(m.unwrap().payload().map(<[u8]>::to_vec));
+        }
+    }
+    out
+}
+
 /// The group's committed offset per partition of `topic` (`None`: nothing committed).
 pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
     let consumer: BaseConsumer = ClientConfig::new()
