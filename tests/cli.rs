@@ -1174,6 +1174,20 @@ fn numbers(path: &std::path::Path) -> Vec<u64> {
         .collect()
 }
 
+/// A followed `input` (polled every `poll`) into `out.jsonl`, checkpointed every
+/// `checkpoint`.
+fn followed(
+    dir: &std::path::Path,
+    input: &str,
+    checkpoint: &str,
+    poll: &str,
+) -> std::path::PathBuf {
+    let toml = format!(
+        "[pipeline]\ncheckpoint_interval = \"{checkpoint}\"\nlinger = \"10ms\"\n[source]\ntype = \"file\"\npath = \"{input}\"\nfollow = true\npoll_interval = \"{poll}\"\n[[sinks]]\ntype = \"file\"\npath = \"out.jsonl\"\n"
+    );
+    pipeline(dir, "followed.toml", &toml)
+}
+
 /// `cp app.log app.log.1 && : > app.log`, then more lines than before written at once:
 /// by the next poll the file has grown past the old offset, and only its first bytes
 /// tell that it is other content. Every line is read, once, and the log says why.
@@ -1184,23 +1198,7 @@ fn a_followed_file_rotated_by_copytruncate_loses_no_line() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
     std::fs::write(&log, numbered(0..50)).unwrap();
-    let path = pipeline(
-        dir.path(),
-        "rotate.toml",
-        r#"
-[pipeline]
-checkpoint_interval = "100ms"
-linger = "10ms"
-[source]
-type = "file"
-path = "app.log"
-follow = true
-poll_interval = "300ms"
-[[sinks]]
-type = "file"
-path = "out.jsonl"
-"#,
-    );
+    let path = followed(dir.path(), "app.log", "100ms", "300ms");
     let out = dir.path().join("out.jsonl");
     let host = Host::start(&path);
     host.wait_lines(&out, 50);
@@ -1275,23 +1273,7 @@ fn a_kill_before_the_first_checkpoint_does_not_double_the_file_sink() {
         .map(|i| format!("{{\"n\":{i},\"pad\":\"{pad}\"}}\n"))
         .collect();
     std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
-    let path = pipeline(
-        dir.path(),
-        "first.toml",
-        r#"
-[pipeline]
-checkpoint_interval = "1h"
-linger = "10ms"
-[source]
-type = "file"
-path = "in.jsonl"
-follow = true
-poll_interval = "100ms"
-[[sinks]]
-type = "file"
-path = "out.jsonl"
-"#,
-    );
+    let path = followed(dir.path(), "in.jsonl", "1h", "100ms");
     let out = dir.path().join("out.jsonl");
     let host = Host::start(&path);
     host.wait_lines(&out, 5_000);

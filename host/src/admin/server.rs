@@ -182,16 +182,18 @@ pub(super) fn respond(
 pub(super) const JSON: &str = "application/json";
 const TEXT: &str = "text/plain; charset=utf-8";
 
+fn unauthorized(message: &'static str) -> Response<Full<Bytes>> {
+    let mut r = respond(StatusCode::UNAUTHORIZED, TEXT, message);
+    r.headers_mut()
+        .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+    r
+}
+
 async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if !authorized(shared.token.as_deref(), &req) {
-        let mut r = respond(
-            StatusCode::UNAUTHORIZED,
-            TEXT,
+        return unauthorized(
             "401: this admin listener needs its token (Authorization: Bearer <token>, or ?token=<token>)\n",
         );
-        r.headers_mut()
-            .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-        return r;
     }
     if shared.loopback {
         if let Some(why) = guard::host_refused(&req) {
@@ -210,14 +212,9 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
             return respond(StatusCode::FORBIDDEN, TEXT, format!("403: {why}\n"));
         }
         if !authorized(Some(&shared.mutate_token), &req) {
-            let mut r = respond(
-                StatusCode::UNAUTHORIZED,
-                TEXT,
+            return unauthorized(
                 "401: a swap needs the admin token (Authorization: Bearer <token>): the configured [admin] token, or the one the host wrote at start (its log names the file; sluice plugin swap reads it)\n",
             );
-            r.headers_mut()
-                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-            return r;
         }
         let content_type = req
             .headers()
