@@ -1374,19 +1374,21 @@ fn a_run_of_dead_letters_stops_the_pipeline_and_poison_among_good_records_does_n
         })
         .collect();
     std::fs::write(dir.path().join("mixed.txt"), mixed).unwrap();
-    let toml = |input: &str| {
+    let toml = |input: &str, run: u32, batch: u32| {
         format!(
-            "[pipeline]\nmax_dead_letter_run = 10\nbatch_size = 4\n[source]\ntype = \"file\"\npath = \"{input}\"\nevent_time = {{ field = \"n\", format = \"epoch_ms\" }}\n[[sinks]]\ntype = \"file\"\npath = \"{input}.out\"\n[dead_letter]\ntype = \"file\"\npath = \"{input}.dead\"\n"
+            "[pipeline]\nmax_dead_letter_run = {run}\nbatch_size = {batch}\n[source]\ntype = \"file\"\npath = \"{input}\"\nevent_time = {{ field = \"n\", format = \"epoch_ms\" }}\n[[sinks]]\ntype = \"file\"\npath = \"{input}.out\"\n[dead_letter]\ntype = \"file\"\npath = \"{input}.dead\"\n"
         )
     };
-    let path = pipeline(dir.path(), "garbage.toml", &toml("garbage.txt"));
+    let path = pipeline(dir.path(), "garbage.toml", &toml("garbage.txt", 10, 4));
     let out = sluice(&["run", "--no-progress", path.to_str().unwrap()]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("dead letters in a row"), "{err}");
     let dead = common::host::lines(&dir.path().join("garbage.txt.dead"));
     assert!((10..=20).contains(&dead), "stopped near the limit: {dead}");
-    let path = pipeline(dir.path(), "mixed.toml", &toml("mixed.txt"));
+    // Batches of 8 with 6 or 7 dead letters each, over a limit of 3: a good record
+    // in each batch breaks the run, wherever it stands.
+    let path = pipeline(dir.path(), "mixed.toml", &toml("mixed.txt", 3, 8));
     let out = sluice(&["run", "--no-progress", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(common::host::lines(&dir.path().join("mixed.txt.dead")), 80);

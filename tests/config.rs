@@ -187,6 +187,11 @@ fn a_slide_that_puts_a_record_in_too_many_windows_is_refused() {
     );
     assert!(err.contains("make slide at least 3s 600ms"), "{err}");
     assert!(parse(Path::new("p.toml"), &window("3600ms"), no_env).is_ok());
+    let sub_ms = parse_err(&window("500us")).to_string();
+    assert!(
+        sub_ms.contains("`window.slide` must be at least 1ms"),
+        "{sub_ms}"
+    );
     let max_future =
         GOOD.to_owned() + "\n[window]\nplugin = \"w.wasm\"\nsize = \"1m\"\nmax_future = \"2h\"\n";
     let c = parse(Path::new("p.toml"), &max_future, no_env).unwrap();

@@ -79,6 +79,37 @@ pub fn write_token(path: &std::path::Path, token: &str) -> Result<(), String> {
     file.write_all(b"\n").map_err(err)
 }
 
+/// Token files this process made, removed at exit (also on the path that quits at
+/// once, which runs no destructors).
+static MADE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Make a token for the listener at `addr` and write it to its [`token_file`]
+/// (removed by [`remove_made_tokens`] or [`remove_made_token`]).
+pub fn make_token(addr: SocketAddr) -> Result<(String, PathBuf), String> {
+    let token = new_token()?;
+    let file = token_file(addr).ok_or("neither XDG_STATE_HOME nor HOME is set")?;
+    write_token(&file, &token)?;
+    MADE.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(file.clone());
+    Ok((token, file))
+}
+
+/// Remove one token file this process made.
+pub fn remove_made_token(file: &std::path::Path) {
+    let _ = std::fs::remove_file(file);
+    MADE.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|f| f != file);
+}
+
+/// Remove every token file this process made (before quitting at once).
+pub fn remove_made_tokens() {
+    for file in std::mem::take(&mut *MADE.lock().unwrap_or_else(|e| e.into_inner())) {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
 /// The token written for the listener at `addr` by a host of this user's, if any.
 pub fn read_token(addr: SocketAddr) -> Option<String> {
     let text = std::fs::read_to_string(token_file(addr)?).ok()?;

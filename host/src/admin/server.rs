@@ -40,7 +40,7 @@ pub struct Admin {
 impl Drop for Admin {
     fn drop(&mut self) {
         if let Some(file) = &self.made_token {
-            let _ = std::fs::remove_file(file);
+            guard::remove_made_token(file);
         }
     }
 }
@@ -48,8 +48,9 @@ impl Drop for Admin {
 pub(super) struct Shared {
     /// Every request needs it (configured, for a listener beyond loopback).
     token: Option<String>,
-    /// Mutating routes need it: the configured token, or one made at start.
-    pub(super) mutate_token: String,
+    /// Mutating routes need it: the configured token, or one made at start (`Err`:
+    /// none could be written, and why: swaps are off).
+    pub(super) mutate_token: Result<String, String>,
     /// On loopback, `Host` must name this machine (no DNS rebinding).
     loopback: bool,
     /// One swap upload at a time: a component is held whole while it compiles.
@@ -78,19 +79,23 @@ impl Admin {
             .local_addr()
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let (mutate_token, made_token) = match &config.token {
-            Some(t) => (t.clone(), None),
-            None => {
-                let token = guard::new_token()?;
-                let file = guard::token_file(addr).ok_or(
-                    "no place for the admin token (neither XDG_STATE_HOME nor HOME is set): set [admin] token",
-                )?;
-                guard::write_token(&file, &token)?;
-                tracing::info!(
-                    "admin token for plugin swaps written to {} (sluice plugin swap reads it there)",
-                    file.display()
-                );
-                (token, Some(file))
-            }
+            Some(t) => (Ok(t.clone()), None),
+            None => match guard::make_token(addr) {
+                Ok((token, file)) => {
+                    tracing::info!(
+                        "admin token for plugin swaps written to {} (sluice plugin swap reads it there)",
+                        file.display()
+                    );
+                    (Ok(token), Some(file))
+                }
+                Err(why) => {
+                    // Reading (metrics, status) needs no token: the listener still
+                    // serves it; only swaps are off.
+                    let why = format!("no admin token could be written ({why}): plugin swaps are off; set [admin] token to have them");
+                    tracing::warn!("{why}");
+                    (Err(why), None)
+                }
+            },
         };
         let shared = Arc::new(Shared {
             token: config.token.clone(),
@@ -211,7 +216,17 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         if let Some(why) = guard::origin_refused(&req) {
             return respond(StatusCode::FORBIDDEN, TEXT, format!("403: {why}\n"));
         }
-        if !authorized(Some(&shared.mutate_token), &req) {
+        let token = match &shared.mutate_token {
+            Ok(token) => token,
+            Err(why) => {
+                return respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    TEXT,
+                    format!("503: {why}\n"),
+                )
+            }
+        };
+        if !authorized(Some(token), &req) {
             return unauthorized(
                 "401: a swap needs the admin token (Authorization: Bearer <token>): the configured [admin] token, or the one the host wrote at start (its log names the file; sluice plugin swap reads it)\n",
             );

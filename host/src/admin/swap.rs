@@ -20,6 +20,8 @@ use std::time::Instant;
 
 /// The largest component taken.
 const MAX_WASM: usize = 256 << 20;
+/// How long a component's upload may take.
+const UPLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn error(status: StatusCode, message: String) -> Response<Full<Bytes>> {
     respond(status, JSON, json!({ "error": message }).to_string())
@@ -111,12 +113,20 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<By
             .insert("retry-after", hyper::header::HeaderValue::from_static("5"));
         return r;
     };
-    let wasm = match Limited::new(req.into_body(), MAX_WASM).collect().await {
-        Ok(body) => body.to_bytes().to_vec(),
-        Err(e) => {
+    // A client that sends slowly would hold the one upload slot: it has a minute.
+    let body = Limited::new(req.into_body(), MAX_WASM).collect();
+    let wasm = match tokio::time::timeout(UPLOAD_TIMEOUT, body).await {
+        Ok(Ok(body)) => body.to_bytes().to_vec(),
+        Ok(Err(e)) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("reading the component: {e}"),
+            )
+        }
+        Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the component did not arrive within {UPLOAD_TIMEOUT:?}"),
             )
         }
     };

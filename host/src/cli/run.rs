@@ -231,6 +231,7 @@ impl Signals {
             );
         }
         eprintln!("quitting without flushing");
+        sluice::admin::guard::remove_made_tokens();
         std::process::exit(130);
     }
 }

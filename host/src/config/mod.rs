@@ -302,13 +302,13 @@ impl PipelineConfig {
                 return Err(self.invalid("window.emit_every", "must be more than 0"));
             }
             if let Some(slide) = w.slide {
-                if slide.is_zero() || slide > w.size {
+                if slide.as_millis() < 1 || slide > w.size {
                     return Err(self.invalid(
                         "window.slide",
-                        "must be more than 0 and at most the window's size",
+                        "must be at least 1ms and at most the window's size",
                     ));
                 }
-                let (size_ms, slide_ms) = (w.size.as_millis_i64(), slide.as_millis_i64().max(1));
+                let (size_ms, slide_ms) = (w.size.as_millis_i64(), slide.as_millis_i64());
                 let per_record = (size_ms + slide_ms - 1) / slide_ms;
                 let most = crate::engine::MAX_WINDOWS_PER_RECORD;
                 if per_record > most {

@@ -3,8 +3,9 @@
 //! nothing) would otherwise write dead letters as fast as it reads, filling the disk
 //! with copies of its input. After `[pipeline] max_dead_letter_run` dead letters in a
 //! row with no record getting through to the sinks, the pipeline stops with an error
-//! saying so, as Kafka Connect stops past its `errors.tolerance`. One record that gets
-//! through starts the count again, so a stream with poison in it never trips it.
+//! saying so, as Kafka Connect stops past its `errors.tolerance`. A batch with a record
+//! that gets through starts the count again (its own dead letters not counted, since
+//! their order among its records is not kept), so poison in a stream never trips it.
 
 /// Dead letters since the last record that got through.
 #[derive(Debug, Clone)]

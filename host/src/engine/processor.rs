@@ -591,12 +591,16 @@ impl Processor {
             }
             _ => None,
         };
-        if !batch.is_empty() {
-            self.dead_run.passed();
-        }
+        // Records of this batch got through: its dead letters end no run, whatever
+        // their order among them.
+        let passed = !batch.is_empty();
         self.send(Input::Records, batch, rt)?;
         if let Some(results) = windows {
             self.send(Input::Windows, results, rt)?;
+        }
+        if passed {
+            self.dead_run.passed();
+            return self.write_dead(dead, rt);
         }
         self.send_dead(dead, rt)
     }
@@ -1058,10 +1062,15 @@ impl Processor {
         Ok(())
     }
 
+    /// Dead letters to the output, counted towards a run of them ([`DeadRun`]).
     fn send_dead(&mut self, dead: Vec<DeadLetter>, rt: &Handle) -> Result<(), ProcessError> {
         let run = self.dead_run.failed(dead.len());
-        rt.block_on(self.dead_letter.send(dead))?;
+        self.write_dead(dead, rt)?;
         run.map_err(ProcessError::DeadLetterRun)
+    }
+
+    fn write_dead(&self, dead: Vec<DeadLetter>, rt: &Handle) -> Result<(), ProcessError> {
+        rt.block_on(self.dead_letter.send(dead))
     }
 
     /// Every sink (dead letters included) makes what it has durable; then the source

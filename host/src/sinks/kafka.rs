@@ -136,8 +136,8 @@ impl KafkaSink {
             let tombstone = is_null_value(r);
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
             for h in &r.headers {
-                if tombstone && h.name == NULL_VALUE_HEADER {
-                    continue;
+                if h.name == NULL_VALUE_HEADER {
+                    continue; // the host's own mark, never sent
                 }
                 headers = headers.insert(Header {
                     key: &h.name,

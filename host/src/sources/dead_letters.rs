@@ -179,6 +179,9 @@ pub async fn run(config: DeadLettersConfig, ctx: SourceContext) -> Result<(), So
             }
         }
     }
+    // Lines written after this check (a live dead-letter file grows) are not replayed:
+    // they were not checked.
+    let checked_to = lines.offset;
     if bad_count > 0 {
         let more = bad_count - bad.len();
         return Err(SourceError::fatal(
@@ -197,6 +200,9 @@ pub async fn run(config: DeadLettersConfig, ctx: SourceContext) -> Result<(), So
     let (mut replayed, mut other, mut truncated) = (0u64, 0u64, 0u64);
     let mut lines = Lines::open(&path).await.map_err(unreadable)?;
     while let Some((number, at, line)) = lines.next().await.map_err(unreadable)? {
+        if at + line.len() as u64 > checked_to {
+            break;
+        }
         let record = match letter_of(line, want) {
             Ok(Some(Some(record))) => record,
             Ok(Some(None)) => {

@@ -101,10 +101,19 @@ struct Resume {
     /// again, so positions never go back).
     #[serde(default)]
     base: u64,
-    /// The digest of the first `head_len` bytes.
+    /// The digest of the file's first bytes, as read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     head: Option<Head>,
+    /// No position at or past this was handed on (saved before one is): a content
+    /// read from its start after a restart starts here, past anything a sink or the
+    /// window state may hold, though acknowledgements lag.
+    #[serde(default)]
+    reserved: u64,
 }
+
+/// How far ahead of what is read [`Resume::reserved`] is moved each time it is reached
+/// (one saved write per this much read).
+const RESERVE: u64 = 64 << 20;
 
 /// A digest of a file's first bytes, as read.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
@@ -121,11 +130,6 @@ impl Head {
             len: bytes.len() as u64,
             sha256: d.iter().take(16).map(|b| format!("{b:02x}")).collect(),
         }
-    }
-
-    /// Whether `file` still begins with the bytes this digest was made of.
-    fn matches(&self, file: &std::fs::File) -> std::io::Result<bool> {
-        Ok(read_head(file, self.len)?.is_some_and(|bytes| Head::of(&bytes) == *self))
     }
 }
 
@@ -192,8 +196,11 @@ struct Reader {
     at: u64,
     /// The position of byte 0 of the content being read.
     base: u64,
-    /// The digest of the first bytes read (up to [`HEAD`]), once there are any.
-    head: Option<Head>,
+    /// The file's first bytes as read (up to [`HEAD`]): if the file no longer starts
+    /// with them, it was rewritten in place.
+    head: Vec<u8>,
+    /// See [`Resume::reserved`].
+    reserved: u64,
     /// Lines handed to the engine and not yet acknowledged: (start, end), as byte
     /// offsets (positions are these plus `base`).
     pending: VecDeque<(u64, u64)>,
@@ -256,19 +263,24 @@ impl FileSource {
                 .metadata()
                 .map_err(|e| io_error(&self.ctx.name, &path, e))?;
             let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-            let (mut at, mut base, mut head) = (0, 0, None);
+            let (mut at, mut base, mut head, mut reserved) = (0, 0, Vec::new(), 0);
             if let Some(saved) = self.saved.offsets.get(&path) {
-                let same_head = match &saved.head {
-                    None => true,
-                    Some(h) => h
-                        .matches(&file)
-                        .map_err(|e| io_error(&self.ctx.name, &path, e))?,
+                let io = |e| io_error(&self.ctx.name, &path, e);
+                let read = match &saved.head {
+                    None => Some(Vec::new()),
+                    Some(h) => read_head(&file, h.len)
+                        .map_err(io)?
+                        .filter(|bytes| Head::of(bytes) == *h),
                 };
-                if saved.inode != inode || saved.offset > meta.len() || !same_head {
-                    tracing::warn!(source = %self.ctx.name, "{} is not the file read before (another inode, shorter than its saved offset {}, or other first bytes): reading it from the start", path.display(), saved.offset);
-                    base = saved.base + saved.offset.max(1);
-                } else {
-                    (at, base, head) = (saved.offset, saved.base, saved.head.clone());
+                reserved = saved.reserved;
+                match read {
+                    Some(bytes) if saved.inode == inode && saved.offset <= meta.len() => {
+                        (at, base, head) = (saved.offset, saved.base, bytes);
+                    }
+                    _ => {
+                        tracing::warn!(source = %self.ctx.name, "{} is not the file read before (another inode, shorter than its saved offset {}, or other first bytes): reading it from the start", path.display(), saved.offset);
+                        base = (saved.base + saved.offset.max(1)).max(saved.reserved);
+                    }
                 }
             }
             file.seek(SeekFrom::Start(at))
@@ -285,6 +297,7 @@ impl FileSource {
                 at,
                 base,
                 head,
+                reserved,
                 pending: VecDeque::new(),
                 too_long: None,
             });
@@ -301,10 +314,8 @@ impl FileSource {
         if file.metadata().map_err(io)?.len() < r.at {
             return Ok(true);
         }
-        match &r.head {
-            Some(head) => Ok(!head.matches(file).map_err(io)?),
-            None => Ok(false),
-        }
+        let now = read_head(file, r.head.len() as u64).map_err(io)?;
+        Ok(now.as_deref() != Some(&r.head[..]))
     }
 
     /// Read reader `i`'s file again from its start, everything read of the old
@@ -315,7 +326,7 @@ impl FileSource {
         tracing::warn!(source = %self.ctx.name, "{} was truncated or rewritten in place (a copytruncate rotation?) after {} bytes were read: reading it again from its start", r.path.display(), r.at);
         r.base += r.at.max(1);
         r.at = 0;
-        r.head = None;
+        r.head.clear();
         r.too_long = None;
         r.pending.clear();
         r.reader
@@ -326,6 +337,7 @@ impl FileSource {
             inode: r.inode,
             base: r.base,
             head: None,
+            reserved: r.reserved.max(r.base),
         };
         self.saved.offsets.insert(r.path.clone(), at);
         self.saved.dirty = true;
@@ -351,6 +363,22 @@ impl FileSource {
                     .map_err(|e| io_error(&self.ctx.name, &r.path, e))?;
                 if n == 0 {
                     break;
+                }
+                let reach = r.base + r.at + n as u64;
+                if reach > r.reserved {
+                    // Saved before any position past the old mark is handed on.
+                    r.reserved = reach + RESERVE;
+                    let saved = self.saved.offsets.entry(r.path.clone()).or_insert(Resume {
+                        offset: 0,
+                        inode: r.inode,
+                        base: r.base,
+                        head: None,
+                        reserved: 0,
+                    });
+                    saved.reserved = r.reserved;
+                    self.saved.dirty = true;
+                    let stored = self.saved.store();
+                    stored.map_err(|m| SourceError::fatal(&self.ctx.name, m))?;
                 }
                 let complete = self.line.last() == Some(&b'\n');
                 if r.too_long.is_some() || (!complete && n as u64 > max) {
@@ -395,14 +423,10 @@ impl FileSource {
                 }
                 let (start, end) = (r.at, r.at + n as u64);
                 r.at = end;
-                if r.head.as_ref().is_none_or(|h| h.len < HEAD.min(end)) {
-                    // The digest grows with what was read, up to HEAD bytes.
-                    let len = HEAD.min(end);
-                    if let Some(bytes) = read_head(r.reader.get_ref(), len)
-                        .map_err(|e| io_error(&self.ctx.name, &r.path, e))?
-                    {
-                        r.head = Some(Head::of(&bytes));
-                    }
+                if r.head.len() as u64 == start && start < HEAD {
+                    // The first bytes as read, not as the file has them now.
+                    let more = (HEAD - start).min(n as u64) as usize;
+                    r.head.extend_from_slice(&self.line[..more]);
                 }
                 let (id, position) = (r.id, r.base + start);
                 let text = trim_line(&self.line);
@@ -469,7 +493,8 @@ impl FileSource {
                     offset: resume,
                     inode: reader.inode,
                     base: reader.base,
-                    head: reader.head.clone(),
+                    head: Some(Head::of(&reader.head)).filter(|h| h.len > 0),
+                    reserved: reader.reserved,
                 };
                 self.saved.offsets.insert(reader.path.clone(), at);
                 self.saved.dirty = true;

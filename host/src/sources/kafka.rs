@@ -228,6 +228,9 @@ impl State {
         self.next_read.insert(id, m.offset() + 1);
         self.at_end.remove(&m.partition());
         let (mut headers, unnamed) = headers_of(m);
+        // Only this source says what was null: a producer's header of that name is not
+        // taken at its word.
+        headers.retain(|h| h.name != NULL_VALUE_HEADER);
         let payload = m.payload();
         if payload.is_none() {
             // A tombstone: marked, so that a dead letter or a Kafka sink keeps it null.
@@ -261,7 +264,8 @@ impl State {
 }
 
 /// A message's headers, their names read as bytes (rdkafka's `Headers::get` panics on
-/// a name that is not UTF-8, and any producer may send one). A record's header names
+/// a name that is not UTF-8, and any producer may send one). librdkafka hands names
+/// over NUL-terminated, so a name with a NUL in it arrives cut at the NUL. A record's header names
 /// are text, so such a message cannot be handed on as it is: the second value says
 /// why, and the message becomes a dead letter (its names made readable, the bytes
 /// that were not UTF-8 replaced) rather than stopping the source.

@@ -812,24 +812,35 @@ impl WindowStage {
         }
         // State saved before event times were bounded may carry a time from a wrong
         // clock (the year 2100, say): taken up, it would keep every window closed.
-        let latest = self.windowing.at_now();
-        let ahead = |t: i64| latest.refuses(t).is_some();
-        if let Some(m) = state.max_event_ms.filter(|&m| !ahead(m)) {
-            self.max_event_ms.insert(partition, m);
-        }
-        if let Some(c) = state.closed_through_ms.filter(|&c| !ahead(c)) {
-            self.closed_through.insert(partition, c);
-        }
-        for t in [state.max_event_ms, state.closed_through_ms]
-            .into_iter()
-            .flatten()
-        {
-            if ahead(t) {
+        // A window closed because its partitions went idle ends up to a window's size
+        // past the newest event time: its end may be that much further ahead.
+        let now = self.windowing.at_now();
+        let size = self.size_ms();
+        let event_ahead = |t: &i64| now.refuses(*t).is_some();
+        let end_ahead = |t: &i64| now.refuses(t.saturating_sub(size)).is_some();
+        let kept = [
+            (
+                state.max_event_ms,
+                event_ahead(&state.max_event_ms.unwrap_or(0)),
+            ),
+            (
+                state.closed_through_ms,
+                end_ahead(&state.closed_through_ms.unwrap_or(0)),
+            ),
+        ];
+        for (t, ahead) in kept {
+            if let (Some(t), true) = (t, ahead) {
                 tracing::warn!(
                     "the saved window state of {} has event time {t} ms, beyond what windows take now: left out, so it does not keep every window closed",
                     describe(&state.origin)
                 );
             }
+        }
+        if let (Some(m), false) = kept[0] {
+            self.max_event_ms.insert(partition, m);
+        }
+        if let (Some(c), false) = kept[1] {
+            self.closed_through.insert(partition, c);
         }
         Arc::make_mut(&mut self.restored_through).insert(partition, state.covered);
         Ok(())
