@@ -1393,3 +1393,36 @@ fn a_run_of_dead_letters_stops_the_pipeline_and_poison_among_good_records_does_n
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(common::host::lines(&dir.path().join("mixed.txt.dead")), 80);
 }
+
+/// A file replaced while the host is stopped is read from its start at positions past
+/// every one handed on before (a mark saved ahead of the reading), not from the
+/// acknowledged offset, which may lag what a sink or the window state already holds.
+#[test]
+fn a_file_replaced_while_stopped_is_read_at_positions_past_all_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "not json\n{\"n\":1}\n").unwrap();
+    let path = pipeline(
+        dir.path(),
+        "replaced.toml",
+        "[source]\ntype = \"file\"\npath = \"in.jsonl\"\nevent_time = { field = \"n\", format = \"epoch_ms\" }\n[[sinks]]\ntype = \"file\"\npath = \"out.jsonl\"\n[dead_letter]\ntype = \"file\"\npath = \"dead.jsonl\"\n",
+    );
+    let run = || {
+        let out = sluice(&["run", "--no-progress", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    run();
+    // Another file under the name (another inode), its first line bad too.
+    std::fs::remove_file(&input).unwrap();
+    std::fs::write(&input, "still not json\n{\"n\":2}\n").unwrap();
+    let said = run();
+    assert!(said.contains("is not the file read before"), "{said}");
+    assert_eq!(numbers(&dir.path().join("out.jsonl")), [1, 2]);
+    let offsets: Vec<u64> = json_lines(&dir.path().join("dead.jsonl"))
+        .iter()
+        .map(|d| d["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets[0], 0);
+    assert!(offsets[1] >= 64 << 20, "past the saved mark: {offsets:?}");
+}
