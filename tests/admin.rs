@@ -4,7 +4,7 @@
 //! status page rendered in headless Chromium (its numbers against `/status`, and a
 //! screenshot kept as a test artifact).
 
-mod common;
+use crate::common;
 
 use common::host::Host;
 use common::pipeline;

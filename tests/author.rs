@@ -3,7 +3,7 @@
 //! --expect` (passing, then failing line by line), and `sluice plugin swap` into a
 //! running pipeline.
 
-mod common;
+use crate::common;
 
 use common::host::Host;
 use common::{json_lines, pipeline};

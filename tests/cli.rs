@@ -1,6 +1,6 @@
 //! The `sluice` binary as a user meets it: exit codes, messages, help, signals.
 
-mod common;
+use crate::common;
 
 use common::{json_lines, pipeline, repo, wasm};
 use std::io::Read;

@@ -1,7 +1,7 @@
 //! The http source against a real HTTP server on loopback, and a whole pipeline fed by
 //! it with records that make a plugin trap, spin and hoard memory.
 
-mod common;
+use crate::common;
 
 use common::http::{ok, serve, status, Reply};
 use common::{fixture, json_lines, pipeline, runtime};

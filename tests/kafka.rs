@@ -5,7 +5,7 @@
 //! The broker comes from `SLUICE_TEST_KAFKA`, else `scripts/servers.sh start kafka`.
 //! Every test uses topics and groups of its own, so they share one broker.
 
-mod common;
+use crate::common;
 
 use common::host::{lines, Host};
 use common::kafka::{

@@ -1,6 +1,6 @@
 //! Whole pipelines, in process: generator -> WASM transforms -> window -> sinks.
 
-mod common;
+use crate::common;
 
 use common::{json_lines, pipeline, runtime};
 use sluice::engine::{Pipeline, WindowStage};

@@ -1,7 +1,7 @@
 //! The shipped plugins and the misbehaving test plugin, compiled to WASM and loaded
 //! through the host runtime: the same path a pipeline takes.
 
-mod common;
+use crate::common;
 
 use common::{fixture, load, runtime, runtime_cached_in};
 use sluice::plugin::bindings::types::{Accumulator, WindowBounds};

@@ -5,7 +5,7 @@
 //! incrementally across a kill. Every test has tables of its own; the outage test
 //! stops a server of its own.
 
-mod common;
+use crate::common;
 
 use common::host::{lines, Host};
 use common::stores::{

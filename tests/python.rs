@@ -2,7 +2,7 @@
 //! componentize-py, tested offline with `--expect` and run through a pipeline (every
 //! record out, none lost, whatever its memory does).
 
-mod common;
+use crate::common;
 
 use common::host::Host;
 use common::{json_lines, pipeline};

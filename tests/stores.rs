@@ -7,7 +7,7 @@
 //! topics and groups of its own, so they share the servers; the outage test stops and
 //! restarts a server of its own.
 
-mod common;
+use crate::common;
 
 use common::host::Host;
 use common::kafka::{broker, committed, create_topic, read_topic, unique, FAST_GROUP};

@@ -5,7 +5,7 @@
 //! the old one; a canary; and new versions refused before any swap (wrong world, a
 //! config their `init` refuses, no such stage).
 
-mod common;
+use crate::common;
 
 use common::host::Host;
 use common::{json_lines, pipeline, wasm};
