@@ -6,21 +6,19 @@ use super::metrics::{Families, RunState, SinkMetrics};
 use super::processor::{
     version_info, Control, DeadLetterQueue, ProcessError, Processor, Route, SinkMessage,
 };
-use super::snapshot::{SnapshotStore, StateStore};
+use super::snapshot::StateBackend;
 use super::window::{Late, WindowStage, DEFAULT_MAX_FUTURE_MS};
 use super::workers::Pool;
 use super::{batcher, Metrics};
 use crate::config::PipelineConfig;
 use crate::config::{LatePolicy, WindowState};
 use crate::dead_letter::{self, DeadLetter};
-use crate::kafka::changelog::Changelog;
 use crate::plugin::{PluginError, Runtime, TransformPlugin, WindowPlugin};
 use crate::position::Partitions;
 use crate::record::Batch;
 use crate::retry::RetryPolicy;
 use crate::schema::Schema;
 use crate::sinks::{Delivery, Sink, SinkContext, SinkError};
-use crate::sources::SourceConfig;
 use crate::sources::{SourceContext, SourceError};
 use crate::transforms::TransformStage;
 use std::sync::Arc;
@@ -196,28 +194,18 @@ async fn run(
     if let Some(w) = &mut window {
         w.set_partitions(partitions.clone());
     }
-    let snapshots = match (&mut window, &config.window, &config.source) {
-        (Some(w), Some(wc), SourceConfig::Kafka(k)) if wc.state == WindowState::Kafka => {
-            let topic = wc
-                .state_topic
-                .clone()
-                .unwrap_or_else(|| format!("{}-windows", k.group_id));
-            let changelog = Changelog::open(
-                &k.brokers,
-                &k.properties,
-                &topic,
-                &k.group_id,
-                &k.topics,
-                (w.size_ms(), w.slide_ms()),
-            )
-            .await
-            .map_err(RunError::State)?;
-            Some(StateStore::Kafka(changelog))
-        }
-        (Some(w), _, source) if source.resumes() => {
-            let store = SnapshotStore::in_dir(&config.state_dir());
-            restore(w, &store, &partitions, metrics).map_err(RunError::State)?;
-            Some(StateStore::Local(store))
+    let snapshots = match (&mut window, &config.window) {
+        (Some(w), Some(wc)) => {
+            let windowing = (w.size_ms(), w.slide_ms());
+            let store = config
+                .source
+                .window_state(wc, &config.state_dir(), windowing)
+                .await
+                .map_err(RunError::State)?;
+            if let Some(store) = &store {
+                restore(w, store.as_ref(), &partitions, metrics).map_err(RunError::State)?;
+            }
+            store
         }
         _ => None,
     };
@@ -403,18 +391,18 @@ async fn run(
 /// Take up the saved window state, if there is one.
 fn restore(
     window: &mut WindowStage,
-    store: &SnapshotStore,
+    store: &dyn StateBackend,
     partitions: &Partitions,
     metrics: &Metrics,
 ) -> Result<(), String> {
-    let Some(snapshot) = store.load()? else {
+    let Some(snapshot) = store.load_all()? else {
         return Ok(());
     };
     let saved = (snapshot.window_size_ms, snapshot.slide_ms());
     if saved != (window.size_ms(), window.slide_ms()) {
         return Err(format!(
             "{} was saved with windows of {} ms sliding by {} ms, but [window] is now {} ms sliding by {} ms; move it away to start the windows afresh",
-            store.path().display(),
+            store.describe(),
             saved.0,
             saved.1,
             window.size_ms(),
@@ -431,7 +419,7 @@ fn restore(
     metrics.add_restores(parts as u64);
     tracing::info!(
         "window state restored from {}: {open} open window share(s) over {parts} partition(s)",
-        store.path().display()
+        store.describe()
     );
     Ok(())
 }

@@ -12,7 +12,7 @@ use super::batcher::Demand;
 use super::batcher::Work;
 use super::dead_run::DeadRun;
 use super::metrics::{DeadNote, StageInfo, StageMetrics, SwapEvent};
-use super::snapshot::{self, Snapshot, StateStore};
+use super::snapshot::{self, Snapshot, StateBackend};
 use super::swap::{Canary, Held, NewPlugin, Probation, SwapReport, SwapRequest, WATCH_AT_MOST};
 use super::window::{Added, WindowStage};
 use super::workers::{Done, Job, Pool, StageRun};
@@ -145,7 +145,7 @@ pub struct Processor {
     pub emit_every: Option<Duration>,
     /// Where the window state is saved at each checkpoint (a source that resumes):
     /// then acknowledgements no longer wait for windows to close.
-    pub snapshots: Option<StateStore>,
+    pub snapshots: Option<Box<dyn StateBackend>>,
     /// The partitions the source owns, as last told (for a store whose state follows
     /// the assignment).
     pub owned: std::collections::BTreeSet<PartitionId>,
@@ -959,34 +959,27 @@ impl Processor {
     /// partitions gone (their last checkpoint saved them for the next owner) and take
     /// up the saved shares of the partitions that arrived.
     fn follow_assignment(&mut self, now: &[PartitionId]) -> Result<(), ProcessError> {
-        let (Some(window), Some(StateStore::Kafka(changelog))) =
-            (&mut self.window, &self.snapshots)
-        else {
+        let (Some(window), Some(store)) = (&mut self.window, &self.snapshots) else {
             return Ok(());
         };
+        if !store.follows_assignment() {
+            return Ok(());
+        }
         let now: std::collections::BTreeSet<PartitionId> = now.iter().copied().collect();
         for &gone in self.owned.difference(&now) {
             window.forget(gone);
         }
         let partitions = &self.dead_letter.partitions;
-        let arrived: Vec<(PartitionId, String, i32)> = now
+        let arrived: Vec<(PartitionId, crate::position::Origin)> = now
             .difference(&self.owned)
-            .filter_map(|&p| match partitions.origin(p) {
-                Some(crate::position::Origin::Kafka { topic, partition }) => {
-                    Some((p, topic, partition))
-                }
-                _ => None,
-            })
+            .filter_map(|&p| Some((p, partitions.origin(p)?)))
             .collect();
         self.owned = now;
-        let wanted: Vec<(String, i32)> = arrived.iter().map(|(_, t, n)| (t.clone(), *n)).collect();
-        let states = changelog.load(&wanted).map_err(ProcessError::Snapshot)?;
+        let wanted: Vec<crate::position::Origin> = arrived.iter().map(|(_, o)| o.clone()).collect();
+        let states = store.load(&wanted).map_err(ProcessError::Snapshot)?;
         let mut shares = 0;
         for state in states {
-            let Some((id, _, _)) = arrived
-                .iter()
-                .find(|(id, _, _)| partitions.origin(*id).as_ref() == Some(&state.origin))
-            else {
+            let Some((id, _)) = arrived.iter().find(|(_, o)| *o == state.origin) else {
                 continue;
             };
             shares += state.windows.len();
@@ -997,7 +990,7 @@ impl Processor {
             tracing::info!(
                 "window state of {} assigned partition(s) taken up from {}: {shares} open window share(s)",
                 arrived.len(),
-                changelog.topic()
+                store.describe()
             );
         }
         Ok(())
@@ -1095,16 +1088,13 @@ impl Processor {
         let held = match (&self.window, &self.snapshots) {
             (Some(w), Some(store)) => {
                 let partitions = w.snapshot(progress, &self.dead_letter.partitions);
-                let saved = match store {
-                    StateStore::Local(local) => local.save(&Snapshot {
-                        format: snapshot::FORMAT,
-                        window_size_ms: w.size_ms(),
-                        window_slide_ms: Some(w.slide_ms()),
-                        plugin: w.plugin_name().to_owned(),
-                        partitions,
-                    }),
-                    StateStore::Kafka(changelog) => rt.block_on(changelog.save(partitions)),
-                };
+                let saved = store.save(&Snapshot {
+                    format: snapshot::FORMAT,
+                    window_size_ms: w.size_ms(),
+                    window_slide_ms: Some(w.slide_ms()),
+                    plugin: w.plugin_name().to_owned(),
+                    partitions,
+                });
                 snapshot_bytes = Some(saved.map_err(ProcessError::Snapshot)?);
                 BTreeMap::new()
             }

@@ -145,20 +145,51 @@ impl SnapshotStore {
     }
 }
 
-/// Where a pipeline's window state goes at each checkpoint.
-pub enum StateStore {
-    /// One file in the state folder: one host, taken up at start.
-    Local(SnapshotStore),
-    /// A compacted Kafka topic: a partition's share moves with the partition, taken
-    /// up when it is assigned.
-    Kafka(crate::kafka::changelog::Changelog),
+/// Where a pipeline's window state goes at each checkpoint, and comes back from: the
+/// engine's one seam for state, so that it names no connector. [`SnapshotStore`] (one
+/// file in the state folder, one host) is the engine's own; a source's config may
+/// build another (the Kafka source: a compacted topic whose shares move with the
+/// partitions between hosts, `crate::kafka::changelog`).
+pub trait StateBackend: Send {
+    /// Save the window state of a checkpoint, durably, before the source is told;
+    /// returns its size in bytes.
+    fn save(&self, snapshot: &Snapshot) -> Result<u64, String>;
+
+    /// Whether partitions' shares leave with revoked partitions and arrive with
+    /// assigned ones ([`Self::load`]), rather than all being taken up once at start
+    /// ([`Self::load_all`]).
+    fn follows_assignment(&self) -> bool;
+
+    /// Everything saved, taken up at start (`None`: nothing, or a backend whose
+    /// shares are taken up as partitions are assigned).
+    fn load_all(&self) -> Result<Option<Snapshot>, String>;
+
+    /// The saved shares of these source partitions, as they are assigned to this host.
+    fn load(&self, partitions: &[Origin]) -> Result<Vec<PartitionState>, String>;
+
+    /// Where the state is, for messages (`.sluice/p/windows.json`, `topic g-windows`).
+    fn describe(&self) -> String;
 }
 
-impl StateStore {
-    /// Whether partitions' shares leave with revoked partitions and arrive with
-    /// assigned ones (rather than all being taken up once at start).
-    pub fn follows_assignment(&self) -> bool {
-        matches!(self, StateStore::Kafka(_))
+impl StateBackend for SnapshotStore {
+    fn save(&self, snapshot: &Snapshot) -> Result<u64, String> {
+        SnapshotStore::save(self, snapshot)
+    }
+
+    fn follows_assignment(&self) -> bool {
+        false
+    }
+
+    fn load_all(&self) -> Result<Option<Snapshot>, String> {
+        self.load()
+    }
+
+    fn load(&self, _: &[Origin]) -> Result<Vec<PartitionState>, String> {
+        Ok(Vec::new()) // all of it was taken up at start
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
     }
 }
 

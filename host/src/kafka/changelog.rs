@@ -11,7 +11,7 @@
 //! source is acknowledged.
 
 use super::{client_config, create_topic, CreateTopic, Properties};
-use crate::engine::snapshot::{PartitionState, FORMAT};
+use crate::engine::snapshot::{PartitionState, Snapshot, StateBackend, FORMAT};
 use crate::position::Origin;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -278,5 +278,38 @@ impl Changelog {
             }
         }
         Ok(newest.into_values().map(|e| e.state).collect())
+    }
+}
+
+/// The changelog as the engine's state backend: shares saved per source partition and
+/// taken up as partitions are assigned.
+impl StateBackend for Changelog {
+    fn save(&self, snapshot: &Snapshot) -> Result<u64, String> {
+        // The processor's thread, off the async workers: wait here for the deliveries.
+        let partitions = snapshot.partitions.clone();
+        tokio::runtime::Handle::current().block_on(Changelog::save(self, partitions))
+    }
+
+    fn follows_assignment(&self) -> bool {
+        true
+    }
+
+    fn load_all(&self) -> Result<Option<Snapshot>, String> {
+        Ok(None) // taken up partition by partition, as they are assigned
+    }
+
+    fn load(&self, partitions: &[Origin]) -> Result<Vec<PartitionState>, String> {
+        let wanted: Vec<(String, i32)> = partitions
+            .iter()
+            .filter_map(|o| match o {
+                Origin::Kafka { topic, partition } => Some((topic.clone(), *partition)),
+                _ => None,
+            })
+            .collect();
+        Changelog::load(self, &wanted)
+    }
+
+    fn describe(&self) -> String {
+        format!("topic {}", self.topic)
     }
 }

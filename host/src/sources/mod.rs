@@ -21,6 +21,7 @@ pub use crate::connector::ConnectorError as SourceError;
 pub use crate::rng::SplitMix64;
 
 use crate::dead_letter::DeadLetter;
+use crate::engine::snapshot::{SnapshotStore, StateBackend};
 use crate::engine::Metrics;
 use crate::position::{Ack, AckReceiver, Origin, PartitionId, Partitions, Position};
 use crate::record::Record;
@@ -82,6 +83,40 @@ impl SourceConfig {
             self,
             SourceConfig::Kafka(_) | SourceConfig::File(_) | SourceConfig::Postgres(_)
         )
+    }
+
+    /// Where a window's state is kept at each checkpoint, when this source resumes
+    /// from what was acknowledged (otherwise nowhere: nothing is read again): a file
+    /// in `state_dir`, or, for a Kafka source with `[window] state = "kafka"`, a
+    /// compacted topic on its brokers whose shares move with the partitions.
+    /// `windowing`: the window's size and slide (ms), which the state must match.
+    pub async fn window_state(
+        &self,
+        window: &crate::config::WindowConfig,
+        state_dir: &std::path::Path,
+        windowing: (i64, i64),
+    ) -> Result<Option<Box<dyn StateBackend>>, String> {
+        use crate::config::WindowState;
+        Ok(match self {
+            SourceConfig::Kafka(k) if window.state == WindowState::Kafka => {
+                let topic = window
+                    .state_topic
+                    .clone()
+                    .unwrap_or_else(|| format!("{}-windows", k.group_id));
+                let changelog = crate::kafka::changelog::Changelog::open(
+                    &k.brokers,
+                    &k.properties,
+                    &topic,
+                    &k.group_id,
+                    &k.topics,
+                    windowing,
+                )
+                .await?;
+                Some(Box::new(changelog))
+            }
+            source if source.resumes() => Some(Box::new(SnapshotStore::in_dir(state_dir))),
+            _ => None,
+        })
     }
 
     /// How many events the engine's intake holds for about `records` records: a source
