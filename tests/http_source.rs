@@ -9,7 +9,7 @@ use sluice::engine::{Pipeline, RunError};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-async fn run(path: &std::path::Path) -> Result<sluice::engine::Snapshot, RunError> {
+async fn run(path: &std::path::Path) -> Result<sluice::engine::Counters, RunError> {
     let config = sluice::config::load(path).unwrap();
     Pipeline::build(config, &runtime())
         .unwrap()

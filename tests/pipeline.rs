@@ -8,7 +8,7 @@ use sluice::plugin::{Sandbox, WindowPlugin};
 use sluice::record::{record, Batch, PartitionId, Position};
 use tokio_util::sync::CancellationToken;
 
-fn run(path: &std::path::Path) -> sluice::engine::Snapshot {
+fn run(path: &std::path::Path) -> sluice::engine::Counters {
     let config = sluice::config::load(path).unwrap();
     let p = Pipeline::build(config, &runtime()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -1,7 +1,7 @@
 //! What `/status` adds to a pipeline's counters: samples taken every second, for
 //! rates and the page's sparklines.
 
-use crate::engine::{Metrics, Snapshot};
+use crate::engine::{Counters, Metrics};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -54,7 +54,7 @@ impl History {
         let now = Instant::now();
         let t_ms = crate::record::now_ms();
         for (metrics, samples) in &mut self.pipelines {
-            let s: Snapshot = metrics.snapshot();
+            let s: Counters = metrics.snapshot();
             if samples.len() == KEEP {
                 samples.pop_front();
             }

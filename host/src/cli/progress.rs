@@ -1,4 +1,4 @@
-use sluice::engine::{Metrics, Snapshot};
+use sluice::engine::{Counters, Metrics};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,7 +74,7 @@ impl Progress {
 
 /// `  lag 120 (t[0] 30, t[1] 90)`: consumer lag, total and per partition (the first
 /// few), when the source reports it.
-fn lag(s: &Snapshot) -> String {
+fn lag(s: &Counters) -> String {
     if s.lag.is_empty() {
         return String::new();
     }

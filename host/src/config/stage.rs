@@ -55,7 +55,7 @@ impl Default for SwapConfig {
     }
 }
 
-/// `[window]`: tumbling event-time windows, aggregated by a `window`-world plugin.
+/// `[window]`: event-time windows (tumbling, or sliding), aggregated by a `window`-world plugin.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowConfig {

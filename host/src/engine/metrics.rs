@@ -378,7 +378,7 @@ impl Default for Metrics {
 
 /// A consistent-enough copy of the counters.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
-pub struct Snapshot {
+pub struct Counters {
     /// Records the source emitted.
     pub records_in: u64,
     /// Records (and window results) handed to sinks.
@@ -400,7 +400,7 @@ pub struct Snapshot {
     pub lag: BTreeMap<String, i64>,
 }
 
-impl Snapshot {
+impl Counters {
     /// Total consumer lag over every partition.
     pub fn total_lag(&self) -> i64 {
         self.lag.values().sum()
@@ -804,8 +804,8 @@ impl Metrics {
         }
     }
 
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
+    pub fn snapshot(&self) -> Counters {
+        Counters {
             records_in: self.records_in.get(),
             records_out: self.records_out.get(),
             dead_letters: self.dead_total.load(Relaxed),
@@ -861,7 +861,7 @@ pub struct PipelineStatus {
     pub ready: bool,
     pub source_connected: bool,
     pub uptime_ms: u64,
-    pub counters: Snapshot,
+    pub counters: Counters,
     pub open_windows: u64,
     pub watermarks_ms: BTreeMap<String, i64>,
     pub checkpoint: Option<CheckpointStatus>,

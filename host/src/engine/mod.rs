@@ -28,7 +28,7 @@ mod watch;
 mod window;
 mod workers;
 
-pub use metrics::{Families, Metrics, PipelineStatus, RunState, Snapshot, StageInfo, SwapEvent};
+pub use metrics::{Counters, Families, Metrics, PipelineStatus, RunState, StageInfo, SwapEvent};
 pub use pipeline::{Pipeline, RunError};
 pub use processor::Control;
 pub use swap::{NewPlugin, SwapReport, SwapRequest};

@@ -146,7 +146,7 @@ impl Pipeline {
     /// Run to the end of the source, or until `shutdown` is cancelled; either way,
     /// every batch already taken is processed and every sink flushed before this
     /// returns.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<super::Snapshot, RunError> {
+    pub async fn run(self, shutdown: CancellationToken) -> Result<super::Counters, RunError> {
         let Pipeline {
             config,
             transforms,

@@ -999,35 +999,38 @@ impl Processor {
     /// Emit the windows the watermark has passed without a new batch (partitions
     /// gone idle).
     fn emit_closed(&mut self, rt: &Handle) -> Result<(), ProcessError> {
-        let Some(window) = self.window.as_mut().filter(|w| w.has_idle_timeout()) else {
+        if !self
+            .window
+            .as_ref()
+            .is_some_and(WindowStage::has_idle_timeout)
+        {
             return Ok(());
-        };
-        let mut dead = Vec::new();
-        let results = window.close(false, &mut dead);
-        self.publish_stage_counts();
-        self.send(Input::Windows, results, rt)?;
-        self.send_dead(dead, rt)
+        }
+        self.emit_windows(|w, dead| w.close(false, dead), rt)
     }
 
     /// Running results of the open windows.
     fn emit_early(&mut self, rt: &Handle) -> Result<(), ProcessError> {
-        let Some(window) = self.window.as_mut() else {
-            return Ok(());
-        };
-        let mut dead = Vec::new();
-        let results = window.early(&mut dead);
-        self.publish_stage_counts();
-        self.send(Input::Windows, results, rt)?;
-        self.send_dead(dead, rt)
+        self.emit_windows(WindowStage::early, rt)
     }
 
     /// Close and emit every open window.
     fn close_windows(&mut self, rt: &Handle) -> Result<(), ProcessError> {
-        let Some(window) = &mut self.window else {
+        self.emit_windows(|w, dead| w.close(true, dead), rt)
+    }
+
+    /// What `emit` gives of the window stage (if there is one) to the window sinks,
+    /// and its dead letters to theirs.
+    fn emit_windows(
+        &mut self,
+        emit: impl FnOnce(&mut WindowStage, &mut Vec<DeadLetter>) -> Batch,
+        rt: &Handle,
+    ) -> Result<(), ProcessError> {
+        let Some(window) = self.window.as_mut() else {
             return Ok(());
         };
         let mut dead = Vec::new();
-        let results = window.close(true, &mut dead);
+        let results = emit(window, &mut dead);
         self.publish_stage_counts();
         self.send(Input::Windows, results, rt)?;
         self.send_dead(dead, rt)
@@ -1194,22 +1197,21 @@ fn handled(progress: &mut BTreeMap<PartitionId, u64>, work: &Work) {
     note_handled(progress, &work.batch, &work.dead);
 }
 
-fn note_positions(progress: &mut BTreeMap<PartitionId, u64>, positions: &[Position]) {
+/// Raise each partition's handled offset to the newest of `positions`.
+fn note_positions<'a>(
+    progress: &mut BTreeMap<PartitionId, u64>,
+    positions: impl IntoIterator<Item = &'a Position>,
+) {
     for &Position { partition, offset } in positions {
         let p = progress.entry(partition).or_insert(offset);
         *p = (*p).max(offset);
     }
 }
 
+/// A batch's records and its dead letters are handled.
 fn note_handled(progress: &mut BTreeMap<PartitionId, u64>, batch: &Batch, dead: &[DeadLetter]) {
-    let positions = batch
-        .positions
-        .iter()
-        .chain(dead.iter().map(|d| &d.position));
-    for &Position { partition, offset } in positions {
-        let p = progress.entry(partition).or_insert(offset);
-        *p = (*p).max(offset);
-    }
+    let dead = dead.iter().map(|d| &d.position);
+    note_positions(progress, batch.positions.iter().chain(dead));
 }
 
 /// What a checkpoint makes safe: per partition, the newest handled offset, but never

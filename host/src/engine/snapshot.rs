@@ -51,12 +51,12 @@ pub struct PartitionState {
     /// before it are late, after a restart or a move too.
     #[serde(default)]
     pub closed_through_ms: Option<i64>,
-    pub windows: Vec<WindowState>,
+    pub windows: Vec<SavedWindow>,
 }
 
 /// One open window's accumulator for one partition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WindowState {
+pub struct SavedWindow {
     pub start_ms: i64,
     /// The plugin's own state format version.
     pub version: u32,
@@ -220,7 +220,7 @@ mod tests {
                 covered: 41,
                 max_event_ms: Some(123_456),
                 closed_through_ms: Some(60_000),
-                windows: vec![WindowState {
+                windows: vec![SavedWindow {
                     start_ms: 120_000,
                     version: 1,
                     data: vec![0, 1, 2, 255],

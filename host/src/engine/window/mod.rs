@@ -1,4 +1,4 @@
-//! Host-owned tumbling event-time windows. The host decides which window a record is
+//! Host-owned event-time windows, tumbling or sliding. The host decides which windows a record is
 //! in, tracks the watermark and closes windows; the plugin only sees one accumulator
 //! at a time. Accumulators are opaque bytes here, which is what lets a checkpoint save
 //! them ([`super::snapshot`]) and a newer plugin take them over.
@@ -11,7 +11,7 @@ mod partial;
 
 pub use partial::{accumulate, Added, Replayed, Windowing, MAX_WINDOWS_PER_RECORD};
 
-use super::snapshot::{PartitionState, WindowState};
+use super::snapshot::{PartitionState, SavedWindow};
 use crate::dead_letter::DeadLetter;
 use crate::plugin::bindings::types::{Accumulator, WindowBounds};
 use crate::plugin::WindowPlugin;
@@ -750,7 +750,7 @@ impl WindowStage {
         for ((&start_ms, window), closed) in open.chain(kept) {
             for (p, share) in window {
                 if let Some(s) = states.get_mut(p) {
-                    s.windows.push(WindowState {
+                    s.windows.push(SavedWindow {
                         start_ms,
                         version: share.acc.version,
                         data: share.acc.data.clone(),

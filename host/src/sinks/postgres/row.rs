@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
 
 /// The column types a table may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -50,19 +50,6 @@ impl PgType {
         match self {
             PgType::Timestamptz => "timestamp with time zone",
             other => other.sql(),
-        }
-    }
-
-    pub fn array_type(self) -> Type {
-        match self {
-            PgType::Text => Type::TEXT_ARRAY,
-            PgType::Uuid => Type::UUID_ARRAY,
-            PgType::Timestamptz => Type::TIMESTAMPTZ_ARRAY,
-            PgType::Integer => Type::INT4_ARRAY,
-            PgType::Bigint => Type::INT8_ARRAY,
-            PgType::Double => Type::FLOAT8_ARRAY,
-            PgType::Boolean => Type::BOOL_ARRAY,
-            PgType::Jsonb => Type::JSONB_ARRAY,
         }
     }
 }
