@@ -55,6 +55,9 @@ scripts/build-plugins.sh
 # The Python example plugin (componentize-py from PyPI, in a venv of its own).
 plugins/examples/python_tag/build.sh
 
+echo "==> module layers (docs/architecture.md)"
+python3 scripts/check-layers.py
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -140,10 +140,7 @@ fn main() {
         println!("  round {} done", round + 1);
     }
     println!();
-    println!(
-        "PostgreSQL at {}",
-        sluice::sinks::postgres::client::redact(&url)
-    );
+    println!("PostgreSQL at {}", sluice::postgres::redact(&url));
     println!("| rows/s     | bare tokio-postgres | sluice sink | sluice / bare |");
     println!("|------------|--------------------:|------------:|--------------:|");
     println!(

@@ -1,73 +1,14 @@
 //! Dead letters: records a stage could not handle, kept with the reason and the
 //! source position they came from, so a poison record costs one line in a file (or
-//! one message on a topic) and never the pipeline.
+//! one message on a topic) and never the pipeline. A leaf: the type and its
+//! encodings; where dead letters go (`[dead_letter]`) is a sink's business
+//! ([`crate::sinks::dead_letter`]).
 
 use crate::position::{Partitions, Position};
 use crate::record::{now_ms, record, Header, Record};
-use crate::sinks::{file, file::FileSink, kafka, stdout, Input, Sink, SinkContext, SinkError};
 use base64::Engine as _;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Digest as _;
-use std::path::PathBuf;
-
-/// `[dead_letter]`: where records that failed go, with the reason.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum DeadLetterConfig {
-    /// JSON lines appended to a file (the default: `dead_letter.jsonl` beside the
-    /// pipeline file).
-    File { path: PathBuf },
-    /// JSON lines on standard error.
-    Stderr,
-    /// A Kafka topic: the original record as the message (key, value, headers), with
-    /// `sluice.reason`, `sluice.stage`, `sluice.plugin`, `sluice.position` and
-    /// `sluice.time` headers added.
-    Kafka(kafka::KafkaSinkConfig),
-}
-
-impl Default for DeadLetterConfig {
-    fn default() -> Self {
-        DeadLetterConfig::File {
-            path: PathBuf::from("dead_letter.jsonl"),
-        }
-    }
-}
-
-impl DeadLetterConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        match self {
-            DeadLetterConfig::File { path } if path.as_os_str().is_empty() => {
-                Err(("path".into(), "must not be empty".into()))
-            }
-            DeadLetterConfig::Kafka(c) if c.input != Input::Records => Err((
-                "input".into(),
-                "has no meaning for dead letters; leave it out".into(),
-            )),
-            DeadLetterConfig::Kafka(c) => c.validate(),
-            _ => Ok(()),
-        }
-    }
-
-    /// Whether the output could be opened, checked without writing (`sluice validate`).
-    pub fn check(&self, base_dir: &std::path::Path) -> Result<(), String> {
-        match self {
-            DeadLetterConfig::File { path } => {
-                crate::sinks::file::check_writable(&base_dir.join(path))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Where dead letters go, for messages.
-    pub fn describe(&self, ctx_base: &std::path::Path) -> String {
-        match self {
-            DeadLetterConfig::File { path } => ctx_base.join(path).display().to_string(),
-            DeadLetterConfig::Stderr => "stderr".into(),
-            DeadLetterConfig::Kafka(c) => format!("Kafka topic {}", c.topic),
-        }
-    }
-}
 
 /// How dead letters are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,30 +20,6 @@ pub enum Encoding {
     /// `max_value` keeps only its start (a message over the topic's size limit would
     /// stop the pipeline at every restart).
     Original { max_value: usize },
-}
-
-/// Open the dead-letter output; JSON lines keep at most `max_value` bytes of a
-/// record's value.
-pub async fn open(
-    config: &DeadLetterConfig,
-    ctx: &SinkContext,
-    max_value: usize,
-) -> Result<(Sink, Encoding), SinkError> {
-    let json = Encoding::JsonLine { max_value };
-    Ok(match config {
-        DeadLetterConfig::File { path } => (
-            Sink::File(FileSink::open(&ctx.resolve(path), ctx, file::Stream::DeadLetters).await?),
-            json,
-        ),
-        DeadLetterConfig::Stderr => (
-            Sink::Stdout(stdout::StdoutSink::stderr(stdout::Format::Json)),
-            json,
-        ),
-        DeadLetterConfig::Kafka(c) => (
-            Sink::Kafka(kafka::KafkaSink::open(c, ctx).await?),
-            Encoding::Original { max_value },
-        ),
-    })
 }
 
 /// A record that failed, where, and why.

@@ -1,14 +1,17 @@
 //! Sluice: a streaming-pipeline host whose transforms run as WebAssembly components.
 //!
-//! The crate is laid out by architecture:
-//! - [`config`]: the pipeline TOML, parsed and validated once at load.
+//! The crate is laid out by architecture, in layers (docs/architecture.md draws them,
+//! and `scripts/check-layers.py` keeps the drawing true): a module uses only modules of
+//! the layers below it.
 //! - [`engine`]: batching, backpressure, windows, checkpoints, acknowledgements and
-//!   shutdown; knows nothing about any particular connector.
-//! - [`plugin`]: the WASM plugin runtime (wasmtime component model, sandbox, cache).
+//!   shutdown; knows nothing about any particular connector (state comes in through
+//!   [`window_state::StateBackend`], sources and sinks through their configs).
+//! - [`config`]: the pipeline TOML, parsed and validated once.
 //! - [`sources`], [`transforms`], [`sinks`]: one module per connector, each a config
-//!   struct plus its implementation.
-//! - Leaves that import nothing above them: [`record`], [`position`], [`duration`],
-//!   [`retry`], [`connector`], [`rng`], [`durable`], and the engine's `Metrics`.
+//!   struct plus its implementation; [`kafka`] and [`postgres`]: clients they share.
+//! - [`plugin`]: the WASM plugin runtime (wasmtime component model, sandbox, cache).
+//! - Leaves: [`record`], [`position`], [`duration`], [`retry`], [`connector`], [`rng`],
+//!   [`durable`], [`metrics`], [`window_state`], [`dead_letter`], [`schema`], [`tls`].
 
 pub mod admin;
 pub mod config;
@@ -18,8 +21,10 @@ pub mod durable;
 pub mod duration;
 pub mod engine;
 pub mod kafka;
+pub mod metrics;
 pub mod plugin;
 pub mod position;
+pub mod postgres;
 pub mod record;
 pub mod retry;
 pub mod rng;
@@ -28,6 +33,7 @@ pub mod sinks;
 pub mod sources;
 pub mod tls;
 pub mod transforms;
+pub mod window_state;
 
 pub use config::{ConfigError, PipelineConfig};
 pub use record::{Batch, Record};

@@ -41,6 +41,9 @@ impl Batch {
     }
 }
 
+/// The header naming a partial result's source partition (`users_created-3`).
+pub const PARTITION_HEADER: &str = "sluice.partition";
+
 /// Marks a record whose value was null, not empty (a Kafka tombstone): a record's
 /// value is bytes, so the difference rides in this header. A dead letter writes such
 /// a value as `null` (and replays it as null), and a Kafka sink sends a tombstone.

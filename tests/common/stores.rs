@@ -298,7 +298,7 @@ pub fn try_pg_rows(
         let rows = client
             .query(&format!("SELECT row_to_json(q)::text FROM ({sql}) q"), &[])
             .await
-            .map_err(|e| sluice::sinks::postgres::client::describe(&e))?;
+            .map_err(|e| sluice::postgres::describe(&e))?;
         Ok(rows
             .iter()
             .map(|r| serde_json::from_str(r.get::<_, &str>(0)).unwrap())

@@ -1,7 +1,7 @@
 //! What `/status` adds to a pipeline's counters: samples taken every second, for
 //! rates and the page's sparklines.
 
-use crate::engine::{Counters, Metrics};
+use crate::metrics::{Counters, Metrics};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Arc;

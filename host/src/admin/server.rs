@@ -8,7 +8,7 @@
 use super::guard;
 use super::history::History;
 use super::{swap, AdminConfig, PipelineHandle};
-use crate::engine::Families;
+use crate::metrics::Families;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};

@@ -272,7 +272,7 @@ async fn postgres(
     count: bool,
 ) -> Result<(), Failure> {
     use futures_util::{pin_mut, TryStreamExt};
-    use sluice::sinks::postgres::{client, TlsConfig};
+    use sluice::postgres::{self as client, TlsConfig};
     let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
         Failure::config(anyhow::anyhow!(
             "--url is not a PostgreSQL connection string: {e}"

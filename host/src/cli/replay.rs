@@ -4,7 +4,7 @@
 use super::Failure;
 use anyhow::{anyhow, Context};
 use clap::Subcommand;
-use sluice::dead_letter::DeadLetterConfig;
+use sluice::sinks::dead_letter::DeadLetterConfig;
 use sluice::sources::dead_letters::DeadLettersConfig;
 use sluice::sources::SourceConfig;
 use std::collections::BTreeSet;

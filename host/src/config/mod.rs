@@ -2,6 +2,7 @@
 //! connector's own module), deserialized with `deny_unknown_fields` and validated once
 //! at load, so a running pipeline never meets a config error.
 
+pub mod admin;
 mod error;
 mod interpolate;
 mod keys;
@@ -17,7 +18,7 @@ pub use stage::{
     WindowOutput, WindowState,
 };
 
-use crate::dead_letter::DeadLetterConfig;
+use crate::sinks::dead_letter::DeadLetterConfig;
 use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
 use serde::Deserialize;
@@ -40,7 +41,7 @@ pub struct PipelineConfig {
     pub dead_letter: DeadLetterConfig,
     /// The host's admin listener (metrics, status, page). One per process: with
     /// several pipeline files, at most one may have it.
-    pub admin: Option<crate::admin::AdminConfig>,
+    pub admin: Option<admin::AdminConfig>,
     /// The file this was read from (for messages) and the directory relative paths
     /// resolve from.
     #[serde(skip)]
@@ -310,7 +311,7 @@ impl PipelineConfig {
                 }
                 let (size_ms, slide_ms) = (w.size.as_millis_i64(), slide.as_millis_i64());
                 let per_record = (size_ms + slide_ms - 1) / slide_ms;
-                let most = crate::engine::MAX_WINDOWS_PER_RECORD;
+                let most = stage::MAX_WINDOWS_PER_RECORD;
                 if per_record > most {
                     return Err(self.invalid(
                         "window.slide",

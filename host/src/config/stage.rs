@@ -55,6 +55,11 @@ impl Default for SwapConfig {
     }
 }
 
+/// The most windows one record may be counted in (`size / slide`, rounded up): each
+/// is a copy of the record and an accumulator, so a sliding window of `1h` every
+/// `1ms` would hold 3.6 million copies of every record.
+pub const MAX_WINDOWS_PER_RECORD: i64 = 1000;
+
 /// `[window]`: event-time windows (tumbling, or sliding), aggregated by a `window`-world plugin.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

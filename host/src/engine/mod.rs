@@ -19,18 +19,23 @@
 
 pub mod batcher;
 mod dead_run;
-mod metrics;
+
 mod pipeline;
 mod processor;
-pub mod snapshot;
+/// The window state types and backends (a leaf, [`crate::window_state`]), by their
+/// old name.
+pub use crate::window_state as snapshot;
 mod swap;
 mod watch;
 mod window;
 mod workers;
 
-pub use metrics::{Counters, Families, Metrics, PipelineStatus, RunState, StageInfo, SwapEvent};
+pub use crate::metrics::{
+    Counters, Families, Metrics, PipelineStatus, RunState, StageInfo, SwapEvent,
+};
+pub use crate::record::PARTITION_HEADER;
 pub use pipeline::{Pipeline, RunError};
 pub use processor::Control;
 pub use swap::{NewPlugin, SwapReport, SwapRequest};
 pub use watch::watch_plugin;
-pub use window::{Late, WindowStage, MAX_WINDOWS_PER_RECORD, PARTITION_HEADER};
+pub use window::{Late, WindowStage};

@@ -2,7 +2,6 @@
 //! configuration problem shows before data flows), then run until the source is done
 //! or shutdown is asked for.
 
-use super::metrics::{Families, RunState, SinkMetrics};
 use super::processor::{
     version_info, Control, DeadLetterQueue, ProcessError, Processor, Route, SinkMessage,
 };
@@ -12,12 +11,14 @@ use super::workers::Pool;
 use super::{batcher, Metrics};
 use crate::config::PipelineConfig;
 use crate::config::{LatePolicy, WindowState};
-use crate::dead_letter::{self, DeadLetter};
+use crate::dead_letter::DeadLetter;
+use crate::metrics::{Families, RunState, SinkMetrics};
 use crate::plugin::{PluginError, Runtime, TransformPlugin, WindowPlugin};
 use crate::position::Partitions;
 use crate::record::Batch;
 use crate::retry::RetryPolicy;
 use crate::schema::Schema;
+use crate::sinks::dead_letter;
 use crate::sinks::{Delivery, Sink, SinkContext, SinkError};
 use crate::sources::{SourceContext, SourceError};
 use crate::transforms::TransformStage;
@@ -197,9 +198,10 @@ async fn run(
     let snapshots = match (&mut window, &config.window) {
         (Some(w), Some(wc)) => {
             let windowing = (w.size_ms(), w.slide_ms());
+            let moving = (wc.state == WindowState::Kafka).then_some(wc.state_topic.as_deref());
             let store = config
                 .source
-                .window_state(wc, &config.state_dir(), windowing)
+                .window_state(moving, &config.state_dir(), windowing)
                 .await
                 .map_err(RunError::State)?;
             if let Some(store) = &store {

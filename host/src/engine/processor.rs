@@ -11,13 +11,13 @@
 use super::batcher::Demand;
 use super::batcher::Work;
 use super::dead_run::DeadRun;
-use super::metrics::{DeadNote, StageInfo, StageMetrics, SwapEvent};
 use super::snapshot::{self, Snapshot, StateBackend};
 use super::swap::{Canary, Held, NewPlugin, Probation, SwapReport, SwapRequest, WATCH_AT_MOST};
 use super::window::{Added, WindowStage};
 use super::workers::{Done, Job, Pool, StageRun};
 use super::Metrics;
 use crate::dead_letter::{DeadLetter, Encoding};
+use crate::metrics::{DeadNote, StageInfo, StageMetrics, SwapEvent};
 use crate::position::{Ack, AckSender, PartitionId, Partitions, Position};
 use crate::record::Batch;
 use crate::sinks::{Input, SinkError};

@@ -2,9 +2,9 @@
 //! answered, and what the processor keeps while a new version is watched (a canary
 //! beside the old one, or a probation whose results are held back).
 
-use super::metrics::StageMetrics;
 use crate::config::PipelineConfig;
 use crate::dead_letter::DeadLetter;
+use crate::metrics::StageMetrics;
 use crate::plugin::Runtime;
 use crate::plugin::{TransformPlugin, WindowPlugin};
 use crate::record::Batch;

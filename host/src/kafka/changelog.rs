@@ -11,8 +11,8 @@
 //! source is acknowledged.
 
 use super::{client_config, create_topic, CreateTopic, Properties};
-use crate::engine::snapshot::{PartitionState, Snapshot, StateBackend, FORMAT};
 use crate::position::Origin;
+use crate::window_state::{PartitionState, Snapshot, StateBackend, FORMAT};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};

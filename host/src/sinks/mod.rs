@@ -11,6 +11,7 @@
 //! reason of their own go to the dead letters with that reason.
 
 pub mod cassandra;
+pub mod dead_letter;
 mod delivery;
 pub mod file;
 pub mod kafka;
@@ -22,7 +23,7 @@ pub mod stdout;
 pub use crate::connector::ConnectorError as SinkError;
 pub use delivery::Delivery;
 
-use crate::engine::Metrics;
+use crate::metrics::Metrics;
 use crate::position::Partitions;
 use crate::record::Batch;
 use serde::Deserialize;

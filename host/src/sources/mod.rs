@@ -21,10 +21,10 @@ pub use crate::connector::ConnectorError as SourceError;
 pub use crate::rng::SplitMix64;
 
 use crate::dead_letter::DeadLetter;
-use crate::engine::snapshot::{SnapshotStore, StateBackend};
-use crate::engine::Metrics;
+use crate::metrics::Metrics;
 use crate::position::{Ack, AckReceiver, Origin, PartitionId, Partitions, Position};
 use crate::record::Record;
+use crate::window_state::{SnapshotStore, StateBackend};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -87,22 +87,19 @@ impl SourceConfig {
 
     /// Where a window's state is kept at each checkpoint, when this source resumes
     /// from what was acknowledged (otherwise nowhere: nothing is read again): a file
-    /// in `state_dir`, or, for a Kafka source with `[window] state = "kafka"`, a
-    /// compacted topic on its brokers whose shares move with the partitions.
-    /// `windowing`: the window's size and slide (ms), which the state must match.
+    /// in `state_dir`, or, for a Kafka source when the state should move with the
+    /// partitions (`[window] state = "kafka"`: `Some(topic)`, default
+    /// `<group_id>-windows`), a compacted topic on its brokers. `windowing`: the
+    /// window's size and slide (ms), which the state must match.
     pub async fn window_state(
         &self,
-        window: &crate::config::WindowConfig,
+        moving: Option<Option<&str>>,
         state_dir: &std::path::Path,
         windowing: (i64, i64),
     ) -> Result<Option<Box<dyn StateBackend>>, String> {
-        use crate::config::WindowState;
-        Ok(match self {
-            SourceConfig::Kafka(k) if window.state == WindowState::Kafka => {
-                let topic = window
-                    .state_topic
-                    .clone()
-                    .unwrap_or_else(|| format!("{}-windows", k.group_id));
+        Ok(match (self, moving) {
+            (SourceConfig::Kafka(k), Some(topic)) => {
+                let topic = topic.map_or_else(|| format!("{}-windows", k.group_id), str::to_owned);
                 let changelog = crate::kafka::changelog::Changelog::open(
                     &k.brokers,
                     &k.properties,
@@ -114,7 +111,7 @@ impl SourceConfig {
                 .await?;
                 Some(Box::new(changelog))
             }
-            source if source.resumes() => Some(Box::new(SnapshotStore::in_dir(state_dir))),
+            (source, _) if source.resumes() => Some(Box::new(SnapshotStore::in_dir(state_dir))),
             _ => None,
         })
     }

@@ -16,9 +16,8 @@ use super::{Closed, SourceContext, SourceError, SourceEvent, CHUNK};
 use crate::dead_letter::DeadLetter;
 use crate::duration::Duration;
 use crate::position::{Ack, Origin, PartitionId, Position};
+use crate::postgres::{self as client, check_name, describe, pool_error, quoted, TlsConfig};
 use crate::record::{now_ms, record};
-use crate::sinks::postgres::client::{self, describe, pool_error, quoted};
-use crate::sinks::postgres::{check_name, TlsConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -97,7 +96,7 @@ impl PostgresSourceConfig {
     }
 
     fn schema_and_table(&self) -> (&str, &str) {
-        crate::sinks::postgres::schema_and_table(&self.table)
+        crate::postgres::schema_and_table(&self.table)
     }
 }
 

@@ -9,14 +9,14 @@
 
 mod partial;
 
-pub use partial::{accumulate, Added, Replayed, Windowing, MAX_WINDOWS_PER_RECORD};
+pub use partial::{accumulate, Added, Replayed, Windowing};
 
 use super::snapshot::{PartitionState, SavedWindow};
 use crate::dead_letter::DeadLetter;
 use crate::plugin::bindings::types::{Accumulator, WindowBounds};
 use crate::plugin::WindowPlugin;
 use crate::position::{Origin, Partitions};
-use crate::record::{record, Batch, Header, PartitionId, Position, Record};
+use crate::record::{record, Batch, Header, PartitionId, Position, Record, PARTITION_HEADER};
 use base64::Engine as _;
 use partial::{members, replayed};
 use std::collections::BTreeMap;
@@ -93,9 +93,6 @@ pub enum Late {
 /// How far ahead of the host's clock an event time may be unless `[window]
 /// max_future` says otherwise: a day.
 pub const DEFAULT_MAX_FUTURE_MS: i64 = 24 * 3600 * 1000;
-
-/// The header naming a partial result's source partition (`users_created-3`).
-pub const PARTITION_HEADER: &str = "sluice.partition";
 
 impl WindowStage {
     pub fn new(plugin: WindowPlugin, size_ms: i64, lateness_ms: i64) -> Self {

@@ -15,11 +15,6 @@ use std::collections::BTreeMap;
 pub const EARLIEST_EVENT_MS: i64 = -62_135_596_800_000; // 0001-01-01T00:00:00Z
 pub const LATEST_EVENT_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
 
-/// The most windows one record may be counted in (`size / slide`, rounded up): each
-/// is a copy of the record and an accumulator, so a sliding window of `1h` every
-/// `1ms` would hold 3.6 million copies of every record.
-pub const MAX_WINDOWS_PER_RECORD: i64 = 1000;
-
 /// Which windows a record is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Windowing {

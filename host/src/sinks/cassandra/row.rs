@@ -1,7 +1,7 @@
 //! A record's JSON fields as a row's column values, each converted to its column's CQL
 //! type; a field that does not convert names the column and the value.
 
-use crate::engine::PARTITION_HEADER;
+use crate::record::PARTITION_HEADER;
 use scylla::value::{CqlTimestamp, CqlValue, MaybeUnset};
 use serde::Deserialize;
 use serde_json::Value;

@@ -4,8 +4,8 @@
 use super::client::{self, connect, prepare_insert};
 use super::row::RowShape;
 use super::CassandraConfig;
-use crate::engine::PARTITION_HEADER;
 use crate::record::Record;
+use crate::record::PARTITION_HEADER;
 use crate::sinks::{Delivery, SinkContext, SinkError};
 use futures_util::stream::{self, StreamExt};
 use scylla::client::session::Session;

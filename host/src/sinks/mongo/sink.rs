@@ -4,8 +4,8 @@
 
 use super::client::{connect, create_indexes, redact};
 use super::{Mode, MongoConfig, WriteConcern};
-use crate::engine::PARTITION_HEADER;
 use crate::record::Record;
+use crate::record::PARTITION_HEADER;
 use crate::sinks::{Delivery, SinkContext, SinkError};
 use mongodb::bson::{Bson, Document, RawArrayBuf, RawDocumentBuf};
 use mongodb::error::ErrorKind;

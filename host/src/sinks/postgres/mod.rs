@@ -16,10 +16,11 @@
 //! - config: this file; connecting, TLS and the table: [`client`] (also `sluice
 //!   query postgres`); values: [`row`]; the writer: [`sink`].
 
-pub mod client;
 pub mod row;
 mod sink;
+pub mod table;
 
+pub use crate::postgres::{check_name, schema_and_table, TlsConfig};
 pub use row::PgType;
 pub use sink::PostgresSink;
 
@@ -27,7 +28,6 @@ use super::Input;
 use crate::duration::Duration;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,13 +96,6 @@ pub enum KeyColumns {
     Many(Vec<String>),
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM file of the certificate authorities to trust; default: the WebPKI roots.
-    pub ca_file: Option<PathBuf>,
-}
-
 /// The seeds' `created_users`: what format_user emits.
 pub const SEED_COLUMNS: [&str; 12] = crate::sinks::cassandra::SEED_COLUMNS;
 
@@ -112,30 +105,6 @@ pub struct Layout {
     /// In the statement's order.
     pub columns: Vec<(String, PgType)>,
     pub key: Vec<String>,
-}
-
-/// A name PostgreSQL keeps as written unquoted: lower-case letters, digits, `_`.
-pub fn check_name(name: &str) -> Result<(), String> {
-    let ok = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && name.len() <= 63;
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{name}` is not a plain PostgreSQL name: use lower-case letters, digits and _ (at most 63, not starting with a digit)"
-        ))
-    }
-}
-
-/// `schema.table` as `(schema, table)`; the schema defaults to `public`.
-pub fn schema_and_table(table: &str) -> (&str, &str) {
-    table.split_once('.').unwrap_or(("public", table))
 }
 
 impl PostgresConfig {

@@ -2,9 +2,10 @@
 //! UNNEST(...)` (split at `rows_per_statement`), and, when the server refuses a
 //! statement for a row's sake, each of its rows alone to find the ones refused.
 
-use super::client::{self, describe, pool_error, quoted};
 use super::row::Rows;
+use super::table;
 use super::{Mode, PostgresConfig};
+use crate::postgres::{self as client, describe, pool_error, quoted};
 use crate::record::Record;
 use crate::sinks::{Delivery, SinkContext, SinkError};
 use deadpool_postgres::Pool;
@@ -54,13 +55,13 @@ impl PostgresSink {
         let (schema, table) = config.schema_and_table();
         let conn = pool.get().await.map_err(|e| fatal(pool_error(&e)))?;
         if config.create {
-            for sql in client::create_statements(schema, table, &layout) {
+            for sql in table::create_statements(schema, table, &layout) {
                 conn.batch_execute(&sql)
                     .await
                     .map_err(|e| fatal(format!("`{sql}` failed: {}", describe(&e))))?;
             }
         }
-        client::check_columns(&conn, schema, table, &layout)
+        table::check_columns(&conn, schema, table, &layout)
             .await
             .map_err(fatal)?;
         let statement = insert_statement(schema, table, &layout, config.mode);

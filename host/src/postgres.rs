@@ -1,10 +1,42 @@
-//! Connecting to PostgreSQL (a pool, TLS or not) and making the table: shared by the
-//! sink, the source and `sluice query postgres`.
+//! Connecting to PostgreSQL (a pool, TLS or not), its errors and its names: shared by
+//! the sink, the source and `sluice query postgres`, beside [`crate::kafka`].
 
-use super::{Layout, TlsConfig};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use std::path::Path;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// `tls = { ... }` on a PostgreSQL sink or source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the certificate authorities to trust; default: the WebPKI roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A name PostgreSQL keeps as written unquoted: lower-case letters, digits, `_`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 63;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a plain PostgreSQL name: use lower-case letters, digits and _ (at most 63, not starting with a digit)"
+        ))
+    }
+}
+
+/// `schema.table` as `(schema, table)`; the schema defaults to `public`.
+pub fn schema_and_table(table: &str) -> (&str, &str) {
+    table.split_once('.').unwrap_or(("public", table))
+}
 
 /// A pool of up to `size` connections to `url`, its first connection made (so a
 /// wrong address, password or database fails here, at start). The server cancels a
@@ -131,78 +163,6 @@ pub fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The statements that make the schema and table if they are missing.
-pub fn create_statements(schema: &str, table: &str, layout: &Layout) -> Vec<String> {
-    let columns: Vec<String> = layout
-        .columns
-        .iter()
-        .map(|(n, t)| {
-            let not_null = if layout.key.contains(n) {
-                " NOT NULL"
-            } else {
-                ""
-            };
-            format!("{} {}{not_null}", quoted(n), t.sql())
-        })
-        .collect();
-    let key: Vec<String> = layout.key.iter().map(|k| quoted(k)).collect();
-    vec![
-        format!("CREATE SCHEMA IF NOT EXISTS {}", quoted(schema)),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {}.{} ({}, PRIMARY KEY ({}))",
-            quoted(schema),
-            quoted(table),
-            columns.join(", "),
-            key.join(", ")
-        ),
-    ]
-}
-
-/// Check the table's columns against the layout: a column missing or of another type
-/// stops the pipeline at start, naming it.
-pub async fn check_columns(
-    client: &tokio_postgres::Client,
-    schema: &str,
-    table: &str,
-    layout: &Layout,
-) -> Result<(), String> {
-    let rows = client
-        .query(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
-            &[&schema, &table],
-        )
-        .await
-        .map_err(|e| describe(&e))?;
-    if rows.is_empty() {
-        return Err(format!(
-            "table {schema}.{table} does not exist (set create = true to make it)"
-        ));
-    }
-    for (name, t) in &layout.columns {
-        let found = rows.iter().find(|r| r.get::<_, String>(0) == *name);
-        match found {
-            None => {
-                return Err(format!(
-                    "table {schema}.{table} has no column `{name}` (the sink writes it as {})",
-                    t.sql()
-                ))
-            }
-            Some(r) => {
-                let actual: String = r.get(1);
-                let accepted = actual == t.catalog_name()
-                    || (*t == super::PgType::Text && actual == "character varying");
-                if !accepted {
-                    return Err(format!(
-                        "column `{name}` of {schema}.{table} is {actual}, but the sink writes it as {}",
-                        t.sql()
-                    ));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,16 +175,5 @@ mod tests {
         );
         assert_eq!(redact("postgres://h/db"), "postgres://h/db");
         assert_eq!(quoted("user"), "\"user\"");
-        let layout = Layout {
-            columns: vec![
-                ("id".into(), super::super::PgType::Uuid),
-                ("n".into(), super::super::PgType::Bigint),
-            ],
-            key: vec!["id".into()],
-        };
-        assert_eq!(
-            create_statements("public", "t", &layout)[1],
-            "CREATE TABLE IF NOT EXISTS \"public\".\"t\" (\"id\" uuid NOT NULL, \"n\" bigint, PRIMARY KEY (\"id\"))"
-        );
     }
 }
