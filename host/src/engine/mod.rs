@@ -18,16 +18,21 @@
 //! workers, each owning some partitions, share the work later.
 
 pub mod batcher;
+mod checkpoint;
 mod dead_run;
 
+mod dead_letter_queue;
 mod pipeline;
 mod processor;
+mod rollout;
+mod stage_info;
 /// The window state types and backends (a leaf, [`crate::window_state`]), by their
 /// old name.
 pub use crate::window_state as snapshot;
 mod swap;
 mod watch;
 mod window;
+mod window_hooks;
 mod workers;
 
 pub use crate::metrics::{

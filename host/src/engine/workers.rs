@@ -9,10 +9,11 @@
 //! for every batch out (`drain`), and a new plugin version reaches every worker as a
 //! fork of the processor's own.
 
+use super::checkpoint::Progress;
 use super::window::{accumulate, Added, Replayed, Windowing};
 use crate::dead_letter::DeadLetter;
 use crate::plugin::{PluginError, TransformPlugin, WindowPlugin};
-use crate::record::{Batch, PartitionId};
+use crate::record::Batch;
 use crate::transforms::TransformStage;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,7 +40,7 @@ pub struct Job {
     pub dead: Vec<DeadLetter>,
     /// Per partition, the newest input position in the batch (what it covers once its
     /// results are taken).
-    pub covers: BTreeMap<PartitionId, u64>,
+    pub covers: Progress,
     /// With a window: which windows records go in, and which are replays.
     pub window: Option<(Windowing, Arc<Replayed>)>,
     /// Time each stage.
@@ -51,7 +52,7 @@ pub struct Done {
     pub seq: u64,
     pub batch: Batch,
     pub dead: Vec<DeadLetter>,
-    pub covers: BTreeMap<PartitionId, u64>,
+    pub covers: Progress,
     /// The window's partials of the transformed batch.
     pub partials: Option<Added>,
     pub stages: Vec<StageRun>,
