@@ -20,6 +20,7 @@
 pub mod batcher;
 mod checkpoint;
 mod dead_run;
+mod dispatch;
 
 mod dead_letter_queue;
 mod pipeline;

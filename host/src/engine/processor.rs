@@ -1,12 +1,10 @@
 //! The processor thread: runs plugins (synchronous wasmtime calls) over each batch,
 //! routes the results to the sinks, and between batches takes checkpoints, answers
-//! barriers and acts on control messages.
-//!
-//! A checkpoint asks every sink and the dead-letter output to make what it has
-//! durable, waits for all of them, and then acknowledges to the source, per
-//! partition, the newest offset it has handled, except where an open window still
-//! holds older records of that partition: those must be read again after a crash, so
-//! the acknowledgement stops just before the oldest of them.
+//! barriers and acts on control messages. One loop, one hook per event kind; the
+//! concerns with state of their own are in rooms of their own: checkpoints
+//! ([`super::checkpoint`]), swaps, canaries and probations ([`super::rollout`]), the
+//! window hooks no batch brings ([`super::window_hooks`]), the dead-letter queue
+//! ([`super::dead_letter_queue`]).
 
 use super::batcher::Demand;
 use super::batcher::Work;
@@ -17,7 +15,7 @@ use super::snapshot::StateBackend;
 pub(super) use super::stage_info::version_info;
 use super::swap::{Canary, Probation, SwapRequest};
 use super::window::{Added, WindowStage};
-use super::workers::{Done, Job, Pool, StageRun};
+use super::workers::{Pool, StageRun};
 use super::Metrics;
 use crate::dead_letter::DeadLetter;
 use crate::metrics::StageMetrics;
@@ -131,34 +129,39 @@ async fn receive(pool: &mut Option<Pool>) -> Option<Result<(), String>> {
     }
 }
 
+/// What the loop keeps between events: what is handled, and when the last checkpoint
+/// and the last running results were.
+struct Clocks {
+    progress: Progress,
+    last_checkpoint: Instant,
+    last_early: Instant,
+}
+
 impl Processor {
+    /// The loop: each event goes to its hook ([`Self::on_control`], [`Self::on_work`],
+    /// [`Self::on_end`], [`Self::on_tick`]); after each, the deadlines and the timers.
     pub fn run(
         mut self,
         mut input: mpsc::Receiver<Work>,
         mut control: mpsc::Receiver<Control>,
         rt: Handle,
     ) -> Result<(), ProcessError> {
-        // Per partition, the newest offset handled; records of a partition arrive in
-        // order, so every one before it is handled too.
-        let mut progress = Progress::default();
-        let mut last_checkpoint = Instant::now();
-        let mut last_early = Instant::now();
+        let mut clocks = Clocks {
+            progress: Progress::default(),
+            last_checkpoint: Instant::now(),
+            last_early: Instant::now(),
+        };
         let mut control_open = true;
         loop {
             // What the workers finished, in order, goes on first.
-            self.take_ready(&mut progress, &rt)?;
+            self.take_ready(&mut clocks.progress, &rt)?;
             let parallel = self.parallel();
             let pool = self.pool.as_ref();
             let take_work = !parallel || pool.is_some_and(Pool::has_room);
             let out = pool.map_or(0, Pool::out);
             let idle = !parallel || pool.is_some_and(Pool::has_idle_worker);
             self.demand.set_idle(take_work && idle);
-            let mut wait = self
-                .checkpoint_interval
-                .saturating_sub(last_checkpoint.elapsed());
-            if let Some(every) = self.emit_every {
-                wait = wait.min(every.saturating_sub(last_early.elapsed()));
-            }
+            let wait = self.next_timer(&clocks);
             let pool = &mut self.pool;
             let event = rt.block_on(async {
                 tokio::select! {
@@ -173,85 +176,17 @@ impl Processor {
             match event {
                 Event::Result(Some(Err(panic))) => return Err(ProcessError::Panicked(panic)),
                 Event::Result(_) => {}
-                Event::Control(Some(Control::Checkpoint(done))) => {
-                    self.drain(&mut progress, &rt)?;
-                    self.checkpoint(&progress, None, &rt)?;
-                    last_checkpoint = Instant::now();
-                    let _ = done.send(());
-                }
-                Event::Control(Some(Control::Swap(request))) => {
-                    self.drain(&mut progress, &rt)?;
-                    self.swap(*request, &progress)
-                }
+                Event::Control(Some(c)) => self.on_control(c, &mut clocks, &rt)?,
                 Event::Control(None) => control_open = false,
-                Event::Work(Some(work))
-                    if parallel && work.barrier.is_none() && work.assignment.is_none() =>
-                {
-                    self.dispatch(work)?;
-                }
-                Event::Work(Some(mut work)) => {
-                    // A barrier or a rebalance sees every batch before it finished.
-                    self.drain(&mut progress, &rt)?;
-                    let barrier = work.barrier;
-                    let assignment = work.assignment.take();
-                    if self.probation.is_some() && barrier.is_none() && assignment.is_none() {
-                        self.hold(work, &mut progress, &rt)?;
-                    } else {
-                        // A barrier or a rebalance cannot wait: what is held goes on
-                        // now (or is re-processed), the probation goes on after.
-                        self.end_probation(&mut progress, &rt, false)?;
-                        progress.handled(&work);
-                        self.process(work, &rt)?;
-                    }
-                    if self.canary.as_ref().is_some_and(|c| c.seen >= c.target) {
-                        self.finish_canary(&progress);
-                    }
-                    if let Some(partitions) = assignment {
-                        // Partitions gone are no longer this host's to acknowledge.
-                        progress.keep(&partitions);
-                        self.follow_assignment(&partitions)?;
-                        if let Some(w) = &mut self.window {
-                            w.set_assignment(partitions);
-                        }
-                    }
-                    if let Some((id, end_of_input)) = barrier {
-                        if end_of_input {
-                            self.close_windows(&rt)?;
-                        }
-                        self.checkpoint(&progress, Some(id), &rt)?;
-                        last_checkpoint = Instant::now();
-                    }
-                }
+                Event::Work(Some(work)) => self.on_work(work, parallel, &mut clocks, &rt)?,
                 Event::Work(None) => {
-                    self.drain(&mut progress, &rt)?;
-                    self.end_probation(&mut progress, &rt, true)?;
-                    if let Some(c) = self.canary.take() {
-                        let _ = c.reply.send(Err(format!(
-                            "the input ended after {} of the canary's {} records; nothing swapped",
-                            c.seen, c.target
-                        )));
-                    }
+                    self.on_end(&mut clocks, &rt)?;
                     break;
                 }
-                // With no records coming, windows still close when their partitions
-                // go idle.
-                // (Not while records are held back: their partitions are not idle.)
-                Event::Tick if self.probation.is_none() => self.emit_closed(&rt)?,
-                Event::Tick => {}
+                Event::Tick => self.on_tick(&rt)?,
             }
-            self.on_deadlines(&mut progress, &rt)?;
-            if self.probation.is_none()
-                && self
-                    .emit_every
-                    .is_some_and(|every| last_early.elapsed() >= every)
-            {
-                self.emit_early(&rt)?;
-                last_early = Instant::now();
-            }
-            if last_checkpoint.elapsed() >= self.checkpoint_interval {
-                self.checkpoint(&progress, None, &rt)?;
-                last_checkpoint = Instant::now();
-            }
+            self.on_deadlines(&mut clocks.progress, &rt)?;
+            self.on_timers(&mut clocks, &rt)?;
         }
         // End of input (source finished, or shutdown): close every open window so
         // nothing accepted is left unreported (unless the source will read those
@@ -264,7 +199,123 @@ impl Processor {
                 w.open_windows()
             );
         }
-        self.checkpoint(&progress, None, &rt)
+        self.checkpoint(&clocks.progress, None, &rt)
+    }
+
+    /// How long until a timer (checkpoint, running results) is due.
+    fn next_timer(&self, clocks: &Clocks) -> Duration {
+        let mut wait = self
+            .checkpoint_interval
+            .saturating_sub(clocks.last_checkpoint.elapsed());
+        if let Some(every) = self.emit_every {
+            wait = wait.min(every.saturating_sub(clocks.last_early.elapsed()));
+        }
+        wait
+    }
+
+    /// A control message: a checkpoint asked for, or a swap.
+    fn on_control(
+        &mut self,
+        control: Control,
+        clocks: &mut Clocks,
+        rt: &Handle,
+    ) -> Result<(), ProcessError> {
+        self.drain(&mut clocks.progress, rt)?;
+        match control {
+            Control::Checkpoint(done) => {
+                self.checkpoint(&clocks.progress, None, rt)?;
+                clocks.last_checkpoint = Instant::now();
+                let _ = done.send(());
+            }
+            Control::Swap(request) => self.swap(*request, &clocks.progress),
+        }
+        Ok(())
+    }
+
+    /// A batch from the source: to the workers, or, with a barrier or a rebalance
+    /// (or a new version watched), here once every batch before it is finished.
+    fn on_work(
+        &mut self,
+        mut work: Work,
+        parallel: bool,
+        clocks: &mut Clocks,
+        rt: &Handle,
+    ) -> Result<(), ProcessError> {
+        if parallel && work.barrier.is_none() && work.assignment.is_none() {
+            return self.dispatch(work);
+        }
+        let progress = &mut clocks.progress;
+        self.drain(progress, rt)?;
+        let barrier = work.barrier;
+        let assignment = work.assignment.take();
+        if self.probation.is_some() && barrier.is_none() && assignment.is_none() {
+            self.hold(work, progress, rt)?;
+        } else {
+            // A barrier or a rebalance cannot wait: what is held goes on now (or is
+            // re-processed), the probation goes on after.
+            self.end_probation(progress, rt, false)?;
+            progress.handled(&work);
+            self.process(work, rt)?;
+        }
+        if self.canary.as_ref().is_some_and(|c| c.seen >= c.target) {
+            self.finish_canary(progress);
+        }
+        if let Some(partitions) = assignment {
+            // Partitions gone are no longer this host's to acknowledge.
+            progress.keep(&partitions);
+            self.follow_assignment(&partitions)?;
+            if let Some(w) = &mut self.window {
+                w.set_assignment(partitions);
+            }
+        }
+        if let Some((id, end_of_input)) = barrier {
+            if end_of_input {
+                self.close_windows(rt)?;
+            }
+            self.checkpoint(&clocks.progress, Some(id), rt)?;
+            clocks.last_checkpoint = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// The input ended: everything in flight finishes, a probation ends, a canary
+    /// that could not see its records is refused.
+    fn on_end(&mut self, clocks: &mut Clocks, rt: &Handle) -> Result<(), ProcessError> {
+        self.drain(&mut clocks.progress, rt)?;
+        self.end_probation(&mut clocks.progress, rt, true)?;
+        if let Some(c) = self.canary.take() {
+            let _ = c.reply.send(Err(format!(
+                "the input ended after {} of the canary's {} records; nothing swapped",
+                c.seen, c.target
+            )));
+        }
+        Ok(())
+    }
+
+    /// No event for a while: windows still close when their partitions go idle (not
+    /// while records are held back: their partitions are not idle).
+    fn on_tick(&mut self, rt: &Handle) -> Result<(), ProcessError> {
+        if self.probation.is_none() {
+            self.emit_closed(rt)?;
+        }
+        Ok(())
+    }
+
+    /// Running results and checkpoints, when due.
+    fn on_timers(&mut self, clocks: &mut Clocks, rt: &Handle) -> Result<(), ProcessError> {
+        if self.probation.is_none()
+            && self
+                .emit_every
+                .is_some_and(|every| clocks.last_early.elapsed() >= every)
+        {
+            self.emit_early(rt)?;
+            clocks.last_early = Instant::now();
+        }
+        if clocks.last_checkpoint.elapsed() >= self.checkpoint_interval {
+            self.checkpoint(&clocks.progress, None, rt)?;
+            clocks.last_checkpoint = Instant::now();
+        }
+        Ok(())
     }
 
     /// The stages keep their own totals (failed plugin calls, windows closed); copy
@@ -318,120 +369,6 @@ impl Processor {
         self.metrics.add_batch(batch.len());
         (batch, dead) = self.run_transforms(batch, dead, 0..self.transforms.len());
         self.downstream(batch, dead, rt)
-    }
-
-    /// Whether batches go to the workers now.
-    pub(super) fn parallel(&self) -> bool {
-        self.pool.is_some() && self.probation.is_none() && self.canary.is_none()
-    }
-
-    /// Hand a batch to the workers; its results are taken up in order
-    /// ([`Self::take_ready`]).
-    pub(super) fn dispatch(&mut self, work: Work) -> Result<(), ProcessError> {
-        let Work { batch, dead, .. } = work;
-        self.metrics.add_batch(batch.len());
-        let mut covers = Progress::default();
-        covers.note_handled(&batch, &dead);
-        let job = Job {
-            batch,
-            dead,
-            covers,
-            window: self.window.as_ref().map(WindowStage::windowing),
-            timed: self.metrics.detailed(),
-        };
-        let pool = self.pool.as_mut().expect("dispatched only with a pool");
-        pool.submit(job).map_err(ProcessError::Panicked)
-    }
-
-    /// Take up the results that are back, in order.
-    pub(super) fn take_ready(
-        &mut self,
-        progress: &mut Progress,
-        rt: &Handle,
-    ) -> Result<(), ProcessError> {
-        while let Some(done) = self.pool.as_mut().and_then(Pool::next_ready) {
-            self.finish(done, progress, rt)?;
-        }
-        Ok(())
-    }
-
-    /// Wait for every batch out, and take its results up.
-    pub(super) fn drain(
-        &mut self,
-        progress: &mut Progress,
-        rt: &Handle,
-    ) -> Result<(), ProcessError> {
-        loop {
-            self.take_ready(progress, rt)?;
-            let Some(pool) = self.pool.as_mut().filter(|p| p.out() > 0) else {
-                return Ok(());
-            };
-            if let Some(Err(panic)) = rt.block_on(pool.receive()) {
-                return Err(ProcessError::Panicked(panic));
-            }
-        }
-    }
-
-    /// A worker's batch, in its turn: what it covers is handled, its stages counted,
-    /// and its records on to the window and the sinks.
-    pub(super) fn finish(
-        &mut self,
-        done: Done,
-        progress: &mut Progress,
-        rt: &Handle,
-    ) -> Result<(), ProcessError> {
-        progress.take(&done.covers);
-        for (run, m) in done.stages.iter().zip(&self.stage_metrics) {
-            if let Some(took) = run.took {
-                self.metrics.observe_stage(m, took);
-            }
-            m.batch(run.taken, run.out, run.failed);
-        }
-        if let Some(slot) = self.worker_failures.get_mut(done.worker) {
-            *slot = done.failures;
-        }
-        let window = done.partials.map(|p| (p, done.window_run));
-        let result = self.downstream_added(done.batch, done.dead, window, rt);
-        self.publish_stage_counts();
-        result
-    }
-
-    /// Every worker takes up transform `stage`'s running version (after a swap).
-    /// If a worker cannot, the pool is given up and this thread runs every batch.
-    pub(super) fn replicate_transform(&mut self, stage: usize) {
-        let Some(pool) = self.pool.as_mut() else {
-            return;
-        };
-        for w in &mut self.worker_failures {
-            if let Some(f) = w.0.get_mut(stage) {
-                self.retired_failures += std::mem::take(f);
-            }
-        }
-        if let Err(e) = pool.replace(stage, self.transforms[stage].plugin()) {
-            tracing::warn!("the workers cannot run the new version ({e}); batches run one at a time from now on");
-            self.give_up_pool();
-        }
-    }
-
-    /// As [`Self::replicate_transform`], for the window plugin.
-    pub(super) fn replicate_window(&mut self) {
-        let (Some(pool), Some(window)) = (self.pool.as_mut(), &self.window) else {
-            return;
-        };
-        for w in &mut self.worker_failures {
-            self.retired_failures += std::mem::take(&mut w.1);
-        }
-        if let Err(e) = pool.replace_window(window.plugin()) {
-            tracing::warn!("the workers cannot run the new window version ({e}); batches run one at a time from now on");
-            self.give_up_pool();
-        }
-    }
-
-    pub(super) fn give_up_pool(&mut self) {
-        self.pool = None;
-        for (transforms, window) in std::mem::take(&mut self.worker_failures) {
-            self.retired_failures += transforms.iter().sum::<u64>() + window;
-        }
     }
 
     /// The batch through every transform; a canary sees a copy of its stage's input,
