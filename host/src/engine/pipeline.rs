@@ -2,24 +2,20 @@
 //! configuration problem shows before data flows), then run until the source is done
 //! or shutdown is asked for.
 
-use super::processor::{
-    version_info, Control, DeadLetterQueue, ProcessError, Processor, Route, SinkMessage,
-};
+use super::processor::{version_info, Control, DeadLetterQueue, ProcessError, Processor, Route};
+use super::sink_task;
 use super::snapshot::StateBackend;
 use super::window::{Late, WindowStage, DEFAULT_MAX_FUTURE_MS};
 use super::workers::Pool;
 use super::{batcher, Metrics};
 use crate::config::PipelineConfig;
 use crate::config::{LatePolicy, WindowState};
-use crate::dead_letter::DeadLetter;
-use crate::metrics::{Families, RunState, SinkMetrics};
+use crate::metrics::{Families, RunState};
 use crate::plugin::{PluginError, Runtime, TransformPlugin, WindowPlugin};
 use crate::position::Partitions;
-use crate::record::Batch;
-use crate::retry::RetryPolicy;
 use crate::schema::Schema;
 use crate::sinks::dead_letter;
-use crate::sinks::{Delivery, Sink, SinkContext, SinkError};
+use crate::sinks::{SinkContext, SinkError};
 use crate::sources::{SourceContext, SourceError};
 use crate::transforms::TransformStage;
 use std::sync::Arc;
@@ -241,7 +237,7 @@ async fn run(
         metrics: metrics.clone(),
     };
     let dlq_metrics = metrics.sink(&ctx.name);
-    let mut sink_tasks = vec![tokio::spawn(run_sink(
+    let mut sink_tasks = vec![tokio::spawn(sink_task::run_sink(
         dlq,
         dlq_rx,
         ctx,
@@ -269,7 +265,7 @@ async fn run(
                     .map_err(|m| RunError::Sink(SinkError::fatal(&ctx.name, m)))?,
             )),
         };
-        let task = run_sink(sink, rx, ctx, m, p.retry, refused, schema);
+        let task = sink_task::run_sink(sink, rx, ctx, m, p.retry, refused, schema);
         sink_tasks.push(tokio::spawn(task));
     }
 
@@ -424,124 +420,4 @@ fn restore(
         store.describe()
     );
     Ok(())
-}
-
-/// A sink's task: writes and checkpoints in order. A retryable error is retried with
-/// the pipeline's backoff (each retry logged and counted), for the records still
-/// pending; a fatal one, or the last retry's, ends the task and so the pipeline.
-/// Records the store refused for good go to `refused` (the dead letters) before the
-/// next message is taken, so a checkpoint answered here covers them.
-async fn run_sink(
-    mut sink: Sink,
-    mut rx: mpsc::Receiver<SinkMessage>,
-    ctx: SinkContext,
-    metrics: SinkMetrics,
-    retry: RetryPolicy,
-    refused: Option<DeadLetterQueue>,
-    schema: Option<Arc<Schema>>,
-) -> Result<(), SinkError> {
-    while let Some(message) = rx.recv().await {
-        match message {
-            SinkMessage::Write(batch) => {
-                let batch = match (&schema, &refused) {
-                    (Some(schema), Some(dead_letters)) => {
-                        let (kept, dead) = match_schema(batch, schema, &ctx.name);
-                        if !dead.is_empty() {
-                            dead_letters
-                                .send(dead)
-                                .await
-                                .map_err(|e| SinkError::fatal(&ctx.name, e))?;
-                        }
-                        kept
-                    }
-                    _ => batch,
-                };
-                if batch.is_empty() {
-                    continue;
-                }
-                let mut delivery = Delivery::new(batch.len());
-                let mut backoff = retry.start();
-                let started = std::time::Instant::now();
-                loop {
-                    match sink.write(&batch, &mut delivery).await {
-                        Ok(()) => break,
-                        Err(e) if e.is_retryable() => match backoff.next_wait() {
-                            Some(wait) => {
-                                metrics.retry();
-                                tracing::warn!(
-                                    "{e}; {} record(s) of the batch still to write: retry {}/{} in {wait:?}",
-                                    delivery.pending().len(),
-                                    backoff.retries(),
-                                    backoff.max_retries()
-                                );
-                                tokio::time::sleep(wait).await;
-                                delivery.next_attempt();
-                            }
-                            None => return Err(e),
-                        },
-                        Err(e) => return Err(e),
-                    }
-                }
-                metrics.written(batch.len(), started.elapsed(), batch.read_at);
-                let rejected = delivery.take_rejected();
-                if !rejected.is_empty() {
-                    let Some(dead_letters) = &refused else {
-                        return Err(SinkError::fatal(
-                            &ctx.name,
-                            format!("refused {} record(s): {}", rejected.len(), rejected[0].1),
-                        ));
-                    };
-                    let dead = rejected
-                        .into_iter()
-                        .map(|(i, reason)| {
-                            let record = batch.records[i].clone();
-                            DeadLetter::now("sink", &ctx.name, record, batch.positions[i], reason)
-                        })
-                        .collect();
-                    dead_letters
-                        .send(dead)
-                        .await
-                        .map_err(|e| SinkError::fatal(&ctx.name, e))?;
-                }
-            }
-            SinkMessage::Checkpoint(ack) => {
-                let result = sink.checkpoint().await;
-                let failure = result.as_ref().err().cloned();
-                let _ = ack.send(result);
-                if let Some(e) = failure {
-                    return Err(e);
-                }
-            }
-        }
-    }
-    sink.checkpoint().await
-}
-
-/// The records of `batch` that match `schema`, and dead letters for the others (the
-/// batch is copied only when some fail).
-fn match_schema(batch: Arc<Batch>, schema: &Schema, sink: &str) -> (Arc<Batch>, Vec<DeadLetter>) {
-    let verdicts: Vec<Result<(), String>> = batch
-        .records
-        .iter()
-        .map(|r| schema.check(&r.value))
-        .collect();
-    if verdicts.iter().all(Result::is_ok) {
-        return (batch, Vec::new());
-    }
-    let mut kept = Batch::with_capacity(batch.len());
-    kept.read_at = batch.read_at;
-    let mut dead = Vec::new();
-    for ((record, position), verdict) in batch.records.iter().zip(&batch.positions).zip(verdicts) {
-        match verdict {
-            Ok(()) => kept.push(record.clone(), *position),
-            Err(reason) => dead.push(DeadLetter::now(
-                "sink",
-                sink,
-                record.clone(),
-                *position,
-                format!("the record {reason}"),
-            )),
-        }
-    }
-    (Arc::new(kept), dead)
 }
