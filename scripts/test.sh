@@ -15,33 +15,33 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 scripts/build-cache.sh
 
+# Debian packages the tests need, installed when missing (as root, or with sudo;
+# APT_OPTS adds apt-get options).
+apt_install() {
+  local why=$1; shift
+  echo "==> installing $* ($why)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  # shellcheck disable=SC2086 # APT_OPTS is a list of options
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ${APT_OPTS:-} "$@"
+}
+
 # librdkafka is built from source (rdkafka's bundled copy) with TLS: it needs
 # OpenSSL's headers and pkg-config.
 if ! pkg-config --exists openssl 2>/dev/null; then
-  echo "==> installing libssl-dev and pkg-config (for librdkafka)"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq libssl-dev pkg-config
+  apt_install "for librdkafka" libssl-dev pkg-config
 fi
 
 # The status page is tested in headless Chromium (Debian's package).
 if [ -z "${SLUICE_TEST_CHROMIUM:-}" ] && ! [ -x /usr/bin/chromium ]; then
-  echo "==> installing chromium (the status page's browser test)"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium
+  apt_install "the status page's browser test" chromium
 fi
 
 # The PostgreSQL connectors are tested against PostgreSQL itself (Debian's package;
 # its own cluster is made in the test run's state folder, not the system's).
 if [ -z "${SLUICE_TEST_POSTGRES:-}" ] && ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
-  echo "==> installing postgresql (the PostgreSQL connectors' tests)"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends postgresql
+  APT_OPTS=--no-install-recommends apt_install "the PostgreSQL connectors' tests" postgresql
 fi
 
 for component in clippy rustfmt; do

@@ -340,6 +340,8 @@ pub struct Metrics {
     detailed: AtomicBool,
     records_in: Counter,
     records_out: Counter,
+    /// Of `records_out`, window results.
+    window_results_out: AtomicU64,
     batches: Counter,
     checkpoints: Counter,
     commits: Counter,
@@ -383,6 +385,8 @@ pub struct Counters {
     pub records_in: u64,
     /// Records (and window results) handed to sinks.
     pub records_out: u64,
+    /// Of `records_out`, window results.
+    pub window_results_out: u64,
     /// Records sent to the dead-letter output.
     pub dead_letters: u64,
     pub windows_closed: u64,
@@ -489,6 +493,7 @@ impl Metrics {
             late_dropped: f.late_dropped.get_or_create(&p()).clone(),
             restores: f.restores.get_or_create(&p()).clone(),
             retries: AtomicU64::new(0),
+            window_results_out: AtomicU64::new(0),
             dead_total: AtomicU64::new(0),
             plugin_failures: AtomicU64::new(0),
             detailed: AtomicBool::new(true),
@@ -560,6 +565,10 @@ impl Metrics {
 
     pub fn add_in(&self, n: u64) {
         self.records_in.inc_by(n);
+    }
+    /// Window results handed to sinks (counted in `add_out` too).
+    pub fn add_window_results(&self, n: u64) {
+        self.window_results_out.fetch_add(n, Relaxed);
     }
     pub fn add_out(&self, n: u64) {
         self.records_out.inc_by(n);
@@ -808,6 +817,7 @@ impl Metrics {
         Counters {
             records_in: self.records_in.get(),
             records_out: self.records_out.get(),
+            window_results_out: self.window_results_out.load(Relaxed),
             dead_letters: self.dead_total.load(Relaxed),
             windows_closed: self.windows_closed.get(),
             late_dropped: self.late_dropped.get(),

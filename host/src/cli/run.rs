@@ -116,11 +116,12 @@ pub fn run(
         for (((name, metrics), result), dead_to) in shown.iter().zip(results).zip(&dead_letters_go_to) {
             let s = metrics.snapshot();
             eprintln!(
-                "{name}: {} in {:.1?}: {} records in, {} out, {} dead letters, {} windows closed, {} plugin errors",
+                "{name}: {} in {:.1?}: {} records in, {} records out, {} window results, {} dead letters, {} windows closed, {} plugin errors",
                 if result.is_ok() { "finished" } else { "stopped" },
                 started.elapsed(),
                 s.records_in,
-                s.records_out,
+                s.records_out - s.window_results_out,
+                s.window_results_out,
                 s.dead_letters,
                 s.windows_closed,
                 s.plugin_failures,

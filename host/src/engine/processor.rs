@@ -475,6 +475,9 @@ impl Processor {
         let routes: Vec<&Route> = self.sinks.iter().filter(|r| r.input == input).collect();
         if !routes.is_empty() {
             self.metrics.add_out(batch.len() as u64);
+            if input == Input::Windows {
+                self.metrics.add_window_results(batch.len() as u64);
+            }
         }
         if input == Input::Windows {
             for r in &batch.records {
