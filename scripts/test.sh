@@ -55,8 +55,9 @@ scripts/build-plugins.sh
 # The Python example plugin (componentize-py from PyPI, in a venv of its own).
 plugins/examples/python_tag/build.sh
 
-echo "==> module layers (docs/architecture.md)"
+echo "==> module layers (docs/architecture.md) and documentation links"
 python3 scripts/check-layers.py
+python3 scripts/check-links.py
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
