@@ -26,7 +26,8 @@ use futures_util::stream::{self, StreamExt};
 use mongodb::bson::{doc, Bson, Document};
 use scylla::value::{CqlValue, MaybeUnset};
 use sluice::record::Record;
-use sluice::sinks::cassandra::{client, row::ColumnType, CassandraConfig, SEED_COLUMNS};
+use sluice::schema::SEED_COLUMNS;
+use sluice::sinks::cassandra::{client, row::ColumnType, CassandraConfig};
 use std::path::Path;
 use std::time::{Duration, Instant};
 

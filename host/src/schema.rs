@@ -10,6 +10,24 @@
 
 use std::path::{Path, PathBuf};
 
+/// The columns of the seeds' user row (`spark_streams.created_users` in Cassandra,
+/// `created_users` in PostgreSQL): what format_user emits and `schemas/user.json`
+/// describes. The stores' sinks make these columns by default.
+pub const SEED_COLUMNS: [&str; 12] = [
+    "id",
+    "first_name",
+    "last_name",
+    "gender",
+    "address",
+    "post_code",
+    "email",
+    "username",
+    "dob",
+    "registered_date",
+    "phone",
+    "picture",
+];
+
 /// A compiled schema and the file it came from.
 pub struct Schema {
     /// As the config names it, for messages.

@@ -222,17 +222,17 @@ impl Processor {
                 let p = self.transforms[canary.stage].plugin();
                 (p.name().to_owned(), p.version().0.to_owned())
             };
-            let to = canary.plugin.plugin().version().0.to_owned();
-            self.metrics.swap_event(SwapEvent {
-                time_ms: crate::record::now_ms(),
+            let refused = SwapReport {
                 stage: "transform".into(),
                 plugin: name,
                 from,
-                to,
-                outcome: "refused".into(),
+                to: canary.plugin.plugin().version().0.to_owned(),
                 switch: BTreeMap::new(),
-                detail: why.clone(),
-            });
+                pause_us: 0,
+                probation_records: 0,
+                canary: Some(report),
+            };
+            self.event(&refused, "refused", why.clone());
             let _ = canary.reply.send(Err(why));
             return;
         }

@@ -74,7 +74,7 @@ pub async fn open(
     let json = Encoding::JsonLine { max_value };
     Ok(match config {
         DeadLetterConfig::File { path } => (
-            Sink::File(FileSink::open(&ctx.resolve(path), ctx, file::Stream::DeadLetters).await?),
+            Sink::File(FileSink::open(&ctx.resolve(path), ctx, file::Recovery::Neither).await?),
             json,
         ),
         DeadLetterConfig::Stderr => (

@@ -148,17 +148,9 @@ impl SinkConfig {
     pub async fn open(&self, ctx: &SinkContext) -> Result<Sink, SinkError> {
         Ok(match self {
             SinkConfig::Stdout(c) => Sink::Stdout(stdout::StdoutSink::stdout(c.format)),
-            SinkConfig::File(c) => Sink::File(
-                file::FileSink::open(
-                    &ctx.resolve(&c.path),
-                    ctx,
-                    match c.input {
-                        Input::Records => file::Stream::Records,
-                        Input::Windows => file::Stream::Windows,
-                    },
-                )
-                .await?,
-            ),
+            SinkConfig::File(c) => {
+                Sink::File(file::FileSink::open(&ctx.resolve(&c.path), ctx, c.input.into()).await?)
+            }
             SinkConfig::Kafka(c) => Sink::Kafka(kafka::KafkaSink::open(c, ctx).await?),
             SinkConfig::Cassandra(c) => {
                 Sink::Cassandra(Box::new(cassandra::CassandraSink::open(c, ctx).await?))

@@ -514,19 +514,12 @@ impl WindowStage {
     }
 }
 
-/// A partition's name in partial results: `topic-3`, a file's path, or the source.
+/// A partition's name in partial results (`topic-3`, a file's path, or the source): a
+/// stored key (a MongoDB document's, a Cassandra row's), so it keeps this form; messages
+/// name partitions with [`Origin::label`] (`topic[3]`).
 pub fn label(origin: &Origin) -> String {
     match origin {
         Origin::Kafka { topic, partition } => format!("{topic}-{partition}"),
-        Origin::File { path } => path.display().to_string(),
-        Origin::Sequence { source } => source.clone(),
-        Origin::Table { table } => table.clone(),
-    }
-}
-
-fn describe(origin: &Origin) -> String {
-    match origin {
-        Origin::Kafka { topic, partition } => format!("{topic}[{partition}]"),
         Origin::File { path } => path.display().to_string(),
         Origin::Sequence { source } => source.clone(),
         Origin::Table { table } => table.clone(),

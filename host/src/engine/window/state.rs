@@ -2,7 +2,7 @@
 //! at a checkpoint and taken up at a start or an assignment, and the open windows'
 //! state handed to a new plugin version (migrated if it needs to be).
 
-use super::{describe, Share, WindowStage};
+use super::{Share, WindowStage};
 use crate::plugin::bindings::types::{Accumulator, WindowBounds};
 use crate::plugin::WindowPlugin;
 use crate::position::{PartitionId, Partitions};
@@ -173,7 +173,7 @@ impl WindowStage {
                         "the window plugin `{}` refuses the saved state of window {} of {} (state version {}, data {}): {message}",
                         self.plugin.name(),
                         w.start_ms,
-                        describe(&state.origin),
+                        state.origin.label(),
                         w.version,
                         crate::window_state::preview(&w.data)
                     ))
@@ -183,7 +183,7 @@ impl WindowStage {
                         "the window plugin `{}` failed on the saved state of window {} of {}: {failure}",
                         self.plugin.name(),
                         w.start_ms,
-                        describe(&state.origin)
+                        state.origin.label()
                     ))
                 }
             }
@@ -223,7 +223,7 @@ impl WindowStage {
             if let (Some(t), true) = (t, ahead) {
                 tracing::warn!(
                     "the saved window state of {} has event time {t} ms, beyond what windows take now: left out, so it does not keep every window closed",
-                    describe(&state.origin)
+                    state.origin.label()
                 );
             }
         }

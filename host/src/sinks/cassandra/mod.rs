@@ -142,22 +142,6 @@ impl Layout {
     }
 }
 
-/// The seeds' `spark_streams.created_users`: what format_user emits.
-pub const SEED_COLUMNS: [&str; 12] = [
-    "id",
-    "first_name",
-    "last_name",
-    "gender",
-    "address",
-    "post_code",
-    "email",
-    "username",
-    "dob",
-    "registered_date",
-    "phone",
-    "picture",
-];
-
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -197,7 +181,7 @@ impl CassandraConfig {
     /// The columns and key, defaults applied.
     pub fn layout(&self) -> Layout {
         let columns = self.columns.clone().unwrap_or_else(|| {
-            SEED_COLUMNS
+            crate::schema::SEED_COLUMNS
                 .iter()
                 .map(|&c| {
                     let t = if c == "id" {

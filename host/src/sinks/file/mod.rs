@@ -45,22 +45,36 @@ pub struct FileSink {
     _locked: std::fs::File,
 }
 
-/// What a file sink writes.
+/// What a restart may do with a file sink's file, which follows from what it writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    /// Records (their positions grow per partition: a record sent again after a
-    /// restart is recognised).
-    Records,
-    /// Window results: cut back at a restart, not recognised.
-    Windows,
+pub enum Recovery {
+    /// Records: cut back to the last checkpoint, and a record sent again recognised
+    /// by its position (positions grow per partition).
+    CutAndSkipReplays,
+    /// Window results: cut back, not recognised (a window's position does not grow
+    /// from one window to the next).
+    CutBack,
     /// Dead letters: neither (several hosts may share the file).
-    DeadLetters,
+    Neither,
+}
+
+impl From<Input> for Recovery {
+    fn from(input: Input) -> Self {
+        match input {
+            Input::Records => Recovery::CutAndSkipReplays,
+            Input::Windows => Recovery::CutBack,
+        }
+    }
 }
 
 impl FileSink {
     /// `ctx.name` names the sink in errors (e.g. `sinks[0] (file out/users.jsonl)`).
-    /// `stream`: what it writes, which decides what a restart may rely on.
-    pub async fn open(path: &Path, ctx: &SinkContext, stream: Stream) -> Result<Self, SinkError> {
+    /// `recovery`: what a restart may do with the file.
+    pub async fn open(
+        path: &Path,
+        ctx: &SinkContext,
+        recovery: Recovery,
+    ) -> Result<Self, SinkError> {
         let name = ctx.name.as_str();
         let err = |e: std::io::Error| SinkError::fatal(name, format!("{}: {e}", path.display()));
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -71,14 +85,14 @@ impl FileSink {
         let state_dir = ctx
             .state_dir
             .clone()
-            .filter(|_| stream != Stream::DeadLetters);
+            .filter(|_| recovery != Recovery::Neither);
         let (owned, partitions) = (path.to_owned(), ctx.partitions.clone());
         let opened = tokio::task::spawn_blocking(move || {
             open_locked(
                 &owned,
                 state_dir.as_deref(),
                 partitions,
-                stream == Stream::Records,
+                recovery == Recovery::CutAndSkipReplays,
             )
         })
         .await

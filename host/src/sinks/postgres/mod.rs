@@ -96,9 +96,6 @@ pub enum KeyColumns {
     Many(Vec<String>),
 }
 
-/// The seeds' `created_users`: what format_user emits.
-pub const SEED_COLUMNS: [&str; 12] = crate::sinks::cassandra::SEED_COLUMNS;
-
 /// A table's columns and key, defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
@@ -116,7 +113,7 @@ impl PostgresConfig {
     pub fn layout(&self) -> Layout {
         let columns = match &self.columns {
             Some(c) => c.iter().map(|(n, t)| (n.clone(), *t)).collect(),
-            None => SEED_COLUMNS
+            None => crate::schema::SEED_COLUMNS
                 .iter()
                 .map(|&c| {
                     let t = if c == "id" {
