@@ -68,49 +68,49 @@ pub enum ProcessError {
 }
 
 pub struct Processor {
-    pub transforms: Vec<TransformStage>,
-    pub window: Option<WindowStage>,
+    pub(super) transforms: Vec<TransformStage>,
+    pub(super) window: Option<WindowStage>,
     /// Each transform's series, in the same order, and the window's.
-    pub stage_metrics: Vec<StageMetrics>,
-    pub window_metrics: Option<StageMetrics>,
+    pub(super) stage_metrics: Vec<StageMetrics>,
+    pub(super) window_metrics: Option<StageMetrics>,
     /// Each transform's swap settings, in the same order.
-    pub swap_configs: Vec<crate::config::SwapConfig>,
+    pub(super) swap_configs: Vec<crate::config::SwapConfig>,
     /// A swapped-in transform whose results are held back until it has proven itself.
-    pub probation: Option<Probation>,
+    pub(super) probation: Option<Probation>,
     /// A new version running beside the old before it is swapped in.
-    pub canary: Option<Canary>,
+    pub(super) canary: Option<Canary>,
     /// Failed calls of plugin versions swapped out (the total only grows).
-    pub retired_failures: u64,
-    pub sinks: Vec<Route>,
-    pub dead_letter: DeadLetterQueue,
+    pub(super) retired_failures: u64,
+    pub(super) sinks: Vec<Route>,
+    pub(super) dead_letter: DeadLetterQueue,
     /// Stops the pipeline after too many dead letters in a row.
-    pub dead_run: DeadRun,
-    pub metrics: Arc<Metrics>,
-    pub checkpoint_interval: Duration,
+    pub(super) dead_run: DeadRun,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) checkpoint_interval: Duration,
     /// Running results of open windows this often.
-    pub emit_every: Option<Duration>,
+    pub(super) emit_every: Option<Duration>,
     /// Where the window state is saved at each checkpoint (a source that resumes):
     /// then acknowledgements no longer wait for windows to close.
-    pub snapshots: Option<Box<dyn StateBackend>>,
+    pub(super) snapshots: Option<Box<dyn StateBackend>>,
     /// The partitions the source owns, as last told (for a store whose state follows
     /// the assignment).
-    pub owned: std::collections::BTreeSet<PartitionId>,
+    pub(super) owned: std::collections::BTreeSet<PartitionId>,
     /// Back to the source, after each checkpoint.
-    pub acks: AckSender,
+    pub(super) acks: AckSender,
     /// Whether to close and emit open windows when the input ends. Not for a source
     /// that resumes after a stop: its open windows are rebuilt from the records it
     /// reads again, rather than emitted half-full.
-    pub close_windows_at_end: bool,
+    pub(super) close_windows_at_end: bool,
     /// Worker threads that run the transforms and add window records up, batches
     /// side by side (none: this thread runs them). Not used while a new version is
     /// watched (canary, probation): that runs here, one batch at a time.
-    pub pool: Option<Pool>,
+    pub(super) pool: Option<Pool>,
     /// The failed calls each worker's plugins reported last: every transform's, the
     /// window's.
-    pub worker_failures: Vec<(Vec<u64>, u64)>,
+    pub(super) worker_failures: Vec<(Vec<u64>, u64)>,
     /// Tells the batcher when this thread (or a worker) waits for work, so a partial
     /// batch goes at once instead of after its linger.
-    pub demand: Arc<Demand>,
+    pub(super) demand: Arc<Demand>,
 }
 
 enum Event {

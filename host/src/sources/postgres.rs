@@ -82,7 +82,7 @@ impl PostgresSourceConfig {
                 format!("is not a PostgreSQL connection string ({e})"),
             );
         }
-        let (schema, table) = self.schema_and_table();
+        let (schema, table) = crate::postgres::schema_and_table(&self.table);
         check_name(schema).or_else(|m| err("table", m))?;
         check_name(table).or_else(|m| err("table", m))?;
         check_name(&self.column).or_else(|m| err("column", m))?;
@@ -93,10 +93,6 @@ impl PostgresSourceConfig {
             return err("poll_interval", "and timeout must be more than 0".into());
         }
         Ok(())
-    }
-
-    fn schema_and_table(&self) -> (&str, &str) {
-        crate::postgres::schema_and_table(&self.table)
     }
 }
 
@@ -253,7 +249,7 @@ pub fn run(config: PostgresSourceConfig, ctx: SourceContext) -> Result<(), Sourc
             *config.timeout,
         ))
         .map_err(fatal)?;
-    let (schema, table) = config.schema_and_table();
+    let (schema, table) = crate::postgres::schema_and_table(&config.table);
     let (schema, table) = (schema.to_owned(), table.to_owned());
     let order = rt
         .block_on(async {

@@ -105,11 +105,6 @@ pub struct Layout {
 }
 
 impl PostgresConfig {
-    /// `(schema, table)`; the schema defaults to `public`.
-    pub fn schema_and_table(&self) -> (&str, &str) {
-        schema_and_table(&self.table)
-    }
-
     pub fn layout(&self) -> Layout {
         let columns = match &self.columns {
             Some(c) => c.iter().map(|(n, t)| (n.clone(), *t)).collect(),
@@ -141,7 +136,7 @@ impl PostgresConfig {
                 format!("is not a PostgreSQL connection string ({e}); write it like \"postgres://user:${{PGPASSWORD}}@127.0.0.1:5432/db\""),
             );
         }
-        let (schema, table) = self.schema_and_table();
+        let (schema, table) = schema_and_table(&self.table);
         check_name(schema).or_else(|m| err("table", m))?;
         check_name(table).or_else(|m| err("table", m))?;
         match (&self.columns, &self.primary_key) {
@@ -202,7 +197,7 @@ mod tests {
     fn defaults_are_the_seeds_table_upserted_by_id() {
         let c = parse("");
         assert!(c.validate().is_ok());
-        assert_eq!(c.schema_and_table(), ("public", "created_users"));
+        assert_eq!(schema_and_table(&c.table), ("public", "created_users"));
         let layout = c.layout();
         assert_eq!(layout.columns.len(), 12);
         assert_eq!(layout.columns[0], ("id".to_owned(), PgType::Uuid));

@@ -52,7 +52,7 @@ impl PostgresSink {
         .await
         .map_err(fatal)?;
         let layout = config.layout();
-        let (schema, table) = config.schema_and_table();
+        let (schema, table) = crate::postgres::schema_and_table(&config.table);
         let conn = pool.get().await.map_err(|e| fatal(pool_error(&e)))?;
         if config.create {
             for sql in table::create_statements(schema, table, &layout) {
