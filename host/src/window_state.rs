@@ -152,7 +152,8 @@ impl SnapshotStore {
 /// partitions between hosts, `crate::kafka::changelog`).
 pub trait StateBackend: Send {
     /// Save the window state of a checkpoint, durably, before the source is told;
-    /// returns its size in bytes.
+    /// returns its size in bytes. Called on the processor's thread (a blocking-pool
+    /// thread inside the runtime), which a backend may block on its async writes.
     fn save(&self, snapshot: &Snapshot) -> Result<u64, String>;
 
     /// Whether partitions' shares leave with revoked partitions and arrive with
