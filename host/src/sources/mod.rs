@@ -50,6 +50,18 @@ pub enum SourceConfig {
     Postgres(postgres::PostgresSourceConfig),
 }
 
+/// What a source is, as far as the engine cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// It resumes from what was acknowledged (Kafka offsets, a file's byte offset, a
+    /// table's column value), on a thread of its own that sends chunks of up to
+    /// [`CHUNK`] events: what a restart reads again need not be emitted half-full,
+    /// and window state and file sinks can be exact across a crash.
+    Resumable,
+    /// It starts afresh each run (generator, http, dead letters), one record at a time.
+    Fresh,
+}
+
 impl SourceConfig {
     /// Field-level checks; `Err((field, message))`.
     pub fn validate(&self) -> Result<(), (String, String)> {
@@ -79,10 +91,17 @@ impl SourceConfig {
     /// open windows at a stop are read again, and the windows need not be emitted
     /// half-full).
     pub fn resumes(&self) -> bool {
-        matches!(
-            self,
-            SourceConfig::Kafka(_) | SourceConfig::File(_) | SourceConfig::Postgres(_)
-        )
+        self.what() == SourceKind::Resumable
+    }
+
+    /// What this source is, for the engine: the one place each source says it.
+    pub fn what(&self) -> SourceKind {
+        match self {
+            SourceConfig::Kafka(_) | SourceConfig::File(_) | SourceConfig::Postgres(_) => {
+                SourceKind::Resumable
+            }
+            _ => SourceKind::Fresh,
+        }
     }
 
     /// Where a window's state is kept at each checkpoint, when this source resumes
@@ -119,11 +138,9 @@ impl SourceConfig {
     /// How many events the engine's intake holds for about `records` records: a source
     /// on its own thread sends chunks of up to [`CHUNK`], the others one record each.
     pub fn intake_capacity(&self, records: usize) -> usize {
-        match self {
-            SourceConfig::Kafka(_) | SourceConfig::File(_) | SourceConfig::Postgres(_) => {
-                records.div_ceil(CHUNK).max(2)
-            }
-            _ => records.max(1),
+        match self.what() {
+            SourceKind::Resumable => records.div_ceil(CHUNK).max(2),
+            SourceKind::Fresh => records.max(1),
         }
     }
 
