@@ -84,7 +84,7 @@ pub fn write_token(path: &std::path::Path, token: &str) -> Result<(), String> {
 static MADE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
 /// Make a token for the listener at `addr` and write it to its [`token_file`]
-/// (removed by [`remove_made_tokens`] or [`remove_made_token`]).
+/// (removed by [`remove_made_tokens`]).
 pub fn make_token(addr: SocketAddr) -> Result<(String, PathBuf), String> {
     let token = new_token()?;
     let file = token_file(addr).ok_or("neither XDG_STATE_HOME nor HOME is set")?;
@@ -95,15 +95,8 @@ pub fn make_token(addr: SocketAddr) -> Result<(String, PathBuf), String> {
     Ok((token, file))
 }
 
-/// Remove one token file this process made.
-pub fn remove_made_token(file: &std::path::Path) {
-    let _ = std::fs::remove_file(file);
-    MADE.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|f| f != file);
-}
-
-/// Remove every token file this process made (before quitting at once).
+/// Remove every token file this process made (when the listener goes, or before
+/// quitting at once).
 pub fn remove_made_tokens() {
     for file in std::mem::take(&mut *MADE.lock().unwrap_or_else(|e| e.into_inner())) {
         let _ = std::fs::remove_file(file);
@@ -134,6 +127,17 @@ pub fn host_refused<B>(req: &Request<B>) -> Option<String> {
             "Host `{host}` does not name this machine: use its address (127.0.0.1) or localhost"
         )
     })
+}
+
+/// Why a swap's body is refused, if it is: anything but a plugin's content type.
+pub fn content_type_refused<B>(req: &Request<B>) -> Option<String> {
+    let given = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|c| c.split(';').next().unwrap_or("").trim());
+    (given != Some(WASM_CONTENT_TYPE))
+        .then(|| format!("send the component as Content-Type: {WASM_CONTENT_TYPE}"))
 }
 
 /// Why a mutating request's `Origin` is refused, if it is: a page served from

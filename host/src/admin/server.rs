@@ -32,16 +32,12 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A running admin listener.
 pub struct Admin {
     addr: SocketAddr,
-    /// The token made at start for the mutating routes, and the file it is in
-    /// (removed when the listener goes).
-    made_token: Option<std::path::PathBuf>,
 }
 
 impl Drop for Admin {
+    /// The token file made at start (if any) goes with the listener.
     fn drop(&mut self) {
-        if let Some(file) = &self.made_token {
-            guard::remove_made_token(file);
-        }
+        guard::remove_made_tokens();
     }
 }
 
@@ -78,22 +74,22 @@ impl Admin {
         let addr = listener
             .local_addr()
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let (mutate_token, made_token) = match &config.token {
-            Some(t) => (Ok(t.clone()), None),
+        let mutate_token = match &config.token {
+            Some(t) => Ok(t.clone()),
             None => match guard::make_token(addr) {
                 Ok((token, file)) => {
                     tracing::info!(
                         "admin token for plugin swaps written to {} (sluice plugin swap reads it there)",
                         file.display()
                     );
-                    (Ok(token), Some(file))
+                    Ok(token)
                 }
                 Err(why) => {
                     // Reading (metrics, status) needs no token: the listener still
                     // serves it; only swaps are off.
                     let why = format!("no admin token could be written ({why}): plugin swaps are off; set [admin] token to have them");
                     tracing::warn!("{why}");
-                    (Err(why), None)
+                    Err(why)
                 }
             },
         };
@@ -164,7 +160,7 @@ impl Admin {
             }
         });
         tracing::info!("admin listener on http://{addr} (/, /status, /metrics, /healthz, /readyz)");
-        Ok(Admin { addr, made_token })
+        Ok(Admin { addr })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -200,10 +196,8 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
             "401: this admin listener needs its token (Authorization: Bearer <token>, or ?token=<token>)\n",
         );
     }
-    if shared.loopback {
-        if let Some(why) = guard::host_refused(&req) {
-            return respond(StatusCode::FORBIDDEN, TEXT, format!("403: {why}\n"));
-        }
+    if let Some(why) = shared.loopback.then(|| guard::host_refused(&req)).flatten() {
+        return respond(StatusCode::FORBIDDEN, TEXT, format!("403: {why}\n"));
     }
     if req.uri().path() == "/plugins/swap" {
         if req.method() != Method::POST {
@@ -231,20 +225,11 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
                 "401: a swap needs the admin token (Authorization: Bearer <token>): the configured [admin] token, or the one the host wrote at start (its log names the file; sluice plugin swap reads it)\n",
             );
         }
-        let content_type = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
-        if content_type.map(|c| c.split(';').next().unwrap_or("").trim())
-            != Some(guard::WASM_CONTENT_TYPE)
-        {
+        if let Some(why) = guard::content_type_refused(&req) {
             return respond(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 TEXT,
-                format!(
-                    "415: send the component as Content-Type: {}\n",
-                    guard::WASM_CONTENT_TYPE
-                ),
+                format!("415: {why}\n"),
             );
         }
         return swap::handle(shared, req).await;

@@ -208,6 +208,19 @@ struct Reader {
     too_long: Option<(u64, Vec<u8>)>,
 }
 
+impl Reader {
+    /// Where to resume this file: after `offset` bytes of the content being read.
+    fn resume(&self, offset: u64) -> Resume {
+        Resume {
+            offset,
+            inode: self.inode,
+            base: self.base,
+            head: Some(Head::of(&self.head)).filter(|h| h.len > 0),
+            reserved: self.reserved,
+        }
+    }
+}
+
 struct FileSource {
     ctx: SourceContext,
     config: FileSourceConfig,
@@ -332,14 +345,8 @@ impl FileSource {
         r.reader
             .seek(SeekFrom::Start(0))
             .map_err(|e| io_error(&self.ctx.name, &r.path, e))?;
-        let at = Resume {
-            offset: 0,
-            inode: r.inode,
-            base: r.base,
-            head: None,
-            reserved: r.reserved.max(r.base),
-        };
-        self.saved.offsets.insert(r.path.clone(), at);
+        r.reserved = r.reserved.max(r.base);
+        self.saved.offsets.insert(r.path.clone(), r.resume(0));
         self.saved.dirty = true;
         self.saved.store().map_err(|m| self.err(m))
     }
@@ -368,14 +375,8 @@ impl FileSource {
                 if reach > r.reserved {
                     // Saved before any position past the old mark is handed on.
                     r.reserved = reach + RESERVE;
-                    let saved = self.saved.offsets.entry(r.path.clone()).or_insert(Resume {
-                        offset: 0,
-                        inode: r.inode,
-                        base: r.base,
-                        head: None,
-                        reserved: 0,
-                    });
-                    saved.reserved = r.reserved;
+                    let saved = self.saved.offsets.entry(r.path.clone());
+                    saved.or_insert_with(|| r.resume(0)).reserved = r.reserved;
                     self.saved.dirty = true;
                     let stored = self.saved.store();
                     stored.map_err(|m| SourceError::fatal(&self.ctx.name, m))?;
@@ -489,14 +490,9 @@ impl FileSource {
                 reader.pending.pop_front();
             }
             if let Some(resume) = resume {
-                let at = Resume {
-                    offset: resume,
-                    inode: reader.inode,
-                    base: reader.base,
-                    head: Some(Head::of(&reader.head)).filter(|h| h.len > 0),
-                    reserved: reader.reserved,
-                };
-                self.saved.offsets.insert(reader.path.clone(), at);
+                self.saved
+                    .offsets
+                    .insert(reader.path.clone(), reader.resume(resume));
                 self.saved.dirty = true;
             }
         }

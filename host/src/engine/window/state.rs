@@ -207,30 +207,22 @@ impl WindowStage {
         // past the newest event time: its end may be that much further ahead.
         let now = self.windowing.at_now();
         let size = self.size_ms();
-        let event_ahead = |t: &i64| now.refuses(*t).is_some();
-        let end_ahead = |t: &i64| now.refuses(t.saturating_sub(size)).is_some();
-        let kept = [
-            (
+        let max_event = state.max_event_ms.filter(|&t| now.refuses(t).is_none());
+        let closed_through = state
+            .closed_through_ms
+            .filter(|&end| now.refuses(end.saturating_sub(size)).is_none());
+        if (max_event, closed_through) != (state.max_event_ms, state.closed_through_ms) {
+            tracing::warn!(
+                "the saved window state of {} has an event time beyond what windows take now (newest {:?} ms, closed through {:?} ms): left out, so it does not keep every window closed",
+                state.origin.label(),
                 state.max_event_ms,
-                event_ahead(&state.max_event_ms.unwrap_or(0)),
-            ),
-            (
-                state.closed_through_ms,
-                end_ahead(&state.closed_through_ms.unwrap_or(0)),
-            ),
-        ];
-        for (t, ahead) in kept {
-            if let (Some(t), true) = (t, ahead) {
-                tracing::warn!(
-                    "the saved window state of {} has event time {t} ms, beyond what windows take now: left out, so it does not keep every window closed",
-                    state.origin.label()
-                );
-            }
+                state.closed_through_ms
+            );
         }
-        if let (Some(m), false) = kept[0] {
+        if let Some(m) = max_event {
             self.max_event_ms.insert(partition, m);
         }
-        if let (Some(c), false) = kept[1] {
+        if let Some(c) = closed_through {
             self.closed_through.insert(partition, c);
         }
         Arc::make_mut(&mut self.restored_through).insert(partition, state.covered);
