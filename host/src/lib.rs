@@ -20,6 +20,7 @@ pub mod dead_letter;
 pub mod durable;
 pub mod duration;
 pub mod engine;
+pub mod field_error;
 pub mod kafka;
 pub mod metrics;
 pub mod plugin;

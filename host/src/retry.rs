@@ -2,6 +2,7 @@
 //! A leaf: imports nothing of the crate but the RNG.
 
 use crate::duration::Duration;
+use crate::field_error::FieldError;
 use crate::rng::SplitMix64;
 use serde::Deserialize;
 
@@ -32,18 +33,18 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         if self.backoff.is_zero() {
-            return Err(("backoff".into(), "must be more than 0".into()));
+            return Err(FieldError::new("backoff", "must be more than 0"));
         }
         if self.max_backoff < self.backoff {
-            return Err((
-                "max_backoff".into(),
+            return Err(FieldError::new(
+                "max_backoff",
                 format!("must be at least `backoff` ({})", self.backoff),
             ));
         }
         if self.max_retries > 1000 {
-            return Err(("max_retries".into(), "must be at most 1000".into()));
+            return Err(FieldError::new("max_retries", "must be at most 1000"));
         }
         Ok(())
     }

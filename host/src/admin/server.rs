@@ -67,7 +67,7 @@ impl Admin {
         runtime: Arc<crate::plugin::Runtime>,
         shutdown: CancellationToken,
     ) -> Result<Admin, String> {
-        let addr = config.addr().map_err(|(_, m)| m)?;
+        let addr = config.addr().map_err(|e| e.message)?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;

@@ -175,7 +175,7 @@ fn admin_config(
     };
     config
         .validate()
-        .map_err(|(field, m)| Failure::config(anyhow::anyhow!("--admin: {field} {m}")))?;
+        .map_err(|e| Failure::config(anyhow::anyhow!("--admin: {e}")))?;
     Ok(Some(config))
 }
 

@@ -1,5 +1,6 @@
 //! `[admin]`: the admin listener's settings (served by `crate::admin`).
 
+use crate::field_error::FieldError;
 use serde::Deserialize;
 use std::net::SocketAddr;
 
@@ -20,15 +21,15 @@ pub struct AdminConfig {
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9464";
 
 impl AdminConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         let addr = self.addr()?;
         match self.token.as_deref() {
-            Some(t) if t.trim().is_empty() => Err((
-                "token".into(),
-                "is empty: give a secret, or leave `token` out on loopback".into(),
+            Some(t) if t.trim().is_empty() => Err(FieldError::new(
+                "token",
+                "is empty: give a secret, or leave `token` out on loopback",
             )),
-            None if !addr.ip().is_loopback() => Err((
-                "token".into(),
+            None if !addr.ip().is_loopback() => Err(FieldError::new(
+                "token",
                 format!(
                     "is required to listen on {addr}, beyond loopback: set token = \"${{SLUICE_ADMIN_TOKEN}}\" (every request then needs it)"
                 ),
@@ -37,10 +38,10 @@ impl AdminConfig {
         }
     }
 
-    pub fn addr(&self) -> Result<SocketAddr, (String, String)> {
+    pub fn addr(&self) -> Result<SocketAddr, FieldError> {
         self.listen.parse().map_err(|_| {
-            (
-                "listen".into(),
+            FieldError::new(
+                "listen",
                 format!(
                     "`{}` is not an ip:port like \"127.0.0.1:9464\" (or \"0.0.0.0:9464\" with a token)",
                     self.listen
@@ -65,16 +66,19 @@ mod tests {
     fn beyond_loopback_a_token_is_required() {
         assert!(admin("127.0.0.1:9464", None).validate().is_ok());
         assert!(admin("[::1]:0", None).validate().is_ok());
-        let (field, message) = admin("0.0.0.0:9464", None).validate().unwrap_err();
+        let FieldError { field, message } = admin("0.0.0.0:9464", None).validate().unwrap_err();
         assert_eq!(field, "token");
         assert!(message.contains("beyond loopback"), "{message}");
         assert!(admin("0.0.0.0:9464", Some("s3cret")).validate().is_ok());
         assert_eq!(
-            admin("127.0.0.1:1", Some(" ")).validate().unwrap_err().0,
+            admin("127.0.0.1:1", Some(" "))
+                .validate()
+                .unwrap_err()
+                .field,
             "token"
         );
         assert_eq!(
-            admin("localhost:9464", None).validate().unwrap_err().0,
+            admin("localhost:9464", None).validate().unwrap_err().field,
             "listen"
         );
     }

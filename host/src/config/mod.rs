@@ -18,6 +18,7 @@ pub use stage::{
     WindowOutput, WindowState,
 };
 
+use crate::field_error::FieldError;
 use crate::sinks::dead_letter::DeadLetterConfig;
 use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
@@ -150,17 +151,23 @@ impl PipelineConfig {
         }
     }
 
+    /// A connector's or section's [`FieldError`], its field under `table`.
+    fn invalid_field(&self, table: &str, e: FieldError) -> ConfigError {
+        let e = e.within(table);
+        self.invalid(e.field, e.message)
+    }
+
     /// A store sink of window results must key them the way `[window] output` emits
     /// them: merged results one row or document per window, partials one per window
     /// and partition (summed by MongoDB, kept apart by Cassandra's partition column).
     /// Otherwise every result would be refused, or one partition's would overwrite
     /// another's.
-    fn check_window_sink(&self, sink: &SinkConfig) -> Result<(), (String, String)> {
+    fn check_window_sink(&self, sink: &SinkConfig) -> Result<(), FieldError> {
         let partials = self
             .window
             .as_ref()
             .is_some_and(|w| w.output == WindowOutput::Partials);
-        let err = |f: &str, m: &str| Err((f.to_owned(), m.to_owned()));
+        let err = |f: &str, m: &str| Err(FieldError::new(f, m));
         match sink {
             SinkConfig::Mongodb(m) if m.input == crate::sinks::Input::Windows => {
                 match (partials, m.partials) {
@@ -221,10 +228,10 @@ impl PipelineConfig {
         }
         p.retry
             .validate()
-            .map_err(|(f, m)| self.invalid(format!("pipeline.retry.{f}"), m))?;
+            .map_err(|e| self.invalid_field("pipeline.retry", e))?;
         self.source
             .validate()
-            .map_err(|(field, m)| self.invalid(format!("source.{field}"), m))?;
+            .map_err(|e| self.invalid_field("source", e))?;
         if self.sinks.is_empty() {
             return Err(self.invalid("sinks", "at least one [[sinks]] table is needed"));
         }
@@ -234,13 +241,13 @@ impl PipelineConfig {
                 return Err(self.invalid(field, "is \"windows\" but the pipeline has no [window]"));
             }
             sink.validate()
-                .map_err(|(f, m)| self.invalid(format!("sinks[{i}].{f}"), m))?;
+                .map_err(|e| self.invalid_field(&format!("sinks[{i}]"), e))?;
             self.check_window_sink(sink)
-                .map_err(|(f, m)| self.invalid(format!("sinks[{i}].{f}"), m))?;
+                .map_err(|e| self.invalid_field(&format!("sinks[{i}]"), e))?;
         }
         self.dead_letter
             .validate()
-            .map_err(|(f, m)| self.invalid(format!("dead_letter.{f}"), m))?;
+            .map_err(|e| self.invalid_field("dead_letter", e))?;
         if matches!(&self.dead_letter, DeadLetterConfig::Kafka(k) if k.schema.is_some()) {
             return Err(self.invalid(
                 "dead_letter.schema",
@@ -263,13 +270,13 @@ impl PipelineConfig {
         if let Some(admin) = &self.admin {
             admin
                 .validate()
-                .map_err(|(f, m)| self.invalid(format!("admin.{f}"), m))?;
+                .map_err(|e| self.invalid_field("admin", e))?;
         }
         let mut names = std::collections::HashSet::new();
         for (i, t) in self.transforms.iter().enumerate() {
             t.sandbox
                 .validate()
-                .map_err(|(f, m)| self.invalid(format!("transforms[{i}].sandbox.{f}"), m))?;
+                .map_err(|e| self.invalid_field(&format!("transforms[{i}].sandbox"), e))?;
             if !(0.0..=1.0).contains(&t.swap.rollback_error_rate) {
                 return Err(self.invalid(
                     format!("transforms[{i}].swap.rollback_error_rate"),
@@ -337,7 +344,7 @@ impl PipelineConfig {
             }
             w.sandbox
                 .validate()
-                .map_err(|(f, m)| self.invalid(format!("window.sandbox.{f}"), m))?;
+                .map_err(|e| self.invalid_field("window.sandbox", e))?;
         }
         Ok(())
     }

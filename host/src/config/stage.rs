@@ -2,6 +2,7 @@
 //! a WASM plugin with its own config and sandbox.
 
 use crate::duration::Duration;
+use crate::field_error::FieldError;
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -198,15 +199,18 @@ impl Default for SandboxConfig {
 }
 
 impl SandboxConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         if !(1..=4096).contains(&self.memory_mb) {
-            return Err(("memory_mb".into(), "must be between 1 and 4096".into()));
+            return Err(FieldError::new("memory_mb", "must be between 1 and 4096"));
         }
         if self.deadline.is_zero() {
-            return Err(("deadline".into(), "must be more than 0".into()));
+            return Err(FieldError::new("deadline", "must be more than 0"));
         }
         if !(1..=4096).contains(&self.max_output_mb) {
-            return Err(("max_output_mb".into(), "must be between 1 and 4096".into()));
+            return Err(FieldError::new(
+                "max_output_mb",
+                "must be between 1 and 4096",
+            ));
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 pub mod changelog;
 
+use crate::field_error::FieldError;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -15,16 +16,16 @@ use std::collections::BTreeMap;
 /// Values may be strings, numbers or booleans; secrets go in as `${VAR}`.
 pub type Properties = BTreeMap<String, toml::Value>;
 
-/// Check `brokers` and `properties`; `Err((field, message))`.
-pub fn validate(brokers: &str, properties: &Properties) -> Result<(), (String, String)> {
+/// Check `brokers` and `properties`; a [`FieldError`] naming the field.
+pub fn validate(brokers: &str, properties: &Properties) -> Result<(), FieldError> {
     if brokers.trim().is_empty() {
-        return Err((
-            "brokers".into(),
-            "must name at least one broker, like \"127.0.0.1:9092\"".into(),
+        return Err(FieldError::new(
+            "brokers",
+            "must name at least one broker, like \"127.0.0.1:9092\"",
         ));
     }
     for (name, value) in properties {
-        property_text(value).map_err(|m| (format!("properties.\"{name}\""), m))?;
+        property_text(value).map_err(|m| FieldError::new(format!("properties.\"{name}\""), m))?;
     }
     Ok(())
 }
@@ -72,17 +73,17 @@ fn one() -> i32 {
 }
 
 impl CreateTopic {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         if !(1..=100_000).contains(&self.partitions) {
-            return Err((
-                "create_topic.partitions".into(),
-                "must be between 1 and 100000".into(),
+            return Err(FieldError::new(
+                "create_topic.partitions",
+                "must be between 1 and 100000",
             ));
         }
         if !(1..=1000).contains(&self.replication_factor) {
-            return Err((
-                "create_topic.replication_factor".into(),
-                "must be between 1 and 1000".into(),
+            return Err(FieldError::new(
+                "create_topic.replication_factor",
+                "must be between 1 and 1000",
             ));
         }
         Ok(())

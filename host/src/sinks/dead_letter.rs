@@ -3,6 +3,7 @@
 
 use super::{file, file::FileSink, kafka, stdout, Input, Sink, SinkContext, SinkError};
 use crate::dead_letter::Encoding;
+use crate::field_error::FieldError;
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -30,14 +31,14 @@ impl Default for DeadLetterConfig {
 }
 
 impl DeadLetterConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         match self {
             DeadLetterConfig::File { path } if path.as_os_str().is_empty() => {
-                Err(("path".into(), "must not be empty".into()))
+                Err(FieldError::new("path", "must not be empty"))
             }
-            DeadLetterConfig::Kafka(c) if c.input != Input::Records => Err((
-                "input".into(),
-                "has no meaning for dead letters; leave it out".into(),
+            DeadLetterConfig::Kafka(c) if c.input != Input::Records => Err(FieldError::new(
+                "input",
+                "has no meaning for dead letters; leave it out",
             )),
             DeadLetterConfig::Kafka(c) => c.validate(),
             _ => Ok(()),

@@ -9,6 +9,7 @@
 
 use super::{Input, SinkContext, SinkError};
 use crate::duration::Duration;
+use crate::field_error::FieldError;
 use crate::kafka::{self, CreateTopic, Properties};
 use crate::record::{is_null_value, Record, NULL_VALUE_HEADER};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -76,16 +77,19 @@ fn default_batch_size() -> u32 {
 }
 
 impl KafkaSinkConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         kafka::validate(&self.brokers, &self.properties)?;
         if self.topic.trim().is_empty() {
-            return Err(("topic".into(), "must not be empty".into()));
+            return Err(FieldError::new("topic", "must not be empty"));
         }
         if self.linger > Duration::from_millis(900_000) {
-            return Err(("linger".into(), "must be at most 15m".into()));
+            return Err(FieldError::new("linger", "must be at most 15m"));
         }
         if !(1..=1_000_000).contains(&self.batch_size) {
-            return Err(("batch_size".into(), "must be between 1 and 1000000".into()));
+            return Err(FieldError::new(
+                "batch_size",
+                "must be between 1 and 1000000",
+            ));
         }
         if let Some(c) = &self.create_topic {
             c.validate()?;

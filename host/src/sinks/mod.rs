@@ -23,6 +23,7 @@ pub mod stdout;
 pub use crate::connector::ConnectorError as SinkError;
 pub use delivery::Delivery;
 
+use crate::field_error::FieldError;
 use crate::metrics::Metrics;
 use crate::position::Partitions;
 use crate::record::Batch;
@@ -121,10 +122,10 @@ impl SinkConfig {
         }
     }
 
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         match self {
             SinkConfig::File(c) if c.path.as_os_str().is_empty() => {
-                Err(("path".into(), "must not be empty".into()))
+                Err(FieldError::new("path", "must not be empty"))
             }
             SinkConfig::Kafka(c) => c.validate(),
             SinkConfig::Cassandra(c) => c.validate(),

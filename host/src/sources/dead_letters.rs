@@ -4,6 +4,7 @@
 //! fixed plugin into the pipeline's sinks.
 
 use super::{SourceContext, SourceError};
+use crate::field_error::FieldError;
 use crate::position::{Origin, Position};
 use crate::record::{Header, Record};
 use base64::Engine as _;
@@ -22,9 +23,9 @@ pub struct DeadLettersConfig {
 }
 
 impl DeadLettersConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         if self.path.as_os_str().is_empty() {
-            return Err(("path".into(), "must name the dead-letter file".into()));
+            return Err(FieldError::new("path", "must name the dead-letter file"));
         }
         Ok(())
     }

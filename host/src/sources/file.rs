@@ -27,6 +27,7 @@ use super::event_time::EventTime;
 use super::{Closed, SourceContext, SourceError, SourceEvent, CHUNK};
 use crate::dead_letter::DeadLetter;
 use crate::duration::Duration;
+use crate::field_error::FieldError;
 use crate::position::{Ack, Origin, PartitionId, Position};
 use crate::record::{now_ms, record};
 use serde::Deserialize;
@@ -69,15 +70,15 @@ fn default_poll() -> Duration {
 const POSITIONS_FILE: &str = "file-source-positions.json";
 
 impl FileSourceConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         if self.path.as_os_str().is_empty() {
-            return Err(("path".into(), "must not be empty".into()));
+            return Err(FieldError::new("path", "must not be empty"));
         }
         if self.poll_interval.is_zero() {
-            return Err(("poll_interval".into(), "must be more than 0".into()));
+            return Err(FieldError::new("poll_interval", "must be more than 0"));
         }
         if !(1..=1024).contains(&self.max_line_mb) {
-            return Err(("max_line_mb".into(), "must be between 1 and 1024".into()));
+            return Err(FieldError::new("max_line_mb", "must be between 1 and 1024"));
         }
         Ok(())
     }

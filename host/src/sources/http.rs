@@ -9,6 +9,7 @@
 
 use super::{SourceContext, SourceError};
 use crate::duration::Duration;
+use crate::field_error::FieldError;
 use crate::position::{Origin, Position};
 use crate::record::{now_ms, Header, Record};
 use crate::retry::RetryPolicy;
@@ -75,38 +76,38 @@ fn default_max_backoff() -> Duration {
 }
 
 impl HttpConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         match reqwest::Url::parse(&self.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
             Ok(u) => {
-                return Err((
-                    "url".into(),
+                return Err(FieldError::new(
+                    "url",
                     format!("scheme `{}` is not http or https", u.scheme()),
                 ))
             }
-            Err(e) => return Err(("url".into(), format!("is not a URL: {e}"))),
+            Err(e) => return Err(FieldError::new("url", format!("is not a URL: {e}"))),
         }
         if self.timeout.is_zero() {
-            return Err(("timeout".into(), "must be more than 0".into()));
+            return Err(FieldError::new("timeout", "must be more than 0"));
         }
         if self.interval.is_zero() {
-            return Err(("interval".into(), "must be more than 0".into()));
+            return Err(FieldError::new("interval", "must be more than 0"));
         }
         if !(1..=1024).contains(&self.max_body_mb) {
-            return Err(("max_body_mb".into(), "must be between 1 and 1024".into()));
+            return Err(FieldError::new("max_body_mb", "must be between 1 and 1024"));
         }
         if self.retries > 100 {
-            return Err(("retries".into(), "must be at most 100".into()));
+            return Err(FieldError::new("retries", "must be at most 100"));
         }
         for (name, value) in &self.headers {
             if reqwest::header::HeaderValue::from_str(value).is_err() {
                 let message = "has characters a header value cannot hold";
-                return Err((format!("headers.{name}"), message.into()));
+                return Err(FieldError::new(format!("headers.{name}"), message));
             }
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err((
+                return Err(FieldError::new(
                     format!("headers.{name}"),
-                    "is not a valid header name".into(),
+                    "is not a valid header name",
                 ));
             }
         }

@@ -15,6 +15,7 @@
 use super::event_time::EventTime;
 use super::{Closed, SourceContext, SourceError, SourceEvent, CHUNK};
 use crate::dead_letter::DeadLetter;
+use crate::field_error::FieldError;
 use crate::kafka::{self, Properties};
 use crate::position::{Ack, Origin, PartitionId, Position};
 use crate::record::{now_ms, Header, Record, NULL_VALUE_HEADER};
@@ -64,20 +65,22 @@ pub enum Start {
 const POLL: Duration = Duration::from_millis(100);
 
 impl KafkaSourceConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         kafka::validate(&self.brokers, &self.properties)?;
         if self.topics.is_empty() || self.topics.iter().any(|t| t.trim().is_empty()) {
-            return Err(("topics".into(), "must list at least one topic name".into()));
+            return Err(FieldError::new(
+                "topics",
+                "must list at least one topic name",
+            ));
         }
         if self.group_id.trim().is_empty() {
-            return Err(("group_id".into(), "must not be empty".into()));
+            return Err(FieldError::new("group_id", "must not be empty"));
         }
         for key in ["enable.auto.commit", "enable.auto.offset.store"] {
             if self.properties.contains_key(key) {
-                return Err((
+                return Err(FieldError::new(
                     format!("properties.\"{key}\""),
-                    "is Sluice's to set: offsets are committed only once the records are durable"
-                        .into(),
+                    "is Sluice's to set: offsets are committed only once the records are durable",
                 ));
             }
         }

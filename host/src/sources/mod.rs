@@ -21,6 +21,7 @@ pub use crate::connector::ConnectorError as SourceError;
 pub use crate::rng::SplitMix64;
 
 use crate::dead_letter::DeadLetter;
+use crate::field_error::FieldError;
 use crate::metrics::Metrics;
 use crate::position::{Ack, AckReceiver, Origin, PartitionId, Partitions, Position};
 use crate::record::Record;
@@ -63,8 +64,8 @@ pub enum SourceKind {
 }
 
 impl SourceConfig {
-    /// Field-level checks; `Err((field, message))`.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    /// Field-level checks; `Err(FieldError::new(field, message))`.
+    pub fn validate(&self) -> Result<(), FieldError> {
         match self {
             SourceConfig::Generator(c) => c.validate(),
             SourceConfig::Http(c) => c.validate(),

@@ -15,6 +15,7 @@ use super::event_time::EventTime;
 use super::{Closed, SourceContext, SourceError, SourceEvent, CHUNK};
 use crate::dead_letter::DeadLetter;
 use crate::duration::Duration;
+use crate::field_error::FieldError;
 use crate::position::{Ack, Origin, PartitionId, Position};
 use crate::postgres::{self as client, check_name, describe, pool_error, quoted, TlsConfig};
 use crate::record::{now_ms, record};
@@ -74,8 +75,8 @@ struct Saved {
 }
 
 impl PostgresSourceConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let err = |f: &str, m: String| Err((f.to_owned(), m));
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let err = |f: &str, m: String| Err(FieldError::new(f.to_owned(), m));
         if let Err(e) = self.url.parse::<tokio_postgres::Config>() {
             return err(
                 "url",

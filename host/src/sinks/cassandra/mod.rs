@@ -21,6 +21,7 @@ pub use sink::CassandraSink;
 
 use super::Input;
 use crate::duration::Duration;
+use crate::field_error::FieldError;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -212,8 +213,8 @@ impl CassandraConfig {
         }
     }
 
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let err = |field: &str, m: String| Err((field.to_owned(), m));
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let err = |field: &str, m: String| Err(FieldError::new(field, m));
         if self.contact_points.iter().all(|c| c.trim().is_empty()) {
             return err(
                 "contact_points",
@@ -301,30 +302,32 @@ impl CassandraConfig {
 }
 
 impl Create {
-    fn validate(&self) -> Result<(), (String, String)> {
+    fn validate(&self) -> Result<(), FieldError> {
         let field = "create.replication";
         match self.replication.get("class") {
             Some(toml::Value::String(c)) if !c.trim().is_empty() => {}
             _ => {
-                return Err((
-                    field.into(),
-                    "needs a `class`, e.g. { class = \"SimpleStrategy\", replication_factor = 1 }"
-                        .into(),
+                return Err(FieldError::new(
+                    field,
+                    "needs a `class`, e.g. { class = \"SimpleStrategy\", replication_factor = 1 }",
                 ))
             }
         }
         for (k, v) in &self.replication {
             let plain = !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !plain {
-                return Err((format!("{field}.{k}"), "is not a plain option name".into()));
+                return Err(FieldError::new(
+                    format!("{field}.{k}"),
+                    "is not a plain option name",
+                ));
             }
             match v {
                 toml::Value::String(s) if !s.contains('\'') => {}
                 toml::Value::Integer(_) => {}
                 _ => {
-                    return Err((
+                    return Err(FieldError::new(
                         format!("{field}.{k}"),
-                        "must be a string (without quotes in it) or a whole number".into(),
+                        "must be a string (without quotes in it) or a whole number",
                     ))
                 }
             }
@@ -384,15 +387,15 @@ mod tests {
 
         let missing = parse("columns = { w = \"timestamp\" }\nprimary_key = \"x\"");
         assert_eq!(
-            missing.validate().unwrap_err().1,
+            missing.validate().unwrap_err().message,
             "names `x`, which is not in `columns`"
         );
         let upper = parse("columns = { Name = \"text\" }\nprimary_key = \"Name\"");
-        assert_eq!(upper.validate().unwrap_err().0, "columns.Name");
+        assert_eq!(upper.validate().unwrap_err().field, "columns.Name");
         let no_key = parse("columns = { a = \"text\" }");
-        assert_eq!(no_key.validate().unwrap_err().0, "primary_key");
+        assert_eq!(no_key.validate().unwrap_err().field, "primary_key");
         let half = parse("username = \"u\"");
-        assert_eq!(half.validate().unwrap_err().0, "username");
+        assert_eq!(half.validate().unwrap_err().field, "username");
         let bad_type: Result<CassandraConfig, _> = toml::from_str(
             "contact_points = \"a:1\"\nkeyspace = \"k\"\ntable = \"t\"\ncolumns = { a = \"blob\" }\nprimary_key = \"a\"",
         );
@@ -413,11 +416,19 @@ mod tests {
         let not_key = parse(&format!(
             "{cols}\nprimary_key = \"window_start\"\npartition_column = \"partition\""
         ));
-        assert!(not_key.validate().unwrap_err().1.contains("primary key"));
+        assert!(not_key
+            .validate()
+            .unwrap_err()
+            .message
+            .contains("primary key"));
         let not_text = parse(&format!(
             "{cols}\nprimary_key = [\"window_start\", \"n\"]\npartition_column = \"n\""
         ));
-        assert!(not_text.validate().unwrap_err().1.contains("text column"));
+        assert!(not_text
+            .validate()
+            .unwrap_err()
+            .message
+            .contains("text column"));
     }
 
     #[test]
@@ -432,6 +443,6 @@ mod tests {
         );
         assert!(c.validate().is_ok());
         let bad = parse("create = { replication = { replication_factor = 1 } }");
-        assert_eq!(bad.validate().unwrap_err().0, "create.replication");
+        assert_eq!(bad.validate().unwrap_err().field, "create.replication");
     }
 }

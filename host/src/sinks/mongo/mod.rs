@@ -20,6 +20,7 @@ pub use sink::MongoSink;
 
 use super::Input;
 use crate::duration::Duration;
+use crate::field_error::FieldError;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -115,8 +116,8 @@ impl MongoConfig {
         }
     }
 
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let err = |f: &str, m: &str| Err((f.to_owned(), m.to_owned()));
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let err = |f: &str, m: &str| Err(FieldError::new(f, m));
         if !self.uri.starts_with("mongodb://") && !self.uri.starts_with("mongodb+srv://") {
             return err(
                 "uri",
@@ -181,9 +182,9 @@ impl MongoConfig {
                     .iter()
                     .any(|f| f.trim_start_matches('-').is_empty())
             {
-                return Err((
+                return Err(FieldError::new(
                     format!("indexes[{i}].fields"),
-                    "must name at least one field (\"-field\" for descending)".into(),
+                    "must name at least one field (\"-field\" for descending)",
                 ));
             }
         }
@@ -222,14 +223,14 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
-        let field = |extra: &str| parse(extra).unwrap().validate().unwrap_err().0;
+        let field = |extra: &str| parse(extra).unwrap().validate().unwrap_err().field;
         assert_eq!(field("indexes = [{ fields = [] }]"), "indexes[0].fields");
         assert_eq!(field("id_field = \"\""), "id_field");
         let collection = |name: &str| {
             let text = "uri = \"mongodb://h\"\ndatabase = \"d\"\ncollection = \"c\"";
             let mut c = toml::from_str::<MongoConfig>(text).unwrap();
             c.collection = name.to_owned();
-            c.validate().err().map(|e| e.0)
+            c.validate().err().map(|e| e.field)
         };
         for bad in [".x", "x.", "a\0b", "a$b", "system.x", &"c".repeat(254)] {
             assert_eq!(collection(bad).as_deref(), Some("collection"), "{bad:?}");
@@ -238,7 +239,7 @@ mod tests {
         assert_eq!(collection("User.archive"), None);
         let bad_uri: MongoConfig =
             toml::from_str("uri = \"http://x\"\ndatabase = \"d\"\ncollection = \"c\"").unwrap();
-        assert_eq!(bad_uri.validate().unwrap_err().0, "uri");
+        assert_eq!(bad_uri.validate().unwrap_err().field, "uri");
         assert!(parse("mode = \"append\"")
             .unwrap_err()
             .to_string()

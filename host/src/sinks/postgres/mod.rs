@@ -26,6 +26,7 @@ pub use sink::PostgresSink;
 
 use super::Input;
 use crate::duration::Duration;
+use crate::field_error::FieldError;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -128,8 +129,8 @@ impl PostgresConfig {
         Layout { columns, key }
     }
 
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let err = |f: &str, m: String| Err((f.to_owned(), m));
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let err = |f: &str, m: String| Err(FieldError::new(f, m));
         if let Err(e) = self.url.parse::<tokio_postgres::Config>() {
             return err(
                 "url",
@@ -208,7 +209,7 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
-        let field = |extra: &str| parse(extra).validate().unwrap_err().0;
+        let field = |extra: &str| parse(extra).validate().unwrap_err().field;
         assert_eq!(field("columns = { a = \"text\" }"), "primary_key");
         assert_eq!(
             field("columns = { a = \"text\" }\nprimary_key = \"b\""),
@@ -220,9 +221,9 @@ mod tests {
         );
         assert_eq!(field("concurrency = 0"), "concurrency");
         let c: PostgresConfig = toml::from_str("url = \"mysql://x\"\ntable = \"t\"").unwrap();
-        assert_eq!(c.validate().unwrap_err().0, "url");
+        assert_eq!(c.validate().unwrap_err().field, "url");
         let c: PostgresConfig =
             toml::from_str("url = \"postgres://h/db\"\ntable = \"a.b.c\"").unwrap();
-        assert_eq!(c.validate().unwrap_err().0, "table");
+        assert_eq!(c.validate().unwrap_err().field, "table");
     }
 }

@@ -8,6 +8,7 @@ pub use users::{response, user};
 
 use super::{SourceContext, SplitMix64};
 use crate::duration::Duration;
+use crate::field_error::FieldError;
 use crate::position::{Origin, Position};
 use crate::record::{now_ms, record};
 use serde::Deserialize;
@@ -44,8 +45,8 @@ fn one() -> usize {
 }
 
 impl GeneratorConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let err = |f: &str, m: &str| Err((f.to_owned(), m.to_owned()));
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let err = |f: &str, m: &str| Err(FieldError::new(f.to_owned(), m.to_owned()));
         if let Some(rate) = self.rate {
             if !(rate > 0.0 && rate.is_finite()) {
                 return err("rate", "must be a positive number of records per second");
