@@ -132,7 +132,7 @@ fn env_vars_are_interpolated_and_an_unset_one_is_located() {
     let text = GOOD.replace("out/users.jsonl", "${OUT_DIR}/users.jsonl");
     let env = |k: &str| (k == "OUT_DIR").then(|| "/data/o\"ut".to_owned());
     let c = parse(Path::new("p.toml"), &text, env).unwrap();
-    let sluice::sinks::SinkConfig::File(f) = &c.sinks[0] else {
+    let sluice::sinks::SinkType::File(f) = &c.sinks[0].connector else {
         panic!()
     };
     assert_eq!(f.path, Path::new("/data/o\"ut/users.jsonl"));
@@ -279,4 +279,48 @@ fn window_sinks_must_match_the_window_output() {
         err.contains("`sinks[1].columns` are needed with input = \"windows\""),
         "{err}"
     );
+}
+
+/// `input` and `schema` are read apart from a sink's own keys (one struct for every
+/// sink): their errors still name the key and its line, and an unknown key's message
+/// lists them beside the connector's.
+#[test]
+fn the_keys_every_sink_has_are_located_like_its_own() {
+    let bad_input = GOOD.replace(
+        "path = \"out/users.jsonl\"",
+        "path = \"o\"\ninput = \"windowz\"",
+    );
+    assert!(
+        parse_err(&bad_input)
+            .to_string()
+            .starts_with("dir/p.toml:15:1: `sinks[0].input`: unknown variant `windowz`"),
+        "{}",
+        parse_err(&bad_input)
+    );
+    let typo = GOOD.replace(
+        "path = \"out/users.jsonl\"",
+        "path = \"o\"\ninptu = \"records\"",
+    );
+    let err = parse_err(&typo).to_string();
+    assert!(
+        err.starts_with("dir/p.toml:15:1: unknown field `inptu`"),
+        "{err}"
+    );
+    assert!(err.contains("`input`, `schema`, `path`"), "{err}");
+    // The schema is taken (and, missing, refused at its own line).
+    let schema = GOOD.replace(
+        "path = \"out/users.jsonl\"",
+        "path = \"o\"\ninput = \"records\"\nschema = \"missing.json\"",
+    );
+    let err = parse_err(&schema).to_string();
+    assert!(
+        err.starts_with("dir/p.toml:16: `sinks[0].schema` cannot read"),
+        "{err}"
+    );
+    let dead_kafka = format!(
+        "{GOOD}\n[dead_letter]\ntype = \"kafka\"\nbrokers = \"127.0.0.1:9092\"\ntopic = \"dl\"\nschema = \"s.json\"\n"
+    );
+    assert!(parse_err(&dead_kafka)
+        .to_string()
+        .contains("unknown field `schema`"));
 }

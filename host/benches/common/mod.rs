@@ -62,6 +62,7 @@ pub async fn through_sink(toml: &str, records: &[Record], batch: usize) -> Durat
     config.validate().unwrap();
     let ctx = SinkContext {
         name: "bench".into(),
+        input: config.input,
         base_dir: ".".into(),
         metrics: Arc::new(Metrics::default()),
         state_dir: None,

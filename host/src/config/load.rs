@@ -112,8 +112,12 @@ fn locate(text: &str, e: &toml::de::Error) -> usize {
 /// The start of the one line in the table at `span` whose value is the one an
 /// `invalid value: integer `-1`` / `invalid type: ...` message names.
 fn refused_value(text: &str, span: std::ops::Range<usize>, message: &str) -> Option<usize> {
-    // serde's `invalid value: integer `-1``, or our own `invalid duration "soon"`.
-    let shown = if message.starts_with("invalid value") || message.starts_with("invalid type") {
+    // serde's `invalid value: integer `-1`` or `unknown variant `x``, or our own
+    // `invalid duration "soon"`.
+    let shown = if ["invalid value", "invalid type", "unknown variant"]
+        .iter()
+        .any(|m| message.starts_with(m))
+    {
         message.split('`').nth(1)?.trim_matches('"')
     } else if message.contains("duration \"") {
         message.split('"').nth(1)?

@@ -20,7 +20,7 @@ pub use stage::{
 
 use crate::field_error::FieldError;
 use crate::sinks::dead_letter::DeadLetterConfig;
-use crate::sinks::SinkConfig;
+use crate::sinks::{Input, SinkConfig, SinkType};
 use crate::sources::SourceConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -168,8 +168,11 @@ impl PipelineConfig {
             .as_ref()
             .is_some_and(|w| w.output == WindowOutput::Partials);
         let err = |f: &str, m: &str| Err(FieldError::new(f, m));
-        match sink {
-            SinkConfig::Mongodb(m) if m.input == crate::sinks::Input::Windows => {
+        if sink.input != Input::Windows {
+            return Ok(());
+        }
+        match &sink.connector {
+            SinkType::Mongodb(m) => {
                 match (partials, m.partials) {
                     (true, false) => err(
                         "partials",
@@ -182,7 +185,7 @@ impl PipelineConfig {
                     _ => Ok(()),
                 }
             }
-            SinkConfig::Cassandra(c) if c.input == crate::sinks::Input::Windows => {
+            SinkType::Cassandra(c) => {
                 if c.columns.is_none() {
                     return err(
                         "columns",
@@ -237,7 +240,7 @@ impl PipelineConfig {
         }
         for (i, sink) in self.sinks.iter().enumerate() {
             let field = format!("sinks[{i}].input");
-            if sink.input() == crate::sinks::Input::Windows && self.window.is_none() {
+            if sink.input() == Input::Windows && self.window.is_none() {
                 return Err(self.invalid(field, "is \"windows\" but the pipeline has no [window]"));
             }
             sink.validate()
@@ -248,12 +251,6 @@ impl PipelineConfig {
         self.dead_letter
             .validate()
             .map_err(|e| self.invalid_field("dead_letter", e))?;
-        if matches!(&self.dead_letter, DeadLetterConfig::Kafka(k) if k.schema.is_some()) {
-            return Err(self.invalid(
-                "dead_letter.schema",
-                "is not taken: dead letters are the records that failed, whatever their shape",
-            ));
-        }
         // Schema files compile now, so a broken one stops `validate`, not a run.
         let schema = |key: String, file: Option<&Path>| match file {
             Some(file) => crate::schema::Schema::load(file, &self.base_dir())

@@ -3,6 +3,7 @@
 
 use crate::duration::Duration;
 use crate::field_error::FieldError;
+use crate::plugin::{LoadedPlugin, PluginError, Runtime, TransformPlugin, WindowPlugin};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -161,6 +162,21 @@ impl TransformConfig {
     pub fn config_json(&self) -> String {
         config_json(&self.config)
     }
+
+    /// Start `loaded` as this stage (its name, config and sandbox), its log lines
+    /// tagged with `pipeline`: at build, and for a new version to swap in.
+    pub fn start(
+        &self,
+        runtime: &Runtime,
+        loaded: &LoadedPlugin,
+        pipeline: &str,
+    ) -> Result<TransformPlugin, PluginError> {
+        let sandbox = self.sandbox.sandbox();
+        let plugin =
+            TransformPlugin::start(runtime, loaded, &self.name(), self.config_json(), sandbox)?;
+        plugin.set_log_context(pipeline, "transform");
+        Ok(plugin)
+    }
 }
 
 impl WindowConfig {
@@ -172,6 +188,20 @@ impl WindowConfig {
 
     pub fn config_json(&self) -> String {
         config_json(&self.config)
+    }
+
+    /// Start `loaded` as the window's plugin, as [`TransformConfig::start`] does.
+    pub fn start(
+        &self,
+        runtime: &Runtime,
+        loaded: &LoadedPlugin,
+        pipeline: &str,
+    ) -> Result<WindowPlugin, PluginError> {
+        let sandbox = self.sandbox.sandbox();
+        let plugin =
+            WindowPlugin::start(runtime, loaded, &self.name(), self.config_json(), sandbox)?;
+        plugin.set_log_context(pipeline, "window");
+        Ok(plugin)
     }
 }
 

@@ -11,11 +11,11 @@ use super::{batcher, Metrics};
 use crate::config::PipelineConfig;
 use crate::config::{LatePolicy, WindowState};
 use crate::metrics::{Families, RunState};
-use crate::plugin::{PluginError, Runtime, TransformPlugin, WindowPlugin};
+use crate::plugin::{PluginError, Runtime};
 use crate::position::Partitions;
 use crate::schema::Schema;
 use crate::sinks::dead_letter;
-use crate::sinks::{SinkContext, SinkError};
+use crate::sinks::{Input, SinkContext, SinkError};
 use crate::sources::{SourceContext, SourceError};
 use crate::transforms::TransformStage;
 use std::sync::Arc;
@@ -49,14 +49,7 @@ impl Pipeline {
         let mut transforms = Vec::new();
         for t in &config.transforms {
             let loaded = runtime.load(&config.resolve(&t.plugin))?;
-            let plugin = TransformPlugin::start(
-                runtime,
-                &loaded,
-                &t.name(),
-                t.config_json(),
-                t.sandbox.sandbox(),
-            )?;
-            plugin.set_log_context(&config.name(), "transform");
+            let plugin = t.start(runtime, &loaded, &config.name())?;
             let schema = match &t.schema {
                 None => None,
                 Some(file) => Some(Arc::new(Schema::load(file, &config.base_dir()).map_err(
@@ -72,14 +65,7 @@ impl Pipeline {
             None => None,
             Some(w) => {
                 let loaded = runtime.load(&config.resolve(&w.plugin))?;
-                let plugin = WindowPlugin::start(
-                    runtime,
-                    &loaded,
-                    &w.name(),
-                    w.config_json(),
-                    w.sandbox.sandbox(),
-                )?;
-                plugin.set_log_context(&config.name(), "window");
+                let plugin = w.start(runtime, &loaded, &config.name())?;
                 let stage = WindowStage::new(
                     plugin,
                     w.size.as_millis_i64(),
@@ -210,8 +196,9 @@ async fn run(
     let queue = p.queue_batches;
     let base_dir = config.base_dir();
     let sink_state = config.source.resumes().then(|| config.state_dir());
-    let context = |name: String| SinkContext {
+    let context = |name: String, input: Input| SinkContext {
         name,
+        input,
         base_dir: base_dir.clone(),
         metrics: metrics.clone(),
         state_dir: sink_state.clone(),
@@ -220,10 +207,10 @@ async fn run(
 
     // The dead-letter output first (sinks send it the records they refuse), then
     // the sinks: one that cannot open (bad path) fails before any reading.
-    let ctx = context(format!(
-        "dead letters ({})",
-        config.dead_letter.describe(&base_dir)
-    ));
+    let ctx = context(
+        format!("dead letters ({})", config.dead_letter.describe(&base_dir)),
+        Input::Records,
+    );
     let max_value = p.dead_letter_max_kb * 1024;
     let (dlq, encoding) = dead_letter::open(&config.dead_letter, &ctx, max_value)
         .await
@@ -248,7 +235,7 @@ async fn run(
     ))];
     let mut routes = Vec::new();
     for (i, sc) in config.sinks.iter().enumerate() {
-        let ctx = context(format!("sinks[{i}] ({})", sc.describe()));
+        let ctx = context(format!("sinks[{i}] ({})", sc.describe()), sc.input);
         let sink = sc.open(&ctx).await.map_err(RunError::Sink)?;
         let (tx, rx) = mpsc::channel(queue);
         routes.push(Route {
@@ -275,7 +262,7 @@ async fn run(
     let (work_tx, work_rx) = mpsc::channel(queue);
     let (ack_tx, ack_rx) = std::sync::mpsc::sync_channel(64);
     let mut source_ctx = SourceContext::new(
-        format!("source ({})", config.source.kind()),
+        format!("source ({})", config.source.type_name()),
         event_tx,
         ack_rx,
         partitions.clone(),

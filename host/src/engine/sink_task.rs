@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 /// Records the store refused for good go to `refused` (the dead letters) before the
 /// next message is taken, so a checkpoint answered here covers them.
 pub(super) async fn run_sink(
-    mut sink: Sink,
+    mut sink: Box<dyn Sink>,
     mut rx: mpsc::Receiver<SinkMessage>,
     ctx: SinkContext,
     metrics: SinkMetrics,

@@ -36,27 +36,15 @@ impl NewPlugin {
         let loaded = runtime.load_bytes(file, wasm).map_err(|e| e.to_string())?;
         let pipeline = config.name();
         if let Some(t) = config.transforms.iter().find(|t| t.name() == stage) {
-            let p = TransformPlugin::start(
-                runtime,
-                &loaded,
-                stage,
-                t.config_json(),
-                t.sandbox.sandbox(),
-            )
-            .map_err(|e| e.to_string())?;
-            p.set_log_context(&pipeline, "transform");
+            let p = t
+                .start(runtime, &loaded, &pipeline)
+                .map_err(|e| e.to_string())?;
             return Ok(NewPlugin::Transform(p));
         }
         if let Some(w) = config.window.as_ref().filter(|w| w.name() == stage) {
-            let p = WindowPlugin::start(
-                runtime,
-                &loaded,
-                stage,
-                w.config_json(),
-                w.sandbox.sandbox(),
-            )
-            .map_err(|e| e.to_string())?;
-            p.set_log_context(&pipeline, "window");
+            let p = w
+                .start(runtime, &loaded, &pipeline)
+                .map_err(|e| e.to_string())?;
             return Ok(NewPlugin::Window(p));
         }
         let mut names: Vec<String> = config.transforms.iter().map(|t| t.name()).collect();

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use wasmtime::component::InstancePre;
 use wasmtime::{Engine, Store, Trap};
 
-/// A world's generated bindings, as far as the runtime needs to know them.
-pub(crate) trait World: Sized {
+/// A world's generated bindings, as far as the runtime needs to know them: one
+/// impl per world (`transform`, `window`), so every plugin is a [`Plugin`] of one.
+pub trait World: Sized {
     const NAME: &'static str;
     type Pre: Clone;
 
@@ -25,8 +26,10 @@ pub(crate) trait World: Sized {
     ) -> wasmtime::Result<Result<(), String>>;
 }
 
-/// A plugin of world `W` with at most one live instance, re-created on demand.
-pub(crate) struct Sandboxed<W: World> {
+/// A plugin of world `W` with at most one live instance, re-created on demand. What
+/// every plugin has (name, version, failures, log, forks) is here once; what a
+/// world's calls are is in its own file ([`super::transform`], [`super::window`]).
+pub struct Plugin<W: World> {
     name: Arc<str>,
     engine: Engine,
     pre: W::Pre,
@@ -42,7 +45,7 @@ pub(crate) struct Sandboxed<W: World> {
     _ticker: Arc<EpochTicker>,
 }
 
-impl<W: World> Sandboxed<W> {
+impl<W: World> Plugin<W> {
     /// Type-check the plugin against world `W`, instantiate it and run its `init`, so a
     /// wrong world or a refused configuration is reported before any data flows.
     pub fn start(
@@ -62,7 +65,7 @@ impl<W: World> Sandboxed<W> {
             .instantiate_pre(&plugin.component)
             .map_err(wrong_world)?;
         let pre = W::pre(pre).map_err(wrong_world)?;
-        let me = Sandboxed {
+        let me = Plugin {
             name: name.into(),
             engine: runtime.engine().clone(),
             pre,
@@ -97,7 +100,7 @@ impl<W: World> Sandboxed<W> {
     /// its own (`init`ed now): for a worker thread, since an instance runs on one
     /// thread at a time. It shares the log (and its rate limit) with this one.
     pub fn fork(&self) -> Result<Self, PluginError> {
-        let other = Sandboxed {
+        let other = Plugin {
             name: self.name.clone(),
             engine: self.engine.clone(),
             pre: self.pre.clone(),
@@ -133,6 +136,16 @@ impl<W: World> Sandboxed<W> {
         &self.log
     }
 
+    /// Name the pipeline and stage its log lines are tagged with.
+    pub fn set_log_context(&self, pipeline: &str, stage: &'static str) {
+        self.log.set_context(pipeline, stage);
+    }
+
+    /// Log lines dropped by the rate limit.
+    pub fn log_dropped(&self) -> u64 {
+        self.log.dropped()
+    }
+
     /// The live instance, creating (and initialising) one if the last call trapped.
     fn live(&mut self) -> Result<&mut (Store<PluginState>, W), StartFailure> {
         if self.live.is_none() {
@@ -157,7 +170,7 @@ impl<W: World> Sandboxed<W> {
 
     /// Run one call under the deadline. On any failure the instance is dropped and
     /// the failure counted.
-    pub fn call<R>(
+    pub(crate) fn call<R>(
         &mut self,
         f: impl FnOnce(&W, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallFailure> {
@@ -169,7 +182,7 @@ impl<W: World> Sandboxed<W> {
     }
 
     /// Count a failure the caller found in a call's results (a broken contract).
-    pub fn count_failure(&mut self) {
+    pub(crate) fn count_failure(&mut self) {
         self.failures += 1;
     }
 

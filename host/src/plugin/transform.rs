@@ -3,9 +3,8 @@
 use super::bindings::types::{Header, Record};
 use super::bindings::{Transform, TransformPre};
 use super::capped::{with_budget, CappedList, CappedString};
-use super::error::{CallFailure, PluginError};
-use super::instance::{Sandboxed, World};
-use super::runtime::{LoadedPlugin, Runtime, Sandbox};
+use super::error::CallFailure;
+use super::instance::{Plugin, World};
 use super::state::PluginState;
 use wasmtime::component::{ComponentType, Func, InstancePre, Lift};
 use wasmtime::Store;
@@ -58,7 +57,7 @@ impl From<RawRecord> for Record {
 }
 
 /// A live `transform` instance: the generated bindings (for `init`) and `process`.
-pub(crate) struct TransformInstance {
+pub struct TransformInstance {
     bindings: Transform,
     process: Func,
 }
@@ -97,59 +96,13 @@ impl World for TransformInstance {
     }
 }
 
-pub struct TransformPlugin {
-    inner: Sandboxed<TransformInstance>,
-}
+/// A plugin of the `transform` world.
+pub type TransformPlugin = Plugin<TransformInstance>;
 
-impl TransformPlugin {
-    /// Check the plugin against the `transform` world and run its `init` with
-    /// `config_json` (a JSON object).
-    pub fn start(
-        runtime: &Runtime,
-        plugin: &LoadedPlugin,
-        name: &str,
-        config_json: String,
-        sandbox: Sandbox,
-    ) -> Result<Self, PluginError> {
-        Ok(TransformPlugin {
-            inner: Sandboxed::start(runtime, plugin, name, config_json, sandbox)?,
-        })
-    }
-
-    pub fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    /// The same plugin with an instance of its own, for another worker thread.
-    pub fn fork(&self) -> Result<Self, PluginError> {
-        Ok(TransformPlugin {
-            inner: self.inner.fork()?,
-        })
-    }
-
-    /// Calls that failed (trap, deadline, memory cap, blocking) since the start.
-    pub fn failures(&self) -> u64 {
-        self.inner.failures()
-    }
-
-    /// Its version (the first 12 hex digits of its SHA-256) and file.
-    pub fn version(&self) -> (&str, &std::path::Path) {
-        self.inner.version()
-    }
-
-    /// Name the pipeline and stage its log lines are tagged with.
-    pub fn set_log_context(&self, pipeline: &str, stage: &'static str) {
-        self.inner.log().set_context(pipeline, stage);
-    }
-
-    /// Log lines dropped by the rate limit.
-    pub fn log_dropped(&self) -> u64 {
-        self.inner.log().dropped()
-    }
-
+impl Plugin<TransformInstance> {
     /// The most bytes of output one batch may bring back.
     pub fn max_output(&self) -> usize {
-        self.inner.sandbox().max_output_bytes
+        self.sandbox().max_output_bytes
     }
 
     /// One outcome per input record, in order, within the sandbox's output cap.
@@ -170,7 +123,7 @@ impl TransformPlugin {
         // The budget is charged while lifting, before anything is copied: a call
         // that would bring back more fails instead.
         let (outcomes, left) = with_budget(budget, || {
-            self.inner.call(|w, store| {
+            self.call(|w, store| {
                 let process = w.process.typed::<(&[Record],), (RawOutcomes,)>(&*store)?;
                 let (raw,) = process.call(store, (records,))?;
                 Ok(raw.0)
@@ -184,7 +137,7 @@ impl TransformPlugin {
             })
             .collect();
         if outcomes.len() != records.len() {
-            self.inner.count_failure();
+            self.count_failure();
             return Err(CallFailure::Contract(format!(
                 "process returned {} outcomes for {} records",
                 outcomes.len(),

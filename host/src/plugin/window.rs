@@ -3,9 +3,8 @@
 
 use super::bindings::types::{Accumulator, AddResult, Record, WindowBounds};
 use super::bindings::{Window, WindowPre};
-use super::error::{CallFailure, PluginError};
-use super::instance::{Sandboxed, World};
-use super::runtime::{LoadedPlugin, Runtime, Sandbox};
+use super::error::CallFailure;
+use super::instance::{Plugin, World};
 use super::state::PluginState;
 use wasmtime::component::{Func, InstancePre};
 use wasmtime::Store;
@@ -14,7 +13,7 @@ use wasmtime::Store;
 const MIGRATOR: &str = "sluice:plugin/migrator@0.1.0";
 
 /// A live `window` instance: the generated bindings, and `migrate` if it has one.
-pub(crate) struct WindowInstance {
+pub struct WindowInstance {
     bindings: Window,
     migrate: Option<Func>,
 }
@@ -50,60 +49,15 @@ impl World for WindowInstance {
     }
 }
 
-pub struct WindowPlugin {
-    inner: Sandboxed<WindowInstance>,
-}
+/// A plugin of the `window` world.
+pub type WindowPlugin = Plugin<WindowInstance>;
 
 /// A call that ran, but in which the plugin reported an error of its own.
 pub type PluginResult<T> = Result<T, String>;
 
-impl WindowPlugin {
-    pub fn start(
-        runtime: &Runtime,
-        plugin: &LoadedPlugin,
-        name: &str,
-        config_json: String,
-        sandbox: Sandbox,
-    ) -> Result<Self, PluginError> {
-        Ok(WindowPlugin {
-            inner: Sandboxed::start(runtime, plugin, name, config_json, sandbox)?,
-        })
-    }
-
-    pub fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    /// The same plugin with an instance of its own, for another worker thread.
-    pub fn fork(&self) -> Result<Self, PluginError> {
-        Ok(WindowPlugin {
-            inner: self.inner.fork()?,
-        })
-    }
-
-    /// Calls that failed (trap, deadline, memory cap, blocking) since the start.
-    pub fn failures(&self) -> u64 {
-        self.inner.failures()
-    }
-
-    /// Its version (the first 12 hex digits of its SHA-256) and file.
-    pub fn version(&self) -> (&str, &std::path::Path) {
-        self.inner.version()
-    }
-
-    /// Name the pipeline and stage its log lines are tagged with.
-    pub fn set_log_context(&self, pipeline: &str, stage: &'static str) {
-        self.inner.log().set_context(pipeline, stage);
-    }
-
-    /// Log lines dropped by the rate limit.
-    pub fn log_dropped(&self) -> u64 {
-        self.inner.log().dropped()
-    }
-
+impl Plugin<WindowInstance> {
     pub fn create(&mut self) -> Result<Accumulator, CallFailure> {
-        self.inner
-            .call(|b, store| b.bindings.sluice_plugin_aggregator().call_create(store))
+        self.call(|b, store| b.bindings.sluice_plugin_aggregator().call_create(store))
     }
 
     pub fn add(
@@ -111,7 +65,7 @@ impl WindowPlugin {
         acc: &Accumulator,
         records: &[Record],
     ) -> Result<PluginResult<AddResult>, CallFailure> {
-        let result = self.inner.call(|b, store| {
+        let result = self.call(|b, store| {
             b.bindings
                 .sluice_plugin_aggregator()
                 .call_add(store, acc, records)
@@ -123,7 +77,7 @@ impl WindowPlugin {
                 .iter()
                 .find(|r| r.index as usize >= records.len() || !seen.insert(r.index));
             if let Some(bad) = broken {
-                self.inner.count_failure();
+                self.count_failure();
                 return Err(CallFailure::Contract(format!(
                     "add rejected record index {} of a batch of {} (out of range, or twice)",
                     bad.index,
@@ -139,7 +93,7 @@ impl WindowPlugin {
         a: &Accumulator,
         b: &Accumulator,
     ) -> Result<PluginResult<Accumulator>, CallFailure> {
-        self.inner.call(|w, store| {
+        self.call(|w, store| {
             w.bindings
                 .sluice_plugin_aggregator()
                 .call_merge(store, a, b)
@@ -154,7 +108,7 @@ impl WindowPlugin {
         data: &[u8],
     ) -> Option<Result<PluginResult<Accumulator>, CallFailure>> {
         let mut has = false;
-        let result = self.inner.call(|w, store| {
+        let result = self.call(|w, store| {
             let Some(f) = w.migrate else {
                 return Ok(Err(String::new()));
             };
@@ -171,7 +125,7 @@ impl WindowPlugin {
         acc: &Accumulator,
         window: WindowBounds,
     ) -> Result<PluginResult<Vec<Record>>, CallFailure> {
-        self.inner.call(|b, store| {
+        self.call(|b, store| {
             b.bindings
                 .sluice_plugin_aggregator()
                 .call_finish(store, acc, window)

@@ -1,7 +1,7 @@
 //! `[dead_letter]`: where records that failed go (a file, stderr, a Kafka topic),
 //! opened as one of the sinks. The dead letter itself is [`crate::dead_letter`].
 
-use super::{file, file::FileSink, kafka, stdout, Input, Sink, SinkContext, SinkError};
+use super::{file, file::FileSink, kafka, stdout, Sink, SinkContext, SinkError};
 use crate::dead_letter::Encoding;
 use crate::field_error::FieldError;
 use serde::Deserialize;
@@ -36,10 +36,6 @@ impl DeadLetterConfig {
             DeadLetterConfig::File { path } if path.as_os_str().is_empty() => {
                 Err(FieldError::new("path", "must not be empty"))
             }
-            DeadLetterConfig::Kafka(c) if c.input != Input::Records => Err(FieldError::new(
-                "input",
-                "has no meaning for dead letters; leave it out",
-            )),
             DeadLetterConfig::Kafka(c) => c.validate(),
             _ => Ok(()),
         }
@@ -71,19 +67,19 @@ pub async fn open(
     config: &DeadLetterConfig,
     ctx: &SinkContext,
     max_value: usize,
-) -> Result<(Sink, Encoding), SinkError> {
+) -> Result<(Box<dyn Sink>, Encoding), SinkError> {
     let json = Encoding::JsonLine { max_value };
     Ok(match config {
         DeadLetterConfig::File { path } => (
-            Sink::File(FileSink::open(&ctx.resolve(path), ctx, file::Recovery::Neither).await?),
+            Box::new(FileSink::open(&ctx.resolve(path), ctx, file::Recovery::Neither).await?),
             json,
         ),
         DeadLetterConfig::Stderr => (
-            Sink::Stdout(stdout::StdoutSink::stderr(stdout::Format::Json)),
+            Box::new(stdout::StdoutSink::stderr(stdout::Format::Json)),
             json,
         ),
         DeadLetterConfig::Kafka(c) => (
-            Sink::Kafka(kafka::KafkaSink::open(c, ctx).await?),
+            Box::new(kafka::KafkaSink::open(c, ctx).await?),
             Encoding::Original { max_value },
         ),
     })

@@ -7,11 +7,13 @@
 //! fails after librdkafka's own retries (`message.timeout.ms`) is a fatal pipeline
 //! error naming the topic and the cause, never a silent drop.
 
-use super::{Input, SinkContext, SinkError};
+use super::{Delivery, Input, SinkContext, SinkError};
 use crate::duration::Duration;
 use crate::field_error::FieldError;
 use crate::kafka::{self, CreateTopic, Properties};
+use crate::record::Batch;
 use crate::record::{is_null_value, Record, NULL_VALUE_HEADER};
+use futures_util::future::BoxFuture;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
@@ -22,13 +24,6 @@ use std::collections::VecDeque;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkConfig {
-    #[serde(default)]
-    pub input: Input,
-    /// A JSON Schema file every record must match before it is written (e.g.
-    /// `schemas/user.json`); one that does not is a dead letter naming the path and
-    /// rule it breaks.
-    #[serde(default)]
-    pub schema: Option<std::path::PathBuf>,
     /// Bootstrap brokers, comma-separated: `"127.0.0.1:9092"`.
     pub brokers: String,
     pub topic: String,
@@ -77,6 +72,7 @@ fn default_batch_size() -> u32 {
 }
 
 impl KafkaSinkConfig {
+    /// Field-level checks (also for a Kafka `[dead_letter]`).
     pub fn validate(&self) -> Result<(), FieldError> {
         kafka::validate(&self.brokers, &self.properties)?;
         if self.topic.trim().is_empty() {
@@ -203,5 +199,34 @@ impl KafkaSink {
                 "the producer went away before reporting a delivery",
             )),
         }
+    }
+}
+
+impl super::SinkConnector for KafkaSinkConfig {
+    fn describe(&self) -> String {
+        format!("kafka topic {}", self.topic)
+    }
+
+    fn validate(&self, _input: Input) -> Result<(), FieldError> {
+        KafkaSinkConfig::validate(self)
+    }
+
+    async fn open(&self, ctx: &SinkContext) -> Result<Box<dyn super::Sink>, SinkError> {
+        Ok(Box::new(KafkaSink::open(self, ctx).await?))
+    }
+}
+
+impl super::Sink for KafkaSink {
+    fn write<'a>(
+        &'a mut self,
+        batch: &'a Batch,
+        delivery: &'a mut Delivery,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        // A batch is written whole or failed whole, never retryably.
+        Box::pin(async move {
+            KafkaSink::write(self, &batch.records).await?;
+            delivery.all_written();
+            Ok(())
+        })
     }
 }

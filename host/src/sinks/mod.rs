@@ -4,6 +4,9 @@
 //! durable (as far as it can) when `checkpoint` returns, because the engine then tells
 //! the source those records are safe (Kafka commits their offsets).
 //!
+//! Each connector is its folder: a config implementing [`SinkConnector`] and a writer
+//! implementing [`Sink`]; [`SinkConfig`] holds the keys every sink has.
+//!
 //! A sink is opened with a small [`SinkContext`], not the whole pipeline config, and
 //! reports errors as retryable or fatal ([`ConnectorError`]); the engine retries the
 //! retryable ones with the pipeline's one [`crate::retry::RetryPolicy`], for the
@@ -27,6 +30,7 @@ use crate::field_error::FieldError;
 use crate::metrics::Metrics;
 use crate::position::Partitions;
 use crate::record::Batch;
+use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,10 +46,28 @@ pub enum Input {
     Windows,
 }
 
-/// A `[[sinks]]` table, chosen by its `type` key.
+/// A `[[sinks]]` table: the keys every sink has, and its connector's own (chosen by
+/// `type`). Read in two steps because serde's `flatten` cannot be combined with
+/// `deny_unknown_fields`: the shared keys are taken out of the table first, then the
+/// rest must be exactly the connector's fields.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// Which stream the sink takes (`input = "records"` by default).
+    pub input: Input,
+    /// A JSON Schema file every record must match before it is written (e.g.
+    /// `schemas/user.json`); one that does not is a dead letter naming the path and
+    /// rule it breaks.
+    pub schema: Option<PathBuf>,
+    /// The connector and its own keys.
+    pub connector: SinkType,
+}
+
+/// The connectors, by their `type` key. Adding a sink is its folder (a config with
+/// one [`SinkConnector`] impl, and a writer with one [`Sink`] impl), a line here and
+/// a line in [`each_sink`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum SinkConfig {
+pub enum SinkType {
     Stdout(stdout::StdoutConfig),
     File(file::FileConfig),
     /// A Kafka topic (librdkafka producer; idempotent, `acks=all`).
@@ -60,13 +82,105 @@ pub enum SinkConfig {
     Null(null::NullConfig),
 }
 
-/// What a sink gets when it opens: its name for messages, the folder its relative
-/// paths resolve from, the pipeline's counters, and (with a source that resumes)
-/// where it may keep what must outlive the process.
+/// `$body` with `$c` bound to the connector's config, whichever it is.
+macro_rules! each_sink {
+    ($value:expr, $c:ident => $body:expr) => {
+        match $value {
+            SinkType::Stdout($c) => $body,
+            SinkType::File($c) => $body,
+            SinkType::Kafka($c) => $body,
+            SinkType::Cassandra($c) => $body,
+            SinkType::Mongodb($c) => $body,
+            SinkType::Postgres($c) => $body,
+            SinkType::Null($c) => $body,
+        }
+    };
+}
+
+/// What the engine asks of a sink connector's config: one impl per connector, in
+/// its folder.
+pub trait SinkConnector {
+    /// A short description for names and messages: `file out/users.jsonl`.
+    fn describe(&self) -> String;
+
+    /// Field-level checks, knowing which stream the sink takes.
+    fn validate(&self, _input: Input) -> Result<(), FieldError> {
+        Ok(())
+    }
+
+    /// Whether the sink could be opened, checked without writing or connecting
+    /// (`sluice validate`).
+    fn check(&self, _base_dir: &Path) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Open the sink (files are created here, so a bad path fails before data flows).
+    fn open(
+        &self,
+        ctx: &SinkContext,
+    ) -> impl std::future::Future<Output = Result<Box<dyn Sink>, SinkError>> + Send;
+}
+
+/// An open sink.
+pub trait Sink: Send {
+    /// Write the records `delivery` has pending. `Ok` once each is written or
+    /// rejected; a retryable error leaves the rest pending for the next attempt.
+    fn write<'a>(
+        &'a mut self,
+        batch: &'a Batch,
+        delivery: &'a mut Delivery,
+    ) -> BoxFuture<'a, Result<(), SinkError>>;
+
+    /// Make everything written so far durable. Most sinks have nothing left to do:
+    /// every write already waited for the store's acknowledgement.
+    fn checkpoint(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+impl<'de> Deserialize<'de> for SinkConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        // The message alone: the loader finds the line by the refused value.
+        let shared = |e: toml::de::Error| D::Error::custom(e.message());
+        let input = match table.remove("input") {
+            Some(v) => Input::deserialize(v).map_err(shared)?,
+            None => Input::default(),
+        };
+        let schema = match table.remove("schema") {
+            Some(v) => Some(PathBuf::deserialize(v).map_err(shared)?),
+            None => None,
+        };
+        let connector = SinkType::deserialize(toml::Value::Table(table))
+            .map_err(|e| D::Error::custom(with_shared_keys(e.message())))?;
+        Ok(SinkConfig {
+            input,
+            schema,
+            connector,
+        })
+    }
+}
+
+/// serde's `unknown field `x`, expected ...` lists the connector's keys only; a
+/// user should also read of the keys every sink has.
+fn with_shared_keys(message: &str) -> String {
+    if !message.starts_with("unknown field `") {
+        return message.to_owned();
+    }
+    message
+        .replacen(", expected one of `", ", expected `", 1)
+        .replacen(", expected `", ", expected one of `input`, `schema`, `", 1)
+}
+
+/// What a sink gets when it opens: its name for messages, the stream it takes, the
+/// folder its relative paths resolve from, the pipeline's counters, and (with a
+/// source that resumes) where it may keep what must outlive the process.
 #[derive(Debug, Clone)]
 pub struct SinkContext {
     /// E.g. `sinks[0] (file out/users.jsonl)`.
     pub name: String,
+    pub input: Input,
     pub base_dir: PathBuf,
     pub metrics: Arc<Metrics>,
     /// The pipeline's state folder, when its source resumes from what was
@@ -85,128 +199,32 @@ impl SinkContext {
 
 impl SinkConfig {
     /// The schema its records must match, as the config names it.
-    pub fn schema(&self) -> Option<&std::path::Path> {
-        match self {
-            SinkConfig::Stdout(c) => c.schema.as_deref(),
-            SinkConfig::File(c) => c.schema.as_deref(),
-            SinkConfig::Kafka(c) => c.schema.as_deref(),
-            SinkConfig::Cassandra(c) => c.schema.as_deref(),
-            SinkConfig::Mongodb(c) => c.schema.as_deref(),
-            SinkConfig::Null(c) => c.schema.as_deref(),
-            SinkConfig::Postgres(c) => c.schema.as_deref(),
-        }
+    pub fn schema(&self) -> Option<&Path> {
+        self.schema.as_deref()
     }
 
     pub fn input(&self) -> Input {
-        match self {
-            SinkConfig::Stdout(c) => c.input,
-            SinkConfig::File(c) => c.input,
-            SinkConfig::Kafka(c) => c.input,
-            SinkConfig::Cassandra(c) => c.input,
-            SinkConfig::Mongodb(c) => c.input,
-            SinkConfig::Null(c) => c.input,
-            SinkConfig::Postgres(c) => c.input,
-        }
+        self.input
     }
 
     /// A short description for names and messages: `file out/users.jsonl`.
     pub fn describe(&self) -> String {
-        match self {
-            SinkConfig::Stdout(_) => "stdout".into(),
-            SinkConfig::File(c) => format!("file {}", c.path.display()),
-            SinkConfig::Kafka(c) => format!("kafka topic {}", c.topic),
-            SinkConfig::Cassandra(c) => format!("cassandra {}.{}", c.keyspace, c.table),
-            SinkConfig::Mongodb(c) => format!("mongodb {}.{}", c.database, c.collection),
-            SinkConfig::Null(_) => "null".into(),
-            SinkConfig::Postgres(c) => format!("postgres {}", c.table),
-        }
+        each_sink!(&self.connector, c => SinkConnector::describe(c))
     }
 
     pub fn validate(&self) -> Result<(), FieldError> {
-        match self {
-            SinkConfig::File(c) if c.path.as_os_str().is_empty() => {
-                Err(FieldError::new("path", "must not be empty"))
-            }
-            SinkConfig::Kafka(c) => c.validate(),
-            SinkConfig::Cassandra(c) => c.validate(),
-            SinkConfig::Mongodb(c) => c.validate(),
-            SinkConfig::Postgres(c) => c.validate(),
-            _ => Ok(()),
-        }
+        each_sink!(&self.connector, c => SinkConnector::validate(c, self.input))
     }
 
     /// Whether the sink could be opened, checked without writing or connecting
     /// (`sluice validate`): file paths are not folders and can be created.
     pub fn check(&self, base_dir: &Path) -> Result<(), String> {
-        match self {
-            // `join` keeps an absolute path as it is.
-            SinkConfig::File(c) => file::check_writable(&base_dir.join(&c.path)),
-            _ => Ok(()),
-        }
+        each_sink!(&self.connector, c => SinkConnector::check(c, base_dir))
     }
 
-    /// Open the sink (files are created here, so a bad path fails before data flows).
-    pub async fn open(&self, ctx: &SinkContext) -> Result<Sink, SinkError> {
-        Ok(match self {
-            SinkConfig::Stdout(c) => Sink::Stdout(stdout::StdoutSink::stdout(c.format)),
-            SinkConfig::File(c) => {
-                Sink::File(file::FileSink::open(&ctx.resolve(&c.path), ctx, c.input.into()).await?)
-            }
-            SinkConfig::Kafka(c) => Sink::Kafka(kafka::KafkaSink::open(c, ctx).await?),
-            SinkConfig::Cassandra(c) => {
-                Sink::Cassandra(Box::new(cassandra::CassandraSink::open(c, ctx).await?))
-            }
-            SinkConfig::Mongodb(c) => Sink::Mongodb(mongo::MongoSink::open(c, ctx).await?),
-            SinkConfig::Null(_) => Sink::Null(null::NullSink::default()),
-            SinkConfig::Postgres(c) => {
-                Sink::Postgres(Box::new(postgres::PostgresSink::open(c, ctx).await?))
-            }
-        })
-    }
-}
-
-/// An open sink. An enum rather than a trait object: the set is closed, and each
-/// arm is a plain `async fn`.
-pub enum Sink {
-    /// Standard output, or standard error (dead letters).
-    Stdout(stdout::StdoutSink),
-    File(file::FileSink),
-    Kafka(kafka::KafkaSink),
-    /// Boxed: a prepared statement and a session are large beside the others.
-    Cassandra(Box<cassandra::CassandraSink>),
-    Mongodb(mongo::MongoSink),
-    Postgres(Box<postgres::PostgresSink>),
-    Null(null::NullSink),
-}
-
-impl Sink {
-    /// Write the records `delivery` has pending. `Ok` once each is written or
-    /// rejected; a retryable error leaves the rest pending for the next attempt.
-    pub async fn write(&mut self, batch: &Batch, delivery: &mut Delivery) -> Result<(), SinkError> {
-        let records = &batch.records;
-        match self {
-            Sink::Cassandra(s) => return s.write(records, delivery).await,
-            Sink::Mongodb(s) => return s.write(records, delivery).await,
-            Sink::Postgres(s) => return s.write(records, delivery).await,
-            // The others write a batch whole or fail it whole, never retryably.
-            Sink::Stdout(s) => s.write(records).await?,
-            Sink::File(s) => s.write(batch).await?,
-            Sink::Kafka(s) => s.write(records).await?,
-            Sink::Null(s) => s.write(records),
-        }
-        delivery.all_written();
-        Ok(())
-    }
-
-    /// Make everything written so far durable.
-    pub async fn checkpoint(&mut self) -> Result<(), SinkError> {
-        match self {
-            Sink::Stdout(_) | Sink::Null(_) => Ok(()),
-            Sink::File(s) => s.sync().await,
-            // Every write already waited for all its delivery reports, every row
-            // and document for the store's acknowledgement.
-            Sink::Kafka(_) | Sink::Cassandra(_) | Sink::Mongodb(_) | Sink::Postgres(_) => Ok(()),
-        }
+    /// Open the sink; `ctx.input` is this table's.
+    pub async fn open(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, SinkError> {
+        each_sink!(&self.connector, c => SinkConnector::open(c, ctx).await)
     }
 }
 

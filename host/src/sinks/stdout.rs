@@ -1,5 +1,7 @@
-use super::{json_line, Input, SinkError};
+use super::{json_line, Delivery, SinkContext, SinkError};
+use crate::record::Batch;
 use crate::record::Record;
+use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use std::io::IsTerminal;
 use tokio::io::AsyncWriteExt;
@@ -7,13 +9,6 @@ use tokio::io::AsyncWriteExt;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutConfig {
-    #[serde(default)]
-    pub input: Input,
-    /// A JSON Schema file every record must match before it is written (e.g.
-    /// `schemas/user.json`); one that does not is a dead letter naming the path and
-    /// rule it breaks.
-    #[serde(default)]
-    pub schema: Option<std::path::PathBuf>,
     #[serde(default)]
     pub format: Format,
 }
@@ -97,5 +92,29 @@ impl StdoutSink {
         let written = self.out.write_all(&self.buf).await;
         let flushed = written.and(self.out.flush().await);
         flushed.map_err(|e| SinkError::fatal(self.name, e))
+    }
+}
+
+impl super::SinkConnector for StdoutConfig {
+    fn describe(&self) -> String {
+        "stdout".into()
+    }
+
+    async fn open(&self, _ctx: &SinkContext) -> Result<Box<dyn super::Sink>, SinkError> {
+        Ok(Box::new(StdoutSink::stdout(self.format)))
+    }
+}
+
+impl super::Sink for StdoutSink {
+    fn write<'a>(
+        &'a mut self,
+        batch: &'a Batch,
+        delivery: &'a mut Delivery,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            StdoutSink::write(self, &batch.records).await?;
+            delivery.all_written();
+            Ok(())
+        })
     }
 }

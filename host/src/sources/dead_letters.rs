@@ -243,6 +243,24 @@ pub async fn run(config: DeadLettersConfig, ctx: SourceContext) -> Result<(), So
     Ok(())
 }
 
+impl super::SourceConnector for DeadLettersConfig {
+    fn type_name(&self) -> &'static str {
+        "dead_letters"
+    }
+
+    fn kind(&self) -> super::SourceKind {
+        super::SourceKind::Fresh
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        DeadLettersConfig::validate(self)
+    }
+
+    async fn run(self, ctx: SourceContext) -> Result<(), SourceError> {
+        run(self, ctx).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -566,3 +566,24 @@ pub fn run(config: FileSourceConfig, ctx: SourceContext) -> Result<(), SourceErr
         }
     }
 }
+
+impl super::SourceConnector for FileSourceConfig {
+    fn type_name(&self) -> &'static str {
+        "file"
+    }
+
+    fn kind(&self) -> super::SourceKind {
+        super::SourceKind::Resumable
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        FileSourceConfig::validate(self)
+    }
+
+    async fn run(self, ctx: SourceContext) -> Result<(), SourceError> {
+        // Nothing to connect to: a file that cannot be opened fails the source.
+        ctx.metrics.set_connected();
+        // File reads block: on a thread of its own.
+        super::on_own_thread(ctx, move |ctx| run(self, ctx)).await
+    }
+}

@@ -334,6 +334,24 @@ pub async fn run(config: HttpConfig, ctx: SourceContext) -> Result<(), SourceErr
     }
 }
 
+impl super::SourceConnector for HttpConfig {
+    fn type_name(&self) -> &'static str {
+        "http"
+    }
+
+    fn kind(&self) -> super::SourceKind {
+        super::SourceKind::Fresh
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        HttpConfig::validate(self)
+    }
+
+    async fn run(self, ctx: SourceContext) -> Result<(), SourceError> {
+        run(self, ctx).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

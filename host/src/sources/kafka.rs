@@ -642,3 +642,40 @@ fn read_to_end(consumer: &BaseConsumer<Ctx>, one_topic: bool) -> bool {
         }
     })
 }
+
+impl super::SourceConnector for KafkaSourceConfig {
+    fn type_name(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn kind(&self) -> super::SourceKind {
+        super::SourceKind::Resumable
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        KafkaSourceConfig::validate(self)
+    }
+
+    async fn moving_window_state(
+        &self,
+        topic: Option<&str>,
+        windowing: (i64, i64),
+    ) -> Result<Option<Box<dyn crate::window_state::StateBackend>>, String> {
+        let topic = topic.map_or_else(|| format!("{}-windows", self.group_id), str::to_owned);
+        let changelog = crate::kafka::changelog::Changelog::open(
+            &self.brokers,
+            &self.properties,
+            &topic,
+            &self.group_id,
+            &self.topics,
+            windowing,
+        )
+        .await?;
+        Ok(Some(Box::new(changelog)))
+    }
+
+    async fn run(self, ctx: SourceContext) -> Result<(), SourceError> {
+        // librdkafka blocks: on a thread of its own.
+        super::on_own_thread(ctx, move |ctx| run(self, ctx)).await
+    }
+}

@@ -32,7 +32,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// `[source]`, chosen by its `type` key.
+/// `[source]`, chosen by its `type` key. Adding a source is its module (a config
+/// with one [`SourceConnector`] impl), a line here and a line in [`each_source`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SourceConfig {
@@ -51,6 +52,20 @@ pub enum SourceConfig {
     Postgres(postgres::PostgresSourceConfig),
 }
 
+/// `$body` with `$c` bound to the source's config, whichever it is.
+macro_rules! each_source {
+    ($value:expr, $c:ident => $body:expr) => {
+        match $value {
+            SourceConfig::Generator($c) => $body,
+            SourceConfig::Http($c) => $body,
+            SourceConfig::Kafka($c) => $body,
+            SourceConfig::File($c) => $body,
+            SourceConfig::DeadLetters($c) => $body,
+            SourceConfig::Postgres($c) => $body,
+        }
+    };
+}
+
 /// What a source is, as far as the engine cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
@@ -63,112 +78,107 @@ pub enum SourceKind {
     Fresh,
 }
 
+/// What the engine asks of a source connector's config: one impl per connector, in
+/// its module.
+pub trait SourceConnector: Sized {
+    /// Its `type` key, for names and messages.
+    fn type_name(&self) -> &'static str;
+
+    /// Whether it resumes from what was acknowledged.
+    fn kind(&self) -> SourceKind;
+
+    /// Field-level checks.
+    fn validate(&self) -> Result<(), FieldError> {
+        Ok(())
+    }
+
+    /// A window state that moves with the source's partitions (`[window] state =
+    /// "kafka"`), for a source that has one: `topic` as configured.
+    fn moving_window_state(
+        &self,
+        _topic: Option<&str>,
+        _windowing: (i64, i64),
+    ) -> impl std::future::Future<Output = Result<Option<Box<dyn StateBackend>>, String>> + Send
+    {
+        async { Ok(None) }
+    }
+
+    /// Emit records until done or told to stop.
+    fn run(
+        self,
+        ctx: SourceContext,
+    ) -> impl std::future::Future<Output = Result<(), SourceError>> + Send;
+}
+
+/// Run `f` (a source whose reads block: librdkafka, files, a database driver) on a
+/// thread of its own; a panic there is the source's fatal error.
+pub(crate) async fn on_own_thread(
+    ctx: SourceContext,
+    f: impl FnOnce(SourceContext) -> Result<(), SourceError> + Send + 'static,
+) -> Result<(), SourceError> {
+    let name = ctx.name.clone();
+    tokio::task::spawn_blocking(move || f(ctx))
+        .await
+        .unwrap_or_else(|e| Err(SourceError::fatal(&name, format!("panicked: {e}"))))
+}
+
 impl SourceConfig {
-    /// Field-level checks; `Err(FieldError::new(field, message))`.
+    /// Field-level checks.
     pub fn validate(&self) -> Result<(), FieldError> {
-        match self {
-            SourceConfig::Generator(c) => c.validate(),
-            SourceConfig::Http(c) => c.validate(),
-            SourceConfig::Kafka(c) => c.validate(),
-            SourceConfig::File(c) => c.validate(),
-            SourceConfig::DeadLetters(c) => c.validate(),
-            SourceConfig::Postgres(c) => c.validate(),
-        }
+        each_source!(self, c => SourceConnector::validate(c))
     }
 
     /// The source's type, for names and messages.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SourceConfig::Generator(_) => "generator",
-            SourceConfig::Http(_) => "http",
-            SourceConfig::Kafka(_) => "kafka",
-            SourceConfig::File(_) => "file",
-            SourceConfig::DeadLetters(_) => "dead_letters",
-            SourceConfig::Postgres(_) => "postgres",
-        }
+    pub fn type_name(&self) -> &'static str {
+        each_source!(self, c => c.type_name())
     }
 
     /// Whether a restart resumes from what was acknowledged (so that records held in
     /// open windows at a stop are read again, and the windows need not be emitted
     /// half-full).
     pub fn resumes(&self) -> bool {
-        self.what() == SourceKind::Resumable
+        self.kind() == SourceKind::Resumable
     }
 
-    /// What this source is, for the engine: the one place each source says it.
-    pub fn what(&self) -> SourceKind {
-        match self {
-            SourceConfig::Kafka(_) | SourceConfig::File(_) | SourceConfig::Postgres(_) => {
-                SourceKind::Resumable
-            }
-            _ => SourceKind::Fresh,
-        }
+    /// What this source is, for the engine.
+    pub fn kind(&self) -> SourceKind {
+        each_source!(self, c => SourceConnector::kind(c))
     }
 
     /// Where a window's state is kept at each checkpoint, when this source resumes
     /// from what was acknowledged (otherwise nowhere: nothing is read again): a file
-    /// in `state_dir`, or, for a Kafka source when the state should move with the
-    /// partitions (`[window] state = "kafka"`: `Some(topic)`, default
-    /// `<group_id>-windows`), a compacted topic on its brokers. `windowing`: the
-    /// window's size and slide (ms), which the state must match.
+    /// in `state_dir`, or, when the state should move with the partitions (`[window]
+    /// state = "kafka"`: `moving` is `Some(topic)`), what the source offers for it
+    /// (a Kafka source: a compacted topic on its brokers). `windowing`: the window's
+    /// size and slide (ms), which the state must match.
     pub async fn window_state(
         &self,
         moving: Option<Option<&str>>,
         state_dir: &std::path::Path,
         windowing: (i64, i64),
     ) -> Result<Option<Box<dyn StateBackend>>, String> {
-        Ok(match (self, moving) {
-            (SourceConfig::Kafka(k), Some(topic)) => {
-                let topic = topic.map_or_else(|| format!("{}-windows", k.group_id), str::to_owned);
-                let changelog = crate::kafka::changelog::Changelog::open(
-                    &k.brokers,
-                    &k.properties,
-                    &topic,
-                    &k.group_id,
-                    &k.topics,
-                    windowing,
-                )
-                .await?;
-                Some(Box::new(changelog))
+        if let Some(topic) = moving {
+            let state = each_source!(self, c => c.moving_window_state(topic, windowing).await)?;
+            if state.is_some() {
+                return Ok(state);
             }
-            (source, _) if source.resumes() => Some(Box::new(SnapshotStore::in_dir(state_dir))),
-            _ => None,
-        })
+        }
+        Ok(self
+            .resumes()
+            .then(|| Box::new(SnapshotStore::in_dir(state_dir)) as Box<dyn StateBackend>))
     }
 
     /// How many events the engine's intake holds for about `records` records: a source
     /// on its own thread sends chunks of up to [`CHUNK`], the others one record each.
     pub fn intake_capacity(&self, records: usize) -> usize {
-        match self.what() {
+        match self.kind() {
             SourceKind::Resumable => records.div_ceil(CHUNK).max(2),
             SourceKind::Fresh => records.max(1),
         }
     }
 
     pub async fn run(self, ctx: SourceContext) -> Result<(), SourceError> {
-        let name = ctx.name.clone();
-        let blocking = |f: Box<dyn FnOnce() -> Result<(), SourceError> + Send>| async move {
-            tokio::task::spawn_blocking(f)
-                .await
-                .unwrap_or_else(|e| Err(SourceError::fatal(&name, format!("panicked: {e}"))))
-        };
-        // These have nothing to connect to (a file that cannot be opened fails the
-        // source); http and kafka say when they have reached their server.
-        if matches!(self, SourceConfig::Generator(_) | SourceConfig::File(_)) {
-            ctx.metrics.set_connected();
-        }
-        match self {
-            SourceConfig::Generator(c) => {
-                generator::run(c, ctx).await;
-                Ok(())
-            }
-            SourceConfig::Http(c) => http::run(c, ctx).await,
-            // librdkafka and file reads block: these run on a thread of their own.
-            SourceConfig::Kafka(c) => blocking(Box::new(move || kafka::run(c, ctx))).await,
-            SourceConfig::File(c) => blocking(Box::new(move || file::run(c, ctx))).await,
-            SourceConfig::DeadLetters(c) => dead_letters::run(c, ctx).await,
-            SourceConfig::Postgres(c) => blocking(Box::new(move || postgres::run(c, ctx))).await,
-        }
+        each_source!(self, c => c.run(ctx).await)
     }
 }
 

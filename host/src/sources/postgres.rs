@@ -385,3 +385,21 @@ pub fn run(config: PostgresSourceConfig, ctx: SourceContext) -> Result<(), Sourc
 fn send(ctx: &SourceContext, chunk: &mut Vec<SourceEvent>) -> Result<(), Closed> {
     ctx.blocking_emit_many(std::mem::take(chunk))
 }
+
+impl super::SourceConnector for PostgresSourceConfig {
+    fn type_name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn kind(&self) -> super::SourceKind {
+        super::SourceKind::Resumable
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        PostgresSourceConfig::validate(self)
+    }
+
+    async fn run(self, ctx: SourceContext) -> Result<(), SourceError> {
+        super::on_own_thread(ctx, move |ctx| run(self, ctx)).await
+    }
+}

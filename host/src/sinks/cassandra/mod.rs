@@ -29,13 +29,6 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CassandraConfig {
-    #[serde(default)]
-    pub input: Input,
-    /// A JSON Schema file every record must match before it is written (e.g.
-    /// `schemas/user.json`); one that does not is a dead letter naming the path and
-    /// rule it breaks.
-    #[serde(default)]
-    pub schema: Option<std::path::PathBuf>,
     /// Nodes to connect to first (`"host:port"`, or several comma-separated); the
     /// driver discovers the rest of the cluster from them.
     #[serde(deserialize_with = "one_or_many")]
@@ -346,6 +339,23 @@ impl Create {
             })
             .collect();
         format!("{{{}}}", entries.join(", "))
+    }
+}
+
+impl super::SinkConnector for CassandraConfig {
+    fn describe(&self) -> String {
+        format!("cassandra {}.{}", self.keyspace, self.table)
+    }
+
+    fn validate(&self, _input: Input) -> Result<(), FieldError> {
+        Self::validate(self)
+    }
+
+    async fn open(
+        &self,
+        ctx: &super::SinkContext,
+    ) -> Result<Box<dyn super::Sink>, super::SinkError> {
+        Ok(Box::new(sink::CassandraSink::open(self, ctx).await?))
     }
 }
 

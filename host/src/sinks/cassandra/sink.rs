@@ -155,3 +155,13 @@ fn classify(e: ExecutionError) -> Outcome {
         _ => Outcome::Retry(e.to_string()),
     }
 }
+
+impl crate::sinks::Sink for CassandraSink {
+    fn write<'a>(
+        &'a mut self,
+        batch: &'a crate::record::Batch,
+        delivery: &'a mut crate::sinks::Delivery,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(CassandraSink::write(self, &batch.records, delivery))
+    }
+}

@@ -3,9 +3,11 @@
 
 mod checkpoint;
 
-use super::{json_line, Input, SinkContext, SinkError};
+use super::{json_line, Delivery, Input, SinkContext, SinkError};
+use crate::field_error::FieldError;
 use crate::record::Batch;
 use checkpoint::Checkpoints;
+use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
@@ -13,13 +15,6 @@ use tokio::io::AsyncWriteExt;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    #[serde(default)]
-    pub input: Input,
-    /// A JSON Schema file every record must match before it is written (e.g.
-    /// `schemas/user.json`); one that does not is a dead letter naming the path and
-    /// rule it breaks.
-    #[serde(default)]
-    pub schema: Option<std::path::PathBuf>,
     /// JSON lines are appended here; parent directories are created.
     pub path: PathBuf,
 }
@@ -352,6 +347,47 @@ pub fn check_writable(path: &Path) -> Result<(), String> {
         parent = dir.parent();
     }
     Ok(())
+}
+
+impl super::SinkConnector for FileConfig {
+    fn describe(&self) -> String {
+        format!("file {}", self.path.display())
+    }
+
+    fn validate(&self, _input: Input) -> Result<(), FieldError> {
+        if self.path.as_os_str().is_empty() {
+            return Err(FieldError::new("path", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    fn check(&self, base_dir: &Path) -> Result<(), String> {
+        // `join` keeps an absolute path as it is.
+        check_writable(&base_dir.join(&self.path))
+    }
+
+    async fn open(&self, ctx: &SinkContext) -> Result<Box<dyn super::Sink>, SinkError> {
+        let sink = FileSink::open(&ctx.resolve(&self.path), ctx, ctx.input.into()).await?;
+        Ok(Box::new(sink))
+    }
+}
+
+impl super::Sink for FileSink {
+    fn write<'a>(
+        &'a mut self,
+        batch: &'a Batch,
+        delivery: &'a mut Delivery,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            FileSink::write(self, batch).await?;
+            delivery.all_written();
+            Ok(())
+        })
+    }
+
+    fn checkpoint(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(self.sync())
+    }
 }
 
 #[cfg(test)]

@@ -26,13 +26,6 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MongoConfig {
-    #[serde(default)]
-    pub input: Input,
-    /// A JSON Schema file every record must match before it is written (e.g.
-    /// `schemas/user.json`); one that does not is a dead letter naming the path and
-    /// rule it breaks.
-    #[serde(default)]
-    pub schema: Option<std::path::PathBuf>,
     /// A connection string: `mongodb://user:${MONGO_PASSWORD}@host:27017/?tls=true`.
     pub uri: String,
     pub database: String,
@@ -108,15 +101,15 @@ pub struct Index {
 
 impl MongoConfig {
     /// `id_field`, or its default for the sink's input.
-    pub fn id_field(&self) -> &str {
-        match (&self.id_field, self.input) {
+    pub fn id_field(&self, input: Input) -> &str {
+        match (&self.id_field, input) {
             (Some(field), _) => field,
             (None, Input::Records) => "id",
             (None, Input::Windows) => "window_start",
         }
     }
 
-    pub fn validate(&self) -> Result<(), FieldError> {
+    pub fn validate(&self, input: Input) -> Result<(), FieldError> {
         let err = |f: &str, m: &str| Err(FieldError::new(f, m));
         if !self.uri.starts_with("mongodb://") && !self.uri.starts_with("mongodb+srv://") {
             return err(
@@ -157,13 +150,13 @@ impl MongoConfig {
                 "needs mode = \"upsert\" (a window's document is updated in place)",
             );
         }
-        if self.partials && self.input != Input::Windows {
+        if self.partials && input != Input::Windows {
             return err(
                 "partials",
                 "needs input = \"windows\" (it sums window results per partition)",
             );
         }
-        if self.mode == Mode::Upsert && self.id_field().is_empty() {
+        if self.mode == Mode::Upsert && self.id_field(input).is_empty() {
             return err("id_field", "must name a field");
         }
         if matches!(&self.write_concern, WriteConcern::Tag(t) if t.is_empty()) {
@@ -192,6 +185,23 @@ impl MongoConfig {
     }
 }
 
+impl super::SinkConnector for MongoConfig {
+    fn describe(&self) -> String {
+        format!("mongodb {}.{}", self.database, self.collection)
+    }
+
+    fn validate(&self, input: Input) -> Result<(), FieldError> {
+        MongoConfig::validate(self, input)
+    }
+
+    async fn open(
+        &self,
+        ctx: &super::SinkContext,
+    ) -> Result<Box<dyn super::Sink>, super::SinkError> {
+        Ok(Box::new(sink::MongoSink::open(self, ctx).await?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,15 +216,14 @@ mod tests {
     fn defaults_upsert_by_id_with_majority() {
         let c = parse("").unwrap();
         assert_eq!(c.mode, Mode::Upsert);
-        assert_eq!(c.id_field(), "id");
-        let windows = parse("input = \"windows\"").unwrap();
+        assert_eq!(c.id_field(Input::Records), "id");
         assert_eq!(
-            windows.id_field(),
+            c.id_field(Input::Windows),
             "window_start",
             "a window's document is keyed by its start"
         );
         assert_eq!(c.write_concern, WriteConcern::Tag("majority".into()));
-        assert!(c.validate().is_ok());
+        assert!(c.validate(Input::Records).is_ok());
         assert_eq!(
             parse("write_concern = 2").unwrap().write_concern,
             WriteConcern::Members(2)
@@ -223,14 +232,20 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
-        let field = |extra: &str| parse(extra).unwrap().validate().unwrap_err().field;
+        let field = |extra: &str| {
+            parse(extra)
+                .unwrap()
+                .validate(Input::Records)
+                .unwrap_err()
+                .field
+        };
         assert_eq!(field("indexes = [{ fields = [] }]"), "indexes[0].fields");
         assert_eq!(field("id_field = \"\""), "id_field");
         let collection = |name: &str| {
             let text = "uri = \"mongodb://h\"\ndatabase = \"d\"\ncollection = \"c\"";
             let mut c = toml::from_str::<MongoConfig>(text).unwrap();
             c.collection = name.to_owned();
-            c.validate().err().map(|e| e.field)
+            c.validate(Input::Records).err().map(|e| e.field)
         };
         for bad in [".x", "x.", "a\0b", "a$b", "system.x", &"c".repeat(254)] {
             assert_eq!(collection(bad).as_deref(), Some("collection"), "{bad:?}");
@@ -239,7 +254,7 @@ mod tests {
         assert_eq!(collection("User.archive"), None);
         let bad_uri: MongoConfig =
             toml::from_str("uri = \"http://x\"\ndatabase = \"d\"\ncollection = \"c\"").unwrap();
-        assert_eq!(bad_uri.validate().unwrap_err().field, "uri");
+        assert_eq!(bad_uri.validate(Input::Records).unwrap_err().field, "uri");
         assert!(parse("mode = \"append\"")
             .unwrap_err()
             .to_string()

@@ -72,7 +72,7 @@ impl MongoSink {
             db: client.database(&config.database),
             collection: config.collection.clone(),
             mode: config.mode,
-            id_field: config.id_field().to_owned(),
+            id_field: config.id_field(ctx.input).to_owned(),
             write_concern,
             timeout: *config.timeout,
         })
@@ -389,5 +389,15 @@ fn classify(e: &mongodb::error::Error) -> Unsettled {
         Unsettled::Retry(e.to_string())
     } else {
         Unsettled::Fatal(format!("MongoDB: {e}"))
+    }
+}
+
+impl crate::sinks::Sink for MongoSink {
+    fn write<'a>(
+        &'a mut self,
+        batch: &'a crate::record::Batch,
+        delivery: &'a mut crate::sinks::Delivery,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(MongoSink::write(self, &batch.records, delivery))
     }
 }

@@ -33,13 +33,6 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
-    #[serde(default)]
-    pub input: Input,
-    /// A JSON Schema file every record must match before it is written (e.g.
-    /// `schemas/user.json`); one that does not is a dead letter naming the path and
-    /// rule it breaks.
-    #[serde(default)]
-    pub schema: Option<std::path::PathBuf>,
     /// `postgres://user:${PGPASSWORD}@host:5432/db` (or libpq's `host=... user=...`).
     pub url: String,
     /// The table, optionally with its schema: `created_users`, `staging.users`.
@@ -180,6 +173,23 @@ impl PostgresConfig {
             return err("timeout", "must be more than 0".into());
         }
         Ok(())
+    }
+}
+
+impl super::SinkConnector for PostgresConfig {
+    fn describe(&self) -> String {
+        format!("postgres {}", self.table)
+    }
+
+    fn validate(&self, _input: Input) -> Result<(), FieldError> {
+        Self::validate(self)
+    }
+
+    async fn open(
+        &self,
+        ctx: &super::SinkContext,
+    ) -> Result<Box<dyn super::Sink>, super::SinkError> {
+        Ok(Box::new(sink::PostgresSink::open(self, ctx).await?))
     }
 }
 

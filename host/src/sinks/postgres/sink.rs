@@ -342,6 +342,16 @@ fn classify(e: &tokio_postgres::Error, table: &str, keys: &[&str]) -> Failed {
     }
 }
 
+impl crate::sinks::Sink for PostgresSink {
+    fn write<'a>(
+        &'a mut self,
+        batch: &'a crate::record::Batch,
+        delivery: &'a mut crate::sinks::Delivery,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(PostgresSink::write(self, &batch.records, delivery))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ mod users;
 
 pub use users::{response, user};
 
-use super::{SourceContext, SplitMix64};
+use super::{SourceContext, SourceError, SplitMix64};
 use crate::duration::Duration;
 use crate::field_error::FieldError;
 use crate::position::{Origin, Position};
@@ -142,6 +142,27 @@ pub async fn run(config: GeneratorConfig, ctx: SourceContext) {
             break;
         }
         index += 1;
+    }
+}
+
+impl super::SourceConnector for GeneratorConfig {
+    fn type_name(&self) -> &'static str {
+        "generator"
+    }
+
+    fn kind(&self) -> super::SourceKind {
+        super::SourceKind::Fresh
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        GeneratorConfig::validate(self)
+    }
+
+    async fn run(self, ctx: SourceContext) -> Result<(), SourceError> {
+        // Nothing to connect to.
+        ctx.metrics.set_connected();
+        run(self, ctx).await;
+        Ok(())
     }
 }
 
