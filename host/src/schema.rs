@@ -44,42 +44,55 @@ impl std::fmt::Debug for Schema {
 impl Schema {
     /// Read and compile `file` (relative to `base_dir`); an error names the file and
     /// what is wrong (not JSON, at which line; not a schema, at which keyword).
-    pub fn load(file: &Path, base_dir: &Path) -> Result<Schema, String> {
+    pub fn load(file: &Path, base_dir: &Path) -> Result<Schema, SchemaError> {
         let path: PathBuf = base_dir.join(file);
         let shown = file.display().to_string();
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            format!(
-                "{}:{}:{}: is not JSON ({e})",
-                path.display(),
-                e.line(),
-                e.column()
-            )
+        let text = std::fs::read_to_string(&path).map_err(|source| SchemaError::Read {
+            path: path.clone(),
+            source,
         })?;
-        Schema::compile(shown, &value).map_err(|e| format!("{} {e}", path.display()))
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| SchemaError::NotJson {
+                path: path.clone(),
+                line: e.line(),
+                column: e.column(),
+                message: e.to_string(),
+            })?;
+        Schema::compile(shown, &value).map_err(|e| match e {
+            SchemaError::Invalid { reason, .. } => SchemaError::Invalid {
+                schema: path.display().to_string(),
+                reason,
+            },
+            other => other,
+        })
     }
 
     /// Compile a schema given as a value; `shown` names it in reasons.
-    pub fn compile(shown: String, schema: &serde_json::Value) -> Result<Schema, String> {
+    pub fn compile(shown: String, schema: &serde_json::Value) -> Result<Schema, SchemaError> {
+        let invalid = |reason: String| SchemaError::Invalid {
+            schema: shown.clone(),
+            reason,
+        };
         if !schema.is_object() && !schema.is_boolean() {
-            return Err("is not a JSON Schema: a schema is an object (or true/false)".into());
+            return Err(invalid(
+                "is not a JSON Schema: a schema is an object (or true/false)".into(),
+            ));
         }
         if let Some(cycle) = vacuous_cycle(schema) {
-            return Err(format!(
+            return Err(invalid(format!(
                 "is a schema that only refers to itself (`$ref` {cycle}), so it would match every record: give it rules"
-            ));
+            )));
         }
         let validator = jsonschema::options()
             .should_validate_formats(true)
             .build(schema)
             .map_err(|e| {
                 let at = e.schema_path().as_str();
-                if at.is_empty() {
+                invalid(if at.is_empty() {
                     format!("is not a valid JSON Schema: {e}")
                 } else {
                     format!("is not a valid JSON Schema (at {at}): {e}")
-                }
+                })
             })?;
         Ok(Schema { shown, validator })
     }
@@ -91,13 +104,16 @@ impl Schema {
     /// Whether `json` matches; if not, why, naming the first failing path and rule:
     /// ``does not match schemas/user.json at /email: "x" is not a "email" (rule
     /// /properties/email/format)``.
-    pub fn check(&self, json: &[u8]) -> Result<(), String> {
-        let value: serde_json::Value = serde_json::from_slice(json)
-            .map_err(|e| format!("does not match {}: not JSON ({e})", self.shown))?;
+    pub fn check(&self, json: &[u8]) -> Result<(), Mismatch> {
+        let value: serde_json::Value =
+            serde_json::from_slice(json).map_err(|e| Mismatch::NotJson {
+                schema: self.shown.clone(),
+                reason: e.to_string(),
+            })?;
         self.check_value(&value)
     }
 
-    pub fn check_value(&self, value: &serde_json::Value) -> Result<(), String> {
+    pub fn check_value(&self, value: &serde_json::Value) -> Result<(), Mismatch> {
         if self.validator.is_valid(value) {
             return Ok(());
         }
@@ -106,17 +122,60 @@ impl Schema {
             return Ok(());
         };
         let more = errors.count();
-        let path = first.instance_path().as_str();
-        let path = if path.is_empty() { "/" } else { path };
-        let mut reason = format!(
-            "does not match {} at {path}: {first} (rule {})",
-            self.shown,
-            first.schema_path().as_str()
-        );
-        if more > 0 {
-            reason.push_str(&format!("; and {more} more"));
-        }
-        Err(reason)
+        let pointer = first.instance_path().as_str();
+        Err(Mismatch::Rule {
+            schema: self.shown.clone(),
+            pointer: if pointer.is_empty() { "/" } else { pointer }.to_owned(),
+            message: first.to_string(),
+            rule: first.schema_path().as_str().to_owned(),
+            more,
+        })
+    }
+}
+
+/// A schema file that cannot be used: named with what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: is not JSON ({message})", path.display())]
+    NotJson {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// Not a schema, or one that would match everything.
+    #[error("{schema} {reason}")]
+    Invalid { schema: String, reason: String },
+}
+
+/// Why a value does not match a schema: where (a JSON pointer into the value) and
+/// which rule (a pointer into the schema). Its text is the reason a dead letter
+/// carries: ``does not match schemas/user.json at /email: "x" is not a "email" (rule
+/// /properties/email/format)``.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Mismatch {
+    #[error("does not match {schema}: not JSON ({reason})")]
+    NotJson { schema: String, reason: String },
+    #[error("does not match {schema} at {pointer}: {message} (rule {rule}){}", and_more(*more))]
+    Rule {
+        schema: String,
+        pointer: String,
+        message: String,
+        rule: String,
+        /// Other rules the value breaks besides this first one.
+        more: usize,
+    },
+}
+
+fn and_more(more: usize) -> String {
+    match more {
+        0 => String::new(),
+        n => format!("; and {n} more"),
     }
 }
 
@@ -159,6 +218,33 @@ fn vacuous_cycle(schema: &serde_json::Value) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_mismatch_says_where_and_which_rule() {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": { "email": { "type": "string", "format": "email" } }
+        });
+        let schema = Schema::compile("s.json".into(), &schema).unwrap();
+        match schema.check(br#"{"email": "x"}"#).unwrap_err() {
+            Mismatch::Rule {
+                pointer,
+                rule,
+                more,
+                ..
+            } => {
+                assert_eq!(pointer, "/email");
+                assert_eq!(rule, "/properties/email/format");
+                assert_eq!(more, 0);
+            }
+            other => panic!("{other}"),
+        }
+        assert!(matches!(
+            schema.check(b"{").unwrap_err(),
+            Mismatch::NotJson { .. }
+        ));
+    }
+
     use super::*;
     use serde_json::json;
 
@@ -184,7 +270,10 @@ mod tests {
         assert_eq!(schema.check(user().to_string().as_bytes()), Ok(()));
         let mut bad = user();
         bad["email"] = json!("not an address");
-        let why = schema.check(bad.to_string().as_bytes()).unwrap_err();
+        let why = schema
+            .check(bad.to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(
             why.starts_with("does not match schemas/user.json at /email: "),
             "{why}"
@@ -192,7 +281,10 @@ mod tests {
         assert!(why.contains("(rule /properties/email/pattern)"), "{why}");
         let mut bad = user();
         bad.as_object_mut().unwrap().remove("id");
-        let why = schema.check(bad.to_string().as_bytes()).unwrap_err();
+        let why = schema
+            .check(bad.to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(
             why.contains("at /: ") && why.contains("\"id\" is a required property"),
             "{why}"
@@ -201,9 +293,16 @@ mod tests {
         let mut bad = user();
         bad["id"] = json!("nope");
         bad["gender"] = json!(3);
-        let why = schema.check(bad.to_string().as_bytes()).unwrap_err();
+        let why = schema
+            .check(bad.to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(why.ends_with("; and 1 more"), "{why}");
-        assert!(schema.check(b"[1").unwrap_err().contains("not JSON"));
+        assert!(schema
+            .check(b"[1")
+            .unwrap_err()
+            .to_string()
+            .contains("not JSON"));
     }
 
     #[test]
@@ -212,7 +311,9 @@ mod tests {
             serde_json::json!({"$ref": "#"}),
             serde_json::json!({"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}}),
         ] {
-            let why = Schema::compile("s.json".into(), &cyclic).unwrap_err();
+            let why = Schema::compile("s.json".into(), &cyclic)
+                .unwrap_err()
+                .to_string();
             assert!(why.contains("only refers to itself"), "{why}");
         }
         // A recursive schema with rules on the way is a real one.
@@ -230,12 +331,18 @@ mod tests {
             "{\n  \"type\": \"object\",\n  oops\n}",
         )
         .unwrap();
-        let why = Schema::load(Path::new("a.json"), dir.path()).unwrap_err();
+        let why = Schema::load(Path::new("a.json"), dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(why.contains("a.json:3:"), "{why}");
         std::fs::write(dir.path().join("b.json"), r#"{"type": "objekt"}"#).unwrap();
-        let why = Schema::load(Path::new("b.json"), dir.path()).unwrap_err();
+        let why = Schema::load(Path::new("b.json"), dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(why.contains("not a valid JSON Schema"), "{why}");
-        let why = Schema::load(Path::new("missing.json"), dir.path()).unwrap_err();
+        let why = Schema::load(Path::new("missing.json"), dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(why.contains("missing.json"), "{why}");
     }
 }

@@ -104,45 +104,65 @@ impl SnapshotStore {
     }
 
     /// The saved snapshot, if any; a damaged or newer one is an error naming the file.
-    pub fn load(&self) -> Result<Option<Snapshot>, String> {
+    pub fn load(&self) -> Result<Option<Snapshot>, StateError> {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot read {}: {e}", self.path.display())),
+            Err(e) => {
+                return Err(StateError::Store(format!(
+                    "cannot read {}: {e}",
+                    self.path.display()
+                )))
+            }
         };
         #[derive(Deserialize)]
         struct Version {
             format: u32,
         }
         let version: Version = serde_json::from_slice(&bytes).map_err(|e| {
-            format!(
+            StateError::Unreadable(format!(
                 "{} is not a window snapshot ({e}); move it away to start the windows afresh",
                 self.path.display()
-            )
+            ))
         })?;
         if version.format != FORMAT {
-            return Err(format!(
+            return Err(StateError::Unreadable(format!(
                 "{} is in snapshot format {}, which this sluice (format {FORMAT}) cannot read",
                 self.path.display(),
                 version.format
-            ));
+            )));
         }
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| format!("{} is damaged: {e}", self.path.display()))
+            .map_err(|e| StateError::Unreadable(format!("{} is damaged: {e}", self.path.display())))
     }
 
     /// Replace the snapshot (atomically and durably); returns its size in bytes.
-    pub fn save(&self, snapshot: &Snapshot) -> Result<u64, String> {
+    pub fn save(&self, snapshot: &Snapshot) -> Result<u64, StateError> {
         let bytes = serde_json::to_vec(snapshot).expect("a snapshot always serializes");
         crate::durable::write_atomically(&self.path, &bytes).map_err(|e| {
-            format!(
+            StateError::Store(format!(
                 "cannot save the window snapshot to {}: {e}",
                 self.path.display()
-            )
+            ))
         })?;
         Ok(bytes.len() as u64)
     }
+}
+
+/// Window state that cannot be saved or taken up. The pipeline stops either way; the
+/// kind says what a person should do about it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StateError {
+    /// The store cannot be reached, read or written (a file, the brokers): once it
+    /// is back, a restart goes on from the last checkpoint.
+    #[error("{0}")]
+    Store(String),
+    /// What is stored cannot be taken up as it is (damaged, a format this build
+    /// cannot read, windows of another size): moving it away starts the windows
+    /// afresh.
+    #[error("{0}")]
+    Unreadable(String),
 }
 
 /// Where a pipeline's window state goes at each checkpoint, and comes back from: the
@@ -154,7 +174,7 @@ pub trait StateBackend: Send {
     /// Save the window state of a checkpoint, durably, before the source is told;
     /// returns its size in bytes. Called on the processor's thread (a blocking-pool
     /// thread inside the runtime), which a backend may block on its async writes.
-    fn save(&self, snapshot: &Snapshot) -> Result<u64, String>;
+    fn save(&self, snapshot: &Snapshot) -> Result<u64, StateError>;
 
     /// Whether partitions' shares leave with revoked partitions and arrive with
     /// assigned ones ([`Self::load`]), rather than all being taken up once at start
@@ -163,17 +183,17 @@ pub trait StateBackend: Send {
 
     /// Everything saved, taken up at start (`None`: nothing, or a backend whose
     /// shares are taken up as partitions are assigned).
-    fn load_all(&self) -> Result<Option<Snapshot>, String>;
+    fn load_all(&self) -> Result<Option<Snapshot>, StateError>;
 
     /// The saved shares of these source partitions, as they are assigned to this host.
-    fn load(&self, partitions: &[Origin]) -> Result<Vec<PartitionState>, String>;
+    fn load(&self, partitions: &[Origin]) -> Result<Vec<PartitionState>, StateError>;
 
     /// Where the state is, for messages (`.sluice/p/windows.json`, `topic g-windows`).
     fn describe(&self) -> String;
 }
 
 impl StateBackend for SnapshotStore {
-    fn save(&self, snapshot: &Snapshot) -> Result<u64, String> {
+    fn save(&self, snapshot: &Snapshot) -> Result<u64, StateError> {
         SnapshotStore::save(self, snapshot)
     }
 
@@ -181,11 +201,11 @@ impl StateBackend for SnapshotStore {
         false
     }
 
-    fn load_all(&self) -> Result<Option<Snapshot>, String> {
+    fn load_all(&self) -> Result<Option<Snapshot>, StateError> {
         self.load()
     }
 
-    fn load(&self, _: &[Origin]) -> Result<Vec<PartitionState>, String> {
+    fn load(&self, _: &[Origin]) -> Result<Vec<PartitionState>, StateError> {
         Ok(Vec::new()) // all of it was taken up at start
     }
 
@@ -238,7 +258,7 @@ mod tests {
             .unwrap()
             .replace("\"format\":1", "\"format\":2");
         std::fs::write(store.path(), newer).unwrap();
-        let err = store.load().unwrap_err();
+        let err = store.load().unwrap_err().to_string();
         assert!(
             err.contains("snapshot format 2, which this sluice (format 1) cannot read"),
             "{err}"
@@ -247,6 +267,7 @@ mod tests {
         assert!(store
             .load()
             .unwrap_err()
+            .to_string()
             .contains("is not a window snapshot"));
     }
 }

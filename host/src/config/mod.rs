@@ -255,7 +255,7 @@ impl PipelineConfig {
         let schema = |key: String, file: Option<&Path>| match file {
             Some(file) => crate::schema::Schema::load(file, &self.base_dir())
                 .map(drop)
-                .map_err(|m| self.invalid(key, m)),
+                .map_err(|e| self.invalid(key, e.to_string())),
             None => Ok(()),
         };
         for (i, sink) in self.sinks.iter().enumerate() {

@@ -107,7 +107,7 @@ impl Processor {
                     plugin: w.plugin_name().to_owned(),
                     partitions,
                 });
-                snapshot_bytes = Some(saved.map_err(ProcessError::Snapshot)?);
+                snapshot_bytes = Some(saved?);
                 BTreeMap::new()
             }
             (Some(w), None) => w.held(),

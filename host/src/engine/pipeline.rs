@@ -18,6 +18,7 @@ use crate::sinks::dead_letter;
 use crate::sinks::{Input, SinkContext, SinkError};
 use crate::sources::{SourceContext, SourceError};
 use crate::transforms::TransformStage;
+use crate::window_state::StateError;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +39,7 @@ pub enum RunError {
     Sink(SinkError),
     /// The window snapshot cannot be read, or the window plugin refuses its state.
     #[error("window state: {0}")]
-    State(String),
+    State(#[from] StateError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -53,9 +54,9 @@ impl Pipeline {
             let schema = match &t.schema {
                 None => None,
                 Some(file) => Some(Arc::new(Schema::load(file, &config.base_dir()).map_err(
-                    |message| PluginError::Schema {
+                    |e| PluginError::Schema {
                         stage: t.name(),
-                        message,
+                        message: e.to_string(),
                     },
                 )?)),
             };
@@ -163,9 +164,9 @@ async fn run(
         true => {
             let dir = config.state_dir();
             let lock = crate::durable::FolderLock::take(&dir)
-                .map_err(|e| RunError::State(format!("cannot lock {}: {e}", dir.display())))?;
+                .map_err(|e| StateError::Store(format!("cannot lock {}: {e}", dir.display())))?;
             Some(lock.ok_or_else(|| {
-                    RunError::State(format!(
+                    StateError::Store(format!(
                         "{} is in use by another sluice process (each host needs a state folder of its own: [pipeline] state_dir)",
                         dir.display()
                     ))
@@ -184,10 +185,9 @@ async fn run(
             let store = config
                 .source
                 .window_state(moving, &config.state_dir(), windowing)
-                .await
-                .map_err(RunError::State)?;
+                .await?;
             if let Some(store) = &store {
-                restore(w, store.as_ref(), &partitions, metrics).map_err(RunError::State)?;
+                restore(w, store.as_ref(), &partitions, metrics)?;
             }
             store
         }
@@ -249,7 +249,7 @@ async fn run(
             None => None,
             Some(file) => Some(Arc::new(
                 Schema::load(file, &config.base_dir())
-                    .map_err(|m| RunError::Sink(SinkError::fatal(&ctx.name, m)))?,
+                    .map_err(|e| RunError::Sink(SinkError::fatal(&ctx.name, e)))?,
             )),
         };
         let task = sink_task::run_sink(sink, rx, ctx, m, p.retry, refused, schema);
@@ -379,27 +379,27 @@ fn restore(
     store: &dyn StateBackend,
     partitions: &Partitions,
     metrics: &Metrics,
-) -> Result<(), String> {
+) -> Result<(), StateError> {
     let Some(snapshot) = store.load_all()? else {
         return Ok(());
     };
     let saved = (snapshot.window_size_ms, snapshot.slide_ms());
     if saved != (window.size_ms(), window.slide_ms()) {
-        return Err(format!(
+        return Err(StateError::Unreadable(format!(
             "{} was saved with windows of {} ms sliding by {} ms, but [window] is now {} ms sliding by {} ms; move it away to start the windows afresh",
             store.describe(),
             saved.0,
             saved.1,
             window.size_ms(),
             window.slide_ms()
-        ));
+        )));
     }
     let (mut parts, mut open) = (0, 0);
     for state in snapshot.partitions {
         let id = partitions.register(state.origin.clone());
         open += state.windows.len();
         parts += 1;
-        window.restore(id, state)?;
+        window.restore(id, state).map_err(StateError::Unreadable)?;
     }
     metrics.add_restores(parts as u64);
     tracing::info!(

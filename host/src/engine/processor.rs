@@ -11,7 +11,7 @@ use super::batcher::Work;
 use super::checkpoint::Progress;
 pub use super::dead_letter_queue::DeadLetterQueue;
 use super::dead_run::DeadRun;
-use super::snapshot::StateBackend;
+use super::snapshot::{StateBackend, StateError};
 pub(super) use super::stage_info::version_info;
 use super::swap::{Canary, Probation, SwapRequest};
 use super::window::{Added, WindowStage};
@@ -61,7 +61,7 @@ pub enum ProcessError {
     #[error("the processor panicked: {0}")]
     Panicked(String),
     #[error("{0}")]
-    Snapshot(String),
+    Snapshot(#[from] StateError),
     /// Too many dead letters in a row ([`super::dead_run`]).
     #[error("{0}")]
     DeadLetterRun(String),

@@ -8,7 +8,7 @@ use crate::dead_letter::DeadLetter;
 use crate::metrics::SinkMetrics;
 use crate::record::Batch;
 use crate::retry::RetryPolicy;
-use crate::schema::Schema;
+use crate::schema::{Mismatch, Schema};
 use crate::sinks::{Delivery, Sink, SinkContext, SinkError};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -107,7 +107,7 @@ pub(super) async fn run_sink(
 /// The records of `batch` that match `schema`, and dead letters for the others (the
 /// batch is copied only when some fail).
 fn match_schema(batch: Arc<Batch>, schema: &Schema, sink: &str) -> (Arc<Batch>, Vec<DeadLetter>) {
-    let verdicts: Vec<Result<(), String>> = batch
+    let verdicts: Vec<Result<(), Mismatch>> = batch
         .records
         .iter()
         .map(|r| schema.check(&r.value))

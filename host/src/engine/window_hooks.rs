@@ -8,6 +8,7 @@ use crate::dead_letter::DeadLetter;
 use crate::position::PartitionId;
 use crate::record::Batch;
 use crate::sinks::Input;
+use crate::window_state::StateError;
 use tokio::runtime::Handle;
 
 impl Processor {
@@ -32,14 +33,14 @@ impl Processor {
             .collect();
         self.owned = now;
         let wanted: Vec<crate::position::Origin> = arrived.iter().map(|(_, o)| o.clone()).collect();
-        let states = store.load(&wanted).map_err(ProcessError::Snapshot)?;
+        let states = store.load(&wanted)?;
         let mut shares = 0;
         for state in states {
             let Some((id, _)) = arrived.iter().find(|(_, o)| *o == state.origin) else {
                 continue;
             };
             shares += state.windows.len();
-            window.restore(*id, state).map_err(ProcessError::Snapshot)?;
+            window.restore(*id, state).map_err(StateError::Unreadable)?;
             self.metrics.add_restores(1);
         }
         if !arrived.is_empty() {

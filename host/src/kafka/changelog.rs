@@ -12,7 +12,7 @@
 
 use super::{client_config, create_topic, CreateTopic, Properties};
 use crate::position::Origin;
-use crate::window_state::{PartitionState, Snapshot, StateBackend, FORMAT};
+use crate::window_state::{PartitionState, Snapshot, StateBackend, StateError, FORMAT};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -51,7 +51,7 @@ impl Changelog {
         group: &str,
         source_topics: &[String],
         (window_size_ms, window_slide_ms): (i64, i64),
-    ) -> Result<Changelog, String> {
+    ) -> Result<Changelog, StateError> {
         // The source's connection settings (security, TLS, SASL...), not its
         // consumer settings, which a producer would warn about.
         let properties: Properties = properties
@@ -74,11 +74,11 @@ impl Changelog {
         let base = client_config(brokers, &[], properties);
         let probe: BaseConsumer = base
             .create()
-            .map_err(|e| format!("cannot create a Kafka client: {e}"))?;
-        let count = |t: &str| -> Result<i32, String> {
-            let metadata = probe
-                .fetch_metadata(Some(t), TIMEOUT)
-                .map_err(|e| format!("cannot read the metadata of topic {t}: {e}"))?;
+            .map_err(|e| StateError::Store(format!("cannot create a Kafka client: {e}")))?;
+        let count = |t: &str| -> Result<i32, StateError> {
+            let metadata = probe.fetch_metadata(Some(t), TIMEOUT).map_err(|e| {
+                StateError::Store(format!("cannot read the metadata of topic {t}: {e}"))
+            })?;
             Ok(metadata
                 .topics()
                 .iter()
@@ -99,7 +99,9 @@ impl Changelog {
                 partitions: widest,
                 replication_factor: 1,
             };
-            create_topic(&base, topic, create, &[("cleanup.policy", "compact")]).await?;
+            create_topic(&base, topic, create, &[("cleanup.policy", "compact")])
+                .await
+                .map_err(StateError::Store)?;
             partitions = count(topic)?.max(widest);
         }
         let ours = [
@@ -109,7 +111,7 @@ impl Changelog {
         ];
         let producer: FutureProducer = client_config(brokers, &ours, properties)
             .create()
-            .map_err(|e| format!("cannot create a Kafka producer: {e}"))?;
+            .map_err(|e| StateError::Store(format!("cannot create a Kafka producer: {e}")))?;
         let reader = client_config(
             brokers,
             &[
@@ -143,7 +145,7 @@ impl Changelog {
 
     /// Write each partition's state and wait until every message is delivered;
     /// returns the bytes written.
-    pub async fn save(&self, states: Vec<PartitionState>) -> Result<u64, String> {
+    pub async fn save(&self, states: Vec<PartitionState>) -> Result<u64, StateError> {
         let mut deliveries = Vec::new();
         let mut size = 0u64;
         for state in states {
@@ -164,22 +166,21 @@ impl Changelog {
                 .key(&key)
                 .payload(&value)
                 .partition(cp);
-            let delivery = self
-                .producer
-                .send_result(record)
-                .map_err(|(e, _)| format!("cannot write window state to {}: {e}", self.topic))?;
+            let delivery = self.producer.send_result(record).map_err(|(e, _)| {
+                StateError::Store(format!("cannot write window state to {}: {e}", self.topic))
+            })?;
             deliveries.push(delivery);
         }
         for delivery in deliveries {
             match delivery.await {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => {
-                    return Err(format!(
+                    return Err(StateError::Store(format!(
                         "writing window state to {} failed: {e}",
                         self.topic
-                    ))
+                    )))
                 }
-                Err(_) => return Err("the state producer went away".into()),
+                Err(_) => return Err(StateError::Store("the state producer went away".into())),
             }
         }
         Ok(size)
@@ -187,14 +188,14 @@ impl Changelog {
 
     /// The newest saved state of each of these source partitions (blocking: reads
     /// the changelog partitions to their ends).
-    pub fn load(&self, wanted: &[(String, i32)]) -> Result<Vec<PartitionState>, String> {
+    pub fn load(&self, wanted: &[(String, i32)]) -> Result<Vec<PartitionState>, StateError> {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
         let consumer: BaseConsumer = self
             .reader
             .create()
-            .map_err(|e| format!("cannot create a Kafka consumer: {e}"))?;
+            .map_err(|e| StateError::Store(format!("cannot create a Kafka consumer: {e}")))?;
         let keys: BTreeMap<String, ()> =
             wanted.iter().map(|(t, p)| (self.key(t, *p), ())).collect();
         let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
@@ -206,29 +207,34 @@ impl Changelog {
             }
             let (low, high) = consumer
                 .fetch_watermarks(&self.topic, cp, TIMEOUT)
-                .map_err(|e| format!("cannot read the ends of {}[{cp}]: {e}", self.topic))?;
+                .map_err(|e| {
+                    StateError::Store(format!("cannot read the ends of {}[{cp}]: {e}", self.topic))
+                })?;
             if high > low {
                 ends.insert(cp, high);
                 tpl.add_partition_offset(&self.topic, cp, Offset::Beginning)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| StateError::Store(e.to_string()))?;
             }
         }
         let mut newest: BTreeMap<String, Entry> = BTreeMap::new();
         if !ends.is_empty() {
-            consumer.assign(&tpl).map_err(|e| e.to_string())?;
+            consumer
+                .assign(&tpl)
+                .map_err(|e| StateError::Store(e.to_string()))?;
             let deadline = std::time::Instant::now() + TIMEOUT * 4;
             while !ends.is_empty() {
                 if std::time::Instant::now() > deadline {
-                    return Err(format!(
+                    return Err(StateError::Store(format!(
                         "reading the window state from {} took over {:?}",
                         self.topic,
                         TIMEOUT * 4
-                    ));
+                    )));
                 }
                 let Some(message) = consumer.poll(Duration::from_millis(200)) else {
                     continue;
                 };
-                let m = message.map_err(|e| format!("reading {}: {e}", self.topic))?;
+                let m = message
+                    .map_err(|e| StateError::Store(format!("reading {}: {e}", self.topic)))?;
                 if ends
                     .get(&m.partition())
                     .is_some_and(|&end| m.offset() + 1 >= end)
@@ -246,25 +252,25 @@ impl Changelog {
                     continue;
                 };
                 let entry: Entry = serde_json::from_slice(payload).map_err(|e| {
-                    format!(
+                    StateError::Unreadable(format!(
                         "{}[{}] offset {}: not window state ({e})",
                         self.topic,
                         m.partition(),
                         m.offset()
-                    )
+                    ))
                 })?;
                 if entry.format != FORMAT {
-                    return Err(format!(
+                    return Err(StateError::Unreadable(format!(
                         "{}[{}] offset {}: window state in format {}, which this sluice (format {FORMAT}) cannot read",
                         self.topic,
                         m.partition(),
                         m.offset(),
                         entry.format
-                    ));
+                    )));
                 }
                 let slide = entry.window_slide_ms.unwrap_or(entry.window_size_ms);
                 if (entry.window_size_ms, slide) != (self.window_size_ms, self.window_slide_ms) {
-                    return Err(format!(
+                    return Err(StateError::Unreadable(format!(
                         "{}[{}] offset {}: window state saved with windows of {} ms sliding by {slide} ms, but [window] is now {} ms sliding by {} ms",
                         self.topic,
                         m.partition(),
@@ -272,7 +278,7 @@ impl Changelog {
                         entry.window_size_ms,
                         self.window_size_ms,
                         self.window_slide_ms
-                    ));
+                    )));
                 }
                 newest.insert(key.to_owned(), entry);
             }
@@ -284,7 +290,7 @@ impl Changelog {
 /// The changelog as the engine's state backend: shares saved per source partition and
 /// taken up as partitions are assigned.
 impl StateBackend for Changelog {
-    fn save(&self, snapshot: &Snapshot) -> Result<u64, String> {
+    fn save(&self, snapshot: &Snapshot) -> Result<u64, StateError> {
         // The processor's thread, off the async workers: wait here for the deliveries.
         let partitions = snapshot.partitions.clone();
         tokio::runtime::Handle::current().block_on(Changelog::save(self, partitions))
@@ -294,11 +300,11 @@ impl StateBackend for Changelog {
         true
     }
 
-    fn load_all(&self) -> Result<Option<Snapshot>, String> {
+    fn load_all(&self) -> Result<Option<Snapshot>, StateError> {
         Ok(None) // taken up partition by partition, as they are assigned
     }
 
-    fn load(&self, partitions: &[Origin]) -> Result<Vec<PartitionState>, String> {
+    fn load(&self, partitions: &[Origin]) -> Result<Vec<PartitionState>, StateError> {
         let wanted: Vec<(String, i32)> = partitions
             .iter()
             .filter_map(|o| match o {

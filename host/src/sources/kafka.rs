@@ -660,7 +660,8 @@ impl super::SourceConnector for KafkaSourceConfig {
         &self,
         topic: Option<&str>,
         windowing: (i64, i64),
-    ) -> Result<Option<Box<dyn crate::window_state::StateBackend>>, String> {
+    ) -> Result<Option<Box<dyn crate::window_state::StateBackend>>, crate::window_state::StateError>
+    {
         let topic = topic.map_or_else(|| format!("{}-windows", self.group_id), str::to_owned);
         let changelog = crate::kafka::changelog::Changelog::open(
             &self.brokers,

@@ -25,7 +25,7 @@ use crate::field_error::FieldError;
 use crate::metrics::Metrics;
 use crate::position::{Ack, AckReceiver, Origin, PartitionId, Partitions, Position};
 use crate::record::Record;
-use crate::window_state::{SnapshotStore, StateBackend};
+use crate::window_state::{SnapshotStore, StateBackend, StateError};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -98,7 +98,7 @@ pub trait SourceConnector: Sized {
         &self,
         _topic: Option<&str>,
         _windowing: (i64, i64),
-    ) -> impl std::future::Future<Output = Result<Option<Box<dyn StateBackend>>, String>> + Send
+    ) -> impl std::future::Future<Output = Result<Option<Box<dyn StateBackend>>, StateError>> + Send
     {
         async { Ok(None) }
     }
@@ -156,7 +156,7 @@ impl SourceConfig {
         moving: Option<Option<&str>>,
         state_dir: &std::path::Path,
         windowing: (i64, i64),
-    ) -> Result<Option<Box<dyn StateBackend>>, String> {
+    ) -> Result<Option<Box<dyn StateBackend>>, StateError> {
         if let Some(topic) = moving {
             let state = each_source!(self, c => c.moving_window_state(topic, windowing).await)?;
             if state.is_some() {
