@@ -14,6 +14,7 @@
 //!   [`durable`], [`metrics`], [`window_state`], [`dead_letter`], [`schema`], [`tls`].
 
 pub mod admin;
+pub mod bearer;
 pub mod config;
 pub mod connector;
 pub mod dead_letter;

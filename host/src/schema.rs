@@ -125,7 +125,7 @@ impl Schema {
         let pointer = first.instance_path().as_str();
         Err(Mismatch::Rule {
             schema: self.shown.clone(),
-            pointer: if pointer.is_empty() { "/" } else { pointer }.to_owned(),
+            pointer: pointer.to_owned(),
             message: first.to_string(),
             rule: first.schema_path().as_str().to_owned(),
             more,
@@ -161,15 +161,25 @@ pub enum SchemaError {
 pub enum Mismatch {
     #[error("does not match {schema}: not JSON ({reason})")]
     NotJson { schema: String, reason: String },
-    #[error("does not match {schema} at {pointer}: {message} (rule {rule}){}", and_more(*more))]
+    #[error("does not match {schema} at {}: {message} (rule {rule}){}", shown(pointer), and_more(*more))]
     Rule {
         schema: String,
+        /// A JSON pointer into the value (`` for the whole value).
         pointer: String,
         message: String,
         rule: String,
         /// Other rules the value breaks besides this first one.
         more: usize,
     },
+}
+
+/// The whole value's pointer (``) is shown as `/`.
+fn shown(pointer: &str) -> &str {
+    if pointer.is_empty() {
+        "/"
+    } else {
+        pointer
+    }
 }
 
 fn and_more(more: usize) -> String {

@@ -11,7 +11,7 @@ use super::{swap, AdminConfig, PipelineHandle};
 use crate::metrics::Families;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -191,7 +191,7 @@ fn unauthorized(message: &'static str) -> Response<Full<Bytes>> {
 }
 
 async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    if !authorized(shared.token.as_deref(), &req) {
+    if !crate::bearer::authorized(shared.token.as_deref(), &req) {
         return unauthorized(
             "401: this admin listener needs its token (Authorization: Bearer <token>, or ?token=<token>)\n",
         );
@@ -220,7 +220,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
                 )
             }
         };
-        if !authorized(Some(token), &req) {
+        if !crate::bearer::authorized(Some(token), &req) {
             return unauthorized(
                 "401: a swap needs the admin token (Authorization: Bearer <token>): the configured [admin] token, or the one the host wrote at start (its log names the file; sluice plugin swap reads it)\n",
             );
@@ -324,29 +324,4 @@ fn status_json(shared: &Shared, history: &History) -> serde_json::Value {
         },
         "pipelines": pipelines,
     })
-}
-
-/// With a token configured, the request must carry it (header or query).
-fn authorized(token: Option<&str>, req: &Request<Incoming>) -> bool {
-    let Some(token) = token else {
-        return true;
-    };
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let query = req
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
-    [header, query]
-        .into_iter()
-        .flatten()
-        .any(|given| same(given.trim().as_bytes(), token.as_bytes()))
-}
-
-/// Equal, in time that does not depend on where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -55,6 +55,21 @@ pub struct DeadLabels {
     pub reason: String,
 }
 
+/// An HTTP ingest source's answers, by status code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IngestStatusLabels {
+    pub pipeline: String,
+    pub status: String,
+}
+
+/// An HTTP ingest source's records: `accepted` (handed on) or `refused` (answered
+/// 400/422, never handed on).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IngestRecordLabels {
+    pub pipeline: String,
+    pub outcome: String,
+}
+
 /// A family of histograms, all with the same buckets.
 type Hist<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -101,6 +116,9 @@ pub struct Families {
     pub(super) restores: Family<PipelineLabels, Counter>,
     pub(super) commits: Family<PipelineLabels, Counter>,
     pub(super) up: Family<PipelineLabels, Gauge>,
+    pub(super) ingest_requests: Family<IngestStatusLabels, Counter>,
+    pub(super) ingest_seconds: Hist<PipelineLabels>,
+    pub(super) ingest_records: Family<IngestRecordLabels, Counter>,
 }
 
 impl Default for Families {
@@ -254,6 +272,21 @@ impl Families {
             up: reg!(
                 "pipeline_up",
                 "1 while the pipeline runs",
+                Family::default()
+            ),
+            ingest_requests: reg!(
+                "ingest_requests",
+                "Requests the HTTP ingest source answered, by status code",
+                Family::default()
+            ),
+            ingest_seconds: reg!(
+                "ingest_request_seconds",
+                "From a request's headers to its answer (durable: once stored everywhere)",
+                hist()
+            ),
+            ingest_records: reg!(
+                "ingest_records",
+                "Records the HTTP ingest source accepted or refused",
                 Family::default()
             ),
             registry,

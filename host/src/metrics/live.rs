@@ -56,6 +56,8 @@ pub struct Metrics {
     swaps: Mutex<VecDeque<SwapEvent>>,
     /// Every batch's end-to-end latency, when asked for ([`Metrics::keep_latencies`]).
     latencies: Mutex<Option<Vec<(u32, Duration)>>>,
+    /// The HTTP ingest source's status, when the source is one.
+    ingest: Mutex<Option<Arc<super::ingest::Shown>>>,
 }
 
 impl Default for Metrics {
@@ -166,6 +168,7 @@ impl Metrics {
             recent_windows: Mutex::default(),
             swaps: Mutex::default(),
             latencies: Mutex::default(),
+            ingest: Mutex::default(),
             pipeline: pipeline.to_owned(),
             families,
         };
@@ -484,6 +487,14 @@ impl Metrics {
         }
     }
 
+    /// The series of an HTTP ingest source at `url` (`ack`: `durable` or `accepted`),
+    /// shown on `/status` from now on.
+    pub fn ingest(&self, url: &str, ack: &str) -> super::IngestMetrics {
+        let m = super::IngestMetrics::new(self.families.clone(), &self.pipeline, url, ack);
+        *lock(&self.ingest) = Some(m.shown());
+        m
+    }
+
     /// Everything `/status` shows of this pipeline but the rates.
     pub fn status(&self) -> PipelineStatus {
         let checkpoint = lock(&self.last_checkpoint).map(|(at, took, bytes)| CheckpointStatus {
@@ -506,6 +517,7 @@ impl Metrics {
             recent_dead_letters: lock(&self.recent_dead).iter().cloned().collect(),
             recent_windows: lock(&self.recent_windows).iter().cloned().collect(),
             swaps: lock(&self.swaps).iter().cloned().collect(),
+            ingest: lock(&self.ingest).as_ref().map(|s| s.status()),
         }
     }
 }

@@ -10,13 +10,16 @@
 //!
 //! - [`families`]: the Prometheus families and their labels;
 //! - [`live`]: one pipeline's handles ([`Metrics`]) and its stages' and sinks';
-//! - [`status`]: the plain data `/status` and the summary line show.
+//! - [`status`]: the plain data `/status` and the summary line show;
+//! - [`ingest`]: the HTTP ingest source's series and status.
 
 mod families;
+mod ingest;
 mod live;
 mod status;
 
 pub use families::*;
+pub use ingest::{IngestMetrics, IngestStatus};
 pub use live::*;
 pub use status::*;
 

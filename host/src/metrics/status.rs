@@ -104,4 +104,7 @@ pub struct PipelineStatus {
     pub recent_dead_letters: Vec<DeadNote>,
     pub recent_windows: Vec<serde_json::Value>,
     pub swaps: Vec<SwapEvent>,
+    /// The HTTP ingest source's requests and records, when the source is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingest: Option<super::IngestStatus>,
 }

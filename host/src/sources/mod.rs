@@ -14,6 +14,7 @@ pub mod event_time;
 pub mod file;
 pub mod generator;
 pub mod http;
+pub mod http_server;
 pub mod kafka;
 pub mod postgres;
 
@@ -41,6 +42,9 @@ pub enum SourceConfig {
     Generator(generator::GeneratorConfig),
     /// Poll an HTTP endpoint such as `https://randomuser.me/api/?results=5`.
     Http(http::HttpConfig),
+    /// Take records clients POST (`POST http://127.0.0.1:5000/api/data`), answering
+    /// each request once its records are stored.
+    HttpServer(http_server::HttpServerConfig),
     /// Consume Kafka topics in a consumer group, committing offsets once durable.
     Kafka(kafka::KafkaSourceConfig),
     /// JSON lines from a file or a folder of files, resuming at the saved byte offset.
@@ -58,6 +62,7 @@ macro_rules! each_source {
         match $value {
             SourceConfig::Generator($c) => $body,
             SourceConfig::Http($c) => $body,
+            SourceConfig::HttpServer($c) => $body,
             SourceConfig::Kafka($c) => $body,
             SourceConfig::File($c) => $body,
             SourceConfig::DeadLetters($c) => $body,
@@ -101,6 +106,15 @@ pub trait SourceConnector: Sized {
     ) -> impl std::future::Future<Output = Result<Option<Box<dyn StateBackend>>, StateError>> + Send
     {
         async { Ok(None) }
+    }
+
+    /// How many events the engine's intake holds for about `records` records: a source
+    /// on its own thread sends chunks of up to [`CHUNK`], the others one record each.
+    fn intake_capacity(&self, records: usize) -> usize {
+        match self.kind() {
+            SourceKind::Resumable => records.div_ceil(CHUNK).max(2),
+            SourceKind::Fresh => records.max(1),
+        }
     }
 
     /// Emit records until done or told to stop.
@@ -168,13 +182,9 @@ impl SourceConfig {
             .then(|| Box::new(SnapshotStore::in_dir(state_dir)) as Box<dyn StateBackend>))
     }
 
-    /// How many events the engine's intake holds for about `records` records: a source
-    /// on its own thread sends chunks of up to [`CHUNK`], the others one record each.
+    /// How many events the engine's intake holds for about `records` records.
     pub fn intake_capacity(&self, records: usize) -> usize {
-        match self.kind() {
-            SourceKind::Resumable => records.div_ceil(CHUNK).max(2),
-            SourceKind::Fresh => records.max(1),
-        }
+        each_source!(self, c => SourceConnector::intake_capacity(c, records))
     }
 
     pub async fn run(self, ctx: SourceContext) -> Result<(), SourceError> {
@@ -374,6 +384,50 @@ impl SourceContext {
                 Err(_) => return false,
             }
         }
+    }
+
+    /// Hand `events` over as one (in order), waiting up to `wait` for room:
+    /// `Ok(false)` if the pipeline stayed full, for an async source that answers its
+    /// clients "busy" rather than buffering what it cannot hand on.
+    pub async fn emit_within(
+        &self,
+        events: Vec<SourceEvent>,
+        wait: std::time::Duration,
+    ) -> Result<bool, Closed> {
+        let n = records_in(&events);
+        match tokio::time::timeout(wait, self.out.reserve()).await {
+            Err(_) => Ok(false),
+            Ok(Err(_)) => Err(Closed),
+            Ok(Ok(permit)) => {
+                permit.send(SourceEvent::Many(events));
+                self.metrics.add_in(n);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Ask for a checkpoint now, answered by an [`Ack`] whose `barrier` is `id` (an
+    /// async source whose clients wait for their records to be stored).
+    pub async fn barrier(&self, id: u64, end_of_input: bool) -> Result<(), Closed> {
+        self.out
+            .send(SourceEvent::Barrier { id, end_of_input })
+            .await
+            .map_err(|_| Closed)
+    }
+
+    /// The next acknowledgement, waiting up to `timeout` (`None`: none came);
+    /// `Err(Closed)` once the engine sends no more.
+    pub fn recv_ack(&self, timeout: std::time::Duration) -> Result<Option<Ack>, Closed> {
+        match self.receiver().recv_timeout(timeout) {
+            Ok(ack) => Ok(Some(ack)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(Closed),
+        }
+    }
+
+    /// Whether the engine has stopped taking records.
+    pub fn is_closed(&self) -> bool {
+        self.out.is_closed()
     }
 
     pub fn is_stopping(&self) -> bool {
