@@ -12,6 +12,7 @@ mod author;
 mod cli;
 mod config;
 mod http_source;
+mod ingest;
 mod kafka;
 mod pipeline;
 mod plugins;

@@ -64,9 +64,15 @@ impl Ledger {
         })
     }
 
-    /// Hand `records` to the engine in one piece, waiting up to `wait` for room.
+    /// Hand `records` to the engine in one piece, waiting up to `wait` in all for
+    /// room (the wait for the requests ahead included: a full pipeline answers each
+    /// waiting client within `wait`, not one after another).
     pub async fn hand_over(&self, records: Vec<Record>, wait: Duration) -> Handed {
-        let mut next = self.next.lock().await;
+        let deadline = tokio::time::Instant::now() + wait;
+        let Ok(mut next) = tokio::time::timeout_at(deadline, self.next.lock()).await else {
+            return Handed::Full;
+        };
+        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
         let first = *next;
         let n = records.len() as u64;
         let events = records
