@@ -44,6 +44,11 @@ if [ -z "${SLUICE_TEST_POSTGRES:-}" ] && ! compgen -G '/usr/lib/postgresql/*/bin
   APT_OPTS=--no-install-recommends apt_install "the PostgreSQL connectors' tests" postgresql
 fi
 
+# The HTTP ingest source is tested with the seeds' own client, Python `requests`.
+if ! python3 -c 'import requests' 2>/dev/null; then
+  apt_install "the ingest source's client test" python3-requests
+fi
+
 for component in clippy rustfmt; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
     echo "==> installing $component"
