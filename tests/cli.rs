@@ -59,6 +59,7 @@ fn validate_accepts_every_shipped_pipeline() {
         "local_demo",
         "ingest_users",
         "users_to_stores",
+        "api_ingest",
     ] {
         let path = repo().join(format!("pipelines/{name}.toml"));
         let out = sluice(&["validate", path.to_str().unwrap()]);

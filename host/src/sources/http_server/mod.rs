@@ -208,3 +208,32 @@ impl super::SourceConnector for HttpServerConfig {
         serve::run(self, ctx).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &str) -> HttpServerConfig {
+        toml::from_str(&format!("listen = \"127.0.0.1:5000\"\n{extra}")).unwrap()
+    }
+
+    #[test]
+    fn beyond_loopback_a_token_is_required_and_limits_are_checked() {
+        assert!(parse("").validate().is_ok());
+        let field = |extra: &str| parse(extra).validate().unwrap_err().field;
+        let open: HttpServerConfig = toml::from_str("listen = \"0.0.0.0:5000\"").unwrap();
+        assert_eq!(open.validate().unwrap_err().field, "token");
+        let mut with_token = open.clone();
+        with_token.token = Some("s3cret".into());
+        assert!(with_token.validate().is_ok());
+        assert_eq!(field("path = \"api\""), "path");
+        assert_eq!(field("max_body_mb = 0"), "max_body_mb");
+        assert_eq!(
+            field("max_body_mb = 100\nmax_buffer_mb = 64"),
+            "max_buffer_mb"
+        );
+        assert_eq!(field("ack_timeout = \"0s\""), "ack_timeout");
+        let bad_listen: HttpServerConfig = toml::from_str("listen = \"localhost\"").unwrap();
+        assert_eq!(bad_listen.validate().unwrap_err().field, "listen");
+    }
+}

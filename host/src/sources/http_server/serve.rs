@@ -347,7 +347,11 @@ fn refused(shared: &Shared, rejected: Rejected) -> Response<Full<Bytes>> {
 fn too_large(max_mb: u64) -> Response<Full<Bytes>> {
     let why =
         format!("the body is over max_body_mb = {max_mb} MiB: send fewer records per request");
-    error(StatusCode::PAYLOAD_TOO_LARGE, &why)
+    let mut r = error(StatusCode::PAYLOAD_TOO_LARGE, &why);
+    // The rest of the body is not read: the connection cannot carry another request.
+    r.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 /// 503 with `Retry-After`: nothing of the request is taken; send it again later.
