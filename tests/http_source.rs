@@ -258,3 +258,50 @@ async fn a_stop_is_heard_inside_a_request_that_never_ends() {
         "the source did not stop while its request hung"
     );
 }
+
+/// A seconds schedule with an active window, against a real server: polls come in
+/// bursts at the start of each even second (every 400 ms while the tick's 1 s
+/// window lasts: at most three a tick), never between the windows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_seconds_schedule_polls_within_each_ticks_active_window() {
+    let replies = (0..20)
+        .map(|_| ok(fixture("randomuser/response_results1.json")))
+        .collect();
+    let (addr, script) = serve(replies).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        "scheduled.toml",
+        &format!(
+            r#"
+[pipeline]
+linger = "10ms"
+[source]
+type = "http"
+url = "http://{addr}/"
+schedule = "*/2 * * * * *"
+active_for = "1s"
+interval = "400ms"
+count = 7
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+"#
+        ),
+    );
+    run(&p).await.unwrap();
+    assert_eq!(json_lines(&dir.path().join("out.jsonl")).len(), 7);
+    let times = script.wall_ms.lock().unwrap().clone();
+    let mut per_tick = std::collections::BTreeMap::<i64, usize>::new();
+    for t in &times {
+        let into_tick = t.rem_euclid(2000);
+        // 0, 400 and 800 ms into the tick, with room for a slow machine.
+        assert!(
+            into_tick < 1500,
+            "a poll {into_tick} ms after its tick: {times:?}"
+        );
+        *per_tick.entry(t - into_tick).or_default() += 1;
+    }
+    assert!(per_tick.values().all(|&n| n <= 3), "{per_tick:?}");
+    assert!(per_tick.len() >= 3, "{per_tick:?}");
+}

@@ -36,6 +36,8 @@ pub struct Script {
     replies: Mutex<VecDeque<Reply>>,
     /// When each request arrived, and its path and query.
     pub hits: Mutex<Vec<(Instant, String)>>,
+    /// When each request arrived on the wall clock (ms since the epoch).
+    pub wall_ms: Mutex<Vec<i64>>,
 }
 
 /// Serve `replies` in order (then 503 for anything more). Runs on the current tokio
@@ -61,6 +63,8 @@ pub async fn serve(replies: Vec<Reply>) -> (SocketAddr, Arc<Script>) {
                         async move {
                             let uri = req.uri().to_string();
                             script.hits.lock().unwrap().push((Instant::now(), uri));
+                            let wall = chrono::Utc::now().timestamp_millis();
+                            script.wall_ms.lock().unwrap().push(wall);
                             let reply = script
                                 .replies
                                 .lock()

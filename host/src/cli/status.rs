@@ -183,6 +183,37 @@ pub fn render(status: &Value) -> String {
             let parts: Vec<String> = l.iter().map(|(k, v)| format!("{k} {}", n(v))).collect();
             let _ = writeln!(out, "  lag per partition: {}", parts.join(", "));
         }
+        let sched = &p["schedule"];
+        if sched.is_object() {
+            let _ = writeln!(
+                out,
+                "  schedule {} ({}) · next tick {} · last tick {}: {}",
+                n(&sched["schedule"]),
+                n(&sched["timezone"]),
+                sched["next_tick"].as_str().unwrap_or("none (ended)"),
+                sched["last_tick"].as_str().unwrap_or("none yet"),
+                sched["last_outcome"].as_str().unwrap_or("-")
+            );
+        }
+        let ingest = &p["ingest"];
+        if ingest.is_object() {
+            let answers: Vec<String> = ingest["requests"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(code, count)| format!("{code}: {}", n(count)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  ingest {} (ack {}) · records accepted {} · refused {} · in flight {} · answers {}",
+                n(&ingest["url"]),
+                n(&ingest["ack"]),
+                n(&ingest["records_accepted"]),
+                n(&ingest["records_refused"]),
+                n(&ingest["in_flight"]),
+                if answers.is_empty() { "none yet".to_owned() } else { answers.join(", ") }
+            );
+        }
         for s in p["plugins"].as_array().into_iter().flatten() {
             let _ = writeln!(
                 out,

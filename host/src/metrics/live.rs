@@ -58,6 +58,8 @@ pub struct Metrics {
     latencies: Mutex<Option<Vec<(u32, Duration)>>>,
     /// The HTTP ingest source's status, when the source is one.
     ingest: Mutex<Option<Arc<super::ingest::Shown>>>,
+    /// A polling source's schedule, when it has one.
+    schedule: Mutex<Option<ScheduleStatus>>,
 }
 
 impl Default for Metrics {
@@ -169,6 +171,7 @@ impl Metrics {
             swaps: Mutex::default(),
             latencies: Mutex::default(),
             ingest: Mutex::default(),
+            schedule: Mutex::default(),
             pipeline: pipeline.to_owned(),
             families,
         };
@@ -495,6 +498,11 @@ impl Metrics {
         m
     }
 
+    /// Change what `/status` shows of the source's schedule.
+    pub fn update_schedule(&self, f: impl FnOnce(&mut ScheduleStatus)) {
+        f(lock(&self.schedule).get_or_insert_with(ScheduleStatus::default));
+    }
+
     /// Everything `/status` shows of this pipeline but the rates.
     pub fn status(&self) -> PipelineStatus {
         let checkpoint = lock(&self.last_checkpoint).map(|(at, took, bytes)| CheckpointStatus {
@@ -518,6 +526,7 @@ impl Metrics {
             recent_windows: lock(&self.recent_windows).iter().cloned().collect(),
             swaps: lock(&self.swaps).iter().cloned().collect(),
             ingest: lock(&self.ingest).as_ref().map(|s| s.status()),
+            schedule: lock(&self.schedule).clone(),
         }
     }
 }

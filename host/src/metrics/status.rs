@@ -104,7 +104,23 @@ pub struct PipelineStatus {
     pub recent_dead_letters: Vec<DeadNote>,
     pub recent_windows: Vec<serde_json::Value>,
     pub swaps: Vec<SwapEvent>,
+    /// A polling source's schedule, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleStatus>,
     /// The HTTP ingest source's requests and records, when the source is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ingest: Option<super::IngestStatus>,
+}
+
+/// A polling source's schedule, as `/status` shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ScheduleStatus {
+    /// As configured: `* * * * *`.
+    pub schedule: String,
+    pub timezone: String,
+    /// The next tick in the schedule's zone (RFC 3339); none once past `end`.
+    pub next_tick: Option<String>,
+    pub last_tick: Option<String>,
+    /// What the last tick's run came to: `3 record(s)`, `nothing (see the log)`.
+    pub last_outcome: Option<String>,
 }

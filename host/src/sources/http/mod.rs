@@ -1,11 +1,15 @@
 //! `type = "http"`: poll a URL (e.g. `https://randomuser.me/api/?results=5`) at an
-//! interval; each successful response body becomes one record.
+//! interval, or on a wall-clock `schedule` ([`schedule`]); each successful response
+//! body becomes one record.
 //!
 //! Network errors, 408, 429 and 5xx are retried with exponential backoff and full
 //! jitter, waiting at least as long as a `Retry-After` says (up to an hour, and never
 //! past `duration`). Any other status means the request itself is wrong and stops the
 //! source with that status; a poll that outlasts its retries is logged and skipped,
 //! and the next poll goes ahead.
+
+pub mod schedule;
+mod scheduled;
 
 use super::{SourceContext, SourceError};
 use crate::duration::Duration;
@@ -47,6 +51,22 @@ pub struct HttpConfig {
     /// logged and skipped) instead of filling memory.
     #[serde(default = "default_max_body_mb")]
     pub max_body_mb: u64,
+    /// Poll on the wall clock instead of every `interval` from the start: 5-field cron
+    /// (`* * * * *`), `@hourly`, `@daily`..., or 6 fields with seconds first.
+    pub schedule: Option<String>,
+    /// The IANA time zone the schedule is read in (default UTC).
+    pub timezone: Option<String>,
+    /// After each tick, poll every `interval` for this long (seed 000: the first 30 s
+    /// of each minute); without it, one poll per tick.
+    pub active_for: Option<Duration>,
+    /// No tick before this RFC 3339 time.
+    pub start: Option<String>,
+    /// No tick after this RFC 3339 time: the source ends.
+    pub end: Option<String>,
+    /// Ticks missed while the host was down: polled for at start (true), or skipped
+    /// (false, the default, as Airflow's `catchup=False`).
+    #[serde(default)]
+    pub catch_up: bool,
 }
 
 fn default_max_body_mb() -> u64 {
@@ -99,6 +119,24 @@ impl HttpConfig {
         if self.retries > 100 {
             return Err(FieldError::new("retries", "must be at most 100"));
         }
+        if let Some(text) = &self.schedule {
+            self.schedule_of(text)?;
+        } else {
+            for (field, set) in [
+                ("timezone", self.timezone.is_some()),
+                ("active_for", self.active_for.is_some()),
+                ("start", self.start.is_some()),
+                ("end", self.end.is_some()),
+                ("catch_up", self.catch_up),
+            ] {
+                if set {
+                    return Err(FieldError::new(field, "needs a `schedule`"));
+                }
+            }
+        }
+        if self.active_for.is_some_and(|d| d.is_zero()) {
+            return Err(FieldError::new("active_for", "must be more than 0"));
+        }
         for (name, value) in &self.headers {
             if reqwest::header::HeaderValue::from_str(value).is_err() {
                 let message = "has characters a header value cannot hold";
@@ -112,6 +150,17 @@ impl HttpConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl HttpConfig {
+    fn schedule_of(&self, text: &str) -> Result<schedule::Schedule, FieldError> {
+        schedule::Schedule::parse(
+            text,
+            self.timezone.as_deref(),
+            self.start.as_deref(),
+            self.end.as_deref(),
+        )
     }
 }
 
@@ -241,42 +290,88 @@ pub async fn run(config: HttpConfig, ctx: SourceContext) -> Result<(), SourceErr
     let partition = ctx.partition(Origin::Sequence {
         source: "http".into(),
     });
-    let retry = RetryPolicy {
-        backoff: config.backoff,
-        max_backoff: config.max_backoff,
-        max_retries: config.retries,
-    };
     let started = Instant::now();
-    let deadline = config.duration.map(|d| started + *d);
-    let mut emitted = 0u64;
-    let mut next_poll = started;
-
-    loop {
-        if config.count.is_some_and(|c| emitted >= c) || deadline.is_some_and(|d| next_poll >= d) {
-            return Ok(());
+    let mut poller = Poller {
+        retry: RetryPolicy {
+            backoff: config.backoff,
+            max_backoff: config.max_backoff,
+            max_retries: config.retries,
+        },
+        deadline: config.duration.map(|d| started + *d),
+        client,
+        partition,
+        emitted: 0,
+        config: &config,
+        ctx: &ctx,
+    };
+    match &config.schedule {
+        None => every_interval(&mut poller).await,
+        Some(text) => {
+            let schedule = config
+                .schedule_of(text)
+                .map_err(|e| SourceError::fatal(&ctx.name, e))?;
+            scheduled::on_schedule(&mut poller, &schedule).await
         }
+    }
+}
+
+/// What a poll came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Polled {
+    /// A body, handed on as a record.
+    Record,
+    /// Nothing this time (logged): the next poll goes ahead.
+    Nothing,
+    /// The source is done: stopped, its count or duration reached, or the engine gone.
+    Done,
+}
+
+/// One poll after another, each retried as the source's policy says.
+struct Poller<'a> {
+    config: &'a HttpConfig,
+    ctx: &'a SourceContext,
+    client: reqwest::Client,
+    partition: crate::position::PartitionId,
+    retry: RetryPolicy,
+    deadline: Option<Instant>,
+    /// Records handed on.
+    emitted: u64,
+}
+
+impl Poller<'_> {
+    /// Whether `count` or `duration` says the source is done.
+    fn finished(&self) -> bool {
+        self.config.count.is_some_and(|c| self.emitted >= c)
+            || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Wait until `at` (or a stop: false).
+    async fn sleep_until(&self, at: Instant) -> bool {
         tokio::select! {
-            _ = tokio::time::sleep_until(next_poll) => {}
-            _ = ctx.shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep_until(at) => true,
+            _ = self.ctx.shutdown.cancelled() => false,
         }
-        next_poll += *config.interval;
+    }
 
-        let mut retries = retry.start();
-        let body = loop {
+    /// One poll, retried; its body handed on as a record.
+    async fn poll(&mut self) -> Result<Polled, SourceError> {
+        let (config, ctx) = (self.config, self.ctx);
+        let mut retries = self.retry.start();
+        let (body, content_type) = loop {
             // A stop is heard inside a slow request too (a drip-fed body, a server that
             // never answers), not only between polls.
             let attempted = tokio::select! {
-                a = attempt(&client, &config) => a,
-                _ = ctx.shutdown.cancelled() => return Ok(()),
+                a = attempt(&self.client, config) => a,
+                _ = ctx.shutdown.cancelled() => return Ok(Polled::Done),
             };
             match attempted {
                 Attempt::Body(body, content_type) => {
                     ctx.metrics.set_connected();
-                    break Some((body, content_type));
+                    break (body, content_type);
                 }
                 Attempt::Skip(why) => {
                     tracing::error!(url = %config.url, "{why}");
-                    break None;
+                    return Ok(Polled::Nothing);
                 }
                 Attempt::Fatal(what) => {
                     return Err(SourceError::fatal(
@@ -288,46 +383,58 @@ pub async fn run(config: HttpConfig, ctx: SourceContext) -> Result<(), SourceErr
                     let Some(backoff) = retries.next_wait() else {
                         let attempts = retries.retries() + 1;
                         tracing::error!(url = %config.url, "giving up on this poll after {attempts} attempts: {what}");
-                        break None;
+                        return Ok(Polled::Nothing);
                     };
                     let wait = retry_after
                         .map_or(backoff, |r| r.max(backoff))
                         .min(MAX_RETRY_AFTER);
-                    if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+                    if self.deadline.is_some_and(|d| Instant::now() + wait >= d) {
                         tracing::warn!(url = %config.url, "{what}; the source's duration ends before a retry could be made");
-                        return Ok(());
+                        return Ok(Polled::Done);
                     }
                     tracing::warn!(url = %config.url, "{what}; retry {}/{} in {wait:?}", retries.retries(), retries.max_retries());
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = ctx.shutdown.cancelled() => return Ok(()),
+                    if !self.sleep_until(Instant::now() + wait).await {
+                        return Ok(Polled::Done);
                     }
                 }
             }
         };
-        if let Some((body, content_type)) = body {
-            let headers = content_type
-                .map(|ct| {
-                    vec![Header {
-                        name: "content-type".into(),
-                        value: ct.into_bytes(),
-                    }]
-                })
-                .unwrap_or_default();
-            let rec = Record {
-                key: None,
-                value: body,
-                timestamp_ms: now_ms(),
-                headers,
-            };
-            if ctx
-                .emit(rec, Position::new(partition, emitted))
-                .await
-                .is_err()
-            {
-                return Ok(());
-            }
-            emitted += 1;
+        let headers = content_type
+            .map(|ct| {
+                vec![Header {
+                    name: "content-type".into(),
+                    value: ct.into_bytes(),
+                }]
+            })
+            .unwrap_or_default();
+        let rec = Record {
+            key: None,
+            value: body,
+            timestamp_ms: now_ms(),
+            headers,
+        };
+        let position = Position::new(self.partition, self.emitted);
+        if ctx.emit(rec, position).await.is_err() {
+            return Ok(Polled::Done);
+        }
+        self.emitted += 1;
+        Ok(Polled::Record)
+    }
+}
+
+/// A poll every `interval` from the start.
+async fn every_interval(p: &mut Poller<'_>) -> Result<(), SourceError> {
+    let mut next_poll = Instant::now();
+    loop {
+        if p.finished() || p.deadline.is_some_and(|d| next_poll >= d) {
+            return Ok(());
+        }
+        if !p.sleep_until(next_poll).await {
+            return Ok(());
+        }
+        next_poll += *p.config.interval;
+        if p.poll().await? == Polled::Done {
+            return Ok(());
         }
         // A slow or retried poll must not cause a burst of catch-up polls.
         next_poll = next_poll.max(Instant::now());
