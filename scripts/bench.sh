@@ -9,6 +9,8 @@
 #     the local broker with scripts/servers.sh unless SLUICE_TEST_KAFKA is set);
 #   - the PostgreSQL sink against a bare tokio-postgres writer (issue 18; starts the
 #     local PostgreSQL unless SLUICE_TEST_POSTGRES is set);
+#   - the HTTP ingest source: requests/s, records/s, p50/p99 for 1/16/64 clients and
+#     1/100 records a request, ack durable and accepted, beside a bare hyper server;
 #   - PySpark 4 local[*] on the same file, when it can be installed (Java 17 and
 #     PyPI; in a venv under ~/.cache/sluice), and the ratio. SLUICE_BENCH_SPARK=0
 #     skips it.
@@ -30,6 +32,10 @@ cargo bench --quiet -p sluice --bench kafka 2>/dev/null
 echo
 echo "==> PostgreSQL sink vs bare tokio-postgres (cargo bench --bench postgres)"
 cargo bench --quiet -p sluice --bench postgres 2>/dev/null
+
+echo
+echo "==> HTTP ingest vs a bare hyper server (cargo bench --bench ingest)"
+cargo bench --quiet -p sluice --bench ingest 2>/dev/null
 
 if [ "${SLUICE_BENCH_SPARK:-1}" = 1 ]; then
   echo
