@@ -551,3 +551,49 @@ async fn a_stop_answers_what_is_in_flight() {
         "a 200 not stored"
     );
 }
+
+/// `tls = { cert_file, key_file }`: HTTPS with a certificate the client trusts; a
+/// plain-HTTP request to it gets no answer, and the records of the HTTPS one are stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_serves_https_with_the_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    std::fs::write(dir.path().join("server.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("server.key"), cert.key_pair.serialize_pem()).unwrap();
+    let port = free_port();
+    let p = ingest_pipeline(
+        dir.path(),
+        port,
+        "tls = { cert_file = \"server.pem\", key_file = \"server.key\" }",
+        FILE_SINK,
+    );
+    let mut host = Host::start(&p);
+    wait_listening(&mut host);
+    assert!(host
+        .log()
+        .contains(&format!("https://127.0.0.1:{port}/api/data")));
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let r = trusting
+        .post(format!("https://127.0.0.1:{port}/api/data"))
+        .header("content-type", "application/json")
+        .body("{\"over\": \"tls\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let plain = client()
+        .post(format!("http://127.0.0.1:{port}/api/data"))
+        .header("content-type", "application/json")
+        .body("{\"over\": \"plain\"}")
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    host.stop();
+    let rows = json_lines(&dir.path().join("out.jsonl"));
+    assert_eq!(rows, [json!({"over": "tls"})]);
+}

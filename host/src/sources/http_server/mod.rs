@@ -57,6 +57,8 @@ pub struct HttpServerConfig {
     pub key_field: Option<String>,
     /// Every request needs `Authorization: Bearer <token>` (use `${VAR}`).
     pub token: Option<String>,
+    /// Serve HTTPS: `{ cert_file = "server.pem", key_file = "server.key" }` (PEM).
+    pub tls: Option<ServerTls>,
     /// The largest body taken, in MiB; a larger one is answered 413 unread.
     #[serde(default = "default_max_body_mb")]
     pub max_body_mb: u64,
@@ -76,6 +78,16 @@ pub struct HttpServerConfig {
     /// answered 503 ("not confirmed: send again").
     #[serde(default = "default_ack_timeout")]
     pub ack_timeout: Duration,
+}
+
+/// `tls = { cert_file, key_file }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    /// The certificate chain, PEM, the server's own first.
+    pub cert_file: PathBuf,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// What a `2xx` answer promises.

@@ -52,11 +52,20 @@ pub async fn run(config: HttpServerConfig, ctx: SourceContext) -> Result<(), Sou
         Some(file) => Some(Schema::load(file, &ctx.base_dir).map_err(|e| fatal(e.to_string()))?),
         None => None,
     };
+    let tls = match &config.tls {
+        Some(t) => {
+            let server = crate::tls::server_config(&t.cert_file, &t.key_file, &ctx.base_dir)
+                .map_err(fatal)?;
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
+        }
+        None => None,
+    };
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| fatal(format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr().map_err(|e| fatal(e.to_string()))?;
-    let url = format!("http://{local}{}", config.path);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{local}{}", config.path);
     let metrics = ctx.metrics.ingest(&url, config.ack.name());
     ctx.metrics.set_connected();
     tracing::info!(source = %name, "taking records POSTed to {url} (ack = \"{}\")", config.ack.name());
@@ -109,12 +118,21 @@ pub async fn run(config: HttpServerConfig, ctx: SourceContext) -> Result<(), Sou
             drop(stream);
             continue;
         };
-        tokio::spawn(serve_connection(
-            stream,
-            shared.clone(),
-            closing.clone(),
-            slot,
-        ));
+        let (shared, closing) = (shared.clone(), closing.clone());
+        match tls.clone() {
+            None => {
+                tokio::spawn(serve_connection(stream, shared, closing, slot));
+            }
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    // The handshake is held to the headers' deadline too.
+                    let accepted = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream));
+                    if let Ok(Ok(stream)) = accepted.await {
+                        serve_connection(stream, shared, closing, slot).await;
+                    }
+                });
+            }
+        }
     }
 
     // The stop: no new connections (the listener goes), new requests answered 503,
@@ -135,7 +153,7 @@ pub async fn run(config: HttpServerConfig, ctx: SourceContext) -> Result<(), Sou
 }
 
 async fn serve_connection(
-    stream: tokio::net::TcpStream,
+    stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     shared: Arc<Shared>,
     closing: CancellationToken,
     _slot: tokio::sync::OwnedSemaphorePermit,
