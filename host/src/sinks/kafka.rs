@@ -222,11 +222,6 @@ impl super::Sink for KafkaSink {
         batch: &'a Batch,
         delivery: &'a mut Delivery,
     ) -> BoxFuture<'a, Result<(), SinkError>> {
-        // A batch is written whole or failed whole, never retryably.
-        Box::pin(async move {
-            KafkaSink::write(self, &batch.records).await?;
-            delivery.all_written();
-            Ok(())
-        })
+        super::whole(KafkaSink::write(self, &batch.records), delivery)
     }
 }

@@ -138,6 +138,19 @@ pub trait Sink: Send {
     }
 }
 
+/// A write that takes a batch whole or fails it whole, never retryably (stdout, a
+/// file, Kafka): once it is done, every pending record is written.
+pub(crate) fn whole<'a>(
+    write: impl std::future::Future<Output = Result<(), SinkError>> + Send + 'a,
+    delivery: &'a mut Delivery,
+) -> BoxFuture<'a, Result<(), SinkError>> {
+    Box::pin(async move {
+        write.await?;
+        delivery.all_written();
+        Ok(())
+    })
+}
+
 impl<'de> Deserialize<'de> for SinkConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;

@@ -111,10 +111,6 @@ impl super::Sink for StdoutSink {
         batch: &'a Batch,
         delivery: &'a mut Delivery,
     ) -> BoxFuture<'a, Result<(), SinkError>> {
-        Box::pin(async move {
-            StdoutSink::write(self, &batch.records).await?;
-            delivery.all_written();
-            Ok(())
-        })
+        super::whole(StdoutSink::write(self, &batch.records), delivery)
     }
 }

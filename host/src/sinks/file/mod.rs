@@ -378,11 +378,7 @@ impl super::Sink for FileSink {
         batch: &'a Batch,
         delivery: &'a mut Delivery,
     ) -> BoxFuture<'a, Result<(), SinkError>> {
-        Box::pin(async move {
-            FileSink::write(self, batch).await?;
-            delivery.all_written();
-            Ok(())
-        })
+        super::whole(FileSink::write(self, batch), delivery)
     }
 
     fn checkpoint(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
