@@ -93,39 +93,48 @@ impl Schedule {
         // Whole seconds: from 10:00:00.5, "every 2 s" is next at 10:00:02.
         let from = from.with_nanosecond(0).unwrap_or(from);
         let local = from.with_timezone(&self.tz);
-        let next = self
-            .cron
-            .find_next_occurrence(&local, inclusive)
-            .ok()?
-            .with_timezone(&Utc);
+        let mut next = self.cron.find_next_occurrence(&local, inclusive).ok()?;
+        // Inside a fall-back overlap croner answers the first of the two instants a
+        // wall-clock time names, which may be before `after`: step on until later (a
+        // bounded walk: an hour of seconds at most).
+        let mut steps = 0;
+        while next.with_timezone(&Utc) <= after && steps < 4000 {
+            next = self.cron.find_next_occurrence(&next, false).ok()?;
+            steps += 1;
+        }
+        let next = next.with_timezone(&Utc);
+        if next <= after {
+            return None;
+        }
         match self.end {
             Some(end) if next > end => None,
             _ => Some(next),
         }
     }
 
-    /// The ticks strictly between `after` and `before` (at most `most` of them), and
-    /// how many there were in all.
+    /// The ticks strictly between `after` and `before` (the newest `most` of them),
+    /// and how many there were in all.
     pub fn between(
         &self,
         after: DateTime<Utc>,
         before: DateTime<Utc>,
         most: usize,
     ) -> (Vec<DateTime<Utc>>, usize) {
-        let mut ticks = Vec::new();
+        let mut ticks = std::collections::VecDeque::new();
         let mut count = 0;
         let mut at = after;
         while let Some(tick) = self.next_after(at).filter(|t| *t < before) {
             count += 1;
-            if ticks.len() < most {
-                ticks.push(tick);
+            ticks.push_back(tick);
+            if ticks.len() > most {
+                ticks.pop_front();
             }
             at = tick;
             if count > 100_000 {
                 break; // a seconds schedule down for days: the count is enough
             }
         }
-        (ticks, count)
+        (ticks.into(), count)
     }
 
     /// A time as the schedule's zone shows it.
@@ -185,6 +194,15 @@ mod tests {
             at("2026-10-26T01:30:00Z"),
             "not 02:30 CET an hour later"
         );
+        // Asked from inside the repeated hour (01:10Z is 02:10 CET, the second 02:10),
+        // the next tick is still after it, never the first 02:15 already past.
+        let quarter = Schedule::parse("*/15 * * * *", Some("Europe/Paris"), None, None).unwrap();
+        let inside = at("2026-10-25T01:10:00Z");
+        assert!(quarter.next_after(inside).unwrap() > inside);
+        assert!(
+            s.next_after(inside).unwrap() > inside,
+            "the daily 02:30 is not run again"
+        );
         // Hourly through the fall-back night: 02:00 shows twice and runs once, so five
         // ticks in six real hours, each once.
         let hourly = Schedule::parse("0 * * * *", Some("Europe/Paris"), None, None).unwrap();
@@ -213,6 +231,7 @@ mod tests {
         assert_eq!(s.next_after(at("2026-01-01T07:00:00Z")), None);
         let (ticks, n) = s.between(at("2026-01-01T04:59:00Z"), at("2026-01-01T08:00:00Z"), 2);
         assert_eq!((ticks.len(), n), (2, 3));
+        assert_eq!(ticks[1], at("2026-01-01T07:00:00Z"), "the newest are kept");
         assert!(Schedule::parse("61 * * * *", None, None, None).is_err());
         assert_eq!(
             Schedule::parse("* * * * *", Some("Mars/Olympus"), None, None)

@@ -94,8 +94,8 @@ impl Reader<'_> {
         let mut records = Vec::with_capacity(total);
         let mut listed = Vec::new();
         let mut count = 0;
-        for (index, (line, value)) in values.into_iter().enumerate() {
-            match self.record(value, arrival_ms) {
+        for (index, (line, raw)) in values.into_iter().enumerate() {
+            match self.record(raw, arrival_ms) {
                 Ok(r) => records.push(r),
                 Err((pointer, rule, message)) => {
                     count += 1;
@@ -121,13 +121,17 @@ impl Reader<'_> {
         Ok(records)
     }
 
-    /// One value as a record, or where and why it is refused.
+    /// One value (its bytes as sent, already known to be JSON) as a record, or where
+    /// and why it is refused. The record keeps the bytes as sent: key order, number
+    /// precision and all.
     #[allow(clippy::type_complexity)]
     fn record(
         &self,
-        value: Value,
+        raw: &[u8],
         arrival_ms: i64,
     ) -> Result<Record, (String, Option<String>, String)> {
+        let value: Value =
+            serde_json::from_slice(raw).map_err(|e| (String::new(), None, e.to_string()))?;
         if !value.is_object() {
             return Err((String::new(), None, "is not a JSON object".into()));
         }
@@ -149,55 +153,72 @@ impl Reader<'_> {
             } else {
                 value.get(k)
             };
-            found.map(|v| match v {
-                Value::String(s) => s.as_bytes().to_vec(),
-                other => other.to_string().into_bytes(),
-            })
+            match found? {
+                Value::Null => None,
+                Value::String(s) => Some(s.as_bytes().to_vec()),
+                other => Some(other.to_string().into_bytes()),
+            }
         });
-        let bytes = serde_json::to_vec(&value).expect("a JSON value always serializes");
-        let timestamp_ms = self.event_time.of(&bytes, arrival_ms).map_err(|m| {
+        let timestamp_ms = self.event_time.of(raw, arrival_ms).map_err(|m| {
             let pointer = match self.event_time {
-                EventTime::Field { field, .. } => format!("/{field}"),
+                EventTime::Field { field, .. } => {
+                    format!("/{}", field.replace('~', "~0").replace('/', "~1"))
+                }
                 EventTime::Message => String::new(),
             };
             (pointer, None, m)
         })?;
         Ok(Record {
             key,
-            value: bytes,
+            value: raw.to_vec(),
             timestamp_ms,
             headers: Vec::new(),
         })
     }
 }
 
-/// An object, or an array's elements (no line numbers: a JSON body has one value).
-fn json_values(body: &[u8]) -> Result<Vec<(Option<usize>, Value)>, Rejected> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| malformed(&e, None))?;
-    match value {
-        Value::Object(_) => Ok(vec![(None, value)]),
-        Value::Array(items) => Ok(items.into_iter().map(|v| (None, v)).collect()),
-        _ => Err(Rejected::Shape(
-            "the body is JSON but not an object or an array of objects".into(),
-        )),
+/// A value as sent, with its line in an NDJSON body.
+type Sent<'a> = (Option<usize>, &'a [u8]);
+
+/// An object, or an array's elements, as the bytes sent (no line numbers: a JSON
+/// body is one value).
+fn json_values(body: &[u8]) -> Result<Vec<Sent<'_>>, Rejected> {
+    let trimmed = body.trim_ascii();
+    if trimmed.first() == Some(&b'[') {
+        let items: Vec<&serde_json::value::RawValue> =
+            serde_json::from_slice(body).map_err(|e| malformed(&e, None))?;
+        return Ok(items
+            .into_iter()
+            .map(|r| (None, r.get().as_bytes()))
+            .collect());
     }
+    let _: &serde_json::value::RawValue =
+        serde_json::from_slice(body).map_err(|e| malformed(&e, None))?;
+    if trimmed.first() == Some(&b'{') {
+        return Ok(vec![(None, trimmed)]);
+    }
+    Err(Rejected::Shape(
+        "the body is JSON but not an object or an array of objects".into(),
+    ))
 }
 
-/// One value per non-blank line, with its line number.
-fn ndjson_values(body: &[u8]) -> Result<Vec<(Option<usize>, Value)>, Rejected> {
+/// One value per non-blank line, with its line number, as the bytes sent.
+fn ndjson_values(body: &[u8]) -> Result<Vec<Sent<'_>>, Rejected> {
     let mut values = Vec::new();
     for (i, line) in body.split(|&b| b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
+        let line = line.trim_ascii();
+        if line.is_empty() {
             continue;
         }
-        let value: Value = serde_json::from_slice(line).map_err(|e| malformed(&e, Some(i + 1)))?;
-        values.push((Some(i + 1), value));
+        let _: &serde_json::value::RawValue =
+            serde_json::from_slice(line).map_err(|e| malformed(&e, Some(i + 1)))?;
+        values.push((Some(i + 1), line));
     }
     Ok(values)
 }
 
 /// serde_json's error, at the body's line (NDJSON: the line's number; its own line
-/// within a line is always 1).
+/// within a line is always 1) and column (in bytes, from 1; 0 for an empty body).
 fn malformed(e: &serde_json::Error, line: Option<usize>) -> Rejected {
     let message = e.to_string();
     // serde_json ends its message with " at line L column C": said apart instead.
@@ -242,6 +263,20 @@ mod tests {
             .unwrap();
         assert_eq!(lines.len(), 2);
         assert_eq!(r.read(b"[]", Format::Json, 7).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_record_keeps_the_bytes_sent() {
+        let r = reader(None);
+        let sent = br#"{"z": 1, "id": "k", "big": 123456789012345678901234567890}"#;
+        let got = r.read(sent, Format::Json, 0).unwrap();
+        assert_eq!(got[0].value, sent.to_vec());
+        let got = r
+            .read(b"[ {\"b\": 1.50, \"a\": null} ]", Format::Json, 0)
+            .unwrap();
+        assert_eq!(got[0].value, b"{\"b\": 1.50, \"a\": null}".to_vec());
+        let null_key = r.read(br#"{"id": null}"#, Format::Json, 0).unwrap();
+        assert_eq!(null_key[0].key, None);
     }
 
     #[test]

@@ -116,8 +116,9 @@ impl Ledger {
                 _ = stop.cancelled() => return,
             }
             id += 1;
-            if self.ctx.barrier(id, false).await.is_err() {
-                return;
+            tokio::select! {
+                sent = self.ctx.barrier(id, false) => if sent.is_err() { return },
+                _ = stop.cancelled() => return,
             }
             // Its acknowledgement, or a minute (the engine may be busy with a retry):
             // the next waiting client asks again either way.
@@ -132,12 +133,15 @@ impl Ledger {
     /// The last checkpoint, with the end of input (open windows close): what a stop
     /// asks once nothing more is handed on. False if it was not answered in `timeout`.
     pub async fn finish(&self, timeout: Duration) -> bool {
-        if self.ctx.barrier(FINAL, true).await.is_err() {
-            return false;
-        }
         let mut acked = self.barrier.subscribe();
-        let answered = tokio::time::timeout(timeout, acked.wait_for(|&b| b == FINAL)).await;
-        answered.is_ok_and(|r| r.is_ok())
+        let finished = async {
+            // Sending waits for room too: a stalled pipeline must not hold the stop.
+            self.ctx.barrier(FINAL, true).await.is_ok()
+                && acked.wait_for(|&b| b == FINAL).await.is_ok()
+        };
+        tokio::time::timeout(timeout, finished)
+            .await
+            .unwrap_or(false)
     }
 
     /// Read acknowledgements until [`Self::stop_reading`] or the engine's end (a thread

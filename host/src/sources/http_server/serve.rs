@@ -94,6 +94,9 @@ pub async fn run(config: HttpServerConfig, ctx: SourceContext) -> Result<(), Sou
     });
 
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS as usize));
+    // Every connection's task, so that a stop can end those still going (a body
+    // still arriving) once the close wait is over: they hold the intake open.
+    let mut tasks = tokio::task::JoinSet::new();
     let closing = CancellationToken::new();
     let mut check = tokio::time::interval(Duration::from_millis(200));
     loop {
@@ -114,6 +117,7 @@ pub async fn run(config: HttpServerConfig, ctx: SourceContext) -> Result<(), Sou
                 continue;
             }
         };
+        while tasks.try_join_next().is_some() {}
         let Ok(slot) = connections.clone().try_acquire_owned() else {
             drop(stream);
             continue;
@@ -121,10 +125,10 @@ pub async fn run(config: HttpServerConfig, ctx: SourceContext) -> Result<(), Sou
         let (shared, closing) = (shared.clone(), closing.clone());
         match tls.clone() {
             None => {
-                tokio::spawn(serve_connection(stream, shared, closing, slot));
+                tasks.spawn(serve_connection(stream, shared, closing, slot));
             }
             Some(acceptor) => {
-                tokio::spawn(async move {
+                tasks.spawn(async move {
                     // The handshake is held to the headers' deadline too.
                     let accepted = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream));
                     if let Ok(Ok(stream)) = accepted.await {
@@ -147,6 +151,7 @@ pub async fn run(config: HttpServerConfig, ctx: SourceContext) -> Result<(), Sou
     }
     let all = MAX_CONNECTIONS;
     let _ = tokio::time::timeout(CLOSE_WAIT, connections.acquire_many(all)).await;
+    tasks.abort_all();
     ledger.stop_reading();
     let _ = reader.await;
     Ok(())
@@ -181,13 +186,29 @@ async fn serve_connection(
 
 async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let started = Instant::now();
-    shared.metrics.in_flight(true);
+    let _counted = InFlight::new(&shared.metrics);
     let response = answer(shared, req).await;
-    shared.metrics.in_flight(false);
     shared
         .metrics
         .answered(response.status().as_u16(), started.elapsed());
     response
+}
+
+/// A request in flight, counted until it ends: answered, or dropped when its client
+/// goes away while it waits.
+struct InFlight<'a>(&'a IngestMetrics);
+
+impl<'a> InFlight<'a> {
+    fn new(metrics: &'a IngestMetrics) -> Self {
+        metrics.in_flight(true);
+        InFlight(metrics)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight(false);
+    }
 }
 
 async fn answer(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
