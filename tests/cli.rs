@@ -60,6 +60,7 @@ fn validate_accepts_every_shipped_pipeline() {
         "ingest_users",
         "users_to_stores",
         "api_ingest",
+        "route_users",
     ] {
         let path = repo().join(format!("pipelines/{name}.toml"));
         let out = sluice(&["validate", path.to_str().unwrap()]);

@@ -18,5 +18,6 @@ mod pipeline;
 mod plugins;
 mod postgres;
 mod python;
+mod routing;
 mod stores;
 mod swap;

@@ -49,6 +49,22 @@ pub const PARTITION_HEADER: &str = "sluice.partition";
 /// a value as `null` (and replays it as null), and a Kafka sink sends a tombstone.
 pub const NULL_VALUE_HEADER: &str = "sluice.null-value";
 
+/// Names the route a transform sends a record down (`[[sinks]] route = "..."` takes
+/// it): a header, so that every plugin built against the WIT can set it (no new
+/// interface), and so a record keeps it through later transforms. Sinks never write
+/// it, and sources drop one that arrives from outside.
+pub const ROUTE_HEADER: &str = "sluice.route";
+
+/// The route a record names, if any (not UTF-8: the bytes, lossily).
+pub fn route_of(record: &Record) -> Option<std::borrow::Cow<'_, str>> {
+    record
+        .headers
+        .iter()
+        .rev()
+        .find(|h| h.name == ROUTE_HEADER)
+        .map(|h| String::from_utf8_lossy(&h.value))
+}
+
 /// Whether the record's value was null (see [`NULL_VALUE_HEADER`]).
 pub fn is_null_value(record: &Record) -> bool {
     record.value.is_empty() && record.headers.iter().any(|h| h.name == NULL_VALUE_HEADER)

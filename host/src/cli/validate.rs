@@ -26,6 +26,9 @@ fn check(pipeline: &sluice::engine::Pipeline) -> Result<(), Failure> {
     c.dead_letter.check(&base).map_err(|why| {
         Failure::config(anyhow::anyhow!("{}: dead_letter: {why}", path.display()))
     })?;
+    for warning in route_warnings(c) {
+        eprintln!("{}: warning: {warning}", path.display());
+    }
     let plugins = c.transforms.len() + usize::from(c.window.is_some());
     println!(
         "{}: ok (pipeline `{}`: {} transform(s), {}, {} sink(s); {plugins} plugin(s) loaded and initialised)",
@@ -36,4 +39,40 @@ fn check(pipeline: &sluice::engine::Pipeline) -> Result<(), Failure> {
         c.sinks.len(),
     );
     Ok(())
+}
+
+/// Routes known without running anything: those a transform's config names (a
+/// `routes` table's values, `otherwise`, the convention of route_by_field) that no
+/// sink takes, which would be dead letters; and sinks taking a route when no
+/// transform could name one.
+fn route_warnings(c: &sluice::config::PipelineConfig) -> Vec<String> {
+    let taken: Vec<String> = c.sinks.iter().flat_map(|s| s.routes()).collect();
+    let mut warnings = Vec::new();
+    for (i, t) in c.transforms.iter().enumerate() {
+        let mut named: Vec<&str> = match t.config.get("routes") {
+            Some(toml::Value::Table(routes)) => {
+                routes.values().filter_map(|v| v.as_str()).collect()
+            }
+            _ => Vec::new(),
+        };
+        named.extend(t.config.get("otherwise").and_then(|v| v.as_str()));
+        named.sort_unstable();
+        named.dedup();
+        for route in named.into_iter().filter(|r| !taken.iter().any(|t| t == r)) {
+            warnings.push(format!(
+                "transforms[{i}] ({}) may send records down route `{route}`, which no sink takes: they would be dead letters (add a sink with route = \"{route}\")",
+                t.name()
+            ));
+        }
+    }
+    if c.transforms.is_empty() {
+        for (i, s) in c.sinks.iter().enumerate() {
+            if let Some(route) = s.routes.first() {
+                warnings.push(format!(
+                    "sinks[{i}] takes route `{route}`, but no transform could name one: it gets nothing"
+                ));
+            }
+        }
+    }
+    warnings
 }

@@ -26,6 +26,7 @@ mod dead_letter_queue;
 mod pipeline;
 mod processor;
 mod rollout;
+mod routing;
 mod sink_task;
 mod stage_info;
 /// The window state types and backends (a leaf, [`crate::window_state`]), by their

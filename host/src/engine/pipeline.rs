@@ -2,7 +2,9 @@
 //! configuration problem shows before data flows), then run until the source is done
 //! or shutdown is asked for.
 
-use super::processor::{version_info, Control, DeadLetterQueue, ProcessError, Processor, Route};
+use super::processor::{
+    version_info, Control, DeadLetterQueue, ProcessError, Processor, SinkHandle,
+};
 use super::sink_task;
 use super::snapshot::StateBackend;
 use super::window::{Late, WindowStage, DEFAULT_MAX_FUTURE_MS};
@@ -238,8 +240,9 @@ async fn run(
         let ctx = context(format!("sinks[{i}] ({})", sc.describe()), sc.input);
         let sink = sc.open(&ctx).await.map_err(RunError::Sink)?;
         let (tx, rx) = mpsc::channel(queue);
-        routes.push(Route {
+        routes.push(SinkHandle {
             input: sc.input(),
+            routes: sc.routes(),
             name: ctx.name.clone(),
             tx,
         });

@@ -37,9 +37,12 @@ pub enum SinkMessage {
 }
 
 /// A sink's queue and the stream it takes.
-pub struct Route {
+/// A sink as the processor sees it: the stream and routes it takes, its queue.
+pub struct SinkHandle {
     pub input: Input,
     pub name: String,
+    /// The routes it takes ([`crate::sinks::DEFAULT_ROUTE`]: records with none).
+    pub routes: Vec<String>,
     pub tx: mpsc::Sender<SinkMessage>,
 }
 
@@ -81,7 +84,7 @@ pub struct Processor {
     pub(super) canary: Option<Canary>,
     /// Failed calls of plugin versions swapped out (the total only grows).
     pub(super) retired_failures: u64,
-    pub(super) sinks: Vec<Route>,
+    pub(super) sinks: Vec<SinkHandle>,
     pub(super) dead_letter: DeadLetterQueue,
     /// Stops the pipeline after too many dead letters in a row.
     pub(super) dead_run: DeadRun,
@@ -456,7 +459,14 @@ impl Processor {
         // Records of this batch got through: its dead letters end no run, whatever
         // their order among them.
         let passed = !batch.is_empty();
-        self.send(Input::Records, batch, rt)?;
+        for (route, records) in super::routing::split(batch) {
+            match route {
+                Some(route) if !self.sinks.iter().any(|s| s.takes(&route)) => {
+                    dead.extend(super::routing::untaken(&route, records, &self.sinks));
+                }
+                route => self.send_route(route.as_deref(), records, rt)?,
+            }
+        }
         if let Some(results) = windows {
             self.send(Input::Windows, results, rt)?;
         }
@@ -467,12 +477,38 @@ impl Processor {
         self.send_dead(dead, rt)
     }
 
+    /// Hand records to every sink taking `route` (`None`: records with no route).
+    fn send_route(
+        &self,
+        route: Option<&str>,
+        batch: Batch,
+        rt: &Handle,
+    ) -> Result<(), ProcessError> {
+        let route = route.unwrap_or(crate::sinks::DEFAULT_ROUTE);
+        self.metrics.add_routed(route, batch.len() as u64);
+        let sinks = self
+            .sinks
+            .iter()
+            .filter(|s| s.input == Input::Records && s.takes(route));
+        self.send_to(sinks.collect(), Input::Records, batch, rt)
+    }
+
     /// Hand records to every sink on `input`, waiting while a sink's queue is full.
     pub(super) fn send(&self, input: Input, batch: Batch, rt: &Handle) -> Result<(), ProcessError> {
+        let sinks = self.sinks.iter().filter(|r| r.input == input).collect();
+        self.send_to(sinks, input, batch, rt)
+    }
+
+    fn send_to(
+        &self,
+        routes: Vec<&SinkHandle>,
+        input: Input,
+        batch: Batch,
+        rt: &Handle,
+    ) -> Result<(), ProcessError> {
         if batch.is_empty() {
             return Ok(());
         }
-        let routes: Vec<&Route> = self.sinks.iter().filter(|r| r.input == input).collect();
         if !routes.is_empty() {
             self.metrics.add_out(batch.len() as u64);
             if input == Input::Windows {

@@ -70,6 +70,13 @@ pub struct IngestRecordLabels {
     pub outcome: String,
 }
 
+/// Records handed to the sinks of a route (`default`: records naming none).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub pipeline: String,
+    pub route: String,
+}
+
 /// A family of histograms, all with the same buckets.
 type Hist<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -119,6 +126,7 @@ pub struct Families {
     pub(super) ingest_requests: Family<IngestStatusLabels, Counter>,
     pub(super) ingest_seconds: Hist<PipelineLabels>,
     pub(super) ingest_records: Family<IngestRecordLabels, Counter>,
+    pub(super) routed: Family<RouteLabels, Counter>,
 }
 
 impl Default for Families {
@@ -287,6 +295,11 @@ impl Families {
             ingest_records: reg!(
                 "ingest_records",
                 "Records the HTTP ingest source accepted or refused",
+                Family::default()
+            ),
+            routed: reg!(
+                "route_records",
+                "Records handed to the sinks of a route (default: records naming none)",
                 Family::default()
             ),
             registry,

@@ -226,6 +226,17 @@ impl Metrics {
     pub fn add_in(&self, n: u64) {
         self.records_in.inc_by(n);
     }
+    /// Records handed to the sinks of `route` (per batch, not per record).
+    pub fn add_routed(&self, route: &str, n: u64) {
+        self.families
+            .routed
+            .get_or_create(&RouteLabels {
+                pipeline: self.pipeline.clone(),
+                route: route.to_owned(),
+            })
+            .inc_by(n);
+    }
+
     /// Window results handed to sinks (counted in `add_out` too).
     pub fn add_window_results(&self, n: u64) {
         self.window_results_out.fetch_add(n, Relaxed);

@@ -12,7 +12,7 @@ use crate::duration::Duration;
 use crate::field_error::FieldError;
 use crate::kafka::{self, CreateTopic, Properties};
 use crate::record::Batch;
-use crate::record::{is_null_value, Record, NULL_VALUE_HEADER};
+use crate::record::{is_null_value, route_of, Record, NULL_VALUE_HEADER, ROUTE_HEADER};
 use futures_util::future::BoxFuture;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -27,6 +27,10 @@ pub struct KafkaSinkConfig {
     /// Bootstrap brokers, comma-separated: `"127.0.0.1:9092"`.
     pub brokers: String,
     pub topic: String,
+    /// A topic per route: a record whose route is here goes to that topic, any other
+    /// to `topic` (`route_topics = { quarantine = "users_quarantine" }`).
+    #[serde(default)]
+    pub route_topics: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub compression: Compression,
     /// How long librdkafka waits to fill a batch (`linger.ms`).
@@ -78,6 +82,12 @@ impl KafkaSinkConfig {
         if self.topic.trim().is_empty() {
             return Err(FieldError::new("topic", "must not be empty"));
         }
+        if let Some((route, _)) = self.route_topics.iter().find(|(_, t)| t.trim().is_empty()) {
+            return Err(FieldError::new(
+                format!("route_topics.{route}"),
+                "must name a topic",
+            ));
+        }
         if self.linger > Duration::from_millis(900_000) {
             return Err(FieldError::new("linger", "must be at most 15m"));
         }
@@ -108,6 +118,7 @@ impl KafkaSinkConfig {
 pub struct KafkaSink {
     name: String,
     topic: String,
+    route_topics: std::collections::BTreeMap<String, String>,
     producer: FutureProducer,
 }
 
@@ -115,9 +126,11 @@ impl KafkaSink {
     pub async fn open(config: &KafkaSinkConfig, ctx: &SinkContext) -> Result<Self, SinkError> {
         let client = config.client_config();
         if let Some(create) = config.create_topic {
-            kafka::create_topic(&client, &config.topic, create, &[])
-                .await
-                .map_err(|e| SinkError::fatal(&ctx.name, e))?;
+            for topic in std::iter::once(&config.topic).chain(config.route_topics.values()) {
+                kafka::create_topic(&client, topic, create, &[])
+                    .await
+                    .map_err(|e| SinkError::fatal(&ctx.name, e))?;
+            }
         }
         let producer: FutureProducer = client.create().map_err(|e| {
             SinkError::fatal(&ctx.name, format!("cannot create a Kafka producer: {e}"))
@@ -125,6 +138,7 @@ impl KafkaSink {
         Ok(KafkaSink {
             name: ctx.name.clone(),
             topic: config.topic.clone(),
+            route_topics: config.route_topics.clone(),
             producer,
         })
     }
@@ -136,15 +150,18 @@ impl KafkaSink {
             let tombstone = is_null_value(r);
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
             for h in &r.headers {
-                if h.name == NULL_VALUE_HEADER {
-                    continue; // the host's own mark, never sent
+                if h.name == NULL_VALUE_HEADER || h.name == ROUTE_HEADER {
+                    continue; // the host's own marks, never sent
                 }
                 headers = headers.insert(Header {
                     key: &h.name,
                     value: Some(&h.value),
                 });
             }
-            let mut message = FutureRecord::to(&self.topic).headers(headers);
+            let topic = route_of(r)
+                .and_then(|route| self.route_topics.get(route.as_ref()))
+                .unwrap_or(&self.topic);
+            let mut message = FutureRecord::to(topic).headers(headers);
             if !tombstone {
                 message = message.payload(&r.value);
             }

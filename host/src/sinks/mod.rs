@@ -58,9 +58,16 @@ pub struct SinkConfig {
     /// `schemas/user.json`); one that does not is a dead letter naming the path and
     /// rule it breaks.
     pub schema: Option<PathBuf>,
+    /// The routes whose records it takes (`route = "x"` or `routes = [...]`); none
+    /// given: records that name no route ([`DEFAULT_ROUTE`]).
+    pub routes: Vec<String>,
     /// The connector and its own keys.
     pub connector: SinkType,
 }
+
+/// The route of records that name none: a sink without `route`/`routes` takes it,
+/// and `routes = ["default", "x"]` takes it beside `x`.
+pub const DEFAULT_ROUTE: &str = "default";
 
 /// The connectors, by their `type` key. Adding a sink is its folder (a config with
 /// one [`SinkConnector`] impl, and a writer with one [`Sink`] impl), a line here and
@@ -165,11 +172,22 @@ impl<'de> Deserialize<'de> for SinkConfig {
             Some(v) => Some(PathBuf::deserialize(v).map_err(shared)?),
             None => None,
         };
+        let routes = match (table.remove("route"), table.remove("routes")) {
+            (Some(_), Some(_)) => {
+                return Err(D::Error::custom(
+                    "`route` and `routes` both given: use `routes = [...]` for several",
+                ))
+            }
+            (Some(v), None) => vec![String::deserialize(v).map_err(shared)?],
+            (None, Some(v)) => Vec::<String>::deserialize(v).map_err(shared)?,
+            (None, None) => Vec::new(),
+        };
         let connector = SinkType::deserialize(toml::Value::Table(table))
             .map_err(|e| D::Error::custom(with_shared_keys(e.message())))?;
         Ok(SinkConfig {
             input,
             schema,
+            routes,
             connector,
         })
     }
@@ -183,7 +201,11 @@ fn with_shared_keys(message: &str) -> String {
     }
     message
         .replacen(", expected one of `", ", expected `", 1)
-        .replacen(", expected `", ", expected one of `input`, `schema`, `", 1)
+        .replacen(
+            ", expected `",
+            ", expected one of `input`, `schema`, `route`, `routes`, `",
+            1,
+        )
 }
 
 /// What a sink gets when it opens: its name for messages, the stream it takes, the
@@ -220,12 +242,43 @@ impl SinkConfig {
         self.input
     }
 
+    /// The routes it takes; [`DEFAULT_ROUTE`] alone when none are named.
+    pub fn routes(&self) -> Vec<String> {
+        if self.routes.is_empty() {
+            vec![DEFAULT_ROUTE.to_owned()]
+        } else {
+            self.routes.clone()
+        }
+    }
+
     /// A short description for names and messages: `file out/users.jsonl`.
     pub fn describe(&self) -> String {
         each_sink!(&self.connector, c => SinkConnector::describe(c))
     }
 
     pub fn validate(&self) -> Result<(), FieldError> {
+        for (i, r) in self.routes.iter().enumerate() {
+            let plain = !r.is_empty()
+                && r.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+            if !plain {
+                let field = if self.routes.len() == 1 {
+                    "route".to_owned()
+                } else {
+                    format!("routes[{i}]")
+                };
+                return Err(FieldError::new(
+                    field,
+                    format!("`{r}` is not a route name (letters, digits, _ - .)"),
+                ));
+            }
+        }
+        if !self.routes.is_empty() && self.input == Input::Windows {
+            return Err(FieldError::new(
+                "routes",
+                "are for records: window results name no route",
+            ));
+        }
         each_sink!(&self.connector, c => SinkConnector::validate(c, self.input))
     }
 

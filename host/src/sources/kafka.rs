@@ -18,7 +18,7 @@ use crate::dead_letter::DeadLetter;
 use crate::field_error::FieldError;
 use crate::kafka::{self, Properties};
 use crate::position::{Ack, Origin, PartitionId, Position};
-use crate::record::{now_ms, Header, Record, NULL_VALUE_HEADER};
+use crate::record::{now_ms, Header, Record, NULL_VALUE_HEADER, ROUTE_HEADER};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
 };
@@ -233,7 +233,8 @@ impl State {
         let (mut headers, unnamed) = headers_of(m);
         // Only this source says what was null: a producer's header of that name is not
         // taken at its word.
-        headers.retain(|h| h.name != NULL_VALUE_HEADER);
+        // Nor is a route: a record routed upstream is not routed again here.
+        headers.retain(|h| h.name != NULL_VALUE_HEADER && h.name != ROUTE_HEADER);
         let payload = m.payload();
         if payload.is_none() {
             // A tombstone: marked, so that a dead letter or a Kafka sink keeps it null.

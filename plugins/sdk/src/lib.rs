@@ -62,6 +62,19 @@ pub use transform::sluice::plugin::types::{
     Accumulator, AddResult, Header, Record, Rejected, WindowBounds,
 };
 
+/// The header that sends a record down a route: sinks with `route = "..."` take it
+/// (the host reads it after the last transform; it is never written out).
+pub const ROUTE_HEADER: &str = "sluice.route";
+
+/// Send `record` down `route` (in place of any route it named before).
+pub fn set_route(record: &mut Record, route: &str) {
+    record.headers.retain(|h| h.name != ROUTE_HEADER);
+    record.headers.push(Header {
+        name: ROUTE_HEADER.into(),
+        value: route.as_bytes().to_vec(),
+    });
+}
+
 /// The guest trait of the `window` world, for `impl ... for MyWindow`.
 pub use window::exports::sluice::plugin::aggregator::Guest as WindowGuest;
 
