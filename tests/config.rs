@@ -306,7 +306,10 @@ fn the_keys_every_sink_has_are_located_like_its_own() {
         err.starts_with("dir/p.toml:15:1: unknown field `inptu`"),
         "{err}"
     );
-    assert!(err.contains("`input`, `schema`, `path`"), "{err}");
+    assert!(
+        err.contains("`input`, `schema`, `route`, `routes`, `path`"),
+        "{err}"
+    );
     // The schema is taken (and, missing, refused at its own line).
     let schema = GOOD.replace(
         "path = \"out/users.jsonl\"",
