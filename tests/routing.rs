@@ -182,3 +182,92 @@ path = "all.jsonl"
         );
     }
 }
+
+/// Every records sink takes a route, and the plugin leaves some records with none:
+/// those are dead letters (route `default`), not lost; and `sluice validate` says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn records_naming_no_route_with_no_sink_for_them_are_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        "no_default.toml",
+        &format!(
+            r#"
+[source]
+type = "generator"
+seed = 3
+count = 500
+[[transforms]]
+plugin = "{}"
+config = {{ field = "nat", routes = {{ BR = "americas" }} }}
+[[sinks]]
+type = "file"
+route = "americas"
+path = "americas.jsonl"
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+            wasm("route_by_field").display()
+        ),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("validate")
+        .arg(&p)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("records that name none would be dead letters"),
+        "{stderr}"
+    );
+    run(&p).await;
+    let americas = json_lines(&dir.path().join("americas.jsonl"));
+    let dead = json_lines(&dir.path().join("dead.jsonl"));
+    assert!(!americas.is_empty() && !dead.is_empty());
+    assert_eq!(americas.len() + dead.len(), 500);
+    assert!(dead
+        .iter()
+        .all(|d| d["reason"].as_str().unwrap().contains("route `default`")));
+}
+
+/// A route no sink takes, for every record: the run of dead letters stops the
+/// pipeline (`max_dead_letter_run`) instead of copying the whole input there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_route_no_sink_takes_for_everything_stops_at_the_dead_letter_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        "typo.toml",
+        &format!(
+            r#"
+[pipeline]
+batch_size = 50
+max_dead_letter_run = 200
+[source]
+type = "generator"
+seed = 3
+count = 5000
+[[transforms]]
+plugin = "{}"
+config = {{ field = "nat", otherwise = "amercias" }}
+[[sinks]]
+type = "file"
+route = "americas"
+path = "americas.jsonl"
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+            wasm("route_by_field").display()
+        ),
+    );
+    let config = sluice::config::load(&p).unwrap();
+    let err = Pipeline::build(config, &runtime())
+        .unwrap()
+        .run(CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("dead letters in a row"), "{err}");
+    assert!(json_lines(&dir.path().join("dead.jsonl")).len() < 5000);
+}

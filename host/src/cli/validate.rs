@@ -1,4 +1,5 @@
 use super::Failure;
+use sluice::sinks::{Input, DEFAULT_ROUTE};
 use std::path::PathBuf;
 
 pub fn validate(paths: &[PathBuf]) -> Result<(), Failure> {
@@ -46,8 +47,22 @@ fn check(pipeline: &sluice::engine::Pipeline) -> Result<(), Failure> {
 /// sink takes, which would be dead letters; and sinks taking a route when no
 /// transform could name one.
 fn route_warnings(c: &sluice::config::PipelineConfig) -> Vec<String> {
-    let taken: Vec<String> = c.sinks.iter().flat_map(|s| s.routes()).collect();
+    let records_sinks: Vec<_> = c
+        .sinks
+        .iter()
+        .filter(|s| s.input() == Input::Records)
+        .collect();
+    let taken: Vec<String> = records_sinks.iter().flat_map(|s| s.routes()).collect();
     let mut warnings = Vec::new();
+    let otherwise = c
+        .transforms
+        .iter()
+        .any(|t| t.config.contains_key("otherwise"));
+    if !records_sinks.is_empty() && !taken.iter().any(|r| r == DEFAULT_ROUTE) && !otherwise {
+        warnings.push(format!(
+            "every records sink takes a route, so records that name none would be dead letters (add a sink without `route`, or \"{DEFAULT_ROUTE}\" to a sink's routes)"
+        ));
+    }
     for (i, t) in c.transforms.iter().enumerate() {
         let mut named: Vec<&str> = match t.config.get("routes") {
             Some(toml::Value::Table(routes)) => {
@@ -67,7 +82,7 @@ fn route_warnings(c: &sluice::config::PipelineConfig) -> Vec<String> {
     }
     if c.transforms.is_empty() {
         for (i, s) in c.sinks.iter().enumerate() {
-            if let Some(route) = s.routes.first() {
+            if let Some(route) = s.routes.iter().find(|r| *r != DEFAULT_ROUTE) {
                 warnings.push(format!(
                     "sinks[{i}] takes route `{route}`, but no transform could name one: it gets nothing"
                 ));

@@ -456,17 +456,32 @@ impl Processor {
             }
             _ => None,
         };
-        // Records of this batch got through: its dead letters end no run, whatever
-        // their order among them.
-        let passed = !batch.is_empty();
+        // Records of this batch got through (to a sink, or into the window): its dead
+        // letters end no run, whatever their order among them.
+        let had_records = !batch.is_empty();
+        let mut delivered = false;
+        // Records sinks: none means records go nowhere by design (a window's pipeline).
+        let records_sinks = self.sinks.iter().any(|s| s.input == Input::Records);
         for (route, records) in super::routing::split(batch) {
-            match route {
-                Some(route) if !self.sinks.iter().any(|s| s.takes(&route)) => {
-                    dead.extend(super::routing::untaken(&route, records, &self.sinks));
-                }
-                route => self.send_route(route.as_deref(), records, rt)?,
+            let name = route.as_deref().unwrap_or(crate::sinks::DEFAULT_ROUTE);
+            let taken = self
+                .sinks
+                .iter()
+                .any(|s| s.input == Input::Records && s.takes(name));
+            if records_sinks && !taken {
+                let windowed = windows.is_some();
+                dead.extend(super::routing::untaken(
+                    name,
+                    records,
+                    &self.sinks,
+                    windowed,
+                ));
+                continue;
             }
+            delivered |= !records.is_empty();
+            self.send_route(route.as_deref(), records, rt)?;
         }
+        let passed = had_records && (delivered || windows.is_some());
         if let Some(results) = windows {
             self.send(Input::Windows, results, rt)?;
         }

@@ -42,15 +42,17 @@ pub fn split(batch: Batch) -> Vec<(Option<String>, Batch)> {
     routes
 }
 
-/// Dead letters for records down a route no sink takes.
-pub fn untaken(route: &str, batch: Batch, sinks: &[SinkHandle]) -> Vec<DeadLetter> {
+/// Dead letters for records down a route no records sink takes (`windowed`: the
+/// window has counted them already, which a replay of the dead letters would repeat).
+pub fn untaken(route: &str, batch: Batch, sinks: &[SinkHandle], windowed: bool) -> Vec<DeadLetter> {
     let mut taken: Vec<&str> = sinks
         .iter()
+        .filter(|s| s.input == crate::sinks::Input::Records)
         .flat_map(|s| s.routes.iter().map(String::as_str))
         .collect();
     taken.sort_unstable();
     taken.dedup();
-    let reason = format!(
+    let mut reason = format!(
         "route `{route}`: no sink takes it (the sinks take {})",
         taken
             .iter()
@@ -58,6 +60,11 @@ pub fn untaken(route: &str, batch: Batch, sinks: &[SinkHandle]) -> Vec<DeadLette
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if windowed {
+        reason.push_str(
+            "; the window has counted the record already (a replay would count it again)",
+        );
+    }
     batch
         .records
         .into_iter()

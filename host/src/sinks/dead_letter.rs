@@ -36,6 +36,10 @@ impl DeadLetterConfig {
             DeadLetterConfig::File { path } if path.as_os_str().is_empty() => {
                 Err(FieldError::new("path", "must not be empty"))
             }
+            DeadLetterConfig::Kafka(c) if !c.route_topics.is_empty() => Err(FieldError::new(
+                "route_topics",
+                "has no meaning for dead letters: they all go to `topic`",
+            )),
             DeadLetterConfig::Kafka(c) => c.validate(),
             _ => Ok(()),
         }

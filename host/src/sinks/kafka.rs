@@ -158,9 +158,9 @@ impl KafkaSink {
                     value: Some(&h.value),
                 });
             }
-            let topic = route_of(r)
-                .and_then(|route| self.route_topics.get(route.as_ref()))
-                .unwrap_or(&self.topic);
+            let route = route_of(r);
+            let route = route.as_deref().unwrap_or(super::DEFAULT_ROUTE);
+            let topic = self.route_topics.get(route).unwrap_or(&self.topic);
             let mut message = FutureRecord::to(topic).headers(headers);
             if !tombstone {
                 message = message.payload(&r.value);

@@ -279,6 +279,18 @@ impl SinkConfig {
                 "are for records: window results name no route",
             ));
         }
+        if let SinkType::Kafka(k) = &self.connector {
+            let routes = self.routes();
+            if let Some(r) = k.route_topics.keys().find(|r| !routes.contains(r)) {
+                return Err(FieldError::new(
+                    format!("route_topics.{r}"),
+                    format!(
+                        "is not a route this sink takes (it takes {}): add it to `routes`",
+                        routes.join(", ")
+                    ),
+                ));
+            }
+        }
         each_sink!(&self.connector, c => SinkConnector::validate(c, self.input))
     }
 
