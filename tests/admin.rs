@@ -402,7 +402,7 @@ fn the_swap_route_needs_the_token_and_the_listener_cannot_be_starved() {
     let (code, body) = early("stage=nope");
     assert_eq!(code, 404, "{body}");
     assert!(
-        body.contains("no transform or window named `nope`"),
+        body.contains("no transform, stateful stage or window named `nope`"),
         "{body}"
     );
     let head = format!("POST /plugins/swap?stage=format_user HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 300000000{auth}{wasm}");

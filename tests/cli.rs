@@ -61,6 +61,8 @@ fn validate_accepts_every_shipped_pipeline() {
         "users_to_stores",
         "api_ingest",
         "route_users",
+        "dedup_users",
+        "users_per_country",
     ] {
         let path = repo().join(format!("pipelines/{name}.toml"));
         let out = sluice(&["validate", path.to_str().unwrap()]);

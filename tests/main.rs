@@ -14,6 +14,7 @@ mod config;
 mod http_source;
 mod ingest;
 mod kafka;
+mod keyed;
 mod pipeline;
 mod plugins;
 mod postgres;

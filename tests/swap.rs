@@ -301,7 +301,7 @@ fn broken_versions_are_refused_before_the_swap_and_a_canary_guards_the_rest() {
     assert!(refused.contains("refuses every config"), "{refused}");
     let nowhere = swap(&addr, "no_such_stage", &wasm("format_user"), &[]).unwrap_err();
     assert!(
-        nowhere.contains("no transform or window named `no_such_stage`"),
+        nowhere.contains("no transform, stateful stage or window named `no_such_stage`"),
         "{nowhere}"
     );
     let canary = swap(

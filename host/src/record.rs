@@ -84,3 +84,19 @@ pub fn record(value: impl Into<Vec<u8>>, timestamp_ms: i64) -> Record {
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
+
+/// A record key taken from a field of its JSON value (`field`: a top-level name, or a
+/// JSON pointer starting with `/`): a string's text, any other value's JSON; `None`
+/// when the field is missing or null.
+pub fn key_from_json(value: &serde_json::Value, field: &str) -> Option<Vec<u8>> {
+    let found = if field.starts_with('/') {
+        value.pointer(field)
+    } else {
+        value.get(field)
+    };
+    match found? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.as_bytes().to_vec()),
+        other => Some(other.to_string().into_bytes()),
+    }
+}

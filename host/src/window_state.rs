@@ -21,7 +21,8 @@ pub const FORMAT: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub format: u32,
-    /// The window size it was taken with: a snapshot of another size is refused.
+    /// The window size it was taken with: a snapshot of another size is refused (0:
+    /// the pipeline had no window, only a `[stateful]` stage).
     pub window_size_ms: i64,
     /// And the slide (none: tumbling, the size).
     #[serde(default)]
@@ -52,6 +53,23 @@ pub struct PartitionState {
     #[serde(default)]
     pub closed_through_ms: Option<i64>,
     pub windows: Vec<SavedWindow>,
+    /// The keyed stage's state of the partition (`[stateful]`): each key's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<SavedKey>,
+}
+
+/// One key's state in a partition's share (`[stateful]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedKey {
+    #[serde(with = "base64_bytes")]
+    pub key: Vec<u8>,
+    /// The plugin's own state format version.
+    pub version: u32,
+    #[serde(with = "base64_bytes")]
+    pub data: Vec<u8>,
+    /// The newest event time of the records that last changed it (its `ttl` runs
+    /// from here).
+    pub updated_ms: i64,
 }
 
 /// One open window's accumulator for one partition.
@@ -248,6 +266,12 @@ mod tests {
                     first_offset: 7,
                     last_offset: 41,
                     closed: false,
+                }],
+                keys: vec![SavedKey {
+                    key: b"user-1".to_vec(),
+                    version: 1,
+                    data: vec![9, 8],
+                    updated_ms: 123_000,
                 }],
             }],
         };

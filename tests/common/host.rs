@@ -115,6 +115,11 @@ impl Host {
         assert!(ok, "kill {which}");
     }
 
+    /// The exit status, if it has exited.
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     /// Wait for the exit; panics after `secs`.
     pub fn wait(&mut self, secs: u64) -> std::process::ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(secs);

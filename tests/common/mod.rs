@@ -47,7 +47,7 @@ pub fn load(runtime: &Runtime, name: &str) -> LoadedPlugin {
 }
 
 /// Write a pipeline file into `dir`, with `{FORMAT_USER}`, `{GENDER_WINDOW}` and
-/// `{MISBEHAVE}` replaced by the built plugins' paths.
+/// `{MISBEHAVE}`, `{DEDUP}` and `{RUNNING_COUNT}` replaced by the built plugins' paths.
 pub fn pipeline(dir: &Path, name: &str, toml: &str) -> PathBuf {
     let text = toml
         .replace("{FORMAT_USER}", &wasm("format_user").display().to_string())
@@ -55,7 +55,12 @@ pub fn pipeline(dir: &Path, name: &str, toml: &str) -> PathBuf {
             "{GENDER_WINDOW}",
             &wasm("gender_window").display().to_string(),
         )
-        .replace("{MISBEHAVE}", &wasm("misbehave").display().to_string());
+        .replace("{MISBEHAVE}", &wasm("misbehave").display().to_string())
+        .replace("{DEDUP}", &wasm("dedup").display().to_string())
+        .replace(
+            "{RUNNING_COUNT}",
+            &wasm("running_count").display().to_string(),
+        );
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path

@@ -83,12 +83,16 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<By
     // Everything that can be refused is, before the body is read.
     let config = &pipeline.config;
     let known = config.transforms.iter().any(|t| t.name() == stage)
+        || config
+            .stateful
+            .as_ref()
+            .is_some_and(|st| st.name() == stage)
         || config.window.as_ref().is_some_and(|w| w.name() == stage);
     if !known {
         return error(
             StatusCode::NOT_FOUND,
             format!(
-                "pipeline `{}` has no transform or window named `{stage}`",
+                "pipeline `{}` has no transform, stateful stage or window named `{stage}`",
                 config.name()
             ),
         );

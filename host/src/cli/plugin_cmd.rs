@@ -2,7 +2,8 @@ use super::Failure;
 use anyhow::{anyhow, Context};
 use clap::Subcommand;
 use sluice::plugin::{
-    inspect, isolate, Isolated, Outcome, Sandbox, TransformPlugin, WindowPlugin, WorldKind,
+    inspect, isolate, Isolated, Outcome, Sandbox, StatefulPlugin, TransformPlugin, WindowPlugin,
+    WorldKind,
 };
 use sluice::record::{now_ms, record, Record};
 use std::path::{Path, PathBuf};
@@ -65,7 +66,9 @@ pub enum PluginCommand {
         long_about = "Run a plugin offline on sample records and print, for each input line, \
             its outputs or its error. Each non-empty line of the input file is one record \
             value. A transform plugin gets the records in one batch; a window plugin gets \
-            them added into one accumulator, then finished as one window.\n\n\
+            them added into one accumulator, then finished as one window; a stateful \
+            plugin gets them one at a time, each with its key's state as the lines before \
+            left it (keys from --key-field), and the keys' states are printed at the end.\n\n\
             Exit code 0 when the plugin ran (record errors and traps are results, and are \
             printed per line), 1 if a window plugin failed, 2 for a bad plugin or config.",
         after_help = "Example:\n  sluice plugin test plugins/dist/format_user.wasm --input tests/fixtures/randomuser/users.jsonl\n  \
@@ -83,6 +86,11 @@ pub enum PluginCommand {
         /// Event time given to every record, ms since the epoch (default: now).
         #[arg(long)]
         timestamp_ms: Option<i64>,
+        /// Each record's key: this field of its JSON value (a name, or a JSON pointer
+        /// such as /location/country), as `[stateful] key_field` sets it. A stateful
+        /// plugin keeps a state per key.
+        #[arg(long, value_name = "FIELD")]
+        key_field: Option<String>,
         /// Window length for window plugins (e.g. 1m).
         #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
         window: std::time::Duration,
@@ -171,6 +179,7 @@ pub fn run(command: PluginCommand) -> Result<(), Failure> {
             input,
             config,
             timestamp_ms,
+            key_field,
             window,
             deadline,
             memory_mb,
@@ -182,8 +191,20 @@ pub fn run(command: PluginCommand) -> Result<(), Failure> {
                 ..Sandbox::default()
             };
             let config = config_to_json(&config).map_err(Failure::config)?;
-            let records = read_records(&input, timestamp_ms.unwrap_or_else(now_ms))
+            let mut records = read_records(&input, timestamp_ms.unwrap_or_else(now_ms))
                 .map_err(Failure::config)?;
+            if let Some(field) = &key_field {
+                for (line, r) in &mut records {
+                    let json: serde_json::Value =
+                        serde_json::from_slice(&r.value).map_err(|e| {
+                            Failure::config(anyhow!(
+                                "{} line {line}: --key-field needs JSON records: {e}",
+                                input.display()
+                            ))
+                        })?;
+                    r.key = sluice::record::key_from_json(&json, field);
+                }
+            }
             let outputs = test_cmd(&wasm, records, config, sandbox, window)?;
             match expect {
                 None => Ok(()),
@@ -302,6 +323,17 @@ fn test_cmd(
                 records.len() - failed
             );
         }
+        WorldKind::Stateful => {
+            test_stateful(
+                &runtime,
+                &loaded,
+                config,
+                sandbox,
+                &lines,
+                &records,
+                &mut outputs,
+            )?;
+        }
         WorldKind::Window => {
             let mut plugin = WindowPlugin::start(&runtime, &loaded, &loaded.name, config, sandbox)
                 .map_err(Failure::config)?;
@@ -344,6 +376,74 @@ fn test_cmd(
         }
     }
     Ok(outputs)
+}
+
+/// A stateful plugin over the lines, one record per call, each key's state carried
+/// from call to call as the host carries it; the keys' states at the end.
+fn test_stateful(
+    runtime: &sluice::plugin::Runtime,
+    loaded: &sluice::plugin::LoadedPlugin,
+    config: String,
+    sandbox: Sandbox,
+    lines: &[usize],
+    records: &[Record],
+    outputs: &mut Vec<String>,
+) -> Result<(), Failure> {
+    use sluice::plugin::bindings::KeyState;
+    let mut plugin = StatefulPlugin::start(runtime, loaded, &loaded.name, config, sandbox)
+        .map_err(Failure::config)?;
+    let mut states = std::collections::BTreeMap::new();
+    let mut failed = 0;
+    for (line, record) in lines.iter().zip(records) {
+        let keyed: Vec<KeyState> = record
+            .key
+            .iter()
+            .map(|k| KeyState {
+                key: k.clone(),
+                state: states.get(k).cloned(),
+            })
+            .collect();
+        let done = match plugin.process(std::slice::from_ref(record), &keyed) {
+            Ok(done) => done,
+            Err(failure) => {
+                failed += 1;
+                println!("line {line}: failed: {failure}");
+                continue;
+            }
+        };
+        for (key, state) in done.updates {
+            match state {
+                Some(s) => states.insert(key, s),
+                None => states.remove(&key),
+            };
+        }
+        match done.outcomes.into_iter().next() {
+            Some(Ok(out)) => {
+                println!("line {line}: ok, {} record(s)", out.len());
+                out.iter().for_each(|r| println!("  {}", show(r)));
+                outputs.extend(out.iter().map(show));
+            }
+            Some(Err(e)) => {
+                failed += 1;
+                println!("line {line}: error: {e}");
+            }
+            None => {}
+        }
+    }
+    println!(
+        "{} record(s) in, {failed} error(s); state of {} key(s) at the end:",
+        records.len(),
+        states.len()
+    );
+    for (key, state) in &states {
+        println!(
+            "  {}: version {}, {}",
+            String::from_utf8_lossy(key),
+            state.version,
+            String::from_utf8_lossy(&state.data)
+        );
+    }
+    Ok(())
 }
 
 /// `--expect`: the outputs against the expected lines, each mismatch reported.

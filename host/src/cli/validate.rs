@@ -30,12 +30,20 @@ fn check(pipeline: &sluice::engine::Pipeline) -> Result<(), Failure> {
     for warning in route_warnings(c) {
         eprintln!("{}: warning: {warning}", path.display());
     }
-    let plugins = c.transforms.len() + usize::from(c.window.is_some());
+    if c.stateful.is_some() && !c.source.resumes() {
+        eprintln!(
+            "{}: warning: [stateful] keeps its state in memory only: this source does not resume, so each run starts with no state",
+            path.display()
+        );
+    }
+    let plugins =
+        c.transforms.len() + usize::from(c.stateful.is_some()) + usize::from(c.window.is_some());
     println!(
-        "{}: ok (pipeline `{}`: {} transform(s), {}, {} sink(s); {plugins} plugin(s) loaded and initialised)",
+        "{}: ok (pipeline `{}`: {} transform(s), {}{}, {} sink(s); {plugins} plugin(s) loaded and initialised)",
         path.display(),
         c.name(),
         c.transforms.len(),
+        if c.stateful.is_some() { "a stateful stage, " } else { "" },
         if c.window.is_some() { "a window" } else { "no window" },
         c.sinks.len(),
     );

@@ -14,8 +14,8 @@ pub use crate::retry::RetryPolicy;
 pub use error::ConfigError;
 pub use load::{load, parse};
 pub use stage::{
-    config_json, LatePolicy, SandboxConfig, SwapConfig, TransformConfig, WindowConfig,
-    WindowOutput, WindowState,
+    config_json, LatePolicy, SandboxConfig, StatefulConfig, SwapConfig, TransformConfig,
+    WindowConfig, WindowOutput, WindowState,
 };
 
 use crate::field_error::FieldError;
@@ -35,6 +35,8 @@ pub struct PipelineConfig {
     /// Applied in order to every record.
     #[serde(default)]
     pub transforms: Vec<TransformConfig>,
+    /// A transform with a state per key, after `transforms`.
+    pub stateful: Option<StatefulConfig>,
     /// An event-time window over the transformed records.
     pub window: Option<WindowConfig>,
     pub sinks: Vec<SinkConfig>,
@@ -295,6 +297,10 @@ impl PipelineConfig {
                     ),
                 ));
             }
+        }
+        if let Some(st) = &self.stateful {
+            st.validate()
+                .map_err(|e| self.invalid_field("stateful", e))?;
         }
         if let Some(w) = &self.window {
             if w.size.as_millis() < 1 {

@@ -3,7 +3,9 @@
 
 use crate::duration::Duration;
 use crate::field_error::FieldError;
-use crate::plugin::{LoadedPlugin, PluginError, Runtime, TransformPlugin, WindowPlugin};
+use crate::plugin::{
+    LoadedPlugin, PluginError, Runtime, StatefulPlugin, TransformPlugin, WindowPlugin,
+};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -33,6 +35,84 @@ pub struct TransformConfig {
     /// (its canary's and probation's failures count those records).
     #[serde(default)]
     pub schema: Option<PathBuf>,
+}
+
+/// `[stateful]`: a plugin of the `stateful` world after the transforms (and before a
+/// window), with a state per key that the host keeps, checkpoints with the source's
+/// positions and takes up after a restart or a move.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatefulConfig {
+    /// Path to the `.wasm` component (relative to the pipeline file).
+    pub plugin: PathBuf,
+    /// Name used in logs and dead letters; defaults to the file stem.
+    pub name: Option<String>,
+    /// Handed to the plugin's `init`, as a JSON object.
+    #[serde(default)]
+    pub config: toml::Table,
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
+    /// The state key: this field of each record's JSON value (a top-level name, or a
+    /// JSON pointer such as `/location/country`), which becomes the record's key.
+    /// Without it, the record's key (the Kafka message key, an ingest `key_field`).
+    pub key_field: Option<String>,
+    /// Keys not changed for this long in event time (behind the newest record of
+    /// their partition) are forgotten. Without it, keys are kept until deleted.
+    pub ttl: Option<Duration>,
+    /// Most MiB of state held, over every partition: past it the pipeline stops
+    /// with an error naming the stage (after forgetting what `ttl` lets it).
+    #[serde(default = "default_state_max_mb")]
+    pub state_max_mb: u64,
+}
+
+fn default_state_max_mb() -> u64 {
+    256
+}
+
+impl StatefulConfig {
+    pub fn name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| crate::plugin::default_name(&self.plugin))
+    }
+
+    pub fn config_json(&self) -> String {
+        config_json(&self.config)
+    }
+
+    pub fn validate(&self) -> Result<(), FieldError> {
+        self.sandbox.validate().map_err(|e| e.within("sandbox"))?;
+        if !(1..=65_536).contains(&self.state_max_mb) {
+            return Err(FieldError::new(
+                "state_max_mb",
+                "must be between 1 and 65536",
+            ));
+        }
+        if self.ttl.is_some_and(|t| t.is_zero()) {
+            return Err(FieldError::new("ttl", "must be more than 0"));
+        }
+        if self.key_field.as_deref().is_some_and(str::is_empty) {
+            return Err(FieldError::new(
+                "key_field",
+                "must name a field (or a JSON pointer such as /location/country)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Start `loaded` as the stage's plugin, as [`TransformConfig::start`] does.
+    pub fn start(
+        &self,
+        runtime: &Runtime,
+        loaded: &LoadedPlugin,
+        pipeline: &str,
+    ) -> Result<StatefulPlugin, PluginError> {
+        let sandbox = self.sandbox.sandbox();
+        let plugin =
+            StatefulPlugin::start(runtime, loaded, &self.name(), self.config_json(), sandbox)?;
+        plugin.set_log_context(pipeline, "stateful");
+        Ok(plugin)
+    }
 }
 
 /// `swap = { ... }` on a transform: after a swap, the new version is on probation

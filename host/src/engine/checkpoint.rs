@@ -8,7 +8,7 @@
 
 use super::batcher::Work;
 use super::processor::{ProcessError, Processor, SinkMessage};
-use super::snapshot::{self, Snapshot};
+use super::snapshot::{self, PartitionState, Snapshot};
 use crate::dead_letter::DeadLetter;
 use crate::position::{Ack, PartitionId, Position};
 use crate::record::Batch;
@@ -81,7 +81,7 @@ impl Processor {
     /// Every sink (dead letters included) makes what it has durable; then the source
     /// hears which positions that covers.
     pub(super) fn checkpoint(
-        &self,
+        &mut self,
         progress: &Progress,
         barrier: Option<u64>,
         rt: &Handle,
@@ -97,21 +97,19 @@ impl Processor {
         let mut snapshot_bytes = None;
         // With the window state saved, what it holds is safe too; without, the
         // acknowledgement stops before the oldest record an open window holds.
-        let held = match (&self.window, &self.snapshots) {
-            (Some(w), Some(store)) => {
-                let partitions = w.snapshot(progress.offsets(), &self.dead_letter.partitions);
-                let saved = store.save(&Snapshot {
-                    format: snapshot::FORMAT,
-                    window_size_ms: w.size_ms(),
-                    window_slide_ms: Some(w.slide_ms()),
-                    plugin: w.plugin_name().to_owned(),
-                    partitions,
-                });
+        if let Some(k) = &mut self.keyed {
+            k.expire();
+        }
+        // With the state saved, what an open window holds is safe too; without, the
+        // acknowledgement stops before the oldest record an open window holds.
+        let held = match (&self.snapshots, &self.window) {
+            (Some(store), _) if self.window.is_some() || self.keyed.is_some() => {
+                let saved = store.save(&self.snapshot(progress));
                 snapshot_bytes = Some(saved?);
                 BTreeMap::new()
             }
-            (Some(w), None) => w.held(),
-            (None, _) => BTreeMap::new(),
+            (_, Some(w)) => w.held(),
+            (_, None) => BTreeMap::new(),
         };
         self.metrics
             .add_checkpoint(started.elapsed(), snapshot_bytes);
@@ -130,6 +128,58 @@ impl Processor {
             _ => {}
         }
         Ok(())
+    }
+}
+
+impl Processor {
+    /// What the window and the keyed stage hold, per source partition, covering what
+    /// was handled up to `progress`.
+    fn snapshot(&self, progress: &Progress) -> Snapshot {
+        let partitions = &self.dead_letter.partitions;
+        let mut states: BTreeMap<PartitionId, PartitionState> = match &self.window {
+            Some(w) => w
+                .snapshot(progress.offsets(), partitions)
+                .into_iter()
+                .map(|s| (partitions.register(s.origin.clone()), s))
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        if let Some(k) = &self.keyed {
+            for p in k.partitions() {
+                let covered = [progress.offsets().get(&p).copied(), k.restored_through(p)]
+                    .into_iter()
+                    .flatten()
+                    .max();
+                let (Some(origin), Some(covered)) = (partitions.origin(p), covered) else {
+                    continue;
+                };
+                let state = states.entry(p).or_insert_with(|| PartitionState {
+                    origin,
+                    covered,
+                    max_event_ms: None,
+                    closed_through_ms: None,
+                    windows: Vec::new(),
+                    keys: Vec::new(),
+                });
+                k.save_into(p, state);
+            }
+        }
+        let (size_ms, slide_ms) = self
+            .window
+            .as_ref()
+            .map_or((0, None), |w| (w.size_ms(), Some(w.slide_ms())));
+        let plugin = match (&self.window, &self.keyed) {
+            (Some(w), _) => w.plugin_name(),
+            (None, Some(k)) => k.plugin_name(),
+            (None, None) => "",
+        };
+        Snapshot {
+            format: snapshot::FORMAT,
+            window_size_ms: size_ms,
+            window_slide_ms: slide_ms,
+            plugin: plugin.to_owned(),
+            partitions: states.into_values().collect(),
+        }
     }
 }
 

@@ -26,7 +26,12 @@ impl Processor {
             batch,
             dead,
             covers,
-            window: self.window.as_ref().map(WindowStage::windowing),
+            // With a keyed stage, the window adds up what it makes, here.
+            window: self
+                .window
+                .as_ref()
+                .filter(|_| self.keyed.is_none())
+                .map(WindowStage::windowing),
             timed: self.metrics.detailed(),
         };
         let pool = self.pool.as_mut().expect("dispatched only with a pool");

@@ -23,6 +23,7 @@ mod dead_run;
 mod dispatch;
 
 mod dead_letter_queue;
+mod keyed;
 mod pipeline;
 mod processor;
 mod rollout;

@@ -2,6 +2,7 @@
 //! configuration problem shows before data flows), then run until the source is done
 //! or shutdown is asked for.
 
+use super::keyed::KeyedStage;
 use super::processor::{
     version_info, Control, DeadLetterQueue, ProcessError, Processor, SinkHandle,
 };
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 pub struct Pipeline {
     config: PipelineConfig,
     transforms: Vec<TransformStage>,
+    keyed: Option<KeyedStage>,
     window: Option<WindowStage>,
     metrics: Arc<Metrics>,
     control: (mpsc::Sender<Control>, mpsc::Receiver<Control>),
@@ -64,6 +66,21 @@ impl Pipeline {
             };
             transforms.push(TransformStage::new(plugin).with_schema(schema));
         }
+        let keyed = match &config.stateful {
+            None => None,
+            Some(st) => {
+                let loaded = runtime.load(&config.resolve(&st.plugin))?;
+                let plugin = st.start(runtime, &loaded, &config.name())?;
+                let max_bytes = (st.state_max_mb as usize).saturating_mul(1024 * 1024);
+                let ttl_ms = st.ttl.map(|t| t.as_millis_i64());
+                Some(KeyedStage::new(
+                    plugin,
+                    st.key_field.clone(),
+                    max_bytes,
+                    ttl_ms,
+                ))
+            }
+        };
         let window = match &config.window {
             None => None,
             Some(w) => {
@@ -100,6 +117,7 @@ impl Pipeline {
         Ok(Pipeline {
             config,
             transforms,
+            keyed,
             window,
             metrics,
             control: mpsc::channel(16),
@@ -136,11 +154,17 @@ impl Pipeline {
         let Pipeline {
             config,
             transforms,
+            keyed,
             window,
             metrics,
             control: (_, control_rx),
         } = self;
-        let result = run(config, transforms, window, &metrics, control_rx, shutdown).await;
+        let stages = Stages {
+            transforms,
+            keyed,
+            window,
+        };
+        let result = run(config, stages, &metrics, control_rx, shutdown).await;
         metrics.set_state(match result {
             Ok(()) => RunState::Finished,
             Err(_) => RunState::Failed,
@@ -149,14 +173,25 @@ impl Pipeline {
     }
 }
 
+/// The processing stages, in the order a record meets them.
+struct Stages {
+    transforms: Vec<TransformStage>,
+    keyed: Option<KeyedStage>,
+    window: Option<WindowStage>,
+}
+
 async fn run(
     config: PipelineConfig,
-    transforms: Vec<TransformStage>,
-    mut window: Option<WindowStage>,
+    stages: Stages,
     metrics: &Arc<Metrics>,
     control_rx: mpsc::Receiver<Control>,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
+    let Stages {
+        transforms,
+        mut keyed,
+        mut window,
+    } = stages;
     let p = &config.pipeline;
     let partitions = Arc::new(Partitions::default());
     // What outlives the process (read positions, window state) is one host's: a
@@ -180,20 +215,28 @@ async fn run(
     if let Some(w) = &mut window {
         w.set_partitions(partitions.clone());
     }
-    let snapshots = match (&mut window, &config.window) {
-        (Some(w), Some(wc)) => {
-            let windowing = (w.size_ms(), w.slide_ms());
-            let moving = (wc.state == WindowState::Kafka).then_some(wc.state_topic.as_deref());
-            let store = config
-                .source
-                .window_state(moving, &config.state_dir(), windowing)
-                .await?;
-            if let Some(store) = &store {
-                restore(w, store.as_ref(), &partitions, metrics)?;
-            }
-            store
+    // Window and keyed state outlive the process when the source can resume from
+    // where the state leaves off; they are taken up first, before any data moves.
+    let snapshots = if window.is_some() || keyed.is_some() {
+        let windowing = window
+            .as_ref()
+            .map_or((0, 0), |w| (w.size_ms(), w.slide_ms()));
+        let moving = config
+            .window
+            .as_ref()
+            .filter(|wc| wc.state == WindowState::Kafka)
+            .map(|wc| wc.state_topic.as_deref());
+        let store = config
+            .source
+            .window_state(moving, &config.state_dir(), windowing)
+            .await?;
+        if let Some(store) = &store {
+            let stages = (window.as_mut(), keyed.as_mut());
+            restore(stages, store.as_ref(), &partitions, metrics)?;
         }
-        _ => None,
+        store
+    } else {
+        None
     };
     let queue = p.queue_batches;
     let base_dir = config.base_dir();
@@ -311,8 +354,13 @@ async fn run(
     let window_metrics = window
         .as_ref()
         .map(|w| metrics.stage(version_info("window", w.plugin())));
+    let keyed_metrics = keyed
+        .as_ref()
+        .map(|k| metrics.stage(version_info("stateful", k.plugin())));
     let processor = Processor {
         transforms,
+        keyed,
+        keyed_metrics,
         window,
         stage_metrics,
         window_metrics,
@@ -376,9 +424,9 @@ async fn run(
     Ok(())
 }
 
-/// Take up the saved window state, if there is one.
+/// Take up the saved window and keyed state, if there is any.
 fn restore(
-    window: &mut WindowStage,
+    (mut window, mut keyed): (Option<&mut WindowStage>, Option<&mut KeyedStage>),
     store: &dyn StateBackend,
     partitions: &Partitions,
     metrics: &Metrics,
@@ -387,7 +435,9 @@ fn restore(
         return Ok(());
     };
     let saved = (snapshot.window_size_ms, snapshot.slide_ms());
-    if saved != (window.size_ms(), window.slide_ms()) {
+    // Size 0: saved by a pipeline without a window (its keyed state alone).
+    let windowed = window.as_deref().filter(|_| saved.0 != 0);
+    if let Some(window) = windowed.filter(|w| saved != (w.size_ms(), w.slide_ms())) {
         return Err(StateError::Unreadable(format!(
             "{} was saved with windows of {} ms sliding by {} ms, but [window] is now {} ms sliding by {} ms; move it away to start the windows afresh",
             store.describe(),
@@ -397,16 +447,22 @@ fn restore(
             window.slide_ms()
         )));
     }
-    let (mut parts, mut open) = (0, 0);
+    let (mut parts, mut open, mut keys) = (0, 0, 0);
     for state in snapshot.partitions {
         let id = partitions.register(state.origin.clone());
         open += state.windows.len();
+        keys += state.keys.len();
         parts += 1;
-        window.restore(id, state).map_err(StateError::Unreadable)?;
+        if let Some(k) = keyed.as_deref_mut() {
+            k.restore(id, &state);
+        }
+        if let Some(w) = window.as_deref_mut() {
+            w.restore(id, state).map_err(StateError::Unreadable)?;
+        }
     }
     metrics.add_restores(parts as u64);
     tracing::info!(
-        "window state restored from {}: {open} open window share(s) over {parts} partition(s)",
+        "state restored from {}: {open} open window share(s) and {keys} key(s) over {parts} partition(s)",
         store.describe()
     );
     Ok(())

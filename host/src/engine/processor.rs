@@ -11,6 +11,7 @@ use super::batcher::Work;
 use super::checkpoint::Progress;
 pub use super::dead_letter_queue::DeadLetterQueue;
 use super::dead_run::DeadRun;
+use super::keyed::KeyedStage;
 use super::snapshot::{StateBackend, StateError};
 pub(super) use super::stage_info::version_info;
 use super::swap::{Canary, Probation, SwapRequest};
@@ -68,10 +69,16 @@ pub enum ProcessError {
     /// Too many dead letters in a row ([`super::dead_run`]).
     #[error("{0}")]
     DeadLetterRun(String),
+    /// The keyed stage's state went past its cap.
+    #[error("{0}")]
+    StateFull(String),
 }
 
 pub struct Processor {
     pub(super) transforms: Vec<TransformStage>,
+    /// `[stateful]`: after the transforms, before the window; runs here, in order.
+    pub(super) keyed: Option<KeyedStage>,
+    pub(super) keyed_metrics: Option<StageMetrics>,
     pub(super) window: Option<WindowStage>,
     /// Each transform's series, in the same order, and the window's.
     pub(super) stage_metrics: Vec<StageMetrics>,
@@ -337,11 +344,18 @@ impl Processor {
         for (i, (stage, m)) in self.transforms.iter().zip(&self.stage_metrics).enumerate() {
             m.set_totals(failures(i), stage.log_dropped());
         }
+        if let (Some(k), Some(m)) = (&self.keyed, &self.keyed_metrics) {
+            m.set_totals(k.plugin_failures(), k.log_dropped());
+            let (keys, bytes) = k.state_size();
+            self.metrics.set_keyed_state(keys, bytes);
+        }
+        let keyed_failures = self.keyed.as_ref().map_or(0, KeyedStage::plugin_failures);
         let window = self.window.as_ref();
         let window_failures = window.map_or(0, WindowStage::plugin_failures)
             + self.worker_failures.iter().map(|w| w.1).sum::<u64>();
-        self.metrics
-            .set_plugin_failures(transforms + window_failures + self.retired_failures);
+        self.metrics.set_plugin_failures(
+            transforms + keyed_failures + window_failures + self.retired_failures,
+        );
         if let (Some(w), Some(m)) = (window, &self.window_metrics) {
             m.set_totals(window_failures, w.log_dropped());
             self.metrics.set_open_windows(w.open_windows());
@@ -434,6 +448,21 @@ impl Processor {
         added: Option<(Added, Option<StageRun>)>,
         rt: &Handle,
     ) -> Result<(), ProcessError> {
+        let batch = match &mut self.keyed {
+            Some(k) if !batch.is_empty() => {
+                let (taken, refused) = (batch.len(), dead.len());
+                let started = self.metrics.clock();
+                let out = k.apply(batch, &mut dead).map_err(ProcessError::StateFull)?;
+                if let Some(m) = &self.keyed_metrics {
+                    if let Some(t) = started {
+                        self.metrics.observe_stage(m, t.elapsed());
+                    }
+                    m.batch(taken, out.len(), dead.len() - refused);
+                }
+                out
+            }
+            _ => batch,
+        };
         let windows = match &mut self.window {
             Some(w) if !batch.is_empty() => {
                 let (taken, refused) = (batch.len(), dead.len());

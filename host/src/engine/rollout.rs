@@ -109,6 +109,37 @@ impl Processor {
                     }
                 }
             }
+            NewPlugin::Stateful(new) => {
+                let Some(keyed) = self.keyed.as_mut().filter(|k| k.plugin_name() == stage) else {
+                    return refuse(reply, format!("no stateful stage named `{stage}` here"));
+                };
+                let to = version_info("stateful", &new);
+                let from = keyed.plugin().version().0.to_owned();
+                match keyed.replace_plugin(new) {
+                    Err(why) => refuse(reply, why),
+                    Ok(old) => {
+                        self.retired_failures += old.failures();
+                        let version = to.version.clone();
+                        self.keyed_metrics = Some(self.metrics.replace_stage(to));
+                        let report = SwapReport {
+                            stage: "stateful".into(),
+                            plugin: stage.clone(),
+                            from,
+                            to: version,
+                            switch: self.switch_points(progress),
+                            pause_us: started.elapsed().as_micros() as u64,
+                            probation_records: 0,
+                            canary: None,
+                        };
+                        tracing::info!(
+                            "stateful stage `{stage}` swapped: {} -> {} at {:?} (state handed over; {} µs)",
+                            report.from, report.to, report.switch, report.pause_us
+                        );
+                        self.event(&report, "swapped", String::new());
+                        let _ = reply.send(Ok(report));
+                    }
+                }
+            }
             NewPlugin::Window(new) => {
                 let Some(window) = self.window.as_mut().filter(|w| w.plugin().name() == stage)
                 else {

@@ -6,7 +6,7 @@ use crate::config::PipelineConfig;
 use crate::dead_letter::DeadLetter;
 use crate::metrics::StageMetrics;
 use crate::plugin::Runtime;
-use crate::plugin::{TransformPlugin, WindowPlugin};
+use crate::plugin::{StatefulPlugin, TransformPlugin, WindowPlugin};
 use crate::record::Batch;
 use crate::transforms::TransformStage;
 use serde::Serialize;
@@ -19,6 +19,7 @@ pub const WATCH_AT_MOST: std::time::Duration = std::time::Duration::from_secs(30
 /// A new version, compiled, checked against its world and `init`ed off the hot path.
 pub enum NewPlugin {
     Transform(TransformPlugin),
+    Stateful(StatefulPlugin),
     Window(WindowPlugin),
 }
 
@@ -41,6 +42,12 @@ impl NewPlugin {
                 .map_err(|e| e.to_string())?;
             return Ok(NewPlugin::Transform(p));
         }
+        if let Some(st) = config.stateful.as_ref().filter(|st| st.name() == stage) {
+            let p = st
+                .start(runtime, &loaded, &pipeline)
+                .map_err(|e| e.to_string())?;
+            return Ok(NewPlugin::Stateful(p));
+        }
         if let Some(w) = config.window.as_ref().filter(|w| w.name() == stage) {
             let p = w
                 .start(runtime, &loaded, &pipeline)
@@ -48,9 +55,10 @@ impl NewPlugin {
             return Ok(NewPlugin::Window(p));
         }
         let mut names: Vec<String> = config.transforms.iter().map(|t| t.name()).collect();
+        names.extend(config.stateful.iter().map(|st| st.name()));
         names.extend(config.window.iter().map(|w| w.name()));
         Err(format!(
-            "no transform or window named `{stage}` in pipeline `{pipeline}` (it has: {})",
+            "no transform, stateful stage or window named `{stage}` in pipeline `{pipeline}` (it has: {})",
             names.join(", ")
         ))
     }
@@ -70,7 +78,7 @@ pub struct SwapRequest {
 /// What a swap did.
 #[derive(Debug, Clone, Serialize)]
 pub struct SwapReport {
-    /// `transform` or `window`.
+    /// `transform`, `stateful` or `window`.
     pub stage: String,
     pub plugin: String,
     pub from: String,

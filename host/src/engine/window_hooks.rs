@@ -16,15 +16,20 @@ impl Processor {
     /// partitions gone (their last checkpoint saved them for the next owner) and take
     /// up the saved shares of the partitions that arrived.
     pub(super) fn follow_assignment(&mut self, now: &[PartitionId]) -> Result<(), ProcessError> {
-        let (Some(window), Some(store)) = (&mut self.window, &self.snapshots) else {
+        let Some(store) = &self.snapshots else {
             return Ok(());
         };
-        if !store.follows_assignment() {
+        if !store.follows_assignment() || (self.window.is_none() && self.keyed.is_none()) {
             return Ok(());
         }
         let now: std::collections::BTreeSet<PartitionId> = now.iter().copied().collect();
         for &gone in self.owned.difference(&now) {
-            window.forget(gone);
+            if let Some(w) = &mut self.window {
+                w.forget(gone);
+            }
+            if let Some(k) = &mut self.keyed {
+                k.forget(gone);
+            }
         }
         let partitions = &self.dead_letter.partitions;
         let arrived: Vec<(PartitionId, crate::position::Origin)> = now
@@ -34,18 +39,24 @@ impl Processor {
         self.owned = now;
         let wanted: Vec<crate::position::Origin> = arrived.iter().map(|(_, o)| o.clone()).collect();
         let states = store.load(&wanted)?;
-        let mut shares = 0;
+        let (mut shares, mut keys) = (0, 0);
         for state in states {
             let Some((id, _)) = arrived.iter().find(|(_, o)| *o == state.origin) else {
                 continue;
             };
             shares += state.windows.len();
-            window.restore(*id, state).map_err(StateError::Unreadable)?;
+            keys += state.keys.len();
+            if let Some(k) = &mut self.keyed {
+                k.restore(*id, &state);
+            }
+            if let Some(w) = &mut self.window {
+                w.restore(*id, state).map_err(StateError::Unreadable)?;
+            }
             self.metrics.add_restores(1);
         }
         if !arrived.is_empty() {
             tracing::info!(
-                "window state of {} assigned partition(s) taken up from {}: {shares} open window share(s)",
+                "state of {} assigned partition(s) taken up from {}: {shares} open window share(s), {keys} key(s)",
                 arrived.len(),
                 store.describe()
             );

@@ -114,6 +114,8 @@ pub struct Families {
     pub(super) lag: Family<PartitionLabels, Gauge>,
     pub(super) watermark: Family<PartitionLabels, Gauge>,
     pub(super) open_windows: Family<PipelineLabels, Gauge>,
+    pub(super) state_keys: Family<PipelineLabels, Gauge>,
+    pub(super) state_bytes: Family<PipelineLabels, Gauge>,
     pub(super) windows_closed: Family<PipelineLabels, Counter>,
     pub(super) late_dropped: Family<PipelineLabels, Counter>,
     pub(super) checkpoints: Family<PipelineLabels, Counter>,
@@ -235,6 +237,16 @@ impl Families {
             open_windows: reg!(
                 "open_windows",
                 "Windows open (not yet emitted)",
+                Family::default()
+            ),
+            state_keys: reg!(
+                "state_keys",
+                "Keys the [stateful] stage holds state for",
+                Family::default()
+            ),
+            state_bytes: reg!(
+                "state_bytes",
+                "Bytes of state the [stateful] stage holds, as counted against state_max_mb",
                 Family::default()
             ),
             windows_closed: reg!(

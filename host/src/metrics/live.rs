@@ -48,6 +48,11 @@ pub struct Metrics {
     /// Handles to this pipeline's series that are set every batch (no lookup then).
     batch_size: Histogram,
     open_windows_gauge: Gauge,
+    /// The keyed stage's state: keys and bytes.
+    state_keys: AtomicU64,
+    state_bytes: AtomicU64,
+    state_keys_gauge: Gauge,
+    state_bytes_gauge: Gauge,
     last_checkpoint: Mutex<Option<(Instant, Duration, Option<u64>)>>,
     stages: Mutex<Vec<StageInfo>>,
     sinks: Mutex<Vec<String>>,
@@ -163,6 +168,10 @@ impl Metrics {
             open_windows: AtomicU64::new(0),
             batch_size: f.batch_size.get_or_create(&p()).clone(),
             open_windows_gauge: f.open_windows.get_or_create(&p()).clone(),
+            state_keys: AtomicU64::new(0),
+            state_bytes: AtomicU64::new(0),
+            state_keys_gauge: f.state_keys.get_or_create(&p()).clone(),
+            state_bytes_gauge: f.state_bytes.get_or_create(&p()).clone(),
             last_checkpoint: Mutex::default(),
             stages: Mutex::default(),
             sinks: Mutex::default(),
@@ -283,6 +292,13 @@ impl Metrics {
     pub fn set_open_windows(&self, open: usize) {
         self.open_windows.store(open as u64, Relaxed);
         self.open_windows_gauge.set(open as i64);
+    }
+    /// What the keyed stage holds: keys, and bytes against its cap.
+    pub fn set_keyed_state(&self, keys: usize, bytes: usize) {
+        self.state_keys.store(keys as u64, Relaxed);
+        self.state_bytes.store(bytes as u64, Relaxed);
+        self.state_keys_gauge.set(keys as i64);
+        self.state_bytes_gauge.set(bytes as i64);
     }
     /// Per source partition, the event-time watermark (ms since the epoch).
     pub fn set_watermarks(&self, watermarks: BTreeMap<String, i64>) {
@@ -529,6 +545,8 @@ impl Metrics {
             uptime_ms: self.started.elapsed().as_millis() as u64,
             counters: self.snapshot(),
             open_windows: self.open_windows.load(Relaxed),
+            state_keys: self.state_keys.load(Relaxed),
+            state_bytes: self.state_bytes.load(Relaxed),
             watermarks_ms: lock(&self.watermarks).clone(),
             checkpoint,
             plugins: lock(&self.stages).clone(),

@@ -97,6 +97,9 @@ pub struct PipelineStatus {
     pub uptime_ms: u64,
     pub counters: Counters,
     pub open_windows: u64,
+    /// The `[stateful]` stage's state: keys held, and bytes against its cap.
+    pub state_keys: u64,
+    pub state_bytes: u64,
     pub watermarks_ms: BTreeMap<String, i64>,
     pub checkpoint: Option<CheckpointStatus>,
     pub plugins: Vec<StageInfo>,

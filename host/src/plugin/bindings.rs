@@ -23,6 +23,20 @@ pub mod window {
     });
 }
 
+/// The `stateful` world (keyed state), sharing `types` and `log` likewise.
+pub mod stateful {
+    wasmtime::component::bindgen!({
+        world: "stateful",
+        path: "../wit",
+        with: {
+            "sluice:plugin/types": super::transform::sluice::plugin::types,
+            "sluice:plugin/log": super::transform::sluice::plugin::log,
+        },
+    });
+}
+
+pub use stateful::exports::sluice::plugin::stateful_transformer::KeyState;
+pub use stateful::{Stateful, StatefulPre};
 pub use transform::sluice::plugin::log;
 pub use transform::sluice::plugin::types;
 pub use transform::{Transform, TransformPre};

@@ -1,6 +1,6 @@
 //! `sluice plugin inspect`: what a component is, without running it.
 
-use super::bindings::{TransformPre, WindowPre};
+use super::bindings::{StatefulPre, TransformPre, WindowPre};
 use super::runtime::{LoadedPlugin, Runtime};
 use wasmtime::component::types::{ComponentExtern, ComponentItem};
 
@@ -8,6 +8,7 @@ use wasmtime::component::types::{ComponentExtern, ComponentItem};
 pub enum WorldKind {
     Transform,
     Window,
+    Stateful,
 }
 
 impl WorldKind {
@@ -15,6 +16,7 @@ impl WorldKind {
         match self {
             WorldKind::Transform => "sluice:plugin/transform@0.1.0",
             WorldKind::Window => "sluice:plugin/window@0.1.0",
+            WorldKind::Stateful => "sluice:plugin/stateful@0.1.0",
         }
     }
 }
@@ -58,10 +60,12 @@ pub fn inspect(runtime: &Runtime, plugin: &LoadedPlugin) -> Inspection {
         Ok(pre) => {
             if TransformPre::new(pre.clone()).is_ok() {
                 Ok(WorldKind::Transform)
+            } else if StatefulPre::new(pre.clone()).is_ok() {
+                Ok(WorldKind::Stateful)
             } else {
                 match WindowPre::new(pre) {
                     Ok(_) => Ok(WorldKind::Window),
-                    Err(e) => Err(format!("exports match neither sluice world: {e:#}")),
+                    Err(e) => Err(format!("exports match no sluice world: {e:#}")),
                 }
             }
         }

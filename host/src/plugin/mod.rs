@@ -14,6 +14,7 @@ mod instance;
 mod isolate;
 mod runtime;
 mod state;
+mod stateful;
 mod transform;
 mod window;
 
@@ -24,5 +25,6 @@ pub use instance::{Plugin, World};
 pub use isolate::{isolate, Isolated, GIVE_UP_AFTER};
 pub use runtime::{default_name, version_of, LoadedPlugin, Runtime, Sandbox};
 pub use state::{PluginLog, LOG_BURST, LOG_RATE};
+pub use stateful::{Processed, StatefulInstance, StatefulPlugin};
 pub use transform::{Outcome, TransformInstance, TransformPlugin};
 pub use window::{WindowInstance, WindowPlugin};

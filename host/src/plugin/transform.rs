@@ -19,7 +19,7 @@ const INTERFACE: &str = "sluice:plugin/transformer@0.1.0";
 /// `header` as lifted under the budget.
 #[derive(ComponentType, Lift)]
 #[component(record)]
-struct RawHeader {
+pub(super) struct RawHeader {
     name: CappedString,
     value: CappedList<u8>,
 }
@@ -27,7 +27,7 @@ struct RawHeader {
 /// `record` as lifted under the budget.
 #[derive(ComponentType, Lift)]
 #[component(record)]
-struct RawRecord {
+pub(super) struct RawRecord {
     key: Option<CappedList<u8>>,
     value: CappedList<u8>,
     #[component(name = "timestamp-ms")]
@@ -35,7 +35,7 @@ struct RawRecord {
     headers: CappedList<RawHeader>,
 }
 
-type RawOutcomes = CappedList<Result<CappedList<RawRecord>, CappedString>>;
+pub(super) type RawOutcomes = CappedList<Result<CappedList<RawRecord>, CappedString>>;
 
 impl From<RawRecord> for Record {
     fn from(r: RawRecord) -> Self {

@@ -58,6 +58,24 @@ pub mod window {
     });
 }
 
+/// Bindings for the `stateful` world (a transform with a state per record key, kept
+/// by the host). Shares the record types and the logger with `transform`.
+pub mod stateful {
+    wit_bindgen::generate!({
+        world: "stateful",
+        path: "../../wit",
+        with: {
+            "sluice:plugin/types@0.1.0": crate::transform::sluice::plugin::types,
+            "sluice:plugin/log@0.1.0": crate::transform::sluice::plugin::log,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export_stateful",
+        default_bindings_module: "sluice_plugin_sdk::stateful",
+    });
+}
+
+pub use stateful::exports::sluice::plugin::stateful_transformer::{KeyState, Processed};
+
 pub use transform::sluice::plugin::types::{
     Accumulator, AddResult, Header, Record, Rejected, WindowBounds,
 };
@@ -134,6 +152,88 @@ macro_rules! transform_plugin {
         }
 
         $crate::transform::export_transform!(__SluiceTransformExport with_types_in $crate::transform);
+    };
+}
+
+/// A stateful transform written one record at a time: `stateful_plugin!` turns it
+/// into the batched `stateful-transformer` export, carrying each key's state from
+/// record to record within a batch and returning what changed.
+pub trait KeyedTransform {
+    /// Check and keep the plugin's configuration (a JSON object as text).
+    fn init(_config: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Turn one record into zero, one or many records, given its key's state (`None`:
+    /// none yet). Change `state` to update it (`None` deletes it). A record without a
+    /// key gets a state of its own that is thrown away afterwards. When this returns
+    /// an error, the changes it made to `state` are thrown away too: a record that
+    /// failed has no effect on the state.
+    fn transform(record: Record, state: &mut Option<Accumulator>) -> Result<Vec<Record>, String>;
+}
+
+fn same_state(a: &Option<Accumulator>, b: &Option<Accumulator>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.version == b.version && a.data == b.data,
+        _ => false,
+    }
+}
+
+/// The batched call `stateful_plugin!` exports: each record through `T` with its
+/// key's state as it stands after the records before it.
+pub fn run_keyed<T: KeyedTransform>(batch: Vec<Record>, states: Vec<KeyState>) -> Processed {
+    let mut current: Vec<(Vec<u8>, Option<Accumulator>, bool)> = states
+        .into_iter()
+        .map(|s| (s.key, s.state, false))
+        .collect();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for record in batch {
+        let slot = record
+            .key
+            .as_ref()
+            .and_then(|k| current.iter().position(|(key, _, _)| key == k));
+        let before = slot.and_then(|i| current[i].1.clone());
+        let mut state = before.clone();
+        let outcome = T::transform(record, &mut state);
+        if let (Some(i), true) = (slot, outcome.is_ok()) {
+            if !same_state(&before, &state) {
+                current[i].1 = state;
+                current[i].2 = true;
+            }
+        }
+        outcomes.push(outcome);
+    }
+    let updates = current
+        .into_iter()
+        .filter(|(_, _, changed)| *changed)
+        .map(|(key, state, _)| KeyState { key, state })
+        .collect();
+    Processed { outcomes, updates }
+}
+
+/// Export a [`KeyedTransform`] as this component's `stateful-transformer` interface.
+#[macro_export]
+macro_rules! stateful_plugin {
+    ($ty:ty) => {
+        struct __SluiceStatefulExport;
+
+        impl $crate::stateful::exports::sluice::plugin::stateful_transformer::Guest
+            for __SluiceStatefulExport
+        {
+            fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                <$ty as $crate::KeyedTransform>::init(&config)
+            }
+
+            fn process(
+                batch: ::std::vec::Vec<$crate::Record>,
+                states: ::std::vec::Vec<$crate::KeyState>,
+            ) -> $crate::Processed {
+                $crate::run_keyed::<$ty>(batch, states)
+            }
+        }
+
+        $crate::stateful::export_stateful!(__SluiceStatefulExport with_types_in $crate::stateful);
     };
 }
 

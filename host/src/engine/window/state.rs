@@ -132,6 +132,7 @@ impl WindowStage {
                         max_event_ms: self.max_event_ms.get(&p).copied(),
                         closed_through_ms: self.closed_through.get(&p).copied(),
                         windows: Vec::new(),
+                        keys: Vec::new(),
                     },
                 );
             }

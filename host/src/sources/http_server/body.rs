@@ -147,18 +147,9 @@ impl Reader<'_> {
                 Err(other) => return Err((String::new(), None, other.to_string())),
             }
         }
-        let key = self.key_field.and_then(|k| {
-            let found = if k.starts_with('/') {
-                value.pointer(k)
-            } else {
-                value.get(k)
-            };
-            match found? {
-                Value::Null => None,
-                Value::String(s) => Some(s.as_bytes().to_vec()),
-                other => Some(other.to_string().into_bytes()),
-            }
-        });
+        let key = self
+            .key_field
+            .and_then(|k| crate::record::key_from_json(&value, k));
         let timestamp_ms = self.event_time.of(raw, arrival_ms).map_err(|m| {
             let pointer = match self.event_time {
                 EventTime::Field { field, .. } => {

@@ -1,0 +1,389 @@
+//! Keyed state (`[stateful]`, the `stateful` plugin world) through `sluice run`, as a
+//! user runs it: running counts exact through three `kill -9`s (every key's updates
+//! 1, 2, ... n, each once), dedup across three kills of a Kafka-source pipeline (every
+//! distinct key once), the state's cap refused with a clear error, a swap that keeps
+//! the state, and `sluice plugin test` carrying a key's state from line to line.
+
+use crate::common;
+
+use common::host::{lines, Host};
+use common::kafka::{broker, create_topic, unique, FAST_GROUP};
+use common::{json_lines, pipeline, wasm};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Run `path` three times, each killed (SIGKILL) once `out` has grown past a fifth,
+/// two fifths, three fifths of `full_bytes` (or left to end if it gets there first),
+/// then once to its end. Returns how many runs were killed mid-stream.
+fn kill_three_times(path: &Path, out: &Path, full_bytes: u64) -> usize {
+    let mut kills = 0;
+    for round in 1..=3u64 {
+        let mut host = Host::start(path);
+        let target = round * full_bytes / 5;
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while std::fs::metadata(out).map_or(0, |m| m.len()) < target {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: too slow:\n{}",
+                host.log()
+            );
+            if host.try_exit().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if host.try_exit().is_none() {
+            host.signal("-KILL");
+            kills += 1;
+        }
+        host.wait(60);
+    }
+    let mut last = Host::start(path);
+    let status = last.wait(300);
+    assert!(status.success(), "{status}:\n{}", last.log());
+    kills
+}
+
+#[test]
+fn running_counts_are_exact_through_three_kills() {
+    let dir = tempfile::tempdir().unwrap();
+    let (total, keys) = (200_000usize, 50usize);
+    let input: String = (0..total)
+        .map(|i| format!("{{\"k\":\"k{}\",\"i\":{i}}}\n", i % keys))
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    let path = pipeline(
+        dir.path(),
+        "counts.toml",
+        r#"
+[pipeline]
+batch_size = 128
+checkpoint_interval = "30ms"
+workers = 2
+[source]
+type = "file"
+path = "in.jsonl"
+[stateful]
+plugin = "{RUNNING_COUNT}"
+key_field = "k"
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+    );
+    let out = dir.path().join("out.jsonl");
+    // `{"count":1234,"key":"k12"}` and a newline: ~28 bytes a record.
+    let kills = kill_three_times(&path, &out, total as u64 * 28);
+    assert!(kills >= 2, "killed mid-stream ({kills} times)");
+    // Every key's updates, in the order written: exactly 1, 2, ... n, so no record
+    // counted twice (a replay run again on a restored state) or lost.
+    let mut per_key: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for update in json_lines(&out) {
+        per_key
+            .entry(update["key"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(update["count"].as_u64().unwrap());
+    }
+    assert_eq!(per_key.len(), keys);
+    let n = (total / keys) as u64;
+    for (key, counts) in &per_key {
+        let expected: Vec<u64> = (1..=n).collect();
+        if counts != &expected {
+            let first_off = counts
+                .iter()
+                .zip(&expected)
+                .position(|(a, b)| a != b)
+                .unwrap_or(counts.len().min(expected.len()));
+            panic!(
+                "{key}: {} updates, first wrong at #{first_off}: {:?}",
+                counts.len(),
+                &counts[first_off.saturating_sub(2)..(first_off + 3).min(counts.len())]
+            );
+        }
+    }
+    assert!(
+        !dir.path().join("dead.jsonl").exists()
+            || json_lines(&dir.path().join("dead.jsonl")).is_empty()
+    );
+}
+
+/// Messages keyed `key-<n>` (so each key's copies land in one partition), each key
+/// `copies` times, all keys once before any is repeated; produced at about `rate` a
+/// second on a thread while the pipeline runs.
+fn produce_copies(
+    topic: &str,
+    keys: usize,
+    copies: usize,
+    rate: u64,
+) -> std::thread::JoinHandle<()> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let topic = topic.to_owned();
+    std::thread::spawn(move || {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", broker())
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        let started = Instant::now();
+        for n in 0..keys * copies {
+            let key = format!("key-{}", n % keys);
+            let value = format!("{{\"id\":\"{key}\",\"copy\":{}}}", n / keys);
+            loop {
+                let record = BaseRecord::to(&topic).key(&key).payload(&value);
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, _)) => {
+                        producer.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+            producer.poll(Duration::ZERO);
+            let due = Duration::from_secs_f64(n as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        producer.flush(Duration::from_secs(60)).unwrap();
+    })
+}
+
+#[test]
+fn dedup_across_three_kills_of_a_kafka_pipeline_keeps_every_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("dedup");
+    create_topic(&topic, 4);
+    let group = unique("g");
+    let (keys, copies) = (20_000usize, 3usize);
+    let producing = produce_copies(&topic, keys, copies, 6_000);
+    let path = pipeline(
+        dir.path(),
+        "dedup.toml",
+        &format!(
+            r#"
+[pipeline]
+batch_size = 100
+checkpoint_interval = "100ms"
+linger = "20ms"
+[source]
+type = "kafka"
+brokers = "{broker}"
+topics = ["{topic}"]
+group_id = "{group}"
+start = "earliest"
+{FAST_GROUP}
+[stateful]
+plugin = "{{DEDUP}}"
+config = {{ within = "1h" }}
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+            broker = broker()
+        ),
+    );
+    let out = dir.path().join("out.jsonl");
+    // `{"id":"key-12345","copy":0}` and a newline: ~28 bytes a record.
+    let full = keys as u64 * 28;
+    let mut mid_stream = 0;
+    for round in 1..=3u64 {
+        let mut host = Host::start(&path);
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while std::fs::metadata(&out).map_or(0, |m| m.len()) < round * full / 4 {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: too slow:\n{}",
+                host.log()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        host.signal("-KILL");
+        host.wait(60);
+        if lines(&out) < keys {
+            mid_stream += 1;
+        }
+    }
+    producing.join().unwrap();
+    // The last run reads to the end of what was produced, and stops there.
+    let last_path = dir.path().join("dedup.toml");
+    let text = std::fs::read_to_string(&last_path).unwrap().replace(
+        "start = \"earliest\"",
+        "start = \"earliest\"\nstop_at_end = true",
+    );
+    std::fs::write(&last_path, text).unwrap();
+    let mut last = Host::start(&last_path);
+    assert!(last.wait(300).success(), "{}", last.log());
+    assert!(
+        mid_stream >= 2,
+        "killed before every key was written ({mid_stream} times)"
+    );
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for r in json_lines(&out) {
+        *seen
+            .entry(r["id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).take(3).collect();
+    assert!(
+        twice.is_empty(),
+        "keys written more than once, e.g. {twice:?}:\n{}",
+        last.log()
+    );
+    assert_eq!(seen.len(), keys, "every distinct key:\n{}", last.log());
+    // Only the first copy of each key passes (the copies come after every key once).
+    assert!(json_lines(&out).iter().all(|r| r["copy"] == 0));
+}
+
+#[test]
+fn state_past_its_cap_stops_the_pipeline_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = (0..40_000)
+        .map(|i| format!("{{\"k\":\"user-{i}\"}}\n"))
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    let path = pipeline(
+        dir.path(),
+        "capped.toml",
+        r#"
+[source]
+type = "file"
+path = "in.jsonl"
+[stateful]
+plugin = "{RUNNING_COUNT}"
+key_field = "k"
+state_max_mb = 1
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+"#,
+    );
+    let mut host = Host::start(&path);
+    let status = host.wait(120);
+    assert!(
+        !status.success(),
+        "40,000 keys of ~110 bytes are past 1 MiB"
+    );
+    let log = host.log();
+    assert!(
+        log.contains("the stateful stage `running_count` holds")
+            && log.contains("past its state_max_mb = 1: raise state_max_mb, or set ttl"),
+        "{log}"
+    );
+    // What was not acknowledged is read again on the next run (with a larger cap).
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("state_max_mb = 1", "state_max_mb = 64");
+    std::fs::write(&path, text).unwrap();
+    let mut again = Host::start(&path);
+    assert!(again.wait(120).success(), "{}", again.log());
+    let out = json_lines(&dir.path().join("out.jsonl"));
+    assert_eq!(out.len(), 40_000, "every key's first update, once");
+    assert!(out.iter().all(|u| u["count"] == 1));
+}
+
+#[test]
+fn a_swap_hands_the_state_to_the_new_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let write = |from: usize, to: usize| {
+        let lines: String = (from..to)
+            .map(|i| format!("{{\"k\":\"k{}\"}}\n", i % 10))
+            .collect();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&input)
+            .unwrap();
+        std::io::Write::write_all(&mut f, lines.as_bytes()).unwrap();
+    };
+    write(0, 1_000);
+    let path = pipeline(
+        dir.path(),
+        "swapped.toml",
+        r#"
+[pipeline]
+linger = "10ms"
+[source]
+type = "file"
+path = "in.jsonl"
+follow = true
+poll_interval = "20ms"
+[stateful]
+plugin = "{RUNNING_COUNT}"
+key_field = "k"
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+"#,
+    );
+    let out = dir.path().join("out.jsonl");
+    let (host, addr) = Host::start_listening(&path, &["--admin", "127.0.0.1:0"]);
+    host.wait_lines(&out, 1_000);
+    let swapped = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["plugin", "swap", "running_count"])
+        .arg(wasm("running_count"))
+        .args(["--admin", &addr, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        swapped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&swapped.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&swapped.stdout).unwrap();
+    assert_eq!(report["stage"], "stateful", "{report}");
+    write(1_000, 1_010);
+    host.wait_lines(&out, 1_010);
+    let updates = json_lines(&out);
+    // Each of the ten keys had 100 records before the swap: the new version goes on
+    // from the state it was handed, 101, not 1.
+    let after: Vec<u64> = updates[1_000..]
+        .iter()
+        .map(|u| u["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(after, vec![101; 10], "{:?}", &updates[990..]);
+    host.stop();
+}
+
+#[test]
+fn plugin_test_carries_a_keys_state_from_line_to_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"a\"}\n{\"id\":\"a\"}\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["plugin", "test"])
+        .arg(wasm("dedup"))
+        .arg("--input")
+        .arg(&input)
+        .args(["--key-field", "id", "--config", "within = \"1h\""])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "line 1: ok, 1 record(s)",
+        "line 2: ok, 1 record(s)",
+        "line 3: ok, 0 record(s)",
+        "line 4: ok, 0 record(s)",
+        "state of 2 key(s) at the end",
+    ] {
+        assert!(stdout.contains(expected), "{expected}:\n{stdout}");
+    }
+}
