@@ -387,3 +387,104 @@ fn plugin_test_carries_a_keys_state_from_line_to_line() {
         assert!(stdout.contains(expected), "{expected}:\n{stdout}");
     }
 }
+
+/// The newest count of each key in `files` (updates `{"key", "count"}`), and how
+/// many updates each file holds per key.
+fn newest_counts(files: &[&Path]) -> BTreeMap<String, u64> {
+    let mut newest: BTreeMap<String, u64> = BTreeMap::new();
+    for file in files.iter().filter(|f| f.exists()) {
+        for u in json_lines(file) {
+            let n = newest
+                .entry(u["key"].as_str().unwrap().to_owned())
+                .or_default();
+            *n = (*n).max(u["count"].as_u64().unwrap());
+        }
+    }
+    newest
+}
+
+#[test]
+fn two_hosts_one_killed_the_state_follows_its_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("keyed-hosts");
+    create_topic(&topic, 4);
+    let group = unique("g");
+    let host = |name: &str| {
+        pipeline(
+            dir.path(),
+            &format!("{name}.toml"),
+            &format!(
+                r#"
+[pipeline]
+name = "{name}"
+batch_size = 100
+checkpoint_interval = "200ms"
+linger = "20ms"
+[source]
+type = "kafka"
+brokers = "{broker}"
+topics = ["{topic}"]
+group_id = "{group}"
+start = "earliest"
+{FAST_GROUP}
+[stateful]
+plugin = "{{RUNNING_COUNT}}"
+state = "kafka"
+[[sinks]]
+type = "file"
+path = "{name}.jsonl"
+[dead_letter]
+type = "file"
+path = "{name}-dead.jsonl"
+"#,
+                broker = broker()
+            ),
+        )
+    };
+    let mut a = Host::start(&host("a"));
+    let b = Host::start(&host("b"));
+    a.wait_log(120, "an even split", |l| Host::assigned(l) == Some(2));
+    let (out_a, out_b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    // 40 keys (by message key, so each stays in its partition), 500 records each.
+    let (keys, each) = (40usize, 500usize);
+    let producing = produce_copies(&topic, keys, each, 4_000);
+    a.wait_lines(&out_a, 3_000);
+    a.signal("-KILL");
+    a.wait(30);
+    let before_kill: BTreeMap<String, u64> = newest_counts(&[&out_a]);
+    producing.join().unwrap();
+    // B takes A's partitions over (once A's session has timed out) with their state.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let newest = newest_counts(&[&out_a, &out_b]);
+        if newest.len() == keys && newest.values().all(|&n| n >= each as u64) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "counts {newest:?}:\n{}", b.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Exact: no key's count past its records (none counted twice, though B ran again
+    // what A had done after its last checkpoint) and none short.
+    let newest = newest_counts(&[&out_a, &out_b]);
+    assert!(newest.values().all(|&n| n == each as u64), "{newest:?}");
+    // And B went on from A's state: the keys of A's partitions go on in B's output
+    // from A's saved count, not from 1.
+    let b_first: BTreeMap<String, u64> =
+        json_lines(&out_b).iter().fold(BTreeMap::new(), |mut m, u| {
+            m.entry(u["key"].as_str().unwrap().to_owned())
+                .or_insert(u["count"].as_u64().unwrap());
+            m
+        });
+    let moved: Vec<&String> = before_kill.keys().filter(|k| before_kill[*k] > 1).collect();
+    assert!(!moved.is_empty());
+    for key in moved {
+        assert!(
+            b_first.get(key).is_some_and(|&first| first > 1),
+            "{key}: A had counted {} before the kill, B started at {:?}:\n{}",
+            before_kill[key],
+            b_first.get(key),
+            b.log()
+        );
+    }
+    b.stop();
+}

@@ -301,6 +301,20 @@ impl PipelineConfig {
         if let Some(st) = &self.stateful {
             st.validate()
                 .map_err(|e| self.invalid_field("stateful", e))?;
+            if st.state == WindowState::Kafka && !matches!(self.source, SourceConfig::Kafka(_)) {
+                return Err(self.invalid(
+                    "stateful.state",
+                    "is \"kafka\", which needs a Kafka source (its brokers keep the state)",
+                ));
+            }
+            if let Some(w) = &self.window {
+                if (w.state, &w.state_topic) != (st.state, &st.state_topic) {
+                    return Err(self.invalid(
+                        "stateful.state",
+                        "and [window] state (and state_topic) must say the same: the pipeline keeps its window and keyed state in one store",
+                    ));
+                }
+            }
         }
         if let Some(w) = &self.window {
             if w.size.as_millis() < 1 {

@@ -63,6 +63,16 @@ pub struct StatefulConfig {
     /// with an error naming the stage (after forgetting what `ttl` lets it).
     #[serde(default = "default_state_max_mb")]
     pub state_max_mb: u64,
+    /// Where the state is saved at each checkpoint (with a source that resumes), as
+    /// for `[window] state`: `local` (default), the pipeline's `state_dir`, for one
+    /// host; or `kafka`, a compacted topic on the Kafka source's brokers, so each
+    /// partition's keys move with it between the hosts of a group. With a window too,
+    /// both say the same: the pipeline keeps one store.
+    #[serde(default)]
+    pub state: WindowState,
+    /// With `state = "kafka"`: the topic (default `<group_id>-state`, or
+    /// `<group_id>-windows` with a window).
+    pub state_topic: Option<String>,
 }
 
 fn default_state_max_mb() -> u64 {
@@ -90,6 +100,9 @@ impl StatefulConfig {
         }
         if self.ttl.is_some_and(|t| t.is_zero()) {
             return Err(FieldError::new("ttl", "must be more than 0"));
+        }
+        if self.state_topic.is_some() && self.state != WindowState::Kafka {
+            return Err(FieldError::new("state_topic", "needs state = \"kafka\""));
         }
         if self.key_field.as_deref().is_some_and(str::is_empty) {
             return Err(FieldError::new(

@@ -221,11 +221,12 @@ async fn run(
         let windowing = window
             .as_ref()
             .map_or((0, 0), |w| (w.size_ms(), w.slide_ms()));
-        let moving = config
-            .window
-            .as_ref()
-            .filter(|wc| wc.state == WindowState::Kafka)
-            .map(|wc| wc.state_topic.as_deref());
+        let (state, topic) = match (&config.window, &config.stateful) {
+            (Some(wc), _) => (wc.state, wc.state_topic.as_deref()),
+            (None, Some(st)) => (st.state, st.state_topic.as_deref()),
+            (None, None) => (WindowState::Local, None),
+        };
+        let moving = (state == WindowState::Kafka).then_some(topic);
         let store = config
             .source
             .window_state(moving, &config.state_dir(), windowing)

@@ -22,6 +22,10 @@ use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The largest partition share written as one message: librdkafka's and a broker's
+/// default message size (`message.max.bytes`, 1,000,000) less room for the headers.
+const MAX_ENTRY_BYTES: usize = 990_000;
+
 /// One partition's state as a changelog message.
 #[derive(Debug, Serialize, Deserialize)]
 struct Entry {
@@ -161,6 +165,16 @@ impl Changelog {
                 state,
             };
             let value = serde_json::to_vec(&entry).expect("an entry always serializes");
+            if value.len() > MAX_ENTRY_BYTES {
+                return Err(StateError::Store(format!(
+                    "the state of {} is {} bytes ({} key(s), {} window share(s)), more than one message of {} takes ({MAX_ENTRY_BYTES} bytes): set a ttl, spread the keys over more source partitions, or use state = \"local\"",
+                    key,
+                    value.len(),
+                    entry.state.keys.len(),
+                    entry.state.windows.len(),
+                    self.topic
+                )));
+            }
             size += value.len() as u64;
             let record = FutureRecord::to(&self.topic)
                 .key(&key)
@@ -269,7 +283,11 @@ impl Changelog {
                     )));
                 }
                 let slide = entry.window_slide_ms.unwrap_or(entry.window_size_ms);
-                if (entry.window_size_ms, slide) != (self.window_size_ms, self.window_slide_ms) {
+                // Size 0 on either side: no window then or now (keyed state alone).
+                let windowed = entry.window_size_ms != 0 && self.window_size_ms != 0;
+                if windowed
+                    && (entry.window_size_ms, slide) != (self.window_size_ms, self.window_slide_ms)
+                {
                     return Err(StateError::Unreadable(format!(
                         "{}[{}] offset {}: window state saved with windows of {} ms sliding by {slide} ms, but [window] is now {} ms sliding by {} ms",
                         self.topic,

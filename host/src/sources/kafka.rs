@@ -663,7 +663,9 @@ impl super::SourceConnector for KafkaSourceConfig {
         windowing: (i64, i64),
     ) -> Result<Option<Box<dyn crate::window_state::StateBackend>>, crate::window_state::StateError>
     {
-        let topic = topic.map_or_else(|| format!("{}-windows", self.group_id), str::to_owned);
+        // Keyed state alone (no window): `-state`.
+        let kind = if windowing.0 == 0 { "state" } else { "windows" };
+        let topic = topic.map_or_else(|| format!("{}-{kind}", self.group_id), str::to_owned);
         let changelog = crate::kafka::changelog::Changelog::open(
             &self.brokers,
             &self.properties,
