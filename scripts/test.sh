@@ -57,8 +57,9 @@ for component in clippy rustfmt; do
 done
 
 scripts/build-plugins.sh
-# The Python example plugin (componentize-py from PyPI, in a venv of its own).
+# The Python example plugins (componentize-py from PyPI, in a venv of its own).
 plugins/examples/python_tag/build.sh
+plugins/examples/python_dedup/build.sh
 
 echo "==> module layers (docs/architecture.md) and documentation links"
 python3 scripts/check-layers.py

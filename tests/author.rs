@@ -127,6 +127,27 @@ fn scaffold_build_test_and_swap_a_new_plugin() {
     ]);
     assert!(counted.status.success(), "{}", text(&counted));
 
+    // A stateful plugin: each key's count carried from line to line.
+    let seen = scaffold_and_build(dir.path(), "seen", "stateful");
+    let sroot = dir.path().join("seen");
+    let tested = sluice(&[
+        "plugin",
+        "test",
+        &seen.display().to_string(),
+        "--input",
+        &sroot.join("sample.jsonl").display().to_string(),
+        "--expect",
+        &sroot.join("expected.jsonl").display().to_string(),
+        "--key-field",
+        "id",
+    ]);
+    assert!(tested.status.success(), "{}", text(&tested));
+    assert!(
+        text(&tested).contains("ada: version 1"),
+        "{}",
+        text(&tested)
+    );
+
     // Into a running pipeline, in place of format_user.
     const N: u64 = 30_000;
     let run = tempfile::tempdir().unwrap();

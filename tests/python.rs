@@ -1,6 +1,7 @@
 //! A second language: the Python transform in plugins/examples/python_tag, built by
 //! componentize-py, tested offline with `--expect` and run through a pipeline (every
-//! record out, none lost, whatever its memory does).
+//! record out, none lost, whatever its memory does); and a stateful one,
+//! plugins/examples/python_dedup, keeping a state per key that the host holds.
 
 use crate::common;
 
@@ -153,4 +154,72 @@ fn a_python_plugin_scaffolded_builds_and_passes_its_expected_output() {
         "plugin", "new", "pywin", "--lang", "python", "--kind", "window", "--dir", &dir_arg,
     ]);
     assert_eq!(window.status.code(), Some(2), "{}", said(&window));
+}
+
+fn python_dedup() -> PathBuf {
+    let p = common::repo().join("plugins/examples/python_dedup/dist/python_dedup.wasm");
+    assert!(
+        p.exists(),
+        "{} is not built: run plugins/examples/python_dedup/build.sh (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn a_stateful_python_plugin_keeps_a_state_per_key() {
+    let example = common::repo().join("plugins/examples/python_dedup");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["plugin", "test"])
+        .arg(python_dedup())
+        .arg("--input")
+        .arg(example.join("sample.jsonl"))
+        .arg("--expect")
+        .arg(example.join("expected.jsonl"))
+        .args(["--key-field", "id"])
+        .env(
+            "SLUICE_CACHE_DIR",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
+        )
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("line 3: ok, 0 record(s)"), "{text}");
+    assert!(text.contains("all 3 output(s) as in"), "{text}");
+
+    // Through a pipeline: 3,000 keys, each three times, in batches the host splits
+    // by nothing but size: every key once.
+    let dir = tempfile::tempdir().unwrap();
+    let input: String = (0..9_000)
+        .map(|i| format!("{{\"id\":\"u{}\",\"copy\":{}}}\n", i % 3_000, i / 3_000))
+        .collect();
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    let path = pipeline(
+        dir.path(),
+        "p.toml",
+        &format!(
+            r#"
+[source]
+type = "file"
+path = "in.jsonl"
+[stateful]
+plugin = "{}"
+key_field = "id"
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+"#,
+            python_dedup().display()
+        ),
+    );
+    let mut host = Host::start(&path);
+    assert!(host.wait(300).success(), "{}", host.log());
+    let out = json_lines(&dir.path().join("out.jsonl"));
+    assert_eq!(out.len(), 3_000, "every key once");
+    assert!(out.iter().all(|r| r["copy"] == 0));
 }

@@ -440,10 +440,22 @@ fn test_stateful(
             "  {}: version {}, {}",
             String::from_utf8_lossy(key),
             state.version,
-            String::from_utf8_lossy(&state.data)
+            printable(&state.data)
         );
     }
     Ok(())
+}
+
+/// State bytes for a person: the text when they are printable UTF-8, else hex.
+fn printable(data: &[u8]) -> String {
+    match std::str::from_utf8(data) {
+        Ok(text) if !text.chars().any(char::is_control) => text.to_owned(),
+        _ => {
+            let hex: String = data.iter().take(32).map(|b| format!("{b:02x}")).collect();
+            let more = if data.len() > 32 { "..." } else { "" };
+            format!("{} bytes 0x{hex}{more}", data.len())
+        }
+    }
 }
 
 /// `--expect`: the outputs against the expected lines, each mismatch reported.

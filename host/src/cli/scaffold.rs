@@ -12,6 +12,8 @@ use std::process::{Command, Stdio};
 pub enum Kind {
     Transform,
     Window,
+    /// A transform with a state per key, kept by the host (`[stateful]`).
+    Stateful,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -143,6 +145,9 @@ const TRANSFORM_EXPECTED: &str = include_str!("templates/transform.expected.json
 const WINDOW: &str = include_str!("templates/window.rs.tmpl");
 const WINDOW_SAMPLE: &str = include_str!("templates/window.sample.jsonl");
 const WINDOW_EXPECTED: &str = include_str!("templates/window.expected.jsonl");
+const STATEFUL: &str = include_str!("templates/stateful.rs.tmpl");
+const STATEFUL_SAMPLE: &str = include_str!("templates/stateful.sample.jsonl");
+const STATEFUL_EXPECTED: &str = include_str!("templates/stateful.expected.jsonl");
 
 /// A crate name cargo takes and that is a plain file stem.
 fn check_name(name: &str) -> Result<(), String> {
@@ -189,6 +194,14 @@ pub fn new(name: &str, kind: Kind, lang: Lang, dir: &Path) -> Result<(), Failure
             WINDOW_EXPECTED,
             "[window]",
             " --timestamp-ms 0",
+        ),
+        Kind::Stateful => (
+            "stateful",
+            STATEFUL,
+            STATEFUL_SAMPLE,
+            STATEFUL_EXPECTED,
+            "[stateful]",
+            " --key-field id",
         ),
     };
     let fill = |t: &str| {
