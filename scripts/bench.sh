@@ -11,6 +11,8 @@
 #     local PostgreSQL unless SLUICE_TEST_POSTGRES is set);
 #   - the HTTP ingest source: requests/s, records/s, p50/p99 for 1/16/64 clients and
 #     1/100 records a request, ack durable and accepted, beside a bare hyper server;
+#   - keyed state (issue 26): dedup against format_user alone on the same file, the
+#     checkpoint and the restart at 1,000,000 keys;
 #   - PySpark 4 local[*] on the same file, when it can be installed (Java 17 and
 #     PyPI; in a venv under ~/.cache/sluice), and the ratio. SLUICE_BENCH_SPARK=0
 #     skips it.
@@ -36,6 +38,10 @@ cargo bench --quiet -p sluice --bench postgres 2>/dev/null
 echo
 echo "==> HTTP ingest vs a bare hyper server (cargo bench --bench ingest)"
 cargo bench --quiet -p sluice --bench ingest 2>/dev/null
+
+echo
+echo "==> keyed state: dedup against format_user alone; 1M keys' checkpoint (cargo bench --bench keyed)"
+cargo bench --quiet -p sluice --bench keyed 2>/dev/null
 
 if [ "${SLUICE_BENCH_SPARK:-1}" = 1 ]; then
   echo

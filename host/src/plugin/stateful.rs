@@ -139,9 +139,10 @@ impl Plugin<StatefulInstance> {
             )));
         }
         let mut updates = Vec::with_capacity(raw.updates.0.len());
+        let known: std::collections::HashSet<&[u8]> = states.iter().map(|s| &s.key[..]).collect();
         for u in raw.updates.0 {
             let key = u.key.0;
-            if !states.iter().any(|s| s.key == key) {
+            if !known.contains(&key[..]) {
                 self.count_failure();
                 return Err(CallFailure::Contract(format!(
                     "process updated the state of key {:?}, which is not a key of the batch",

@@ -183,31 +183,33 @@ fn same_state(a: &Option<Accumulator>, b: &Option<Accumulator>) -> bool {
 /// The batched call `stateful_plugin!` exports: each record through `T` with its
 /// key's state as it stands after the records before it.
 pub fn run_keyed<T: KeyedTransform>(batch: Vec<Record>, states: Vec<KeyState>) -> Processed {
-    let mut current: Vec<(Vec<u8>, Option<Accumulator>, bool)> = states
+    // By key: its state as it stands, and whether it changed.
+    let mut slots: std::collections::HashMap<Vec<u8>, (Option<Accumulator>, bool)> = states
         .into_iter()
-        .map(|s| (s.key, s.state, false))
+        .map(|s| (s.key, (s.state, false)))
         .collect();
     let mut outcomes = Vec::with_capacity(batch.len());
     for record in batch {
-        let slot = record
-            .key
-            .as_ref()
-            .and_then(|k| current.iter().position(|(key, _, _)| key == k));
-        let before = slot.and_then(|i| current[i].1.clone());
-        let mut state = before.clone();
-        let outcome = T::transform(record, &mut state);
-        if let (Some(i), true) = (slot, outcome.is_ok()) {
-            if !same_state(&before, &state) {
-                current[i].1 = state;
-                current[i].2 = true;
-            }
+        let slot = record.key.as_ref().and_then(|k| slots.get_mut(k));
+        let Some((current, changed)) = slot else {
+            // No key (or, against the contract, a key the host gave no state for):
+            // a state of its own, thrown away after.
+            outcomes.push(T::transform(record, &mut None));
+            continue;
+        };
+        let before = current.clone();
+        let outcome = T::transform(record, current);
+        if outcome.is_err() {
+            *current = before;
+        } else if !same_state(&before, current) {
+            *changed = true;
         }
         outcomes.push(outcome);
     }
-    let updates = current
+    let updates = slots
         .into_iter()
-        .filter(|(_, _, changed)| *changed)
-        .map(|(key, state, _)| KeyState { key, state })
+        .filter(|(_, (_, changed))| *changed)
+        .map(|(key, (state, _))| KeyState { key, state })
         .collect();
     Processed { outcomes, updates }
 }

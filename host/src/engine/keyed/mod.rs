@@ -17,7 +17,7 @@ use crate::plugin::{isolate, Isolated, Outcome, StatefulPlugin};
 use crate::position::PartitionId;
 use crate::record::{Batch, Position, Record};
 use crate::window_state::{PartitionState, SavedKey};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use store::KeyedStore;
 
 pub struct KeyedStage {
@@ -143,15 +143,10 @@ impl KeyedStage {
         }
         let (plugin, store) = (&mut self.plugin, &mut self.store);
         let outcomes: Vec<Result<Outcome, String>> = match isolate(&name, &records, |rs| {
-            let states = states_of(store, p, rs);
+            let (states, newest) = states_of(store, p, rs);
             let done = plugin.process(rs, &states)?;
             for (key, state) in done.updates {
-                let at_ms = rs
-                    .iter()
-                    .filter(|r| r.key.as_deref() == Some(&key[..]))
-                    .map(|r| r.timestamp_ms)
-                    .max()
-                    .unwrap_or_default();
+                let at_ms = newest.get(&key[..]).copied().unwrap_or_default();
                 store.set(p, key, state, at_ms);
             }
             Ok(done.outcomes)
@@ -268,26 +263,40 @@ impl KeyedStage {
     }
 }
 
-/// Each distinct key of `records` once, with its state.
-fn states_of(store: &KeyedStore, p: PartitionId, records: &[Record]) -> Vec<KeyState> {
+/// Each distinct key of `records` once, with its state; and each key's newest event
+/// time among them (what an update of it is stamped with, for `ttl`).
+fn states_of<'a>(
+    store: &KeyedStore,
+    p: PartitionId,
+    records: &'a [Record],
+) -> (Vec<KeyState>, HashMap<&'a [u8], i64>) {
     let mut states: Vec<KeyState> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for key in records.iter().filter_map(|r| r.key.as_ref()) {
-        if seen.insert(&key[..]) {
-            states.push(KeyState {
-                key: key.clone(),
-                state: store.get(p, key).cloned(),
-            });
+    let mut newest: HashMap<&[u8], i64> = HashMap::with_capacity(records.len());
+    for r in records {
+        let Some(key) = r.key.as_deref() else {
+            continue;
+        };
+        match newest.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let t = e.get_mut();
+                *t = (*t).max(r.timestamp_ms);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(r.timestamp_ms);
+                states.push(KeyState {
+                    key: key.to_vec(),
+                    state: store.get(p, key).cloned(),
+                });
+            }
         }
     }
-    states
+    (states, newest)
 }
 
 /// The state key `field` picks from a JSON value (a top-level name, or a JSON
 /// pointer starting with `/`): its text for a string, its JSON otherwise; `None` when
 /// it is missing or null.
 pub fn key_of(value: &[u8], field: &str) -> Result<Option<Vec<u8>>, String> {
-    let json: serde_json::Value = serde_json::from_slice(value)
-        .map_err(|e| format!("key_field `{field}`: the record is not JSON ({e})"))?;
-    Ok(crate::record::key_from_json(&json, field))
+    crate::record::key_from_json_text(value, field)
+        .map_err(|e| format!("key_field `{field}`: the record is not JSON ({e})"))
 }
