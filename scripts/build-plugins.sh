@@ -24,8 +24,8 @@ for feature in state_v2 state_v2_no_migrate; do
   cp "$out/gender_window.wasm" "tests/plugins/dist/gender_window_$feature.wasm"
 done
 cargo build --quiet --target wasm32-wasip2 --profile plugin \
-  -p format_user -p gender_window -p route_by_field -p dedup -p running_count -p misbehave
+  -p format_user -p gender_window -p route_by_field -p dedup -p running_count -p enrich -p misbehave
 cp "$out/format_user.wasm" "$out/gender_window.wasm" "$out/route_by_field.wasm" \
-  "$out/dedup.wasm" "$out/running_count.wasm" plugins/dist/
+  "$out/dedup.wasm" "$out/running_count.wasm" "$out/enrich.wasm" plugins/dist/
 cp "$out/misbehave.wasm" tests/plugins/dist/
 ls -l plugins/dist/*.wasm tests/plugins/dist/*.wasm | awk '{print "    " $5 " bytes  " $NF}'

@@ -63,6 +63,7 @@ fn validate_accepts_every_shipped_pipeline() {
         "route_users",
         "dedup_users",
         "users_per_country",
+        "enrich_users",
     ] {
         let path = repo().join(format!("pipelines/{name}.toml"));
         let out = sluice(&["validate", path.to_str().unwrap()]);

@@ -22,3 +22,4 @@ mod python;
 mod routing;
 mod stores;
 mod swap;
+mod tables;

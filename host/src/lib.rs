@@ -8,7 +8,7 @@
 //!   [`window_state::StateBackend`], sources and sinks through their configs).
 //! - [`config`]: the pipeline TOML, parsed and validated once.
 //! - [`sources`], [`transforms`], [`sinks`]: one module per connector, each a config
-//!   struct plus its implementation; [`kafka`] and [`postgres`]: clients they share.
+//!   struct plus its implementation; [`tables`]: the lookup tables' loaders; [`kafka`] and [`postgres`]: clients they share.
 //! - [`plugin`]: the WASM plugin runtime (wasmtime component model, sandbox, cache).
 //! - Leaves: [`record`], [`position`], [`duration`], [`retry`], [`connector`], [`rng`],
 //!   [`durable`], [`metrics`], [`window_state`], [`dead_letter`], [`schema`], [`tls`].
@@ -33,6 +33,7 @@ pub mod rng;
 pub mod schema;
 pub mod sinks;
 pub mod sources;
+pub mod tables;
 pub mod tls;
 pub mod transforms;
 pub mod window_state;

@@ -37,6 +37,9 @@ pub struct PipelineConfig {
     pub transforms: Vec<TransformConfig>,
     /// A transform with a state per key, after `transforms`.
     pub stateful: Option<StatefulConfig>,
+    /// Lookup tables the plugins read (`lookup.get(table, key)`).
+    #[serde(default)]
+    pub tables: Vec<crate::tables::TableConfig>,
     /// An event-time window over the transformed records.
     pub window: Option<WindowConfig>,
     pub sinks: Vec<SinkConfig>,
@@ -295,6 +298,19 @@ impl PipelineConfig {
                         "`{}` is used twice; give each transform its own name",
                         t.name()
                     ),
+                ));
+            }
+        }
+        for (i, t) in self.tables.iter().enumerate() {
+            t.validate()
+                .map_err(|e| self.invalid_field(&format!("tables[{i}]"), e))?;
+            if self.tables[..i]
+                .iter()
+                .any(|other| other.name() == t.name())
+            {
+                return Err(self.invalid(
+                    format!("tables[{i}].name"),
+                    format!("`{}` names two tables", t.name()),
                 ));
             }
         }

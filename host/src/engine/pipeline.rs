@@ -32,6 +32,8 @@ pub struct Pipeline {
     keyed: Option<KeyedStage>,
     window: Option<WindowStage>,
     metrics: Arc<Metrics>,
+    /// Where the pipeline's lookup tables are registered while it runs.
+    lookup: Arc<crate::plugin::lookup::Lookup>,
     control: (mpsc::Sender<Control>, mpsc::Receiver<Control>),
 }
 
@@ -44,6 +46,9 @@ pub enum RunError {
     /// The window snapshot cannot be read, or the window plugin refuses its state.
     #[error("window state: {0}")]
     State(#[from] StateError),
+    /// A lookup table could not be loaded at start.
+    #[error("{0}")]
+    Tables(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -120,6 +125,7 @@ impl Pipeline {
             keyed,
             window,
             metrics,
+            lookup: runtime.lookup(),
             control: mpsc::channel(16),
         })
     }
@@ -157,6 +163,7 @@ impl Pipeline {
             keyed,
             window,
             metrics,
+            lookup,
             control: (_, control_rx),
         } = self;
         let stages = Stages {
@@ -164,7 +171,25 @@ impl Pipeline {
             keyed,
             window,
         };
-        let result = run(config, stages, &metrics, control_rx, shutdown).await;
+        // The lookup tables first: a record's plugin call may read them.
+        let stop_tables = CancellationToken::new();
+        let base_dir = config.base_dir();
+        let tables =
+            crate::tables::start(&config.tables, &base_dir, &metrics, stop_tables.clone()).await;
+        let result = match tables {
+            Err(why) => Err(RunError::Tables(why)),
+            Ok((tables, loaders)) => {
+                let name = config.name();
+                lookup.register(&name, tables);
+                let result = run(config, stages, &metrics, control_rx, shutdown).await;
+                lookup.unregister(&name);
+                stop_tables.cancel();
+                for loader in loaders {
+                    let _ = loader.await;
+                }
+                result
+            }
+        };
         metrics.set_state(match result {
             Ok(()) => RunState::Finished,
             Err(_) => RunState::Failed,

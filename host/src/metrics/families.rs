@@ -77,6 +77,13 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// A lookup table of a pipeline (`[[tables]]`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    pub pipeline: String,
+    pub table: String,
+}
+
 /// A family of histograms, all with the same buckets.
 type Hist<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -129,6 +136,10 @@ pub struct Families {
     pub(super) ingest_seconds: Hist<PipelineLabels>,
     pub(super) ingest_records: Family<IngestRecordLabels, Counter>,
     pub(super) routed: Family<RouteLabels, Counter>,
+    pub(super) table_rows: Family<TableLabels, Gauge>,
+    pub(super) table_bytes: Family<TableLabels, Gauge>,
+    pub(super) table_loaded: Family<TableLabels, Gauge>,
+    pub(super) table_reload_failures: Family<TableLabels, Gauge>,
 }
 
 impl Default for Families {
@@ -312,6 +323,22 @@ impl Families {
             routed: reg!(
                 "route_records",
                 "Records handed to the sinks of a route (default: records naming none)",
+                Family::default()
+            ),
+            table_rows: reg!("table_rows", "Rows a lookup table holds", Family::default()),
+            table_bytes: reg!(
+                "table_bytes",
+                "Bytes a lookup table holds, as counted against its max_mb",
+                Family::default()
+            ),
+            table_loaded: reg!(
+                "table_loaded_timestamp_seconds",
+                "When a lookup table's rows were last loaded (Unix seconds; age = time() - this)",
+                Family::default()
+            ),
+            table_reload_failures: reg!(
+                "table_reload_failures",
+                "Reloads of a lookup table that failed (its rows before them kept)",
                 Family::default()
             ),
             registry,

@@ -53,6 +53,7 @@ pub struct Metrics {
     state_bytes: AtomicU64,
     state_keys_gauge: Gauge,
     state_bytes_gauge: Gauge,
+    tables: Mutex<BTreeMap<String, super::status::TableStatus>>,
     last_checkpoint: Mutex<Option<(Instant, Duration, Option<u64>)>>,
     stages: Mutex<Vec<StageInfo>>,
     sinks: Mutex<Vec<String>>,
@@ -172,6 +173,7 @@ impl Metrics {
             state_bytes: AtomicU64::new(0),
             state_keys_gauge: f.state_keys.get_or_create(&p()).clone(),
             state_bytes_gauge: f.state_bytes.get_or_create(&p()).clone(),
+            tables: Mutex::default(),
             last_checkpoint: Mutex::default(),
             stages: Mutex::default(),
             sinks: Mutex::default(),
@@ -299,6 +301,23 @@ impl Metrics {
         self.state_bytes.store(bytes as u64, Relaxed);
         self.state_keys_gauge.set(keys as i64);
         self.state_bytes_gauge.set(bytes as i64);
+    }
+    /// A lookup table after a load (or a failed one).
+    pub fn set_table(&self, table: super::status::TableStatus) {
+        let labels = super::families::TableLabels {
+            pipeline: self.pipeline.clone(),
+            table: table.name.clone(),
+        };
+        let f = &self.families;
+        f.table_rows.get_or_create(&labels).set(table.rows as i64);
+        f.table_bytes.get_or_create(&labels).set(table.bytes as i64);
+        f.table_loaded
+            .get_or_create(&labels)
+            .set(table.loaded_ms / 1000);
+        f.table_reload_failures
+            .get_or_create(&labels)
+            .set(table.reload_failures as i64);
+        lock(&self.tables).insert(table.name.clone(), table);
     }
     /// Per source partition, the event-time watermark (ms since the epoch).
     pub fn set_watermarks(&self, watermarks: BTreeMap<String, i64>) {
@@ -547,6 +566,7 @@ impl Metrics {
             open_windows: self.open_windows.load(Relaxed),
             state_keys: self.state_keys.load(Relaxed),
             state_bytes: self.state_bytes.load(Relaxed),
+            tables: lock(&self.tables).values().cloned().collect(),
             watermarks_ms: lock(&self.watermarks).clone(),
             checkpoint,
             plugins: lock(&self.stages).clone(),

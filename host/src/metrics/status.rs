@@ -87,6 +87,20 @@ pub struct CheckpointStatus {
     pub snapshot_bytes: Option<u64>,
 }
 
+/// A lookup table in `/status`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TableStatus {
+    pub name: String,
+    /// Where its rows come from (a file, a query, a topic).
+    pub source: String,
+    pub rows: u64,
+    pub bytes: u64,
+    /// When its rows were last loaded (ms since the epoch).
+    pub loaded_ms: i64,
+    pub reloads: u64,
+    pub reload_failures: u64,
+}
+
 /// One pipeline in `/status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct PipelineStatus {
@@ -100,6 +114,8 @@ pub struct PipelineStatus {
     /// The `[stateful]` stage's state: keys held, and bytes against its cap.
     pub state_keys: u64,
     pub state_bytes: u64,
+    /// Its lookup tables (`[[tables]]`).
+    pub tables: Vec<TableStatus>,
     pub watermarks_ms: BTreeMap<String, i64>,
     pub checkpoint: Option<CheckpointStatus>,
     pub plugins: Vec<StageInfo>,

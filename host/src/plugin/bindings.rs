@@ -7,6 +7,8 @@ pub mod transform {
         world: "transform",
         path: "../wit",
         additional_derives: [PartialEq],
+        // A lookup of a table the pipeline does not declare traps, naming it.
+        imports: { "sluice:plugin/lookup.get": trappable },
     });
 }
 
@@ -19,6 +21,7 @@ pub mod window {
         with: {
             "sluice:plugin/types": super::transform::sluice::plugin::types,
             "sluice:plugin/log": super::transform::sluice::plugin::log,
+            "sluice:plugin/lookup": super::transform::sluice::plugin::lookup,
         },
     });
 }
@@ -31,6 +34,7 @@ pub mod stateful {
         with: {
             "sluice:plugin/types": super::transform::sluice::plugin::types,
             "sluice:plugin/log": super::transform::sluice::plugin::log,
+            "sluice:plugin/lookup": super::transform::sluice::plugin::lookup,
         },
     });
 }
@@ -38,6 +42,7 @@ pub mod stateful {
 pub use stateful::exports::sluice::plugin::stateful_transformer::KeyState;
 pub use stateful::{Stateful, StatefulPre};
 pub use transform::sluice::plugin::log;
+pub use transform::sluice::plugin::lookup;
 pub use transform::sluice::plugin::types;
 pub use transform::{Transform, TransformPre};
 pub use window::{Window, WindowPre};

@@ -42,6 +42,8 @@ pub struct Plugin<W: World> {
     log: Arc<PluginLog>,
     version: String,
     file: PathBuf,
+    /// The tables its `lookup` calls read.
+    lookup: Arc<super::lookup::Lookup>,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -76,6 +78,7 @@ impl<W: World> Plugin<W> {
             log: Arc::new(PluginLog::new(name, &plugin.version)),
             version: plugin.version.clone(),
             file: plugin.path.clone(),
+            lookup: runtime.lookup(),
             _ticker: runtime.ticker(),
         };
         me.started()
@@ -111,6 +114,7 @@ impl<W: World> Plugin<W> {
             log: self.log.clone(),
             version: self.version.clone(),
             file: self.file.clone(),
+            lookup: self.lookup.clone(),
             _ticker: self._ticker.clone(),
         };
         other.started()
@@ -151,7 +155,11 @@ impl<W: World> Plugin<W> {
         if self.live.is_none() {
             let mut store = Store::new(
                 &self.engine,
-                PluginState::new(self.log.clone(), self.sandbox.memory_bytes),
+                PluginState::new(
+                    self.log.clone(),
+                    self.sandbox.memory_bytes,
+                    self.lookup.clone(),
+                ),
             );
             store.limiter(|s| &mut s.limiter);
             store.set_epoch_deadline(self.sandbox.deadline_ticks());
@@ -229,9 +237,14 @@ fn classify(store: &Store<PluginState>, sandbox: Sandbox, e: wasmtime::Error) ->
     // but too long for every dead letter.
     let full = format!("{e:#}");
     tracing::debug!("plugin trap detail: {full}");
+    // A host call that refused (a lookup of a table not declared) says why in the
+    // error it returned: the root of the chain, under the backtrace's context.
     let summary = match e.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
-        None => full.lines().next().unwrap_or_default().to_owned(),
+        None => match e.chain().last() {
+            Some(root) => root.to_string(),
+            None => full.lines().next().unwrap_or_default().to_owned(),
+        },
     };
     CallFailure::Trap(summary)
 }

@@ -12,6 +12,7 @@ mod error;
 mod inspect;
 mod instance;
 mod isolate;
+pub mod lookup;
 mod runtime;
 mod state;
 mod stateful;

@@ -1,6 +1,6 @@
 //! The process-wide runtime: engine, linker, epoch ticker and compiled-component cache.
 
-use super::bindings::log;
+use super::bindings::{log, lookup};
 use super::cache::ComponentCache;
 use super::error::PluginError;
 use super::state::PluginState;
@@ -113,6 +113,7 @@ pub struct Runtime {
     linker: Linker<PluginState>,
     cache: ComponentCache,
     ticker: Arc<EpochTicker>,
+    lookup: Arc<super::lookup::Lookup>,
 }
 
 /// The thread that advances the engine's epoch. Every plugin holds it, so deadlines
@@ -153,6 +154,8 @@ impl Runtime {
             .map_err(|e| PluginError::Runtime(format!("linking WASI: {e:#}")))?;
         log::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(|e| PluginError::Runtime(format!("linking sluice:plugin/log: {e:#}")))?;
+        lookup::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
+            .map_err(|e| PluginError::Runtime(format!("linking sluice:plugin/lookup: {e:#}")))?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let ticker = {
@@ -176,11 +179,17 @@ impl Runtime {
             linker,
             cache,
             ticker,
+            lookup: Arc::default(),
         })
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Every running pipeline's lookup tables (what plugins' `lookup` calls read).
+    pub fn lookup(&self) -> Arc<super::lookup::Lookup> {
+        self.lookup.clone()
     }
 
     pub(crate) fn ticker(&self) -> Arc<EpochTicker> {

@@ -2,6 +2,8 @@
 //! the memory limiter, and the plugin's name for its log lines.
 
 use super::bindings::log::{Host as LogHost, Level};
+use super::bindings::lookup::Host as LookupHost;
+use super::lookup::{Lookup, Tables};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -18,6 +20,9 @@ pub struct PluginState {
     table: ResourceTable,
     pub(crate) limiter: MemoryCap,
     log: Arc<PluginLog>,
+    /// Every pipeline's tables; this plugin's, once looked up.
+    lookup: Arc<Lookup>,
+    tables: Option<Arc<Tables>>,
 }
 
 /// Lines a plugin may log per second, on average; a burst of [`LOG_BURST`] passes.
@@ -49,6 +54,11 @@ impl PluginLog {
             dropped: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
         }
+    }
+
+    /// The pipeline the plugin runs in, once told.
+    pub fn pipeline(&self) -> Option<&str> {
+        self.context.get().map(|(p, _)| p.as_str())
     }
 
     /// The pipeline and stage (`transform`, `window`) the plugin runs in (once).
@@ -120,7 +130,7 @@ impl PluginLog {
 }
 
 impl PluginState {
-    pub fn new(log: Arc<PluginLog>, memory_cap: usize) -> Self {
+    pub fn new(log: Arc<PluginLog>, memory_cap: usize, lookup: Arc<Lookup>) -> Self {
         PluginState {
             // No preopened directories, no environment, no arguments, no network, no
             // stdin; stdout/stderr go nowhere. Clocks and random stay available.
@@ -139,6 +149,8 @@ impl PluginState {
                 exceeded: false,
             },
             log,
+            lookup,
+            tables: None,
         }
     }
 }
@@ -167,6 +179,30 @@ impl LogHost for PluginState {
 }
 
 impl super::bindings::types::Host for PluginState {}
+
+impl LookupHost for PluginState {
+    fn get(&mut self, table: String, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
+        if self.tables.is_none() {
+            let pipeline = self.log.pipeline().unwrap_or_default();
+            self.tables = self.lookup.tables(pipeline);
+        }
+        match self.tables.as_ref().and_then(|t| t.get(&table)) {
+            Some(t) => Ok(t.get(&key)),
+            None => {
+                let mut declared: Vec<&str> = self
+                    .tables
+                    .iter()
+                    .flat_map(|t| t.keys().map(String::as_str))
+                    .collect();
+                declared.sort_unstable();
+                Err(wasmtime::format_err!(
+                    "lookup of table `{table}`, which the pipeline does not declare ([[tables]]: {})",
+                    if declared.is_empty() { "none".into() } else { declared.join(", ") }
+                ))
+            }
+        }
+    }
+}
 
 /// Caps the linear memory of a whole instance (all its memories together: a
 /// component may have several) and remembers that it did, so a failure can be

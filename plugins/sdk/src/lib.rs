@@ -51,6 +51,7 @@ pub mod window {
         with: {
             "sluice:plugin/types@0.1.0": crate::transform::sluice::plugin::types,
             "sluice:plugin/log@0.1.0": crate::transform::sluice::plugin::log,
+            "sluice:plugin/lookup@0.1.0": crate::transform::sluice::plugin::lookup,
         },
         pub_export_macro: true,
         export_macro_name: "export_window",
@@ -67,6 +68,7 @@ pub mod stateful {
         with: {
             "sluice:plugin/types@0.1.0": crate::transform::sluice::plugin::types,
             "sluice:plugin/log@0.1.0": crate::transform::sluice::plugin::log,
+            "sluice:plugin/lookup@0.1.0": crate::transform::sluice::plugin::lookup,
         },
         pub_export_macro: true,
         export_macro_name: "export_stateful",
@@ -95,6 +97,15 @@ pub fn set_route(record: &mut Record, route: &str) {
 
 /// The guest trait of the `window` world, for `impl ... for MyWindow`.
 pub use window::exports::sluice::plugin::aggregator::Guest as WindowGuest;
+
+/// The pipeline's lookup tables (`[[tables]]`), held by the host.
+pub mod lookup {
+    /// The row stored under `key` in table `table` (`None`: no such row). A table the
+    /// pipeline does not declare traps, naming it.
+    pub fn get(table: &str, key: &[u8]) -> Option<Vec<u8>> {
+        crate::transform::sluice::plugin::lookup::get(table, key)
+    }
+}
 
 /// Logging through the host (`tracing`, tagged with the plugin's name).
 pub mod log {
