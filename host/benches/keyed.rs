@@ -3,7 +3,8 @@
 //! - throughput on the same file of generated users (each twice, 500,000 records):
 //!   file -> null; file -> format_user -> null; file -> dedup (keyed by the raw
 //!   user's `/login/uuid`) -> null; file -> format_user -> dedup (keyed by the id
-//!   format_user sets) -> null. Wall time and records/s, best of `SLUICE_BENCH_RUNS`;
+//!   format_user sets) -> null; file -> enrich (a lookup in a CSV table by `nat`) ->
+//!   null. Wall time and records/s, best of `SLUICE_BENCH_RUNS`;
 //! - state at 1,000,000 keys (running_count): the checkpoint that saves it (time and
 //!   size), the state's bytes against the cap, and a restart that takes it up.
 //!
@@ -36,6 +37,14 @@ fn config(dir: &Path, name: &str, toml: &str) -> PipelineConfig {
             &plugin("format_user").display().to_string(),
         )
         .replace("{DEDUP}", &plugin("dedup").display().to_string())
+        .replace("{ENRICH}", &plugin("enrich").display().to_string())
+        .replace(
+            "{REGIONS}",
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tables/regions.csv")
+                .display()
+                .to_string(),
+        )
         .replace(
             "{RUNNING_COUNT}",
             &plugin("running_count").display().to_string(),
@@ -114,6 +123,10 @@ path = "once.jsonl"
         (
             "file -> format_user -> dedup (record key) -> null",
             "[[transforms]]\nplugin = \"{FORMAT_USER}\"\n[stateful]\nplugin = \"{DEDUP}\"\nconfig = { within = \"1h\" }\n",
+        ),
+        (
+            "file -> enrich (nat -> region, a CSV table) -> null",
+            "[[tables]]\nname = \"regions\"\ntype = \"file\"\npath = \"{REGIONS}\"\nkey = \"country\"\nvalue = \"region\"\n[[transforms]]\nplugin = \"{ENRICH}\"\nconfig = { table = \"regions\", field = \"nat\", into = \"region\" }\n",
         ),
     ];
     println!();

@@ -268,6 +268,31 @@ pub fn render(status: &Value) -> String {
             n(&p["open_windows"]),
             n(&c["windows_closed"])
         );
+        if p["plugins"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|s| s["stage"] == "stateful"))
+        {
+            let _ = writeln!(
+                out,
+                "  keyed state {} keys, {} B",
+                n(&p["state_keys"]),
+                n(&p["state_bytes"])
+            );
+        }
+        for t in p["tables"].as_array().into_iter().flatten() {
+            let now = sluice::record::now_ms();
+            let age = now.saturating_sub(t["loaded_ms"].as_i64().unwrap_or(now)) / 1000;
+            let _ = writeln!(
+                out,
+                "  table {} ({}): {} rows, {} B, loaded {age} s ago, {} reloads, {} failed",
+                n(&t["name"]),
+                n(&t["source"]),
+                n(&t["rows"]),
+                n(&t["bytes"]),
+                n(&t["reloads"]),
+                n(&t["reload_failures"])
+            );
+        }
         let windows = p["recent_windows"].as_array().cloned().unwrap_or_default();
         if !windows.is_empty() {
             let _ = writeln!(out, "  last windows:");
@@ -326,7 +351,11 @@ mod tests {
                              "plugin_failures": 0, "windows_closed": 2, "checkpoints": 3,
                              "lag": {"t[0]": 4, "t[1]": 6}},
                 "rates": {"records_in": 2000.0, "records_out": 1999.5, "dead_letters": 0.0},
-                "plugins": [{"stage": "transform", "plugin": "format_user", "version": "0123456789ab"}],
+                "plugins": [{"stage": "transform", "plugin": "format_user", "version": "0123456789ab"},
+                            {"stage": "stateful", "plugin": "dedup", "version": "ba9876543210"}],
+                "state_keys": 4200, "state_bytes": 512000,
+                "tables": [{"name": "regions", "source": "file tables/regions.csv", "rows": 21,
+                            "bytes": 2100, "loaded_ms": 0, "reloads": 2, "reload_failures": 1}],
                 "checkpoint": {"age_ms": 400, "duration_ms": 2.5, "snapshot_bytes": 837},
                 "open_windows": 1,
                 "recent_windows": [{"window_start": "2026-01-01T00:00:00Z", "male_count": 3}],
@@ -344,6 +373,9 @@ mod tests {
             "snapshot 837 B",
             "2026-01-01T00:00:00Z male_count=3",
             "transform {\"sequence\":5}: bad",
+            "keyed state 4,200 keys, 512,000 B",
+            "table regions (file tables/regions.csv): 21 rows, 2,100 B, loaded",
+            "2 reloads, 1 failed",
         ] {
             assert!(text.contains(expected), "{expected:?} in\n{text}");
         }

@@ -51,6 +51,70 @@ impl Config {
         value: &[u8],
         lookup: impl Fn(&str, &[u8]) -> Option<Vec<u8>>,
     ) -> Result<Vec<u8>, String> {
+        match self.spliced(value, &lookup) {
+            Some(done) => done,
+            None => self.parsed(value, &lookup),
+        }
+    }
+
+    /// The usual case without parsing the record: its field a plain string (or
+    /// missing), `into` not there yet; the new field written in before the closing
+    /// brace. `None`: anything else, for [`Self::parsed`] (which also says what is
+    /// wrong with a broken record).
+    fn spliced(
+        &self,
+        value: &[u8],
+        lookup: &impl Fn(&str, &[u8]) -> Option<Vec<u8>>,
+    ) -> Option<Result<Vec<u8>, String>> {
+        use sluice_plugin_sdk::json::{plain_string, top_level_value};
+        if top_level_value(value, self.into.as_bytes())?.is_some() {
+            return None;
+        }
+        let key: &[u8] = match top_level_value(value, self.field.as_bytes())? {
+            None => b"",
+            Some(at) => plain_string(value, at)?,
+        };
+        let found = (!key.is_empty()).then(|| lookup(&self.table, key)).flatten();
+        let Some(bytes) = found else {
+            return Some(match self.required {
+                true => Err(self.no_row(&String::from_utf8_lossy(key))),
+                false => Ok(value.to_vec()),
+            });
+        };
+        let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok();
+        let field_value = match is_json {
+            true => bytes,
+            false => serde_json::to_vec(&String::from_utf8_lossy(&bytes)).expect("a string serializes"),
+        };
+        let close = value.iter().rposition(|&b| b == b'}')?;
+        let before = value[..close].iter().rposition(|b| !b.is_ascii_whitespace())?;
+        let empty = value[before] == b'{';
+        let name = serde_json::to_vec(&self.into).expect("a string serializes");
+        let mut out = Vec::with_capacity(value.len() + name.len() + field_value.len() + 2);
+        out.extend_from_slice(&value[..=before]);
+        if !empty {
+            out.push(b',');
+        }
+        out.extend_from_slice(&name);
+        out.push(b':');
+        out.extend_from_slice(&field_value);
+        out.extend_from_slice(&value[before + 1..]);
+        Some(Ok(out))
+    }
+
+    fn no_row(&self, key: &str) -> String {
+        format!(
+            "enrich: no row for `{}` = {key:?} in table `{}`",
+            self.field, self.table
+        )
+    }
+
+    /// The general case: the record parsed, the field put in, written out again.
+    fn parsed(
+        &self,
+        value: &[u8],
+        lookup: &impl Fn(&str, &[u8]) -> Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, String> {
         let mut object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(value)
             .map_err(|e| format!("enrich: the record is not a JSON object ({e})"))?;
         let key = match object.get(&self.field) {
@@ -68,12 +132,7 @@ impl Config {
                 });
                 object.insert(self.into.clone(), v);
             }
-            None if self.required => {
-                return Err(format!(
-                    "enrich: no row for `{}` = {key:?} in table `{}`",
-                    self.field, self.table
-                ))
-            }
+            None if self.required => return Err(self.no_row(&key)),
             None => {}
         }
         Ok(serde_json::to_vec(&object).expect("a JSON object always serializes"))
@@ -133,6 +192,22 @@ mod tests {
             .unwrap_err()
             .contains("no row for `nat` = \"NZ\""));
         assert!(c.enrich(b"[1]", table).is_err());
+        // The spliced and the parsed ways agree, whatever the record's shape.
+        for record in [
+            r#"{"nat":"FR","a":{"b":[1,"}"]}}"#,
+            r#"{ "a" : 1 , "nat" : "FR" }  "#,
+            r#"{}"#,
+            r#"{"nat":"NZ"}"#,
+            r#"{"nat":"FR","region":"was here"}"#,
+            r#"{"nat":7}"#,
+            r#"{"nat":null}"#,
+        ] {
+            for lookup in [&table as &dyn Fn(&str, &[u8]) -> Option<Vec<u8>>, &rows] {
+                let a: serde_json::Value = serde_json::from_slice(&c.enrich(record.as_bytes(), lookup).unwrap()).unwrap();
+                let b: serde_json::Value = serde_json::from_slice(&c.parsed(record.as_bytes(), &lookup).unwrap()).unwrap();
+                assert_eq!(a, b, "{record}");
+            }
+        }
         assert!(Config::parse(r#"{"table": "regions"}"#).is_err());
     }
 }
