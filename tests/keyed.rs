@@ -386,6 +386,50 @@ fn plugin_test_carries_a_keys_state_from_line_to_line() {
     ] {
         assert!(stdout.contains(expected), "{expected}:\n{stdout}");
     }
+
+    // A state given before the first line (what --state-out wrote, `a` seen at 1 s):
+    // `a` repeats it, and the states after the lines come back out.
+    let states = dir.path().join("states.jsonl");
+    std::fs::write(
+        &states,
+        "{\"key\":\"a\",\"version\":1,\"data\":\"6AMAAAAAAAA=\"}\n",
+    )
+    .unwrap();
+    let after = dir.path().join("after.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["plugin", "test"])
+        .arg(wasm("dedup"))
+        .arg("--input")
+        .arg(&input)
+        .args([
+            "--key-field",
+            "id",
+            "--config",
+            "within = \"1h\"",
+            "--timestamp-ms",
+            "2000",
+        ])
+        .arg("--state")
+        .arg(&states)
+        .arg("--state-out")
+        .arg(&after)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("line 1: ok, 0 record(s)"), "{stdout}");
+    assert!(stdout.contains("line 2: ok, 1 record(s)"), "{stdout}");
+    let written = json_lines(&after);
+    assert_eq!(written.len(), 2, "{written:?}");
+    assert_eq!(
+        written[0],
+        serde_json::json!({"key": "a", "version": 1, "data": "6AMAAAAAAAA="})
+    );
+    assert_eq!(written[1]["key"], "b");
 }
 
 /// The newest count of each key in `files` (updates `{"key", "count"}`), and how

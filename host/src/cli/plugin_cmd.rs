@@ -91,6 +91,13 @@ pub enum PluginCommand {
         /// plugin keeps a state per key.
         #[arg(long, value_name = "FIELD")]
         key_field: Option<String>,
+        /// A stateful plugin's keys' states before the first line: JSON lines
+        /// `{"key": "ada", "version": 1, "data": "<base64>"}` (what --state-out writes).
+        #[arg(long, value_name = "STATES.jsonl")]
+        state: Option<PathBuf>,
+        /// Write a stateful plugin's keys' states after the last line, as JSON lines.
+        #[arg(long, value_name = "STATES.jsonl")]
+        state_out: Option<PathBuf>,
         /// Window length for window plugins (e.g. 1m).
         #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
         window: std::time::Duration,
@@ -180,6 +187,8 @@ pub fn run(command: PluginCommand) -> Result<(), Failure> {
             config,
             timestamp_ms,
             key_field,
+            state,
+            state_out,
             window,
             deadline,
             memory_mb,
@@ -205,7 +214,11 @@ pub fn run(command: PluginCommand) -> Result<(), Failure> {
                     r.key = sluice::record::key_from_json(&json, field);
                 }
             }
-            let outputs = test_cmd(&wasm, records, config, sandbox, window)?;
+            let states = StateFiles {
+                input: state,
+                output: state_out,
+            };
+            let outputs = test_cmd(&wasm, records, config, sandbox, window, &states)?;
             match expect {
                 None => Ok(()),
                 Some(path) => compare(&outputs, &path),
@@ -271,6 +284,7 @@ fn test_cmd(
     config: String,
     sandbox: Sandbox,
     window: std::time::Duration,
+    state_files: &StateFiles,
 ) -> Result<Vec<String>, Failure> {
     let runtime = super::runtime()?;
     let mut outputs = Vec::new();
@@ -324,15 +338,14 @@ fn test_cmd(
             );
         }
         WorldKind::Stateful => {
-            test_stateful(
-                &runtime,
-                &loaded,
+            let run = StatefulRun {
+                runtime: &runtime,
+                loaded: &loaded,
                 config,
                 sandbox,
-                &lines,
-                &records,
-                &mut outputs,
-            )?;
+                files: state_files,
+            };
+            test_stateful(run, &lines, &records, &mut outputs)?;
         }
         WorldKind::Window => {
             let mut plugin = WindowPlugin::start(&runtime, &loaded, &loaded.name, config, sandbox)
@@ -381,18 +394,25 @@ fn test_cmd(
 /// A stateful plugin over the lines, one record per call, each key's state carried
 /// from call to call as the host carries it; the keys' states at the end.
 fn test_stateful(
-    runtime: &sluice::plugin::Runtime,
-    loaded: &sluice::plugin::LoadedPlugin,
-    config: String,
-    sandbox: Sandbox,
+    run: StatefulRun<'_>,
     lines: &[usize],
     records: &[Record],
     outputs: &mut Vec<String>,
 ) -> Result<(), Failure> {
     use sluice::plugin::bindings::KeyState;
+    let StatefulRun {
+        runtime,
+        loaded,
+        config,
+        sandbox,
+        files,
+    } = run;
     let mut plugin = StatefulPlugin::start(runtime, loaded, &loaded.name, config, sandbox)
         .map_err(Failure::config)?;
-    let mut states = std::collections::BTreeMap::new();
+    let mut states = match &files.input {
+        Some(path) => read_states(path).map_err(Failure::config)?,
+        None => std::collections::BTreeMap::new(),
+    };
     let mut failed = 0;
     for (line, record) in lines.iter().zip(records) {
         let keyed: Vec<KeyState> = record
@@ -443,7 +463,83 @@ fn test_stateful(
             printable(&state.data)
         );
     }
+    if let Some(path) = &files.output {
+        write_states(path, &states).map_err(Failure::runtime)?;
+    }
     Ok(())
+}
+
+/// `--state` and `--state-out`.
+pub struct StateFiles {
+    input: Option<PathBuf>,
+    output: Option<PathBuf>,
+}
+
+/// What a stateful plugin's test runs with.
+struct StatefulRun<'a> {
+    runtime: &'a sluice::plugin::Runtime,
+    loaded: &'a sluice::plugin::LoadedPlugin,
+    config: String,
+    sandbox: Sandbox,
+    files: &'a StateFiles,
+}
+
+type States = std::collections::BTreeMap<Vec<u8>, sluice::plugin::bindings::types::Accumulator>;
+
+/// One key's state as `--state` reads it and `--state-out` writes it.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateLine {
+    key: String,
+    version: u32,
+    /// Base64.
+    data: String,
+}
+
+fn read_states(path: &Path) -> anyhow::Result<States> {
+    use base64::Engine as _;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut states = States::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let at = || format!("{}:{}", path.display(), i + 1);
+        let s: StateLine = serde_json::from_str(line).with_context(|| {
+            format!(
+                "{}: expected {{\"key\": \"...\", \"version\": 1, \"data\": \"<base64>\"}}",
+                at()
+            )
+        })?;
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(&s.data)
+            .with_context(|| format!("{}: `data` is not base64", at()))?;
+        states.insert(
+            s.key.into_bytes(),
+            sluice::plugin::bindings::types::Accumulator {
+                version: s.version,
+                data,
+            },
+        );
+    }
+    Ok(states)
+}
+
+fn write_states(path: &Path, states: &States) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let mut text = String::new();
+    for (key, state) in states {
+        let line = StateLine {
+            key: String::from_utf8_lossy(key).into_owned(),
+            version: state.version,
+            data: base64::engine::general_purpose::STANDARD.encode(&state.data),
+        };
+        text.push_str(&serde_json::to_string(&line)?);
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 /// State bytes for a person: the text when they are printable UTF-8, else hex.

@@ -24,6 +24,24 @@ fn check(pipeline: &sluice::engine::Pipeline) -> Result<(), Failure> {
             ))
         })?;
     }
+    for (i, table) in c.tables.iter().enumerate() {
+        match table.check(&base) {
+            Ok(Some(rows)) => println!(
+                "{}: tables[{i}] `{}`: {rows} rows ({})",
+                path.display(),
+                table.name(),
+                table.describe()
+            ),
+            Ok(None) => {}
+            Err(why) => {
+                return Err(Failure::config(anyhow::anyhow!(
+                    "{}: tables[{i}] `{}`: {why}",
+                    path.display(),
+                    table.name()
+                )))
+            }
+        }
+    }
     c.dead_letter.check(&base).map_err(|why| {
         Failure::config(anyhow::anyhow!("{}: dead_letter: {why}", path.display()))
     })?;

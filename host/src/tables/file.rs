@@ -118,6 +118,12 @@ impl FileTable {
         }))
     }
 
+    /// Its rows, loaded now (`sluice validate`).
+    pub fn check(&self, base_dir: &Path, max_bytes: usize) -> Result<usize, String> {
+        self.load(&base_dir.join(&self.path), max_bytes)
+            .map(|rows| rows.len())
+    }
+
     /// Every row of the file, or the first thing wrong, with its line.
     fn load(&self, path: &Path, max_bytes: usize) -> Result<Rows, String> {
         let shape = Shape {

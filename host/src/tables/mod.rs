@@ -95,6 +95,15 @@ impl TableConfig {
         }
     }
 
+    /// What `sluice validate` can know without connecting: a file table is loaded
+    /// (its rows, or the first thing wrong with file:line); the others are not.
+    pub fn check(&self, base_dir: &Path) -> Result<Option<usize>, String> {
+        match self {
+            TableConfig::File(t) => t.check(base_dir, self.max_bytes()).map(Some),
+            TableConfig::Postgres(_) | TableConfig::Kafka(_) => Ok(None),
+        }
+    }
+
     /// Where the rows come from, for messages and `/status`.
     pub fn describe(&self) -> String {
         match self {

@@ -74,7 +74,9 @@ impl Config {
             None => b"",
             Some(at) => plain_string(value, at)?,
         };
-        let found = (!key.is_empty()).then(|| lookup(&self.table, key)).flatten();
+        let found = (!key.is_empty())
+            .then(|| lookup(&self.table, key))
+            .flatten();
         let Some(bytes) = found else {
             return Some(match self.required {
                 true => Err(self.no_row(&String::from_utf8_lossy(key))),
@@ -84,10 +86,14 @@ impl Config {
         let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok();
         let field_value = match is_json {
             true => bytes,
-            false => serde_json::to_vec(&String::from_utf8_lossy(&bytes)).expect("a string serializes"),
+            false => {
+                serde_json::to_vec(&String::from_utf8_lossy(&bytes)).expect("a string serializes")
+            }
         };
         let close = value.iter().rposition(|&b| b == b'}')?;
-        let before = value[..close].iter().rposition(|b| !b.is_ascii_whitespace())?;
+        let before = value[..close]
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())?;
         let empty = value[before] == b'{';
         let name = serde_json::to_vec(&self.into).expect("a string serializes");
         let mut out = Vec::with_capacity(value.len() + name.len() + field_value.len() + 2);
@@ -203,8 +209,10 @@ mod tests {
             r#"{"nat":null}"#,
         ] {
             for lookup in [&table as &dyn Fn(&str, &[u8]) -> Option<Vec<u8>>, &rows] {
-                let a: serde_json::Value = serde_json::from_slice(&c.enrich(record.as_bytes(), lookup).unwrap()).unwrap();
-                let b: serde_json::Value = serde_json::from_slice(&c.parsed(record.as_bytes(), &lookup).unwrap()).unwrap();
+                let a: serde_json::Value =
+                    serde_json::from_slice(&c.enrich(record.as_bytes(), lookup).unwrap()).unwrap();
+                let b: serde_json::Value =
+                    serde_json::from_slice(&c.parsed(record.as_bytes(), &lookup).unwrap()).unwrap();
                 assert_eq!(a, b, "{record}");
             }
         }
