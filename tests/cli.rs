@@ -1163,7 +1163,7 @@ path = "windows.jsonl"
         (Some(2), Some(2)),
         "the 3 users saved by the first build and the 1 seen by the second: {w}\n{log}"
     );
-    assert!(log.contains("window state restored from"), "{log}");
+    assert!(log.contains("state restored from"), "{log}");
 }
 
 /// `{"n":i}` lines for `range`.

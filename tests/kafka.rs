@@ -585,7 +585,7 @@ path = "produced.jsonl"
         "no record was late"
     );
     assert!(
-        second.log().contains("window state restored from"),
+        second.log().contains("state restored from"),
         "{}",
         second.log()
     );

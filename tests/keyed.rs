@@ -1,13 +1,13 @@
 //! Keyed state (`[stateful]`, the `stateful` plugin world) through `sluice run`, as a
 //! user runs it: running counts exact through three `kill -9`s (every key's updates
 //! 1, 2, ... n, each once), dedup across three kills of a Kafka-source pipeline (every
-//! distinct key once), the state's cap refused with a clear error, a swap that keeps
+//! distinct key once, in a file and in a Kafka topic), the state's cap refused with a clear error, a swap that keeps
 //! the state, and `sluice plugin test` carrying a key's state from line to line.
 
 use crate::common;
 
 use common::host::{lines, Host};
-use common::kafka::{broker, create_topic, unique, FAST_GROUP};
+use common::kafka::{broker, create_topic, read_topic_to_quiet, unique, FAST_GROUP};
 use common::{json_lines, pipeline, wasm};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -159,6 +159,8 @@ fn dedup_across_three_kills_of_a_kafka_pipeline_keeps_every_key_once() {
     let dir = tempfile::tempdir().unwrap();
     let topic = unique("dedup");
     create_topic(&topic, 4);
+    let output = unique("dedup-out");
+    create_topic(&output, 4);
     let group = unique("g");
     let (keys, copies) = (20_000usize, 3usize);
     let producing = produce_copies(&topic, keys, copies, 6_000);
@@ -184,6 +186,11 @@ config = {{ within = "1h" }}
 [[sinks]]
 type = "file"
 path = "out.jsonl"
+[[sinks]]
+type = "kafka"
+brokers = "{broker}"
+topic = "{output}"
+exact = true
 [dead_letter]
 type = "file"
 path = "dead.jsonl"
@@ -241,6 +248,37 @@ path = "dead.jsonl"
     assert_eq!(seen.len(), keys, "every distinct key:\n{}", last.log());
     // Only the first copy of each key passes (the copies come after every key once).
     assert!(json_lines(&out).iter().all(|r| r["copy"] == 0));
+    // And the Kafka sink (exact = true): what it wrote after its last checkpoint
+    // before each kill is read back at the start, so nothing is produced twice.
+    let produced = read_topic_to_quiet(&output, 4, keys, Duration::from_secs(3));
+    let mut in_topic: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, _, _, value) in &produced {
+        let r: serde_json::Value = serde_json::from_slice(value).unwrap();
+        *in_topic
+            .entry(r["id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let twice: Vec<_> = in_topic.iter().filter(|(_, &n)| n > 1).take(3).collect();
+    if let Some((key, _)) = twice.first() {
+        for (p, o, _, v) in &produced {
+            if String::from_utf8_lossy(v).contains(&format!("\"{key}\"")) {
+                eprintln!(
+                    "{key}: output partition {p} offset {o}: {}",
+                    String::from_utf8_lossy(v)
+                );
+            }
+        }
+    }
+    assert!(
+        twice.is_empty(),
+        "keys in the output topic more than once, e.g. {twice:?}:\n{}",
+        last.log()
+    );
+    assert_eq!(
+        in_topic.len(),
+        keys,
+        "every distinct key in the output topic"
+    );
 }
 
 #[test]

@@ -791,7 +791,7 @@ path = "{name}-dead.jsonl"
     let log = b.log();
     b.stop();
     assert!(
-        log.contains("window state of 4 assigned partition(s) taken up"),
+        log.contains("state of 4 assigned partition(s) taken up from"),
         "{log}"
     );
     for w in windows() {

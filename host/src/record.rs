@@ -113,7 +113,8 @@ pub fn key_from_json_text(value: &[u8], field: &str) -> Result<Option<Vec<u8>>, 
         None => vec![field.to_owned()],
     };
     let mut de = serde_json::Deserializer::from_slice(value);
-    let key = serde::de::DeserializeSeed::deserialize(pick::Pick(&path), &mut de)?;
+    let pointer = field.starts_with('/');
+    let key = serde::de::DeserializeSeed::deserialize(pick::Pick(&path, pointer), &mut de)?;
     de.end()?;
     Ok(key)
 }
@@ -122,8 +123,9 @@ mod pick {
     use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
     use std::fmt;
 
-    /// The value at the end of a path (its segments still to go).
-    pub struct Pick<'a>(pub &'a [String]);
+    /// The value at the end of a path (its segments still to go), and whether it is
+    /// a JSON pointer (only a pointer indexes arrays).
+    pub struct Pick<'a>(pub &'a [String], pub bool);
 
     impl<'de> DeserializeSeed<'de> for Pick<'_> {
         type Value = Option<Vec<u8>>;
@@ -137,11 +139,11 @@ mod pick {
                     other => Some(other.to_string().into_bytes()),
                 });
             }
-            d.deserialize_any(Walk(self.0))
+            d.deserialize_any(Walk(self.0, self.1))
         }
     }
 
-    struct Walk<'a>(&'a [String]);
+    struct Walk<'a>(&'a [String], bool);
 
     /// Whether a map key is the one sought, without copying it.
     struct KeyIs<'a>(&'a str);
@@ -176,7 +178,7 @@ mod pick {
             while let Some(is) = map.next_key_seed(KeyIs(first))? {
                 if is {
                     // The last of a repeated key, as a full parse keeps it.
-                    found = map.next_value_seed(Pick(rest))?;
+                    found = map.next_value_seed(Pick(rest, self.1))?;
                 } else {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -186,11 +188,16 @@ mod pick {
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
             let (first, rest) = self.0.split_first().expect("a segment to go");
-            let index: Option<usize> = first.parse().ok();
+            // As a JSON pointer reads an index: digits, no sign, no leading zero.
+            let digits = !first.is_empty() && first.bytes().all(|b| b.is_ascii_digit());
+            let plain = first == "0" || !first.starts_with('0');
+            let index: Option<usize> = (self.1 && digits && plain)
+                .then(|| first.parse().ok())
+                .flatten();
             let (mut i, mut found) = (0, None);
             loop {
                 if Some(i) == index {
-                    match seq.next_element_seed(Pick(rest))? {
+                    match seq.next_element_seed(Pick(rest, self.1))? {
                         Some(v) => found = v,
                         None => break,
                     }

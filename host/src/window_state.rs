@@ -56,6 +56,10 @@ pub struct PartitionState {
     /// The keyed stage's state of the partition (`[stateful]`): each key's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<SavedKey>,
+    /// The newest event time the keyed stage took from the partition (its `ttl`
+    /// clock; the window's is `max_event_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys_newest_ms: Option<i64>,
 }
 
 /// One key's state in a partition's share (`[stateful]`).
@@ -273,6 +277,7 @@ mod tests {
                     data: vec![9, 8],
                     updated_ms: 123_000,
                 }],
+                keys_newest_ms: Some(124_000),
             }],
         };
         store.save(&snapshot).unwrap();

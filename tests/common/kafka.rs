@@ -212,6 +212,30 @@ pub fn read_topic(topic: &str, partitions: i32, count: usize) -> Vec<Stored> {
     out
 }
 
+/// As [`read_topic`], reading on until no message has come for `quiet` after `count`
+/// arrived (so a message too many is seen too).
+pub fn read_topic_to_quiet(
+    topic: &str,
+    partitions: i32,
+    count: usize,
+    quiet: Duration,
+) -> Vec<Stored> {
+    let consumer = from_the_start(topic, partitions);
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = Instant::now();
+    while Instant::now() < deadline && (out.len() < count || last.elapsed() < quiet) {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.unwrap();
+            let ts = m.timestamp().to_millis().unwrap_or(-1);
+            let value = m.payload().unwrap_or_default().to_vec();
+            out.push((m.partition(), m.offset(), ts, value));
+            last = Instant::now();
+        }
+    }
+    out
+}
+
 /// Generated users (seed 11, `source` lines added to the generator's table) ->
 /// format_user -> `topic` (4 partitions, created if missing), and the same rows to
 /// `produced.jsonl` in `dir` as the expected set.

@@ -58,6 +58,13 @@ pub fn run(command: DeadLettersCommand) -> Result<(), Failure> {
         Some((n, w)) => (n.to_owned(), absolute(Path::new(w))?),
         None => (only_plugin(&file)?, absolute(Path::new(&plugin))?),
     };
+    if let Some(st) = &config.stateful {
+        return Err(Failure::config(anyhow!(
+            "{} has a [stateful] stage (`{}`) whose state is the running pipeline's: a replay would run it from no state (dedup would pass repeats, a running count start again at 1); replay through a copy of the pipeline file without [stateful], into sinks that take it",
+            pipeline.display(),
+            st.name()
+        )));
+    }
     if let Some(k) = config.transforms.iter().position(|t| t.name() == name) {
         config.transforms.drain(..k);
         config.transforms[0].plugin = wasm;

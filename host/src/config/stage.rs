@@ -70,8 +70,8 @@ pub struct StatefulConfig {
     /// both say the same: the pipeline keeps one store.
     #[serde(default)]
     pub state: WindowState,
-    /// With `state = "kafka"`: the topic (default `<group_id>-state`, or
-    /// `<group_id>-windows` with a window).
+    /// With `state = "kafka"`: the topic (default `<group_id>-windows`, the name the
+    /// window's state had first, with a window or without).
     pub state_topic: Option<String>,
 }
 

@@ -160,6 +160,7 @@ impl Processor {
                     closed_through_ms: None,
                     windows: Vec::new(),
                     keys: Vec::new(),
+                    keys_newest_ms: None,
                 });
                 k.save_into(p, state);
             }

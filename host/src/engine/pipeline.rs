@@ -49,6 +49,9 @@ pub enum RunError {
     /// A lookup table could not be loaded at start.
     #[error("{0}")]
     Tables(String),
+    /// A limit stopped it: the keyed state's cap, a run of dead letters.
+    #[error("{0}")]
+    Stopped(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -174,10 +177,18 @@ impl Pipeline {
         // The lookup tables first: a record's plugin call may read them.
         let stop_tables = CancellationToken::new();
         let base_dir = config.base_dir();
-        let tables =
-            crate::tables::start(&config.tables, &base_dir, &metrics, stop_tables.clone()).await;
+        let loading =
+            crate::tables::start(&config.tables, &base_dir, &metrics, stop_tables.clone());
+        let tables = tokio::select! {
+            loaded = loading => loaded,
+            _ = shutdown.cancelled() => Err("stopped while loading the lookup tables".into()),
+        };
         let result = match tables {
-            Err(why) => Err(RunError::Tables(why)),
+            Err(why) => {
+                // The tables loaded before the one that failed stop following.
+                stop_tables.cancel();
+                Err(RunError::Tables(why))
+            }
             Ok((tables, loaders)) => {
                 let name = config.name();
                 lookup.register(&name, tables);
@@ -444,6 +455,9 @@ async fn run(
         Ok(()) => {}
         Err(ProcessError::Sink(e)) => return Err(RunError::Sink(e)),
         Err(ProcessError::Snapshot(e)) => return Err(RunError::State(e)),
+        Err(e @ (ProcessError::StateFull(_) | ProcessError::DeadLetterRun(_))) => {
+            return Err(RunError::Stopped(e.to_string()))
+        }
         Err(e) => return Err(RunError::Internal(e.to_string())),
     }
     sourced.map_err(RunError::Source)?;

@@ -91,29 +91,27 @@ impl Table {
         self.reloads.fetch_add(1, Relaxed);
     }
 
-    /// Change some rows in place (`None` deletes), unless that would take the table
-    /// past `max_bytes`: then nothing changes and the error says so.
+    /// Change some rows in place, in order (`None` deletes). A change that would take
+    /// the table past `max_bytes` is refused (the row stays as it was) and the others
+    /// still apply, deletes first among them; returns how many were refused.
     pub fn apply(
         &self,
         changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
         max_bytes: usize,
         now_ms: i64,
-    ) -> Result<(), usize> {
+    ) -> usize {
         let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
-        let mut undo = Vec::with_capacity(changes.len());
+        let mut refused = 0;
         for (key, value) in changes {
-            undo.push((key.clone(), rows.get(&key).cloned()));
-            rows.set(key, value);
-        }
-        if rows.bytes() > max_bytes {
-            let bytes = rows.bytes();
-            for (key, value) in undo.into_iter().rev() {
-                rows.set(key, value);
+            let old = rows.get(&key).cloned();
+            rows.set(key.clone(), value);
+            if rows.bytes() > max_bytes {
+                rows.set(key, old);
+                refused += 1;
             }
-            return Err(bytes);
         }
         self.loaded_ms.store(now_ms, Relaxed);
-        Ok(())
+        refused
     }
 
     /// A reload failed: the rows before it stay.
@@ -181,7 +179,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rows_count_their_bytes_and_a_change_past_the_cap_is_undone() {
+    fn rows_count_their_bytes_and_a_change_past_the_cap_is_refused_alone() {
         let mut rows = Rows::default();
         rows.set(b"FR".to_vec(), Some(b"europe".to_vec()));
         assert_eq!(rows.bytes(), 2 + 6 + ROW_OVERHEAD);
@@ -190,18 +188,29 @@ mod tests {
         let table = Table::default();
         table.replace(rows, 1);
         let cap = 2 * (2 + 2 + ROW_OVERHEAD);
-        assert!(table
-            .apply(vec![(b"US".to_vec(), Some(b"am".to_vec()))], cap, 2)
-            .is_ok());
+        assert_eq!(
+            table.apply(vec![(b"US".to_vec(), Some(b"am".to_vec()))], cap, 2),
+            0
+        );
         let past = vec![
-            (b"FR".to_vec(), None),
             (b"BR".to_vec(), Some(b"am".to_vec())),
+            (b"FR".to_vec(), None),
             (b"MX".to_vec(), Some(b"am".to_vec())),
+            (b"NZ".to_vec(), Some(b"oc".to_vec())),
         ];
-        assert!(table.apply(past, cap, 3).is_err());
-        assert_eq!(table.get(b"FR"), Some(b"eu".to_vec()), "undone whole");
+        assert_eq!(
+            table.apply(past, cap, 3),
+            2,
+            "BR (full then) and NZ refused"
+        );
+        assert_eq!(table.get(b"FR"), None, "the delete applied");
+        assert_eq!(
+            table.get(b"MX"),
+            Some(b"am".to_vec()),
+            "room after the delete"
+        );
         assert_eq!(table.get(b"BR"), None);
         let stats = table.stats();
-        assert_eq!((stats.rows, stats.loaded_ms), (2, 2));
+        assert_eq!((stats.rows, stats.loaded_ms), (2, 3));
     }
 }

@@ -183,7 +183,11 @@ impl super::bindings::types::Host for PluginState {}
 impl LookupHost for PluginState {
     fn get(&mut self, table: String, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
         if self.tables.is_none() {
-            let pipeline = self.log.pipeline().unwrap_or_default();
+            let Some(pipeline) = self.log.pipeline() else {
+                return Err(wasmtime::format_err!(
+                    "lookup of table `{table}` in init: tables are read while records are processed, not in init"
+                ));
+            };
             self.tables = self.lookup.tables(pipeline);
         }
         match self.tables.as_ref().and_then(|t| t.get(&table)) {

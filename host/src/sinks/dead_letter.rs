@@ -40,6 +40,10 @@ impl DeadLetterConfig {
                 "route_topics",
                 "has no meaning for dead letters: they all go to `topic`",
             )),
+            DeadLetterConfig::Kafka(c) if c.exact => Err(FieldError::new(
+                "exact",
+                "is for records sinks: dead letters are not sent again by the source",
+            )),
             DeadLetterConfig::Kafka(c) => c.validate(),
             _ => Ok(()),
         }

@@ -663,9 +663,9 @@ impl super::SourceConnector for KafkaSourceConfig {
         windowing: (i64, i64),
     ) -> Result<Option<Box<dyn crate::window_state::StateBackend>>, crate::window_state::StateError>
     {
-        // Keyed state alone (no window): `-state`.
-        let kind = if windowing.0 == 0 { "state" } else { "windows" };
-        let topic = topic.map_or_else(|| format!("{}-{kind}", self.group_id), str::to_owned);
+        // One default whether or not a window is there (keyed state alone too): adding
+        // or removing a window must not leave the state on another topic.
+        let topic = topic.map_or_else(|| format!("{}-windows", self.group_id), str::to_owned);
         let changelog = crate::kafka::changelog::Changelog::open(
             &self.brokers,
             &self.properties,

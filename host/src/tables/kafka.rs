@@ -88,12 +88,31 @@ impl KafkaTable {
         let mut rows = Rows::default();
         let deadline = Instant::now() + Duration::from_secs(300);
         while !ends.is_empty() {
-            if stop.is_cancelled() || Instant::now() > deadline {
+            if stop.is_cancelled() {
                 let _ = ready.send(Err("stopped before the topic was read to its end".into()));
                 return;
             }
+            if Instant::now() > deadline {
+                let _ = ready.send(Err(format!(
+                    "the topic was not read to its end within 300 s ({} partition(s) short of the end they had at start)",
+                    ends.len()
+                )));
+                return;
+            }
             match consumer.poll(Duration::from_millis(100)) {
-                None => {}
+                None => {
+                    // Offsets without a message to read (a transaction's marker,
+                    // compacted away, aborted): read once the position passes the end.
+                    if let Ok(at) = consumer.position() {
+                        for e in at.elements() {
+                            if let Offset::Offset(o) = e.offset() {
+                                if ends.get(&e.partition()).is_some_and(|&end| o >= end) {
+                                    ends.remove(&e.partition());
+                                }
+                            }
+                        }
+                    }
+                }
                 Some(Err(e)) => tracing::warn!("table `{}`: {e}", self.name),
                 Some(Ok(m)) => {
                     if let Some(key) = m.key() {
@@ -137,9 +156,9 @@ impl KafkaTable {
             if !changes.is_empty() && since.elapsed() >= APPLY_EVERY {
                 let n = changes.len();
                 match reporter.table.apply(std::mem::take(&mut changes), max_bytes, now_ms()) {
-                    Ok(()) => reporter.report(),
-                    Err(bytes) => reporter.failed(&format!(
-                        "{n} change(s) from {} would take the table to {bytes} bytes, past its max_mb = {}: not applied",
+                    0 => reporter.report(),
+                    refused => reporter.failed(&format!(
+                        "{refused} of {n} change(s) from {} would take the table past its max_mb = {}: not applied (those rows are stale; the others, and every delete, are)",
                         self.topic,
                         max_bytes / (1024 * 1024)
                     )),

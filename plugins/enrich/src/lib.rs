@@ -67,6 +67,9 @@ impl Config {
         lookup: &impl Fn(&str, &[u8]) -> Option<Vec<u8>>,
     ) -> Option<Result<Vec<u8>, String>> {
         use sluice_plugin_sdk::json::{plain_string, top_level_value};
+        // The scans below trust the structure: a broken record goes the parsed way,
+        // which refuses it (a check without building anything).
+        serde_json::from_slice::<serde::de::IgnoredAny>(value).ok()?;
         if top_level_value(value, self.into.as_bytes())?.is_some() {
             return None;
         }
@@ -208,6 +211,10 @@ mod tests {
             r#"{"nat":7}"#,
             r#"{"nat":null}"#,
         ] {
+            assert!(
+                c.enrich(br#"{"nat":"FR",}"#, table).is_err(),
+                "broken stays broken"
+            );
             for lookup in [&table as &dyn Fn(&str, &[u8]) -> Option<Vec<u8>>, &rows] {
                 let a: serde_json::Value =
                     serde_json::from_slice(&c.enrich(record.as_bytes(), lookup).unwrap()).unwrap();

@@ -137,16 +137,24 @@ impl KeyedStage {
                     }
                 }
             }
-            self.store.saw(p, record.timestamp_ms);
             records.push(record);
             positions.push(position);
         }
+        // The ttl clock moves after the batch: a record's key is judged by the clock
+        // as the records before its batch left it, however batches are cut. A time
+        // from a wrong clock (over a day ahead) does not move it.
+        let sane = latest_sane();
+        let newest = records
+            .iter()
+            .map(|r| r.timestamp_ms)
+            .filter(|&t| t <= sane)
+            .max();
         let (plugin, store) = (&mut self.plugin, &mut self.store);
         let outcomes: Vec<Result<Outcome, String>> = match isolate(&name, &records, |rs| {
-            let (states, newest) = states_of(store, p, rs);
+            let (states, latest) = states_of(store, p, rs);
             let done = plugin.process(rs, &states)?;
             for (key, state) in done.updates {
-                let at_ms = newest.get(&key[..]).copied().unwrap_or_default();
+                let at_ms = latest.get(&key[..]).copied().unwrap_or_default();
                 store.set(p, key, state, at_ms);
             }
             Ok(done.outcomes)
@@ -157,6 +165,9 @@ impl KeyedStage {
                 .map(|r| r.map(|mut o| o.pop().expect("one outcome per record")))
                 .collect(),
         };
+        if let Some(t) = newest {
+            self.store.saw(p, t);
+        }
         for ((record, position), outcome) in records.into_iter().zip(positions).zip(outcomes) {
             match outcome {
                 Ok(Ok(made)) => made.into_iter().for_each(|r| out.push(r, position)),
@@ -237,9 +248,7 @@ impl KeyedStage {
     /// A partition's share, into the checkpoint's state of it.
     pub fn save_into(&self, p: PartitionId, state: &mut PartitionState) {
         state.keys = self.store.save(p);
-        if let Some(newest) = self.store.newest_ms(p) {
-            state.max_event_ms = Some(state.max_event_ms.map_or(newest, |m| m.max(newest)));
-        }
+        state.keys_newest_ms = self.store.newest_ms(p);
     }
 
     /// The oldest offset a restored partition's state covers (for a checkpoint that
@@ -252,7 +261,8 @@ impl KeyedStage {
     /// arrive again are not run again.
     pub fn restore(&mut self, p: PartitionId, state: &PartitionState) {
         let keys: Vec<SavedKey> = state.keys.clone();
-        self.store.restore(p, keys, state.max_event_ms);
+        self.store
+            .restore(p, keys, state.keys_newest_ms.filter(|&t| !too_far(t)));
         self.restored_through.insert(p, state.covered);
     }
 
@@ -261,6 +271,17 @@ impl KeyedStage {
         self.store.forget(p);
         self.restored_through.remove(&p);
     }
+}
+
+/// An event time over a day ahead of the host's clock (as `[window] max_future` says
+/// by default): from a wrong clock, it must not move the ttl clock.
+fn too_far(t: i64) -> bool {
+    t > latest_sane()
+}
+
+/// The newest event time taken as sane now.
+fn latest_sane() -> i64 {
+    crate::record::now_ms().saturating_add(super::window::DEFAULT_MAX_FUTURE_MS)
 }
 
 /// Each distinct key of `records` once, with its state; and each key's newest event
@@ -272,17 +293,24 @@ fn states_of<'a>(
 ) -> (Vec<KeyState>, HashMap<&'a [u8], i64>) {
     let mut states: Vec<KeyState> = Vec::new();
     let mut newest: HashMap<&[u8], i64> = HashMap::with_capacity(records.len());
+    let sane = latest_sane();
     for r in records {
         let Some(key) = r.key.as_deref() else {
             continue;
         };
+        // A key's updates are stamped with its newest sane time (its ttl runs from
+        // it); a time from a wrong clock counts as the partition's clock.
+        let t = match r.timestamp_ms {
+            t if t > sane => store.newest_ms(p).unwrap_or(i64::MIN),
+            t => t,
+        };
         match newest.entry(key) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
-                let t = e.get_mut();
-                *t = (*t).max(r.timestamp_ms);
+                let at = e.get_mut();
+                *at = (*at).max(t);
             }
             std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(r.timestamp_ms);
+                e.insert(t);
                 states.push(KeyState {
                     key: key.to_vec(),
                     state: store.get(p, key).cloned(),

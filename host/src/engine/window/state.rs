@@ -133,6 +133,7 @@ impl WindowStage {
                         closed_through_ms: self.closed_through.get(&p).copied(),
                         windows: Vec::new(),
                         keys: Vec::new(),
+                        keys_newest_ms: None,
                     },
                 );
             }

@@ -5,17 +5,20 @@
 //!
 //! A batch counts as written only when every delivery report is back; a delivery that
 //! fails after librdkafka's own retries (`message.timeout.ms`) is a fatal pipeline
-//! error naming the topic and the cause, never a silent drop.
+//! error naming the topic and the cause, never a silent drop. With `exact = true`, a
+//! record the source sends again after a crash is not produced twice ([`exact`]).
+
+mod exact;
 
 use super::{Delivery, Input, SinkContext, SinkError};
 use crate::duration::Duration;
 use crate::field_error::FieldError;
 use crate::kafka::{self, CreateTopic, Properties};
 use crate::record::Batch;
-use crate::record::{is_null_value, route_of, Record, NULL_VALUE_HEADER, ROUTE_HEADER};
+use crate::record::{is_null_value, route_of, NULL_VALUE_HEADER, ROUTE_HEADER};
 use futures_util::future::BoxFuture;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde::Deserialize;
@@ -41,6 +44,12 @@ pub struct KafkaSinkConfig {
     pub batch_size: u32,
     /// Create the topic at start if it does not exist.
     pub create_topic: Option<CreateTopic>,
+    /// Exact across a crash (with a source that resumes): each message carries its
+    /// record's source position (header `sluice.position`); after a restart, the
+    /// records the source sends again that are in the topic already are not produced
+    /// again. One host per state folder.
+    #[serde(default)]
+    pub exact: bool,
     #[serde(default)]
     pub properties: Properties,
 }
@@ -120,6 +129,7 @@ pub struct KafkaSink {
     topic: String,
     route_topics: std::collections::BTreeMap<String, String>,
     producer: FutureProducer,
+    exact: Option<exact::Exact>,
 }
 
 impl KafkaSink {
@@ -135,23 +145,70 @@ impl KafkaSink {
         let producer: FutureProducer = client.create().map_err(|e| {
             SinkError::fatal(&ctx.name, format!("cannot create a Kafka producer: {e}"))
         })?;
+        let exact = match (config.exact, &ctx.state_dir) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(SinkError::fatal(
+                    &ctx.name,
+                    "exact = true needs a source that resumes (Kafka, file): it is what sends the records again after a crash",
+                ))
+            }
+            (true, Some(dir)) => {
+                let topics: Vec<String> = std::iter::once(&config.topic)
+                    .chain(config.route_topics.values())
+                    .cloned()
+                    .collect();
+                let (name, dir, partitions) = (ctx.name.clone(), dir.clone(), ctx.partitions.clone());
+                // A consumer's settings: the brokers and the user's, not the producer's.
+                let reader = kafka::client_config(&config.brokers, &[], &config.properties);
+                let opened = tokio::task::spawn_blocking(move || {
+                    exact::Exact::open(&name, reader, topics, &dir, partitions)
+                })
+                .await
+                .map_err(|e| SinkError::fatal(&ctx.name, format!("reading back panicked: {e}")))?;
+                Some(opened.map_err(|e| SinkError::fatal(&ctx.name, e))?)
+            }
+        };
         Ok(KafkaSink {
             name: ctx.name.clone(),
             topic: config.topic.clone(),
             route_topics: config.route_topics.clone(),
             producer,
+            exact,
         })
     }
 
-    /// Produce every record, then wait for every delivery report.
-    pub async fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
-        let mut pending: VecDeque<DeliveryFuture> = VecDeque::with_capacity(records.len());
-        for r in records {
+    /// Produce every record (with `exact`, but those in the topic already), then wait
+    /// for every delivery report.
+    pub async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let records = &batch.records;
+        // Each delivery, and (with `exact`) its topic, for the offsets it reports.
+        let mut pending: VecDeque<(DeliveryFuture, Option<String>)> =
+            VecDeque::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            let position = batch.positions.get(i).copied();
+            let mut stamp = None;
+            if let (Some(exact), Some(position)) = (self.exact.as_mut(), position) {
+                if exact.written(position) {
+                    continue;
+                }
+                stamp = exact.stamp(position);
+                exact.wrote(position);
+            }
             let tombstone = is_null_value(r);
-            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len() + 1);
+            if let Some(stamp) = &stamp {
+                headers = headers.insert(Header {
+                    key: exact::POSITION_HEADER,
+                    value: Some(stamp),
+                });
+            }
             for h in &r.headers {
-                if h.name == NULL_VALUE_HEADER || h.name == ROUTE_HEADER {
-                    continue; // the host's own marks, never sent
+                if h.name == NULL_VALUE_HEADER
+                    || h.name == ROUTE_HEADER
+                    || (stamp.is_some() && h.name == exact::POSITION_HEADER)
+                {
+                    continue; // the host's own marks, never sent (the stamp is new)
                 }
                 headers = headers.insert(Header {
                     key: &h.name,
@@ -171,17 +228,20 @@ impl KafkaSink {
             if let Some(key) = &r.key {
                 message = message.key(key);
             }
+            let noted = self.exact.is_some().then(|| topic.clone());
             loop {
                 match self.producer.send_result(message) {
                     Ok(delivery) => {
-                        pending.push_back(delivery);
+                        pending.push_back((delivery, noted));
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         // librdkafka's queue is full: wait for the oldest delivery.
                         message = back;
                         match pending.pop_front() {
-                            Some(delivery) => self.delivered(delivery.await)?,
+                            Some((delivery, t)) => {
+                                delivered(&self.name, &mut self.exact, delivery.await, t)?
+                            }
                             None => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
                         }
                     }
@@ -194,28 +254,40 @@ impl KafkaSink {
                 }
             }
         }
-        while let Some(delivery) = pending.pop_front() {
-            self.delivered(delivery.await)?;
+        while let Some((delivery, topic)) = pending.pop_front() {
+            delivered(&self.name, &mut self.exact, delivery.await, topic)?;
         }
         Ok(())
     }
+}
 
-    /// A delivery report (the outer error: the producer dropped the report).
-    fn delivered<E>(&self, report: Result<OwnedDeliveryResult, E>) -> Result<(), SinkError> {
-        match report {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(SinkError::fatal(
-                &self.name,
-                format!(
-                    "delivery to {} failed after librdkafka's retries: {e}",
-                    self.topic
-                ),
-            )),
-            Err(_) => Err(SinkError::fatal(
-                &self.name,
-                "the producer went away before reporting a delivery",
-            )),
+/// A delivery report (the outer error: the producer dropped the report); with
+/// `exact`, its offset noted. A free function: the record being produced still
+/// borrows the sink's topics.
+fn delivered<E>(
+    name: &str,
+    exact: &mut Option<exact::Exact>,
+    report: Result<OwnedDeliveryResult, E>,
+    topic: Option<String>,
+) -> Result<(), SinkError> {
+    match report {
+        Ok(Ok(d)) => {
+            if let (Some(exact), Some(topic)) = (exact.as_mut(), topic) {
+                exact.delivered(&topic, d.partition, d.offset);
+            }
+            Ok(())
         }
+        Ok(Err((e, m))) => Err(SinkError::fatal(
+            name,
+            format!(
+                "delivery to {} failed after librdkafka's retries: {e}",
+                m.topic()
+            ),
+        )),
+        Err(_) => Err(SinkError::fatal(
+            name,
+            "the producer went away before reporting a delivery",
+        )),
     }
 }
 
@@ -239,6 +311,30 @@ impl super::Sink for KafkaSink {
         batch: &'a Batch,
         delivery: &'a mut Delivery,
     ) -> BoxFuture<'a, Result<(), SinkError>> {
-        super::whole(KafkaSink::write(self, &batch.records), delivery)
+        super::whole(KafkaSink::write(self, batch), delivery)
+    }
+
+    fn checkpoint(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async move {
+            let Some(exact) = self.exact.take() else {
+                return Ok(());
+            };
+            // Every write waited for its deliveries: the topics' ends cover them.
+            let (done, exact) = tokio::task::spawn_blocking(move || {
+                let mut exact = exact;
+                (exact.checkpoint(), exact)
+            })
+            .await
+            .map_err(|e| SinkError::fatal(&self.name, format!("the checkpoint panicked: {e}")))?;
+            if exact.skipped() > 0 {
+                tracing::debug!(
+                    "{}: {} record(s) sent again were in the topic already",
+                    self.name,
+                    exact.skipped()
+                );
+            }
+            self.exact = Some(exact);
+            done.map_err(|e| SinkError::retryable(&self.name, e))
+        })
     }
 }
