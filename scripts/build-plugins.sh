@@ -23,6 +23,8 @@ for feature in state_v2 state_v2_no_migrate; do
   cargo build --quiet --target wasm32-wasip2 --profile plugin -p gender_window --features "$feature"
   cp "$out/gender_window.wasm" "tests/plugins/dist/gender_window_$feature.wasm"
 done
+cargo build --quiet --target wasm32-wasip2 --profile plugin -p running_count --features state_v2
+cp "$out/running_count.wasm" tests/plugins/dist/running_count_state_v2.wasm
 cargo build --quiet --target wasm32-wasip2 --profile plugin \
   -p format_user -p gender_window -p route_by_field -p dedup -p running_count -p enrich -p misbehave
 cp "$out/format_user.wasm" "$out/gender_window.wasm" "$out/route_by_field.wasm" \

@@ -328,8 +328,9 @@ path = "out.jsonl"
     assert!(out.iter().all(|u| u["count"] == 1));
 }
 
-#[test]
-fn a_swap_hands_the_state_to_the_new_version() {
+/// 1,000 records of ten keys counted, `new` swapped in for running_count, ten more:
+/// the updates after the swap, the host's log, and the state saved at its stop.
+fn swap_mid_count(new: &Path) -> (Vec<u64>, String, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
     let write = |from: usize, to: usize| {
@@ -361,6 +362,9 @@ key_field = "k"
 [[sinks]]
 type = "file"
 path = "out.jsonl"
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
 "#,
     );
     let out = dir.path().join("out.jsonl");
@@ -368,7 +372,7 @@ path = "out.jsonl"
     host.wait_lines(&out, 1_000);
     let swapped = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["plugin", "swap", "running_count"])
-        .arg(wasm("running_count"))
+        .arg(new)
         .args(["--admin", &addr, "--json"])
         .output()
         .unwrap();
@@ -382,14 +386,44 @@ path = "out.jsonl"
     write(1_000, 1_010);
     host.wait_lines(&out, 1_010);
     let updates = json_lines(&out);
-    // Each of the ten keys had 100 records before the swap: the new version goes on
-    // from the state it was handed, 101, not 1.
     let after: Vec<u64> = updates[1_000..]
         .iter()
         .map(|u| u["count"].as_u64().unwrap())
         .collect();
-    assert_eq!(after, vec![101; 10], "{:?}", &updates[990..]);
+    let log = host.log();
     host.stop();
+    assert!(
+        !dir.path().join("dead.jsonl").exists()
+            || json_lines(&dir.path().join("dead.jsonl")).is_empty(),
+        "no dead letters:\n{log}"
+    );
+    let saved = std::fs::read(dir.path().join(".sluice/swapped/windows.json")).unwrap();
+    (after, log, serde_json::from_slice(&saved).unwrap())
+}
+
+#[test]
+fn a_swap_hands_the_state_to_the_new_version() {
+    let (after, _, _) = swap_mid_count(&wasm("running_count"));
+    // Each of the ten keys had 100 records before the swap: the new version goes on
+    // from the state it was handed, 101, not 1.
+    assert_eq!(after, vec![101; 10]);
+}
+
+#[test]
+fn a_swap_to_a_new_state_format_migrates_every_key() {
+    let v2 = common::repo().join("tests/plugins/dist/running_count_state_v2.wasm");
+    assert!(v2.exists(), "run scripts/build-plugins.sh");
+    let (after, log, saved) = swap_mid_count(&v2);
+    // Format 1 (a u64) read by the new build's `migrate` into format 2 (text): the
+    // counts go on, and what the stop saved is in format 2.
+    assert_eq!(after, vec![101; 10], "{log}");
+    assert!(
+        log.contains("10 key(s) migrated to the new plugin's state format"),
+        "{log}"
+    );
+    let keys = saved["partitions"][0]["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 10);
+    assert!(keys.iter().all(|k| k["version"] == 2), "{keys:?}");
 }
 
 #[test]

@@ -12,8 +12,9 @@
 //! The state of a key is its count, 8 bytes little-endian (state version 1). Records
 //! without a key are refused (dead letters): there is nothing to count them under.
 
-/// The state format this build writes.
-pub const STATE_VERSION: u32 = 1;
+/// The state format this build writes: 1, a little-endian u64; the test build
+/// `state_v2` writes 2, the count as decimal text, and migrates 1.
+pub const STATE_VERSION: u32 = if cfg!(feature = "state_v2") { 2 } else { 1 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -47,11 +48,38 @@ impl Config {
     }
 }
 
-/// The count a state holds (`None`: another format).
+/// The count a state holds (`None`: another format than this build's).
 pub fn decode(version: u32, data: &[u8]) -> Option<u64> {
-    (version == STATE_VERSION)
-        .then(|| data.try_into().ok().map(u64::from_le_bytes))
-        .flatten()
+    if version != STATE_VERSION {
+        return None;
+    }
+    match version {
+        1 => data.try_into().ok().map(u64::from_le_bytes),
+        _ => std::str::from_utf8(data).ok()?.parse().ok(),
+    }
+}
+
+/// A count as this build's state.
+pub fn encode(count: u64) -> Vec<u8> {
+    match STATE_VERSION {
+        1 => count.to_le_bytes().to_vec(),
+        _ => count.to_string().into_bytes(),
+    }
+}
+
+/// A state of format `from` (1 or this build's) as this build's.
+pub fn migrate(from: u32, data: &[u8]) -> Result<Vec<u8>, String> {
+    let count = match from {
+        1 => data.try_into().ok().map(u64::from_le_bytes),
+        v if v == STATE_VERSION => decode(v, data),
+        _ => None,
+    };
+    count.map(encode).ok_or_else(|| {
+        format!(
+            "running_count cannot migrate state version {from} ({} bytes)",
+            data.len()
+        )
+    })
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -92,7 +120,7 @@ mod component {
             let count = so_far + 1;
             *state = Some(Accumulator {
                 version: STATE_VERSION,
-                data: count.to_le_bytes().to_vec(),
+                data: super::encode(count),
             });
             Ok(vec![Record {
                 value: config.update(&key, count),
@@ -104,6 +132,19 @@ mod component {
     }
 
     sluice_plugin_sdk::stateful_plugin!(RunningCount);
+
+    #[cfg(feature = "state_v2")]
+    impl sluice_plugin_sdk::migrate::exports::sluice::plugin::migrator::Guest for RunningCount {
+        fn migrate(from_version: u32, data: Vec<u8>) -> Result<Accumulator, String> {
+            Ok(Accumulator {
+                version: STATE_VERSION,
+                data: super::migrate(from_version, &data)?,
+            })
+        }
+    }
+
+    #[cfg(feature = "state_v2")]
+    sluice_plugin_sdk::migrate::export_migrator!(RunningCount with_types_in sluice_plugin_sdk::migrate);
 }
 
 #[cfg(test)]
@@ -119,8 +160,10 @@ mod tests {
         assert!(String::from_utf8(named.update(b"US", 2))
             .unwrap()
             .contains(r#""users":2"#));
-        assert_eq!(decode(1, &3u64.to_le_bytes()), Some(3));
-        assert_eq!(decode(1, &[1, 2]), None);
+        assert_eq!(decode(STATE_VERSION, &encode(3)), Some(3));
+        assert_eq!(decode(STATE_VERSION, &[1, 2]), None);
+        assert_eq!(migrate(1, &7u64.to_le_bytes()).unwrap(), encode(7));
+        assert!(migrate(9, b"x").is_err());
         assert!(Config::parse(r#"{"fields": "x"}"#).is_err());
     }
 }
