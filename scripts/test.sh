@@ -57,6 +57,16 @@ for component in clippy rustfmt; do
 done
 
 scripts/build-plugins.sh
+# Confluent's own Python client (confluent-kafka, fastavro, jsonschema from PyPI, in a
+# venv of its own): the test registry's answers are checked against it.
+confluent_venv="${SLUICE_CONFLUENT_VENV:-$HOME/.cache/sluice/confluent-venv}"
+if ! "$confluent_venv/bin/python" -c "import confluent_kafka.schema_registry.avro, fastavro, jsonschema" 2>/dev/null; then
+  echo "==> installing confluent-kafka into $confluent_venv"
+  python3 -m venv "$confluent_venv"
+  "$confluent_venv/bin/pip" install --quiet "confluent-kafka[avro,json,schemaregistry]==2.16.2" fastavro jsonschema
+fi
+export SLUICE_CONFLUENT_PYTHON="$confluent_venv/bin/python"
+
 # The Python example plugins (componentize-py from PyPI, in a venv of its own).
 plugins/examples/python_tag/build.sh
 plugins/examples/python_dedup/build.sh
@@ -83,16 +93,18 @@ export SLUICE_KAFKA_PORT="${SLUICE_TEST_KAFKA_PORT:-19092}"
 export SLUICE_CASSANDRA_PORT="${SLUICE_TEST_CASSANDRA_PORT:-19042}"
 export SLUICE_MONGO_PORT="${SLUICE_TEST_MONGO_PORT:-27018}"
 export SLUICE_POSTGRES_PORT="${SLUICE_TEST_POSTGRES_PORT:-15432}"
-echo "==> building the CQL test server"
-cargo build --quiet --release -p sluice-cql-test-server
+echo "==> building the CQL and registry test servers"
+cargo build --quiet --release -p sluice-cql-test-server -p sluice-registry-test-server
 export SLUICE_CQL_SERVER_BIN="$CARGO_TARGET_DIR/release/sluice-cql-test-server"
+export SLUICE_REGISTRY_SERVER_BIN="$CARGO_TARGET_DIR/release/sluice-registry-test-server"
+export SLUICE_REGISTRY_PORT="${SLUICE_TEST_REGISTRY_PORT:-18081}"
 # Last run's servers (if a run was killed) and data go first.
 scripts/servers.sh stop >/dev/null 2>&1 || true
 rm -rf "$SLUICE_SERVERS_DIR/run"
 started=()
 stop_servers() { ((${#started[@]})) && scripts/servers.sh stop "${started[@]}" || true; }
 trap stop_servers EXIT
-for store in KAFKA:kafka CASSANDRA:cassandra MONGO:mongo POSTGRES:postgres; do
+for store in KAFKA:kafka CASSANDRA:cassandra MONGO:mongo POSTGRES:postgres REGISTRY:registry; do
   var=SLUICE_TEST_${store%%:*} name=${store##*:}
   if [ -z "${!var:-}" ]; then
     echo "==> starting the $name test server (scripts/servers.sh)"

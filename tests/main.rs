@@ -19,6 +19,7 @@ mod pipeline;
 mod plugins;
 mod postgres;
 mod python;
+mod registry;
 mod routing;
 mod stores;
 mod swap;

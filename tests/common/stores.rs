@@ -18,6 +18,17 @@ pub fn cassandra() -> String {
     .clone()
 }
 
+/// The Schema Registry's URL every test shares: the test registry
+/// (tests/servers/registry), or a genuine one from `SLUICE_TEST_REGISTRY`.
+pub fn registry() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        std::env::var("SLUICE_TEST_REGISTRY")
+            .unwrap_or_else(|_| format!("http://{}", servers(&["start", "registry"], &[])))
+    })
+    .clone()
+}
+
 /// The MongoDB URI every test shares.
 pub fn mongo() -> String {
     static URI: OnceLock<String> = OnceLock::new();
