@@ -321,3 +321,23 @@ status_server() { # NAME
     fi
     printf '%-10s %-10s pid=%-8s %s\n' "$name" "$state" "$pid" "$addr"
 }
+
+# Path of a test server built from this repository (tests/servers/*): the one the
+# environment variable VAR names, else built with cargo (a no-op when it is up to
+# date). Usage: repo_server_bin VAR PACKAGE "what, for messages".
+repo_server_bin() {
+    local var=$1 package=$2 what=$3
+    if [[ -n ${!var:-} ]]; then
+        [[ -x ${!var} ]] || die "$var=${!var} is not an executable"
+        printf '%s' "${!var}"
+        return 0
+    fi
+    command -v cargo >/dev/null 2>&1 || die "cargo is needed to build the $what"
+    local repo target
+    repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+    target=$(cd "$repo" && source scripts/env.sh && printf '%s' "$CARGO_TARGET_DIR")
+    msg "building the $what (cargo build --release -p $package)"
+    (cd "$repo" && CARGO_TARGET_DIR=$target cargo build --quiet --release -p "$package" >&2) ||
+        die "could not build the $what"
+    printf '%s' "$target/release/$package"
+}
