@@ -760,12 +760,21 @@ path = "dead.jsonl"
     );
     let saved = dir.path().join(".sluice/kill/file-source-positions.json");
     let (mut child, _stderr) = start(&path);
+    // Killed once over a thousand lines are acknowledged (a wait on the saved
+    // position, not a sleep: a busy machine may take longer to get there).
+    let offset_of = |saved: &std::path::Path| -> Option<u64> {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(saved).ok()?).ok()?;
+        v.as_object()?.values().next()?["offset"].as_u64()
+    };
+    let enough = starts[1_100].0;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !saved.exists() {
-        assert!(std::time::Instant::now() < deadline, "no position saved");
-        std::thread::sleep(Duration::from_millis(5));
+    while offset_of(&saved).is_none_or(|o| o < enough) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no position past line 1,100 saved"
+        );
+        std::thread::sleep(Duration::from_millis(2));
     }
-    std::thread::sleep(Duration::from_millis(150));
     signal(&child, "-KILL");
     let _ = child.wait();
 
