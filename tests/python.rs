@@ -10,14 +10,19 @@ use common::{json_lines, pipeline};
 use std::path::PathBuf;
 use std::process::Command;
 
-fn python_tag() -> PathBuf {
-    let p = common::repo().join("plugins/examples/python_tag/dist/python_tag.wasm");
+/// The built component of the Python example `name` (plugins/examples/NAME).
+fn example(name: &str) -> PathBuf {
+    let p = common::repo().join(format!("plugins/examples/{name}/dist/{name}.wasm"));
     assert!(
         p.exists(),
-        "{} is not built: run plugins/examples/python_tag/build.sh (scripts/test.sh does)",
+        "{} is not built: run plugins/examples/{name}/build.sh (scripts/test.sh does)",
         p.display()
     );
     p
+}
+
+fn python_tag() -> PathBuf {
+    example("python_tag")
 }
 
 #[test]
@@ -157,13 +162,7 @@ fn a_python_plugin_scaffolded_builds_and_passes_its_expected_output() {
 }
 
 fn python_dedup() -> PathBuf {
-    let p = common::repo().join("plugins/examples/python_dedup/dist/python_dedup.wasm");
-    assert!(
-        p.exists(),
-        "{} is not built: run plugins/examples/python_dedup/build.sh (scripts/test.sh does)",
-        p.display()
-    );
-    p
+    example("python_dedup")
 }
 
 #[test]

@@ -80,10 +80,17 @@ fn default_state_max_mb() -> u64 {
 }
 
 impl StatefulConfig {
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            plugin: &self.plugin,
+            name: &self.name,
+            config: &self.config,
+            sandbox: &self.sandbox,
+        }
+    }
+
     pub fn name(&self) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| crate::plugin::default_name(&self.plugin))
+        self.parts().name()
     }
 
     pub fn config_json(&self) -> String {
@@ -120,11 +127,7 @@ impl StatefulConfig {
         loaded: &LoadedPlugin,
         pipeline: &str,
     ) -> Result<StatefulPlugin, PluginError> {
-        let sandbox = self.sandbox.sandbox();
-        let plugin =
-            StatefulPlugin::start(runtime, loaded, &self.name(), self.config_json(), sandbox)?;
-        plugin.set_log_context(pipeline, "stateful");
-        Ok(plugin)
+        self.parts().start(runtime, loaded, pipeline, "stateful")
     }
 }
 
@@ -245,10 +248,17 @@ pub enum WindowOutput {
 }
 
 impl TransformConfig {
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            plugin: &self.plugin,
+            name: &self.name,
+            config: &self.config,
+            sandbox: &self.sandbox,
+        }
+    }
+
     pub fn name(&self) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| crate::plugin::default_name(&self.plugin))
+        self.parts().name()
     }
 
     /// The config as the JSON text the plugin's `init` takes.
@@ -264,19 +274,22 @@ impl TransformConfig {
         loaded: &LoadedPlugin,
         pipeline: &str,
     ) -> Result<TransformPlugin, PluginError> {
-        let sandbox = self.sandbox.sandbox();
-        let plugin =
-            TransformPlugin::start(runtime, loaded, &self.name(), self.config_json(), sandbox)?;
-        plugin.set_log_context(pipeline, "transform");
-        Ok(plugin)
+        self.parts().start(runtime, loaded, pipeline, "transform")
     }
 }
 
 impl WindowConfig {
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            plugin: &self.plugin,
+            name: &self.name,
+            config: &self.config,
+            sandbox: &self.sandbox,
+        }
+    }
+
     pub fn name(&self) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| crate::plugin::default_name(&self.plugin))
+        self.parts().name()
     }
 
     pub fn config_json(&self) -> String {
@@ -290,11 +303,7 @@ impl WindowConfig {
         loaded: &LoadedPlugin,
         pipeline: &str,
     ) -> Result<WindowPlugin, PluginError> {
-        let sandbox = self.sandbox.sandbox();
-        let plugin =
-            WindowPlugin::start(runtime, loaded, &self.name(), self.config_json(), sandbox)?;
-        plugin.set_log_context(pipeline, "window");
-        Ok(plugin)
+        self.parts().start(runtime, loaded, pipeline, "window")
     }
 }
 
@@ -344,6 +353,44 @@ impl SandboxConfig {
             deadline: *self.deadline,
             max_output_bytes: (self.max_output_mb * 1024 * 1024) as usize,
         }
+    }
+}
+
+/// What every plugin stage's table has: the component, its name, config and sandbox.
+struct Parts<'a> {
+    plugin: &'a std::path::Path,
+    name: &'a Option<String>,
+    config: &'a toml::Table,
+    sandbox: &'a SandboxConfig,
+}
+
+impl Parts<'_> {
+    /// The stage's name: as given, or the file stem.
+    fn name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| crate::plugin::default_name(self.plugin))
+    }
+
+    /// Start `loaded` as this stage (its name, config and sandbox), its log lines
+    /// tagged with `pipeline` and `stage`.
+    fn start<W: crate::plugin::World>(
+        &self,
+        runtime: &Runtime,
+        loaded: &LoadedPlugin,
+        pipeline: &str,
+        stage: &'static str,
+    ) -> Result<crate::plugin::Plugin<W>, PluginError> {
+        let sandbox = self.sandbox.sandbox();
+        let plugin = crate::plugin::Plugin::<W>::start(
+            runtime,
+            loaded,
+            &self.name(),
+            config_json(self.config),
+            sandbox,
+        )?;
+        plugin.set_log_context(pipeline, stage);
+        Ok(plugin)
     }
 }
 

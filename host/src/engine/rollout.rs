@@ -119,23 +119,14 @@ impl Processor {
                     Err(why) => refuse(reply, why),
                     Ok(old) => {
                         self.retired_failures += old.failures();
-                        let version = to.version.clone();
-                        self.keyed_metrics = Some(self.metrics.replace_stage(to));
-                        let report = SwapReport {
-                            stage: "stateful".into(),
-                            plugin: stage.clone(),
+                        self.keyed_metrics = Some(self.metrics.replace_stage(to.clone()));
+                        let taken = Taken {
+                            stage: "stateful",
+                            name: &stage,
                             from,
-                            to: version,
-                            switch: self.switch_points(progress),
-                            pause_us: started.elapsed().as_micros() as u64,
-                            probation_records: 0,
-                            canary: None,
+                            to: to.version,
                         };
-                        tracing::info!(
-                            "stateful stage `{stage}` swapped: {} -> {} at {:?} (state handed over; {} µs)",
-                            report.from, report.to, report.switch, report.pause_us
-                        );
-                        self.event(&report, "swapped", String::new());
+                        let report = self.swapped(taken, "state handed over", started, progress);
                         let _ = reply.send(Ok(report));
                     }
                 }
@@ -151,29 +142,53 @@ impl Processor {
                     Err(why) => refuse(reply, why),
                     Ok(old) => {
                         self.retired_failures += old.failures();
-                        let version = to.version.clone();
-                        self.window_metrics = Some(self.metrics.replace_stage(to));
-                        let report = SwapReport {
-                            stage: "window".into(),
-                            plugin: stage.clone(),
+                        self.window_metrics = Some(self.metrics.replace_stage(to.clone()));
+                        let taken = Taken {
+                            stage: "window",
+                            name: &stage,
                             from,
-                            to: version,
-                            switch: self.switch_points(progress),
-                            pause_us: started.elapsed().as_micros() as u64,
-                            probation_records: 0,
-                            canary: None,
+                            to: to.version,
                         };
-                        tracing::info!(
-                            "window `{stage}` swapped: {} -> {} at {:?} (open windows handed over; {} µs)",
-                            report.from, report.to, report.switch, report.pause_us
-                        );
-                        self.event(&report, "swapped", String::new());
+                        let report =
+                            self.swapped(taken, "open windows handed over", started, progress);
                         self.replicate_window();
                         let _ = reply.send(Ok(report));
                     }
                 }
             }
         }
+    }
+
+    /// A stage whose state the host keeps (window, stateful) took its new version at
+    /// once (no canary, no probation): the report, logged and recorded.
+    fn swapped(
+        &self,
+        taken: Taken<'_>,
+        handed: &str,
+        started: Instant,
+        progress: &Progress,
+    ) -> SwapReport {
+        let report = SwapReport {
+            stage: taken.stage.into(),
+            plugin: taken.name.to_owned(),
+            from: taken.from,
+            to: taken.to,
+            switch: self.switch_points(progress),
+            pause_us: started.elapsed().as_micros() as u64,
+            probation_records: 0,
+            canary: None,
+        };
+        tracing::info!(
+            "{} `{}` swapped: {} -> {} at {:?} ({handed}; {} µs)",
+            taken.stage,
+            taken.name,
+            report.from,
+            report.to,
+            report.switch,
+            report.pause_us
+        );
+        self.event(&report, "swapped", String::new());
+        report
     }
 
     /// Put a transform's new version in place; it goes on probation if its stage has
@@ -425,4 +440,12 @@ impl Processor {
         }
         Ok(())
     }
+}
+
+/// Which stage took which version, for [`Processor::swapped`].
+struct Taken<'a> {
+    stage: &'static str,
+    name: &'a str,
+    from: String,
+    to: String,
 }

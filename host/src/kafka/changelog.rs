@@ -80,14 +80,9 @@ impl Changelog {
             .create()
             .map_err(|e| StateError::Store(format!("cannot create a Kafka client: {e}")))?;
         let count = |t: &str| -> Result<i32, StateError> {
-            let metadata = probe.fetch_metadata(Some(t), TIMEOUT).map_err(|e| {
-                StateError::Store(format!("cannot read the metadata of topic {t}: {e}"))
-            })?;
-            Ok(metadata
-                .topics()
-                .iter()
-                .find(|m| m.name() == t && m.error().is_none())
-                .map_or(0, |m| m.partitions().len() as i32))
+            super::partitions_of(probe.client(), t, TIMEOUT)
+                .map(|ids| ids.len() as i32)
+                .map_err(StateError::Store)
         };
         let mut partitions = count(topic)?;
         if partitions == 0 {

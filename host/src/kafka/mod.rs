@@ -121,3 +121,20 @@ pub async fn create_topic(
     }
     Ok(())
 }
+
+/// The partition ids of `topic` (none: it does not exist), by the client's metadata.
+pub fn partitions_of<C: rdkafka::client::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    timeout: std::time::Duration,
+) -> Result<Vec<i32>, String> {
+    let metadata = client
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| format!("cannot read the metadata of topic {topic}: {e}"))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}

@@ -13,6 +13,7 @@ mod inspect;
 mod instance;
 mod isolate;
 pub mod lookup;
+mod migrator;
 mod runtime;
 mod state;
 mod stateful;

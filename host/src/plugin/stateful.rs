@@ -13,8 +13,6 @@ use wasmtime::component::{ComponentType, Func, InstancePre, Lift};
 use wasmtime::Store;
 
 const INTERFACE: &str = "sluice:plugin/stateful-transformer@0.1.0";
-/// The optional export that converts older builds' state (WIT `migrator`).
-const MIGRATOR: &str = "sluice:plugin/migrator@0.1.0";
 
 /// `accumulator` as lifted under the budget.
 #[derive(ComponentType, Lift)]
@@ -67,22 +65,10 @@ impl World for StatefulInstance {
     fn instantiate(pre: &Self::Pre, store: &mut Store<PluginState>) -> wasmtime::Result<Self> {
         let instance = pre.instance_pre().instantiate(&mut *store)?;
         let bindings = Stateful::new(&mut *store, &instance)?;
-        let missing = || wasmtime::format_err!("no export {INTERFACE}#process");
-        let interface = instance
-            .get_export_index(&mut *store, None, INTERFACE)
-            .ok_or_else(missing)?;
-        let process = instance
-            .get_export_index(&mut *store, Some(&interface), "process")
-            .and_then(|f| instance.get_func(&mut *store, f))
-            .ok_or_else(missing)?;
+        let process = super::migrator::export_func(&instance, store, INTERFACE, "process")
+            .ok_or_else(|| wasmtime::format_err!("no export {INTERFACE}#process"))?;
         process.typed::<ProcessParams, (RawProcessed,)>(&*store)?;
-        let migrate = instance
-            .get_export_index(&mut *store, None, MIGRATOR)
-            .and_then(|i| instance.get_export_index(&mut *store, Some(&i), "migrate"))
-            .and_then(|f| instance.get_func(&mut *store, f));
-        if let Some(f) = &migrate {
-            f.typed::<(u32, &[u8]), (Result<Accumulator, String>,)>(&*store)?;
-        }
+        let migrate = super::migrator::find(&instance, store)?;
         Ok(StatefulInstance {
             bindings,
             process,
@@ -97,6 +83,12 @@ impl World for StatefulInstance {
         self.bindings
             .sluice_plugin_stateful_transformer()
             .call_init(store, config)
+    }
+}
+
+impl super::migrator::Migrates for StatefulInstance {
+    fn migrate_func(&self) -> Option<Func> {
+        self.migrate
     }
 }
 
@@ -156,25 +148,5 @@ impl Plugin<StatefulInstance> {
             updates.push((key, state));
         }
         Ok(Processed { outcomes, updates })
-    }
-
-    /// Convert state written by another build in format `from_version`: `None` if
-    /// the plugin has no `migrate` export.
-    pub fn migrate(
-        &mut self,
-        from_version: u32,
-        data: &[u8],
-    ) -> Option<Result<Result<Accumulator, String>, CallFailure>> {
-        let mut has = false;
-        let result = self.call(|w, store| {
-            let Some(f) = w.migrate else {
-                return Ok(Err(String::new()));
-            };
-            has = true;
-            let typed = f.typed::<(u32, &[u8]), (Result<Accumulator, String>,)>(&*store)?;
-            let (out,) = typed.call(&mut *store, (from_version, data))?;
-            Ok(out)
-        });
-        has.then_some(result)
     }
 }

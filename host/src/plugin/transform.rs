@@ -72,14 +72,8 @@ impl World for TransformInstance {
     fn instantiate(pre: &Self::Pre, store: &mut Store<PluginState>) -> wasmtime::Result<Self> {
         let instance = pre.instance_pre().instantiate(&mut *store)?;
         let bindings = Transform::new(&mut *store, &instance)?;
-        let missing = || wasmtime::format_err!("no export {INTERFACE}#process");
-        let interface = instance
-            .get_export_index(&mut *store, None, INTERFACE)
-            .ok_or_else(missing)?;
-        let process = instance
-            .get_export_index(&mut *store, Some(&interface), "process")
-            .and_then(|f| instance.get_func(&mut *store, f))
-            .ok_or_else(missing)?;
+        let process = super::migrator::export_func(&instance, store, INTERFACE, "process")
+            .ok_or_else(|| wasmtime::format_err!("no export {INTERFACE}#process"))?;
         // A plugin whose `process` does not match the lifting types fails here, at
         // start (each call's `typed` repeats the check, cheaply).
         process.typed::<(&[Record],), (RawOutcomes,)>(&*store)?;

@@ -9,9 +9,6 @@ use super::state::PluginState;
 use wasmtime::component::{Func, InstancePre};
 use wasmtime::Store;
 
-/// The optional export that converts older builds' state (WIT `migrator`).
-const MIGRATOR: &str = "sluice:plugin/migrator@0.1.0";
-
 /// A live `window` instance: the generated bindings, and `migrate` if it has one.
 pub struct WindowInstance {
     bindings: Window,
@@ -28,14 +25,7 @@ impl World for WindowInstance {
     fn instantiate(pre: &Self::Pre, store: &mut Store<PluginState>) -> wasmtime::Result<Self> {
         let instance = pre.instance_pre().instantiate(&mut *store)?;
         let bindings = Window::new(&mut *store, &instance)?;
-        let migrate = instance
-            .get_export_index(&mut *store, None, MIGRATOR)
-            .and_then(|i| instance.get_export_index(&mut *store, Some(&i), "migrate"))
-            .and_then(|f| instance.get_func(&mut *store, f));
-        if let Some(f) = &migrate {
-            // A `migrate` of the wrong shape fails here, at start.
-            f.typed::<(u32, &[u8]), (Result<Accumulator, String>,)>(&*store)?;
-        }
+        let migrate = super::migrator::find(&instance, store)?;
         Ok(WindowInstance { bindings, migrate })
     }
     fn init(
@@ -46,6 +36,12 @@ impl World for WindowInstance {
         self.bindings
             .sluice_plugin_aggregator()
             .call_init(store, config)
+    }
+}
+
+impl super::migrator::Migrates for WindowInstance {
+    fn migrate_func(&self) -> Option<Func> {
+        self.migrate
     }
 }
 
@@ -98,26 +94,6 @@ impl Plugin<WindowInstance> {
                 .sluice_plugin_aggregator()
                 .call_merge(store, a, b)
         })
-    }
-
-    /// Convert state written by another build in format `from_version`: `None` if
-    /// the plugin has no `migrate` export.
-    pub fn migrate(
-        &mut self,
-        from_version: u32,
-        data: &[u8],
-    ) -> Option<Result<PluginResult<Accumulator>, CallFailure>> {
-        let mut has = false;
-        let result = self.call(|w, store| {
-            let Some(f) = w.migrate else {
-                return Ok(Err(String::new()));
-            };
-            has = true;
-            let typed = f.typed::<(u32, &[u8]), (Result<Accumulator, String>,)>(&*store)?;
-            let (out,) = typed.call(&mut *store, (from_version, data))?;
-            Ok(out)
-        });
-        has.then_some(result)
     }
 
     pub fn finish(

@@ -177,15 +177,7 @@ impl KafkaTable {
         let consumer: BaseConsumer = client_config(&self.brokers, &ours, &self.properties)
             .create()
             .map_err(|e| format!("cannot create a Kafka consumer: {e}"))?;
-        let metadata = consumer
-            .fetch_metadata(Some(&self.topic), TIMEOUT)
-            .map_err(|e| format!("cannot read the metadata of topic {}: {e}", self.topic))?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == self.topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
+        let partitions = crate::kafka::partitions_of(consumer.client(), &self.topic, TIMEOUT)?;
         if partitions.is_empty() {
             return Err(format!(
                 "topic {} does not exist (or has no partitions)",

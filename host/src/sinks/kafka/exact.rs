@@ -217,12 +217,13 @@ impl Exact {
             .map_err(|e| format!("cannot save {}: {e}", self.state.display()))
     }
 
-    fn consumer(&self) -> Result<BaseConsumer, String> {
+    /// A consumer with no group to commit to; `eof`: end-of-partition events on.
+    fn consumer(&self, eof: bool) -> Result<BaseConsumer, String> {
         let mut client = self.client.clone();
         client
             .set("group.id", "sluice-kafka-sink-read-back")
             .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", eof.to_string());
         client
             .create()
             .map_err(|e| format!("cannot create a Kafka consumer: {e}"))
@@ -231,18 +232,10 @@ impl Exact {
     /// Where each partition of the topics ends now, by the broker's high watermarks
     /// (at a first start; one that lags only makes a later read-back start earlier).
     fn watermarks(&self) -> Result<Ends, String> {
-        let consumer = self.consumer()?;
+        let consumer = self.consumer(false)?;
         let mut ends = Ends::new();
         for topic in &self.topics {
-            let metadata = consumer
-                .fetch_metadata(Some(topic), TIMEOUT)
-                .map_err(|e| format!("cannot read the metadata of topic {topic}: {e}"))?;
-            let ids: Vec<i32> = metadata
-                .topics()
-                .iter()
-                .filter(|t| t.name() == topic && t.error().is_none())
-                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                .collect();
+            let ids = crate::kafka::partitions_of(consumer.client(), topic, TIMEOUT)?;
             let per = ends.entry(topic.clone()).or_default();
             for p in ids {
                 let (_, high) = consumer
@@ -266,22 +259,8 @@ impl Exact {
     }
 
     fn read_back_topic(&mut self, topic: &str) -> Result<u64, String> {
-        let mut client = self.client.clone();
-        client.set("enable.partition.eof", "true");
-        let consumer: BaseConsumer = client
-            .set("group.id", "sluice-kafka-sink-read-back")
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(|e| format!("cannot create a Kafka consumer: {e}"))?;
-        let metadata = consumer
-            .fetch_metadata(Some(topic), TIMEOUT)
-            .map_err(|e| format!("cannot read the metadata of topic {topic}: {e}"))?;
-        let ids: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
+        let consumer = self.consumer(true)?;
+        let ids = crate::kafka::partitions_of(consumer.client(), topic, TIMEOUT)?;
         let mut tpl = TopicPartitionList::new();
         for &p in &ids {
             // A partition with no saved end (new since): from its beginning.
