@@ -20,6 +20,7 @@ mod plugins;
 mod postgres;
 mod python;
 mod registry;
+mod registry_kafka;
 mod routing;
 mod stores;
 mod swap;

@@ -28,6 +28,7 @@ pub mod plugin;
 pub mod position;
 pub mod postgres;
 pub mod record;
+pub mod registry;
 pub mod retry;
 pub mod rng;
 pub mod schema;

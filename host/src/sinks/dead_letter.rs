@@ -19,7 +19,7 @@ pub enum DeadLetterConfig {
     /// A Kafka topic: the original record as the message (key, value, headers), with
     /// `sluice.reason`, `sluice.stage`, `sluice.plugin`, `sluice.position` and
     /// `sluice.time` headers added.
-    Kafka(kafka::KafkaSinkConfig),
+    Kafka(Box<kafka::KafkaSinkConfig>),
 }
 
 impl Default for DeadLetterConfig {
@@ -43,6 +43,10 @@ impl DeadLetterConfig {
             DeadLetterConfig::Kafka(c) if c.exact => Err(FieldError::new(
                 "exact",
                 "is for records sinks: dead letters are not sent again by the source",
+            )),
+            DeadLetterConfig::Kafka(c) if c.format.uses_registry() => Err(FieldError::new(
+                "format",
+                "is for records sinks: a dead letter is a JSON envelope around bytes that may fit no schema",
             )),
             DeadLetterConfig::Kafka(c) => c.validate(),
             _ => Ok(()),

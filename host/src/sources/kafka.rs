@@ -19,6 +19,7 @@ use crate::field_error::FieldError;
 use crate::kafka::{self, Properties};
 use crate::position::{Ack, Origin, PartitionId, Position};
 use crate::record::{now_ms, Header, Record, NULL_VALUE_HEADER, ROUTE_HEADER};
+use crate::registry::{Decoded, Decoder, Format, RegistryConfig};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
 };
@@ -48,6 +49,12 @@ pub struct KafkaSourceConfig {
     /// benchmarks). Default: keep consuming until stopped.
     #[serde(default)]
     pub stop_at_end: bool,
+    /// How values are encoded: `json` (as they are), or Confluent-framed `avro` or
+    /// `json_schema`, decoded with the schemas of `registry`.
+    #[serde(default)]
+    pub format: Format,
+    /// The Confluent Schema Registry (`format = "avro"` or `"json_schema"`).
+    pub registry: Option<RegistryConfig>,
     #[serde(default)]
     pub properties: Properties,
 }
@@ -75,6 +82,19 @@ impl KafkaSourceConfig {
         }
         if self.group_id.trim().is_empty() {
             return Err(FieldError::new("group_id", "must not be empty"));
+        }
+        match (&self.registry, self.format.uses_registry()) {
+            (Some(r), _) => r.validate()?,
+            (None, true) => {
+                return Err(FieldError::new(
+                    "registry",
+                    format!(
+                        "is needed with format = \"{}\": the schemas are the registry's (registry = {{ url = \"http://127.0.0.1:8081\" }})",
+                        self.format.name()
+                    ),
+                ))
+            }
+            (None, false) => {}
         }
         for key in ["enable.auto.commit", "enable.auto.offset.store"] {
             if self.properties.contains_key(key) {
@@ -140,6 +160,67 @@ struct State {
     /// The assignment changed since the read loop last looked (it then checks whether
     /// other hosts share the group).
     reassigned: bool,
+    /// Decodes registry-framed values (`format = "avro"`/`"json_schema"`).
+    registry: Option<Registry>,
+}
+
+/// The registry's decoder, and the runtime its requests run on (this thread blocks).
+struct Registry {
+    decoder: Decoder,
+    runtime: tokio::runtime::Handle,
+}
+
+/// A message the source cannot go on past: the registry stays unreachable through a
+/// shutdown, or refuses the credentials.
+enum Halt {
+    Stopping,
+    Failed(String),
+}
+
+impl Registry {
+    /// The value as plugins read it (JSON text), or why it is a dead letter. A schema
+    /// id not seen before is fetched; while the registry is unavailable, this waits
+    /// and asks again (nothing read after this message is handed on meanwhile).
+    fn decode(
+        &mut self,
+        value: &[u8],
+        name: &str,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<Result<Vec<u8>, String>, Halt> {
+        let mut waits = crate::retry::RetryPolicy {
+            backoff: crate::duration::Duration::from_millis(200),
+            max_backoff: crate::duration::Duration::from_millis(5_000),
+            max_retries: u32::MAX,
+        }
+        .start();
+        loop {
+            let id = match self.decoder.decode(value) {
+                Decoded::Value(v) => return Ok(Ok(v)),
+                Decoded::Dead(why) => return Ok(Err(why)),
+                Decoded::Unknown(id) => id,
+            };
+            match self.runtime.block_on(self.decoder.learn(id)) {
+                Ok(()) => {}
+                Err(e) if e.is_retryable() => {
+                    let wait = waits
+                        .next_wait()
+                        .unwrap_or(std::time::Duration::from_secs(5));
+                    tracing::warn!(source = %name, "fetching schema id {id}: {e}; asking again in {wait:?} (retry {})", waits.retries());
+                    let until = std::time::Instant::now() + wait;
+                    while std::time::Instant::now() < until {
+                        if shutdown.is_cancelled() {
+                            return Err(Halt::Stopping);
+                        }
+                        std::thread::sleep(
+                            std::time::Duration::from_millis(50)
+                                .min(until - std::time::Instant::now()),
+                        );
+                    }
+                }
+                Err(e) => return Err(Halt::Failed(format!("fetching schema id {id}: {e}"))),
+            }
+        }
+    }
 }
 
 impl State {
@@ -225,7 +306,15 @@ impl State {
     }
 
     /// Add a message to the chunk.
-    fn take_message(&mut self, m: &BorrowedMessage<'_>) {
+    fn take_message(&mut self, m: &BorrowedMessage<'_>) -> Result<(), Halt> {
+        // Decoded first: a message the source halts on is not taken (it is read
+        // again after a restart).
+        let decoded = match (&mut self.registry, m.payload()) {
+            (Some(r), Some(payload)) => {
+                Some(r.decode(payload, &self.ctx.name, &self.ctx.shutdown)?)
+            }
+            _ => None,
+        };
         let id = self.id(m.topic(), m.partition());
         self.committed.entry(id).or_insert(m.offset());
         self.next_read.insert(id, m.offset() + 1);
@@ -250,9 +339,15 @@ impl State {
             headers,
         };
         let position = Position::new(id, m.offset().max(0) as u64);
-        let time = match unnamed {
-            Some(why) => Err(why),
-            None => self.event_time.of(&record.value, record.timestamp_ms),
+        let time = match (unnamed, decoded) {
+            (Some(why), _) => Err(why),
+            // The dead letter keeps the bytes as they came.
+            (None, Some(Err(why))) => Err(why),
+            (None, Some(Ok(json))) => {
+                record.value = json;
+                self.event_time.of(&record.value, record.timestamp_ms)
+            }
+            (None, None) => self.event_time.of(&record.value, record.timestamp_ms),
         };
         let event = match time {
             Ok(ts) => {
@@ -264,6 +359,7 @@ impl State {
             }
         };
         self.chunk.push(event);
+        Ok(())
     }
 }
 
@@ -485,6 +581,17 @@ impl ConsumerContext for Ctx {
 
 pub fn run(config: KafkaSourceConfig, ctx: SourceContext) -> Result<(), SourceError> {
     let name = ctx.name.clone();
+    let registry = match (&config.registry, config.format.uses_registry()) {
+        (Some(r), true) => Some(Registry {
+            decoder: Decoder::new(
+                config.format,
+                crate::registry::Client::new(r, &ctx.base_dir)
+                    .map_err(|e| SourceError::fatal(&name, e))?,
+            ),
+            runtime: tokio::runtime::Handle::current(),
+        }),
+        _ => None,
+    };
     let shutdown = ctx.shutdown.clone();
     let context = Ctx {
         name: name.clone(),
@@ -500,6 +607,7 @@ pub fn run(config: KafkaSourceConfig, ctx: SourceContext) -> Result<(), SourceEr
             chunk: Vec::with_capacity(CHUNK),
             next_read: HashMap::new(),
             reassigned: false,
+            registry,
         }),
     };
     let consumer: BaseConsumer<Ctx> = config
@@ -528,10 +636,16 @@ pub fn run(config: KafkaSourceConfig, ctx: SourceContext) -> Result<(), SourceEr
         // Wait for a message, then take what else is there at once, up to a chunk.
         let mut timeout = POLL;
         let mut failed = None;
+        let mut halted = None;
         loop {
             match consumer.poll(timeout) {
                 None => break,
-                Some(Ok(message)) => consumer.context().lock().take_message(&message),
+                Some(Ok(message)) => {
+                    if let Err(halt) = consumer.context().lock().take_message(&message) {
+                        halted = Some(halt);
+                        break;
+                    }
+                }
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     consumer.context().lock().at_end.insert(p);
                 }
@@ -555,6 +669,11 @@ pub fn run(config: KafkaSourceConfig, ctx: SourceContext) -> Result<(), SourceEr
         }
         if let Some(e) = failed {
             break Err(SourceError::fatal(&name, format!("consumer failed: {e}")));
+        }
+        match halted {
+            Some(Halt::Stopping) => break Ok(()),
+            Some(Halt::Failed(e)) => break Err(SourceError::fatal(&name, e)),
+            None => {}
         }
         if config.stop_at_end && read_to_end(&consumer, topics.len() == 1) {
             tracing::info!(source = %name, "every assigned partition is read to its end; stopping");

@@ -16,6 +16,7 @@ use crate::field_error::FieldError;
 use crate::kafka::{self, CreateTopic, Properties};
 use crate::record::Batch;
 use crate::record::{is_null_value, route_of, NULL_VALUE_HEADER, ROUTE_HEADER};
+use crate::registry::{Encoder, Format, RegistryConfig, SubjectStrategy, ValueSchema};
 use futures_util::future::BoxFuture;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message as _, OwnedHeaders};
@@ -23,6 +24,7 @@ use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde::Deserialize;
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +52,20 @@ pub struct KafkaSinkConfig {
     /// again. One host per state folder.
     #[serde(default)]
     pub exact: bool,
+    /// How values are written: `json` (as the records are), or Confluent-framed
+    /// `avro` or `json_schema` under `value_schema`, registered in `registry`.
+    #[serde(default)]
+    pub format: Format,
+    /// The Confluent Schema Registry (`format = "avro"` or `"json_schema"`).
+    pub registry: Option<RegistryConfig>,
+    /// The schema values are written with: an Avro schema (`.avsc`) for `avro`, a
+    /// JSON Schema (`.json`) for `json_schema`. Registered at start; a schema the
+    /// registry refuses as incompatible stops the start with its reasons.
+    pub value_schema: Option<PathBuf>,
+    /// The subject the schema is registered under: `topic` (`<topic>-value`),
+    /// `record` (the record's full name) or `topic_record`.
+    #[serde(default)]
+    pub subject_strategy: SubjectStrategy,
     #[serde(default)]
     pub properties: Properties,
 }
@@ -109,7 +125,97 @@ impl KafkaSinkConfig {
         if let Some(c) = &self.create_topic {
             c.validate()?;
         }
+        if let Some(r) = &self.registry {
+            r.validate()?;
+        }
+        if self.format.uses_registry() {
+            let f = self.format.name();
+            if self.registry.is_none() {
+                return Err(FieldError::new(
+                    "registry",
+                    format!("is needed with format = \"{f}\" (registry = {{ url = \"http://127.0.0.1:8081\" }})"),
+                ));
+            }
+            let want = if self.format == Format::Avro {
+                "avsc"
+            } else {
+                "json"
+            };
+            match &self.value_schema {
+                None => {
+                    return Err(FieldError::new(
+                        "value_schema",
+                        format!("is needed with format = \"{f}\": the schema file values are written with (a .{want} file)"),
+                    ))
+                }
+                Some(p) if p.extension().and_then(|e| e.to_str()) != Some(want) => {
+                    return Err(FieldError::new(
+                        "value_schema",
+                        format!("must be a .{want} file with format = \"{f}\" (it is {})", p.display()),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
         Ok(())
+    }
+
+    /// The value schema, parsed (`None` with `format = "json"`).
+    pub fn load_value_schema(&self, base_dir: &Path) -> Result<Option<ValueSchema>, String> {
+        match (&self.value_schema, self.format.uses_registry()) {
+            (Some(file), true) => ValueSchema::load(file, base_dir, self.format).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The registry client and schema of a registry-backed sink.
+    async fn register(&self, ctx: &SinkContext) -> Result<Option<Encoder>, SinkError> {
+        let (Some(registry), Some(schema)) = (
+            &self.registry,
+            self.load_value_schema(&ctx.base_dir)
+                .map_err(|e| SinkError::fatal(&ctx.name, format!("value_schema: {e}")))?,
+        ) else {
+            return Ok(None);
+        };
+        let client = crate::registry::Client::new(registry, &ctx.base_dir)
+            .map_err(|e| SinkError::fatal(&ctx.name, e))?;
+        let topics: Vec<String> = std::iter::once(&self.topic)
+            .chain(self.route_topics.values())
+            .cloned()
+            .collect();
+        let mut waits = crate::retry::RetryPolicy::default().start();
+        loop {
+            match Encoder::register(&client, schema.clone(), &topics, self.subject_strategy).await {
+                Ok(encoder) => return Ok(Some(encoder)),
+                Err(e) if e.is_retryable() => match waits.next_wait() {
+                    Some(wait) => {
+                        tracing::warn!(
+                            "{}: registering the value schema: {e}; trying again in {wait:?}",
+                            ctx.name
+                        );
+                        tokio::time::sleep(wait).await;
+                    }
+                    None => {
+                        return Err(SinkError::fatal(
+                            &ctx.name,
+                            format!("registering the value schema: {e}"),
+                        ))
+                    }
+                },
+                Err(e) => {
+                    return Err(SinkError::fatal(
+                        &ctx.name,
+                        format!(
+                            "value_schema {}: {e}",
+                            self.value_schema
+                                .as_deref()
+                                .unwrap_or(Path::new(""))
+                                .display()
+                        ),
+                    ))
+                }
+            }
+        }
     }
 
     fn client_config(&self) -> rdkafka::ClientConfig {
@@ -130,10 +236,14 @@ pub struct KafkaSink {
     route_topics: std::collections::BTreeMap<String, String>,
     producer: FutureProducer,
     exact: Option<exact::Exact>,
+    /// Frames values in the registry's format (`format = "avro"`/`"json_schema"`).
+    encoder: Option<Encoder>,
 }
 
 impl KafkaSink {
     pub async fn open(config: &KafkaSinkConfig, ctx: &SinkContext) -> Result<Self, SinkError> {
+        // Before anything is written: a schema the registry refuses stops the start.
+        let encoder = config.register(ctx).await?;
         let client = config.client_config();
         if let Some(create) = config.create_topic {
             for topic in std::iter::once(&config.topic).chain(config.route_topics.values()) {
@@ -175,27 +285,45 @@ impl KafkaSink {
             route_topics: config.route_topics.clone(),
             producer,
             exact,
+            encoder,
         })
     }
 
     /// Produce every record (with `exact`, but those in the topic already), then wait
     /// for every delivery report.
-    pub async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+    pub async fn write(&mut self, batch: &Batch, delivery: &mut Delivery) -> Result<(), SinkError> {
         let records = &batch.records;
+        // Records that do not fit the value schema: never produced, dead letters.
+        let mut misfits: Vec<(usize, String)> = Vec::new();
         // Each delivery, and (with `exact`) its topic, for the offsets it reports.
         let mut pending: VecDeque<(DeliveryFuture, Option<String>)> =
             VecDeque::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
             let position = batch.positions.get(i).copied();
-            let mut stamp = None;
             if let (Some(exact), Some(position)) = (self.exact.as_mut(), position) {
                 if exact.written(position) {
                     continue;
                 }
+            }
+            let tombstone = is_null_value(r);
+            let route = route_of(r);
+            let route = route.as_deref().unwrap_or(super::DEFAULT_ROUTE);
+            let topic = self.route_topics.get(route).unwrap_or(&self.topic);
+            let encoded = match (&self.encoder, tombstone) {
+                (Some(encoder), false) => match encoder.encode(topic, &r.value) {
+                    Ok(v) => Some(v),
+                    Err(why) => {
+                        misfits.push((i, format!("{}: {why}", self.name)));
+                        continue;
+                    }
+                },
+                _ => None,
+            };
+            let mut stamp = None;
+            if let (Some(exact), Some(position)) = (self.exact.as_mut(), position) {
                 stamp = exact.stamp(position);
                 exact.wrote(position);
             }
-            let tombstone = is_null_value(r);
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len() + 1);
             if let Some(stamp) = &stamp {
                 headers = headers.insert(Header {
@@ -215,12 +343,9 @@ impl KafkaSink {
                     value: Some(&h.value),
                 });
             }
-            let route = route_of(r);
-            let route = route.as_deref().unwrap_or(super::DEFAULT_ROUTE);
-            let topic = self.route_topics.get(route).unwrap_or(&self.topic);
             let mut message = FutureRecord::to(topic).headers(headers);
             if !tombstone {
-                message = message.payload(&r.value);
+                message = message.payload(encoded.as_deref().unwrap_or(&r.value));
             }
             if r.timestamp_ms >= 0 {
                 message = message.timestamp(r.timestamp_ms);
@@ -257,6 +382,11 @@ impl KafkaSink {
         while let Some((delivery, topic)) = pending.pop_front() {
             delivered(&self.name, &mut self.exact, delivery.await, topic)?;
         }
+        let mut misfits = misfits.into_iter().peekable();
+        delivery.settle(|i| match misfits.peek() {
+            Some((at, _)) if *at == i => misfits.next().map(|(_, why)| Err(why)),
+            _ => Some(Ok(())),
+        });
         Ok(())
     }
 }
@@ -300,6 +430,12 @@ impl super::SinkConnector for KafkaSinkConfig {
         KafkaSinkConfig::validate(self)
     }
 
+    fn check(&self, base_dir: &Path) -> Result<(), String> {
+        self.load_value_schema(base_dir)
+            .map(drop)
+            .map_err(|e| format!("value_schema: {e}"))
+    }
+
     async fn open(&self, ctx: &SinkContext) -> Result<Box<dyn super::Sink>, SinkError> {
         Ok(Box::new(KafkaSink::open(self, ctx).await?))
     }
@@ -311,7 +447,7 @@ impl super::Sink for KafkaSink {
         batch: &'a Batch,
         delivery: &'a mut Delivery,
     ) -> BoxFuture<'a, Result<(), SinkError>> {
-        super::whole(KafkaSink::write(self, batch), delivery)
+        Box::pin(KafkaSink::write(self, batch, delivery))
     }
 
     fn checkpoint(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {

@@ -1,0 +1,551 @@
+//! Kafka with a Schema Registry (`format = "avro"` / `"json_schema"`), end to end on
+//! a real broker and the test registry: values written by Confluent's own Python
+//! serializers read by Sluice, and Sluice's read by Confluent's deserializers, with a
+//! schema evolved on the way; what cannot be decoded a dead letter with its position;
+//! the registry down for a while (waited for, nothing lost); a schema the registry
+//! refuses stopping the start; records that do not fit the schema dead letters
+//! naming the field.
+
+use crate::common;
+
+use common::host::Host;
+use common::kafka::{broker, create_topic, produce, unique, FAST_GROUP};
+use common::stores::registry;
+use common::{json_lines, pipeline, repo};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn python() -> String {
+    std::env::var("SLUICE_CONFLUENT_PYTHON").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/sluice/confluent-venv/bin/python")
+    })
+}
+
+/// tests/servers/registry/clients.py with `args`: its stdout lines.
+fn clients(args: &[&str]) -> Vec<String> {
+    let out = Command::new(python())
+        .arg(repo().join("tests/servers/registry/clients.py"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (scripts/test.sh makes the venv)", python()));
+    assert!(
+        out.status.success(),
+        "clients.py {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `n` user rows (the twelve fields), numbered from `from`, fitting schemas/user.json.
+fn users(from: usize, n: usize) -> Vec<Value> {
+    (from..from + n)
+        .map(|i| {
+            json!({
+                "id": format!("6f1c2a4e-8b1d-4c55-9a77-{i:012x}"),
+                "first_name": format!("Ann{i}"), "last_name": "Smith", "gender": if i % 2 == 0 { "female" } else { "male" },
+                "address": format!("{i} High Street, Leeds"), "post_code": "LS1 4AP",
+                "email": format!("ann{i}@example.com"), "username": format!("ann{i}"),
+                "dob": "1990-05-17T10:00:00.000Z", "registered_date": "2015-01-02T03:04:05.000Z",
+                "phone": "0113 496 0000", "picture": format!("https://randomuser.me/api/portraits/med/women/{}.jpg", i % 100)
+            })
+        })
+        .collect()
+}
+
+fn write_lines(path: &Path, values: &[Value]) {
+    let text: String = values.iter().map(|v| format!("{v}\n")).collect();
+    std::fs::write(path, text).unwrap();
+}
+
+/// The shipped Avro row with a thirteenth field, `nat`, defaulted: v2 of the schema.
+fn user_v2(dir: &Path) -> std::path::PathBuf {
+    let mut schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("schemas/user.avsc")).unwrap())
+            .unwrap();
+    schema["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "nat", "type": "string", "default": "??"}));
+    let path = dir.join("user_v2.avsc");
+    std::fs::write(&path, schema.to_string()).unwrap();
+    path
+}
+
+/// Kafka `from` (read with `format`) -> Kafka or file sinks, to the end of the topic.
+fn relay(dir: &Path, from: &str, format: &str, sinks: &str) -> std::path::PathBuf {
+    pipeline(
+        dir,
+        "relay.toml",
+        &format!(
+            r#"
+[pipeline]
+batch_size = 64
+checkpoint_interval = "300ms"
+[source]
+type = "kafka"
+brokers = "{broker}"
+topics = ["{from}"]
+group_id = "{group}"
+stop_at_end = true
+format = "{format}"
+registry = {{ url = "{registry}" }}
+{FAST_GROUP}
+{sinks}
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+            broker = broker(),
+            group = unique("g"),
+            registry = registry(),
+        ),
+    )
+}
+
+fn kafka_sink(topic: &str, format: &str, schema: &Path) -> String {
+    format!(
+        r#"[[sinks]]
+type = "kafka"
+brokers = "{broker}"
+topic = "{topic}"
+format = "{format}"
+registry = {{ url = "{registry}" }}
+value_schema = "{schema}"
+"#,
+        broker = broker(),
+        registry = registry(),
+        schema = schema.display()
+    )
+}
+
+fn run_to_end(path: &Path) {
+    let mut host = Host::start(path);
+    let status = host.wait(180);
+    assert!(status.success(), "{}", host.log());
+}
+
+/// A JSON object's text with its keys in order (for comparing values in sets).
+fn canon(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let sorted: std::collections::BTreeMap<&String, String> =
+                m.iter().map(|(k, v)| (k, canon(v))).collect();
+            let fields: Vec<String> = sorted.iter().map(|(k, v)| format!("{k:?}:{v}")).collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
+fn parsed(lines: &[String]) -> BTreeSet<String> {
+    lines
+        .iter()
+        .map(|l| canon(&serde_json::from_str::<Value>(l).unwrap()))
+        .collect()
+}
+
+fn set_of(values: impl IntoIterator<Item = Value>) -> BTreeSet<String> {
+    values.into_iter().map(|v| canon(&v)).collect()
+}
+
+#[test]
+fn avro_from_confluents_serializer_through_sluice_to_confluents_deserializer_across_a_schema_change(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (from, to) = (unique("avro-in"), unique("avro-out"));
+    create_topic(&from, 2);
+    create_topic(&to, 2);
+    let v1 = repo().join("schemas/user.avsc");
+    let v2 = user_v2(dir.path());
+    // 60 users written with v1 of the schema, then 40 with v2 (a field added, with a
+    // default): one topic, two schema ids.
+    let old = users(0, 60);
+    let new: Vec<Value> = users(60, 40)
+        .into_iter()
+        .map(|mut u| {
+            u["nat"] = json!("FR");
+            u
+        })
+        .collect();
+    write_lines(&dir.path().join("old.jsonl"), &old);
+    write_lines(&dir.path().join("new.jsonl"), &new);
+    let (reg, kafka) = (registry(), broker());
+    let produce = |schema: &Path, file: &str| {
+        let file = dir.path().join(file);
+        let id = clients(&[
+            "produce",
+            &reg,
+            &kafka,
+            &from,
+            "avro",
+            schema.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ]);
+        id[0].parse::<u32>().unwrap()
+    };
+    let (old_id, new_id) = (produce(&v1, "old.jsonl"), produce(&v2, "new.jsonl"));
+    assert_ne!(old_id, new_id);
+    // The output topic's subject has v1 already: Sluice registers v2 over it (an
+    // evolution the registry accepts).
+    let v1_text = std::fs::read_to_string(&v1).unwrap();
+    let (status, body) = call(
+        "POST",
+        &format!("{reg}/subjects/{to}-value/versions"),
+        Some(json!({ "schema": v1_text })),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let path = relay(dir.path(), &from, "avro", &kafka_sink(&to, "avro", &v2));
+    run_to_end(&path);
+    assert!(
+        !dir.path().join("dead.jsonl").exists()
+            || json_lines(&dir.path().join("dead.jsonl")).is_empty()
+    );
+
+    // A new reader (v2, the writer's schema): v1's users got the default.
+    let read = clients(&["consume", &reg, &kafka, &to, "avro", "100"]);
+    let mut want: Vec<Value> = old
+        .iter()
+        .cloned()
+        .map(|mut u| {
+            u["nat"] = json!("??");
+            u
+        })
+        .collect();
+    want.extend(new.iter().cloned());
+    assert_eq!(parsed(&read), set_of(want));
+    // An old reader (v1): every user, without the new field.
+    let read = clients(&[
+        "consume",
+        &reg,
+        &kafka,
+        &to,
+        "avro",
+        "100",
+        v1.to_str().unwrap(),
+    ]);
+    assert_eq!(parsed(&read), set_of(users(0, 100)));
+}
+
+#[test]
+fn json_schema_from_confluents_serializer_through_sluice_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (from, to) = (unique("js-in"), unique("js-out"));
+    create_topic(&from, 2);
+    create_topic(&to, 2);
+    let schema = repo().join("schemas/user.json");
+    write_lines(&dir.path().join("users.jsonl"), &users(0, 50));
+    let (reg, kafka) = (registry(), broker());
+    clients(&[
+        "produce",
+        &reg,
+        &kafka,
+        &from,
+        "json_schema",
+        schema.to_str().unwrap(),
+        dir.path().join("users.jsonl").to_str().unwrap(),
+    ]);
+    let path = relay(
+        dir.path(),
+        &from,
+        "json_schema",
+        &kafka_sink(&to, "json_schema", &schema),
+    );
+    run_to_end(&path);
+    let read = clients(&["consume", &reg, &kafka, &to, "json_schema", "50"]);
+    assert_eq!(parsed(&read), set_of(users(0, 50)));
+}
+
+/// The schema id of `schema` registered under `subject`.
+fn register(subject: &str, schema: &str) -> u32 {
+    let (status, body) = call(
+        "POST",
+        &format!("{}/subjects/{subject}/versions", registry()),
+        Some(json!({ "schema": schema })),
+    );
+    assert_eq!(status, 200, "{body}");
+    body["id"].as_u64().unwrap() as u32
+}
+
+/// A user as Avro of schemas/user.avsc, framed with `id` (Sluice's encoder; the
+/// Python tests above hold it to Confluent's).
+fn framed_user(id: u32, user: &Value) -> Vec<u8> {
+    let schema = sluice::registry::AvroSchema::parse(
+        &std::fs::read_to_string(repo().join("schemas/user.avsc")).unwrap(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    sluice::registry::frame(id, &mut out);
+    schema.from_json(user, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn values_that_cannot_be_decoded_are_dead_letters_naming_their_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("avro-bad");
+    create_topic(&topic, 1);
+    let avsc = std::fs::read_to_string(repo().join("schemas/user.avsc")).unwrap();
+    let id = register(&format!("{topic}-value"), &avsc);
+    let u = users(0, 3);
+    let good = framed_user(id, &u[0]);
+    let mut unknown = good.clone();
+    unknown[1..5].copy_from_slice(&999_999u32.to_be_bytes());
+    let corrupt = good[..good.len() - 7].to_vec();
+    produce(
+        &topic,
+        &[
+            (None, Some(good)),                          // offset 0
+            (None, Some(u[1].to_string().into_bytes())), // 1: plain JSON, unframed
+            (None, Some(unknown)),                       // 2
+            (None, Some(corrupt)),                       // 3
+            (None, Some(framed_user(id, &u[2]))),        // 4
+        ],
+    );
+    let path = relay(
+        dir.path(),
+        &topic,
+        "avro",
+        "[[sinks]]\ntype = \"file\"\npath = \"out.jsonl\"\n",
+    );
+    run_to_end(&path);
+    let out = json_lines(&dir.path().join("out.jsonl"));
+    assert_eq!(
+        out,
+        vec![u[0].clone(), u[2].clone()],
+        "decoded as JSON, in order"
+    );
+    let dead = json_lines(&dir.path().join("dead.jsonl"));
+    let by_offset: Vec<(u64, String, String)> = dead
+        .iter()
+        .map(|d| {
+            (
+                d["offset"].as_u64().unwrap(),
+                d["position"].to_string(),
+                d["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(by_offset.len(), 3, "{dead:#?}");
+    for (offset, position, _) in &by_offset {
+        assert!(position.contains(&topic), "{position} names the topic");
+        assert!([1, 2, 3].contains(offset));
+    }
+    assert!(by_offset[0].2.contains("magic byte"), "{}", by_offset[0].2);
+    assert!(
+        by_offset[1].2.contains("schema id 999999"),
+        "{}",
+        by_offset[1].2
+    );
+    assert!(
+        by_offset[2]
+            .2
+            .contains(&format!("not Avro of schema id {id}")),
+        "{}",
+        by_offset[2].2
+    );
+    // The dead letter keeps the bytes as they came.
+    assert_eq!(dead[0]["record"]["value"], json!(u[1].to_string()));
+}
+
+/// A registry of the test's own on `port`, keeping `data`.
+fn own_registry(data: &Path, port: u16) -> std::process::Child {
+    let bin = std::env::var("SLUICE_REGISTRY_SERVER_BIN").map_or_else(
+        |_| {
+            registry(); // servers.sh builds it
+            Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .parent()
+                .unwrap()
+                .join("release/sluice-registry-test-server")
+        },
+        Into::into,
+    );
+    let mut child = Command::new(bin)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--data"])
+        .arg(data)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("127.0.0.1"), "{line}");
+    child
+}
+
+#[test]
+fn a_registry_that_is_down_is_waited_for_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("avro-down");
+    create_topic(&topic, 1);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data = dir.path().join("registry.json");
+    let mut up = own_registry(&data, port);
+    let url = format!("http://127.0.0.1:{port}");
+    let avsc = std::fs::read_to_string(repo().join("schemas/user.avsc")).unwrap();
+    let (status, body) = call(
+        "POST",
+        &format!("{url}/subjects/{topic}-value/versions"),
+        Some(json!({ "schema": avsc })),
+    );
+    assert_eq!(status, 200, "{body}");
+    let id = body["id"].as_u64().unwrap() as u32;
+    let all = users(0, 200);
+    let messages: Vec<_> = all
+        .iter()
+        .map(|u| (None, Some(framed_user(id, u))))
+        .collect();
+    produce(&topic, &messages);
+    // The registry goes away before Sluice has seen the id.
+    up.kill().unwrap();
+    up.wait().unwrap();
+    let path = pipeline(
+        dir.path(),
+        "down.toml",
+        &format!(
+            r#"
+[source]
+type = "kafka"
+brokers = "{broker}"
+topics = ["{topic}"]
+group_id = "{group}"
+stop_at_end = true
+format = "avro"
+registry = {{ url = "{url}", timeout = "2s" }}
+{FAST_GROUP}
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+            broker = broker(),
+            group = unique("g"),
+        ),
+    );
+    let mut host = Host::start(&path);
+    host.wait_log(120, "a retry of the schema fetch", |l| {
+        l.contains("fetching schema id") && l.contains("asking again")
+    });
+    assert!(host.try_exit().is_none(), "{}", host.log());
+    let mut back = own_registry(&data, port);
+    let status = host.wait(180);
+    back.kill().unwrap();
+    back.wait().unwrap();
+    assert!(status.success(), "{}", host.log());
+    assert_eq!(
+        json_lines(&dir.path().join("out.jsonl")),
+        all,
+        "every user, in order"
+    );
+    assert!(
+        !dir.path().join("dead.jsonl").exists()
+            || json_lines(&dir.path().join("dead.jsonl")).is_empty()
+    );
+}
+
+#[test]
+fn a_value_schema_the_registry_refuses_stops_the_start_and_misfits_are_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("avro-refused");
+    // The subject's history: v1 of the user row.
+    let avsc = std::fs::read_to_string(repo().join("schemas/user.avsc")).unwrap();
+    register(&format!("{topic}-value"), &avsc);
+    // A new field without a default cannot read the old data: BACKWARD refuses it.
+    let mut broken: Value = serde_json::from_str(&avsc).unwrap();
+    broken["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "nat", "type": "string"}));
+    let broken_path = dir.path().join("broken.avsc");
+    std::fs::write(&broken_path, broken.to_string()).unwrap();
+    let users_file = dir.path().join("users.jsonl");
+    let mut rows = users(0, 5);
+    rows[2].as_object_mut().unwrap().remove("email");
+    rows[3]["gender"] = json!(3);
+    write_lines(&users_file, &rows);
+    let file_to_kafka = |schema: &Path| {
+        pipeline(
+            dir.path(),
+            "out.toml",
+            &format!(
+                r#"
+[source]
+type = "file"
+path = "{input}"
+{sink}
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+                input = users_file.display(),
+                sink = kafka_sink(&topic, "avro", schema) + "create_topic = { partitions = 1 }\n",
+            ),
+        )
+    };
+    let mut host = Host::start(&file_to_kafka(&broken_path));
+    let status = host.wait(60);
+    let log = host.log();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains(&format!("{topic}-value")) && log.contains("409"),
+        "{log}"
+    );
+    assert!(log.contains("broken.avsc"), "{log}");
+
+    // The schema it has: written, and what does not fit it is a dead letter.
+    let mut host = Host::start(&file_to_kafka(&repo().join("schemas/user.avsc")));
+    let status = host.wait(120);
+    assert!(status.success(), "{}", host.log());
+    let dead = json_lines(&dir.path().join("dead.jsonl"));
+    let reasons: Vec<&str> = dead.iter().map(|d| d["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons[0].contains("/email: is missing"), "{}", reasons[0]);
+    assert!(
+        reasons[1].contains("/gender: expected a string"),
+        "{}",
+        reasons[1]
+    );
+    let read = clients(&["consume", &registry(), &broker(), &topic, "avro", "3"]);
+    assert_eq!(
+        parsed(&read),
+        set_of([rows[0].clone(), rows[1].clone(), rows[4].clone()])
+    );
+}
+
+fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut req = reqwest::Client::new().request(method.parse().unwrap(), url);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/vnd.schemaregistry.v1+json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    })
+}
