@@ -508,3 +508,55 @@ fn a_watched_plugin_file_is_swapped_when_a_new_version_is_written() {
     assert!(users[..at as usize].iter().all(|u| !is_v2(u)));
     assert!(users[at as usize..].iter().all(is_v2), "v2 from {at} on");
 }
+
+#[test]
+fn a_swap_whose_canary_output_breaks_a_registry_topics_schema_is_refused() {
+    use common::kafka::{broker, read_payloads, unique};
+    use common::stores::registry;
+    const N: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("swap-avro");
+    let avsc = common::repo().join("schemas/user.avsc");
+    // The seeds' stream, written as Avro of the user row beside a file.
+    let toml = streaming(N, 2_000, 0).replace(
+        "[[sinks]]\ntype = \"file\"\ninput = \"windows\"",
+        &format!(
+            r#"[[sinks]]
+type = "kafka"
+brokers = "{broker}"
+topic = "{topic}"
+create_topic = {{ partitions = 1 }}
+format = "avro"
+registry = {{ url = "{registry}" }}
+value_schema = "{avsc}"
+[[sinks]]
+type = "file"
+input = "windows""#,
+            broker = broker(),
+            registry = registry(),
+            avsc = avsc.display()
+        ),
+    );
+    assert!(toml.contains("format = \"avro\""));
+    let (mut host, addr) = start(dir.path(), &toml);
+    // v2 adds `format_version`, which the Avro schema has no field for. No canary is
+    // asked for: a swap feeding a registry-backed sink gets one.
+    let refused = swap(&addr, "format_user", &test_build("v2"), &[]).unwrap_err();
+    assert!(
+        refused.contains("would not fit the schema") && refused.contains("/format_version"),
+        "{refused}"
+    );
+    // The same version again fits, and is swapped in after its canary.
+    let answer = swap(&addr, "format_user", &wasm("format_user"), &[]).unwrap();
+    assert_eq!(answer["canary"]["new_misfits"], 0, "{answer}");
+    assert!(host.wait(120).success(), "{}", host.log());
+    assert!(json_lines(&dir.path().join("dead.jsonl")).is_empty());
+    let written = read_payloads(&topic, N as usize);
+    assert_eq!(written.len() as u64, N);
+    assert!(
+        written
+            .iter()
+            .all(|v| v.as_ref().is_some_and(|v| v[0] == 0)),
+        "framed"
+    );
+}

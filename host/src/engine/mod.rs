@@ -28,6 +28,7 @@ mod pipeline;
 mod processor;
 mod rollout;
 mod routing;
+mod sink_fit;
 mod sink_task;
 mod stage_info;
 /// The window state types and backends (a leaf, [`crate::window_state`]), by their

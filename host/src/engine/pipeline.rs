@@ -323,6 +323,9 @@ async fn run(
         routes.push(SinkHandle {
             input: sc.input(),
             routes: sc.routes(),
+            value_schema: sc
+                .value_schema(&base_dir)
+                .map_err(|e| RunError::Sink(crate::sinks::SinkError::fatal(&ctx.name, e)))?,
             name: ctx.name.clone(),
             tx,
         });

@@ -44,6 +44,9 @@ pub struct SinkHandle {
     pub name: String,
     /// The routes it takes ([`crate::sinks::DEFAULT_ROUTE`]: records with none).
     pub routes: Vec<String>,
+    /// What it writes values with, when that is a registry's schema (a swap's canary
+    /// output is held to it).
+    pub value_schema: Option<crate::registry::ValueSchema>,
     pub tx: mpsc::Sender<SinkMessage>,
 }
 
@@ -396,7 +399,7 @@ impl Processor {
         mut dead: Vec<DeadLetter>,
         stages: std::ops::Range<usize>,
     ) -> (Batch, Vec<DeadLetter>) {
-        for i in stages {
+        for i in stages.clone() {
             if batch.is_empty() {
                 break;
             }
@@ -420,10 +423,27 @@ impl Processor {
             }
             if let (Some(c), Some(copy)) = (self.canary.as_mut(), copy) {
                 let mut discarded = Vec::new();
-                drop(c.plugin.apply(copy, &mut discarded));
+                let mut out = c.plugin.apply(copy, &mut discarded);
                 c.seen += taken as u64;
                 c.old_errors += failed as u64;
                 c.new_errors += discarded.len() as u64;
+                if super::sink_fit::any(&self.sinks) {
+                    // The rest of the transforms, as the records would go to the sinks.
+                    for later in &mut self.transforms[i + 1..] {
+                        out = later.apply(out, &mut Vec::new());
+                    }
+                    let (misfits, first) = super::sink_fit::misfits(&self.sinks, &out);
+                    c.new_misfits += misfits;
+                    if c.misfit.is_none() {
+                        c.misfit = first;
+                    }
+                }
+            }
+        }
+        // The running version's output, held to the same schemas.
+        if let Some(c) = self.canary.as_mut().filter(|c| stages.contains(&c.stage)) {
+            if super::sink_fit::any(&self.sinks) {
+                c.old_misfits += super::sink_fit::misfits(&self.sinks, &batch).0;
             }
         }
         (batch, dead)

@@ -6,7 +6,10 @@
 use super::batcher::Work;
 use super::checkpoint::Progress;
 use super::processor::{version_info, ProcessError, Processor};
-use super::swap::{Canary, Held, NewPlugin, Probation, SwapReport, SwapRequest, WATCH_AT_MOST};
+use super::swap::{
+    Canary, Held, NewPlugin, Probation, SwapReport, SwapRequest, DEFAULT_SCHEMA_CANARY,
+    WATCH_AT_MOST,
+};
 use crate::metrics::SwapEvent;
 use crate::position::{PartitionId, Position};
 use crate::transforms::TransformStage;
@@ -86,6 +89,14 @@ impl Processor {
                         ),
                     );
                 };
+                // A topic's schema is not left to chance: a swap feeding a
+                // registry-backed sink always has a canary.
+                let canary = match canary {
+                    None | Some(0) if super::sink_fit::any(&self.sinks) => {
+                        Some(DEFAULT_SCHEMA_CANARY)
+                    }
+                    other => other,
+                };
                 match canary {
                     Some(n) if n > 0 => {
                         tracing::info!("canary for transform `{stage}`: the new version runs beside the old on the next {n} records");
@@ -100,6 +111,9 @@ impl Processor {
                             seen: 0,
                             old_errors: 0,
                             new_errors: 0,
+                            old_misfits: 0,
+                            new_misfits: 0,
+                            misfit: None,
                             reply,
                         });
                     }
@@ -258,11 +272,23 @@ impl Processor {
             return;
         };
         let report = canary.report();
-        if canary.new_errors > canary.old_errors {
-            let why = format!(
+        let why = if canary.new_errors > canary.old_errors {
+            Some(format!(
                 "canary: the new version failed {} of {} records, the running one {}; not swapped",
                 canary.new_errors, canary.seen, canary.old_errors
-            );
+            ))
+        } else if canary.new_misfits > canary.old_misfits {
+            Some(format!(
+                "canary: {} of the new version's {} records would not fit the schema a sink writes (the running version's: {}), e.g. {}; not swapped",
+                canary.new_misfits,
+                canary.seen,
+                canary.old_misfits,
+                canary.misfit.as_deref().unwrap_or("?")
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
             tracing::warn!("{why}");
             let (name, from) = {
                 let p = self.transforms[canary.stage].plugin();

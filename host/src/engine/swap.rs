@@ -16,6 +16,10 @@ use tokio::sync::oneshot;
 /// The longest a canary or a probation waits for its records.
 pub const WATCH_AT_MOST: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The canary a transform's swap gets when none is asked for and a sink writes with a
+/// registry's schema (the new version's output is checked against it first).
+pub const DEFAULT_SCHEMA_CANARY: u64 = 100;
+
 /// A new version, compiled, checked against its world and `init`ed off the hot path.
 pub enum NewPlugin {
     Transform(TransformPlugin),
@@ -98,6 +102,9 @@ pub struct CanaryReport {
     pub records: u64,
     pub old_errors: u64,
     pub new_errors: u64,
+    /// Output records that do not fit a registry-backed sink's value schema.
+    pub old_misfits: u64,
+    pub new_misfits: u64,
 }
 
 /// A batch taken while a new version is on probation: its input (to run again on
@@ -157,6 +164,11 @@ pub(super) struct Canary {
     pub seen: u64,
     pub old_errors: u64,
     pub new_errors: u64,
+    /// Output records a registry-backed sink could not write ([`super::sink_fit`]),
+    /// of the running version and of the new one, and the new one's first reason.
+    pub old_misfits: u64,
+    pub new_misfits: u64,
+    pub misfit: Option<String>,
     pub reply: oneshot::Sender<Result<SwapReport, String>>,
 }
 
@@ -166,6 +178,8 @@ impl Canary {
             records: self.seen,
             old_errors: self.old_errors,
             new_errors: self.new_errors,
+            old_misfits: self.old_misfits,
+            new_misfits: self.new_misfits,
         }
     }
 }

@@ -121,6 +121,15 @@ pub trait SinkConnector {
         Ok(())
     }
 
+    /// The registry schema the sink writes values with, if any (a swap's canary
+    /// output is checked against it).
+    fn value_schema(
+        &self,
+        _base_dir: &Path,
+    ) -> Result<Option<crate::registry::ValueSchema>, String> {
+        Ok(None)
+    }
+
     /// Open the sink (files are created here, so a bad path fails before data flows).
     fn open(
         &self,
@@ -296,6 +305,17 @@ impl SinkConfig {
 
     /// Whether the sink could be opened, checked without writing or connecting
     /// (`sluice validate`): file paths are not folders and can be created.
+    /// The registry schema its values are written with (records sinks only).
+    pub fn value_schema(
+        &self,
+        base_dir: &Path,
+    ) -> Result<Option<crate::registry::ValueSchema>, String> {
+        if self.input != Input::Records {
+            return Ok(None);
+        }
+        each_sink!(&self.connector, c => SinkConnector::value_schema(c, base_dir))
+    }
+
     pub fn check(&self, base_dir: &Path) -> Result<(), String> {
         each_sink!(&self.connector, c => SinkConnector::check(c, base_dir))
     }

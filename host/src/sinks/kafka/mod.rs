@@ -430,6 +430,10 @@ impl super::SinkConnector for KafkaSinkConfig {
         KafkaSinkConfig::validate(self)
     }
 
+    fn value_schema(&self, base_dir: &Path) -> Result<Option<ValueSchema>, String> {
+        self.load_value_schema(base_dir)
+    }
+
     fn check(&self, base_dir: &Path) -> Result<(), String> {
         self.load_value_schema(base_dir)
             .map(drop)
