@@ -1440,3 +1440,60 @@ fn a_file_replaced_while_stopped_is_read_at_positions_past_all_before() {
     assert_eq!(offsets[0], 0);
     assert!(offsets[1] >= 64 << 20, "past the saved mark: {offsets:?}");
 }
+
+#[test]
+fn validate_checks_avro_value_schemas_and_names_the_file_and_the_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("broken.avsc"),
+        "{\n  \"type\": \"record\",\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("wrong.avsc"),
+        r#"{"type": "record", "name": "U", "fields": [{"name": "a", "type": "strin"}]}"#,
+    )
+    .unwrap();
+    for (file, fault) in [
+        ("broken.avsc", "not JSON (line 3, column 1)"),
+        ("wrong.avsc", "not an Avro schema"),
+        ("missing.avsc", "cannot read"),
+    ] {
+        let kafka = format!(
+            "type = \"kafka\"\nbrokers = \"127.0.0.1:9\"\ntopic = \"t\"\nformat = \"avro\"\nregistry = {{ url = \"http://127.0.0.1:9\" }}\nvalue_schema = \"{file}\"\n"
+        );
+        let text_ = SMALL.replace("type = \"file\"\npath = \"users.jsonl\"\n", &kafka);
+        let path = pipeline(dir.path(), "p.toml", &text_);
+        let out = sluice(&["validate", path.to_str().unwrap()]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("sinks[0]") && err.contains(file) && err.contains(fault),
+            "{file}: {err}"
+        );
+    }
+    // A .json schema with format = "avro" is named as the wrong kind.
+    let kafka = "type = \"kafka\"\nbrokers = \"127.0.0.1:9\"\ntopic = \"t\"\nformat = \"avro\"\nregistry = { url = \"http://127.0.0.1:9\" }\nvalue_schema = \"user.json\"\n";
+    let path = pipeline(
+        dir.path(),
+        "p.toml",
+        &SMALL.replace("type = \"file\"\npath = \"users.jsonl\"\n", kafka),
+    );
+    let err = text(&sluice(&["validate", path.to_str().unwrap()]).stderr);
+    assert!(
+        err.contains("`sinks[0].value_schema` must be a .avsc file"),
+        "{err}"
+    );
+    // The shipped schema validates.
+    let kafka = kafka.replace(
+        "user.json",
+        &repo().join("schemas/user.avsc").display().to_string(),
+    );
+    let path = pipeline(
+        dir.path(),
+        "p.toml",
+        &SMALL.replace("type = \"file\"\npath = \"users.jsonl\"\n", &kafka),
+    );
+    let out = sluice(&["validate", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

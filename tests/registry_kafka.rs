@@ -549,3 +549,41 @@ fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
         )
     })
 }
+
+#[test]
+fn the_shipped_demo_writes_avro_that_confluents_deserializer_reads() {
+    let topic = unique("users-created-avro");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--no-progress"])
+        .arg(repo().join("pipelines/local_demo.toml"))
+        .env("SLUICE_KAFKA", broker())
+        .env("SLUICE_TOPIC", &topic)
+        .env("SLUICE_FORMAT", "avro")
+        .env("SLUICE_REGISTRY", registry())
+        .env(
+            "SLUICE_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
+        )
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    // 10,000 generated, one in a thousand poison (a dead letter at format_user).
+    let read = clients(&["consume", &registry(), &broker(), &topic, "avro", "9990"]);
+    let ids: BTreeSet<String> = read
+        .iter()
+        .map(|l| {
+            let user: Value = serde_json::from_str(l).unwrap();
+            assert_eq!(user.as_object().unwrap().len(), 12, "{user}");
+            user["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 9990, "every user once");
+    let (status, body) = call(
+        "GET",
+        &format!("{}/subjects/{topic}-value/versions/latest", registry()),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body["schema"].as_str().unwrap().contains("sluice.users"));
+}
