@@ -32,6 +32,10 @@ echo "==> Kafka (cargo bench --bench kafka)"
 cargo bench --quiet -p sluice --bench kafka 2>/dev/null
 
 echo
+echo "==> Kafka with a Schema Registry: Avro against JSON (cargo bench --bench registry)"
+cargo bench --quiet -p sluice --bench registry 2>/dev/null
+
+echo
 echo "==> PostgreSQL sink vs bare tokio-postgres (cargo bench --bench postgres)"
 cargo bench --quiet -p sluice --bench postgres 2>/dev/null
 

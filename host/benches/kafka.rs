@@ -16,15 +16,10 @@
 
 mod common;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sluice::engine::Pipeline;
 use sluice::plugin::{ComponentCache, Runtime};
-use sluice::sources::generator::{self, GeneratorConfig};
-use sluice::sources::SplitMix64;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -36,40 +31,7 @@ fn broker() -> String {
 }
 
 fn fill(broker: &str, topic: &str, n: u64) -> u64 {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker)
-        .create()
-        .unwrap();
-    let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
-    rt.block_on(admin.create_topics([&new], &AdminOptions::new()))
-        .unwrap();
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker)
-        .set("linger.ms", "20")
-        .set("compression.type", "lz4")
-        .create()
-        .unwrap();
-    let config: GeneratorConfig = toml::from_str("seed = 3").unwrap();
-    let mut rng = SplitMix64::new(3);
-    let mut bytes = 0;
-    for i in 0..n {
-        let value = generator::value(&config, &mut rng, i);
-        bytes += value.len() as u64;
-        let key = i.to_string();
-        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(120)).unwrap();
-    bytes
+    common::fill_topic(broker, topic, PARTITIONS, n, |value| value.to_vec())
 }
 
 /// Read every message with a plain consumer; seconds from the first to the last.

@@ -87,3 +87,55 @@ pub async fn through_sink(toml: &str, records: &[Record], batch: usize) -> Durat
     }
     started.elapsed()
 }
+
+/// Create `topic` and fill it with `n` generated randomuser.me users (seed 3), each
+/// value as `encode` makes it of the user's JSON: the bytes of the JSON written.
+#[allow(dead_code)] // the Kafka benchmarks'
+pub fn fill_topic(
+    broker: &str,
+    topic: &str,
+    partitions: i32,
+    n: u64,
+    mut encode: impl FnMut(&[u8]) -> Vec<u8>,
+) -> u64 {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    use rdkafka::ClientConfig;
+    use sluice::sources::generator::{self, GeneratorConfig};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .create()
+        .unwrap();
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    rt.block_on(admin.create_topics([&new], &AdminOptions::new()))
+        .unwrap();
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("linger.ms", "20")
+        .set("compression.type", "lz4")
+        .create()
+        .unwrap();
+    let config: GeneratorConfig = toml::from_str("seed = 3").unwrap();
+    let mut rng = sluice::sources::SplitMix64::new(3);
+    let mut bytes = 0;
+    for i in 0..n {
+        let json = generator::value(&config, &mut rng, i);
+        bytes += json.len() as u64;
+        let value = encode(&json);
+        let key = i.to_string();
+        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    bytes
+}
