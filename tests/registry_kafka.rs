@@ -359,6 +359,10 @@ fn values_that_cannot_be_decoded_are_dead_letters_naming_their_position() {
 
 /// A registry of the test's own on `port`, keeping `data`.
 fn own_registry(data: &Path, port: u16) -> std::process::Child {
+    own_registry_args(data, port, &[])
+}
+
+fn own_registry_args(data: &Path, port: u16, args: &[&str]) -> std::process::Child {
     let bin = std::env::var("SLUICE_REGISTRY_SERVER_BIN").map_or_else(
         |_| {
             registry(); // servers.sh builds it
@@ -372,6 +376,7 @@ fn own_registry(data: &Path, port: u16) -> std::process::Child {
     let mut child = Command::new(bin)
         .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--data"])
         .arg(data)
+        .args(args)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -388,11 +393,7 @@ fn a_registry_that_is_down_is_waited_for_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let topic = unique("avro-down");
     create_topic(&topic, 1);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let data = dir.path().join("registry.json");
     let mut up = own_registry(&data, port);
     let url = format!("http://127.0.0.1:{port}");
@@ -586,4 +587,106 @@ fn the_shipped_demo_writes_avro_that_confluents_deserializer_reads() {
     );
     assert_eq!(status, 200, "{body}");
     assert!(body["schema"].as_str().unwrap().contains("sluice.users"));
+}
+
+/// `sluice run` of `pipeline` with `env`, to its end: (success, stderr).
+fn run_with_env(pipeline: &Path, env: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--no-progress"])
+        .arg(pipeline)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn credentials_from_the_environment_reach_the_registry_and_refused_ones_stop_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("avro-auth");
+    let (data, port) = (dir.path().join("registry.json"), free_port());
+    let url = format!("http://127.0.0.1:{port}");
+    // user:s3cret, as HTTP Basic has it.
+    let registry_with = |authorization: &str| {
+        let mut child = own_registry_args(&data, port, &["--authorization", authorization]);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(child.try_wait().unwrap().is_none());
+        child
+    };
+    let mut basic = registry_with("Basic dXNlcjpzM2NyZXQ=");
+    write_lines(&dir.path().join("users.jsonl"), &users(0, 20));
+    let sink = pipeline(
+        dir.path(),
+        "in.toml",
+        &format!(
+            r#"
+[source]
+type = "file"
+path = "users.jsonl"
+[[sinks]]
+type = "kafka"
+brokers = "{broker}"
+topic = "{topic}"
+create_topic = {{ partitions = 1 }}
+format = "avro"
+registry = {{ url = "{url}", auth = {{ type = "basic", username = "${{SR_USER}}", password = "${{SR_PASSWORD}}" }} }}
+value_schema = "{avsc}"
+"#,
+            broker = broker(),
+            avsc = repo().join("schemas/user.avsc").display()
+        ),
+    );
+    let (ok, log) = run_with_env(&sink, &[("SR_USER", "user"), ("SR_PASSWORD", "wrong")]);
+    assert!(!ok, "{log}");
+    assert!(
+        log.contains("refused the credentials") && log.contains("401"),
+        "{log}"
+    );
+    let (ok, log) = run_with_env(&sink, &[("SR_USER", "user"), ("SR_PASSWORD", "s3cret")]);
+    assert!(ok, "{log}");
+    basic.kill().unwrap();
+    basic.wait().unwrap();
+
+    // The same registry, now asking for a bearer token: the source reads with one.
+    let mut bearer = registry_with("Bearer t0ken");
+    let source = pipeline(
+        dir.path(),
+        "out.toml",
+        &format!(
+            r#"
+[source]
+type = "kafka"
+brokers = "{broker}"
+topics = ["{topic}"]
+group_id = "{group}"
+stop_at_end = true
+format = "avro"
+registry = {{ url = "{url}", auth = {{ type = "bearer", token = "${{SR_TOKEN}}" }} }}
+{FAST_GROUP}
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+"#,
+            broker = broker(),
+            group = unique("g"),
+        ),
+    );
+    let (ok, log) = run_with_env(&source, &[("SR_TOKEN", "nope")]);
+    assert!(!ok && log.contains("refused the credentials"), "{log}");
+    let (ok, log) = run_with_env(&source, &[("SR_TOKEN", "t0ken")]);
+    assert!(ok, "{log}");
+    bearer.kill().unwrap();
+    bearer.wait().unwrap();
+    assert_eq!(json_lines(&dir.path().join("out.jsonl")), users(0, 20));
 }

@@ -11,6 +11,9 @@ use std::path::Path;
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
+/// The most bytes of one answer read.
+const MAX_ANSWER: usize = 8 << 20;
+
 /// A registry client (cheap to clone: one connection pool).
 #[derive(Clone)]
 pub struct Client {
@@ -194,13 +197,23 @@ async fn answer(
     let response =
         sent.map_err(|e| RegistryError::Unavailable(format!("{base}: {}", chain(&e))))?;
     let status = response.status();
-    // An answer is small; one that is not is cut off rather than held whole.
-    let bytes = response
-        .bytes()
+    // An answer is a schema or less: one past the cap is refused, not held whole.
+    let mut response = response;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|e| RegistryError::Unavailable(format!("{base}: reading the answer: {e}")))?;
-    let v: Value =
-        serde_json::from_slice(&bytes[..bytes.len().min(4 << 20)]).unwrap_or(Value::Null);
+        .map_err(|e| RegistryError::Unavailable(format!("{base}: reading the answer: {e}")))?
+    {
+        if bytes.len() + chunk.len() > MAX_ANSWER {
+            return Err(RegistryError::Refused(format!(
+                "{base}: the answer is over {} MiB: no schema is that big",
+                MAX_ANSWER >> 20
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if status.is_success() {
         return Ok(v);
     }

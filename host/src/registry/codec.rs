@@ -7,6 +7,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+/// The most schema ids remembered at once.
+const MAX_KNOWN: usize = 10_000;
+
 /// A schema id's decoder, or why its values cannot be read.
 enum Known {
     Avro(AvroSchema),
@@ -74,6 +77,14 @@ impl Decoder {
             Err(RegistryError::Refused(why)) => Known::Unusable(why),
             Err(e) => return Err(e),
         };
+        if self.known.len() >= MAX_KNOWN {
+            // Values naming ever new ids (hostile, or broken): forget the unusable
+            // ones rather than grow without bound; a usable schema is kept.
+            self.known.retain(|_, k| !matches!(**k, Known::Unusable(_)));
+            if self.known.len() >= MAX_KNOWN {
+                self.known.clear();
+            }
+        }
         self.known.insert(id, Arc::new(known));
         Ok(())
     }

@@ -29,6 +29,10 @@ struct Args {
     /// Where subjects and schemas are kept (none: in memory).
     #[arg(long)]
     data: Option<std::path::PathBuf>,
+    /// The `Authorization` header every request must carry, as it is
+    /// (`"Basic dXNlcjpwdw=="`, `"Bearer t0ken"`); others are answered 401.
+    #[arg(long)]
+    authorization: Option<String>,
 }
 
 /// Most bytes a request body may have.
@@ -67,8 +71,11 @@ async fn main() {
                 continue;
             };
             let store = store.clone();
+            let authorization = args.authorization.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| handle(store.clone(), req));
+                let service = hyper::service::service_fn(move |req| {
+                    handle(store.clone(), authorization.clone(), req)
+                });
                 let io = hyper_util::rt::TokioIo::new(stream);
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(io, service)
@@ -84,8 +91,15 @@ async fn main() {
 
 async fn handle(
     store: Arc<Mutex<Store>>,
+    authorization: Option<String>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    if let Some(want) = authorization {
+        let given = req.headers().get(hyper::header::AUTHORIZATION);
+        if given.map(|v| v.as_bytes()) != Some(want.as_bytes()) {
+            return Ok(reply(Err(Refusal(401, 40101, "Unauthorized".into()))));
+        }
+    }
     let method = req.method().clone();
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
