@@ -7,16 +7,9 @@
 use crate::common;
 
 use common::kafka::unique;
+use common::registry::{call, own_registry, python};
 use common::stores::registry;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
-fn python() -> String {
-    std::env::var("SLUICE_CONFLUENT_PYTHON").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_default();
-        format!("{home}/.cache/sluice/confluent-venv/bin/python")
-    })
-}
+use std::process::Command;
 
 #[test]
 fn confluents_python_client_reads_and_writes_through_the_registry() {
@@ -40,63 +33,12 @@ fn confluents_python_client_reads_and_writes_through_the_registry() {
     );
 }
 
-/// The registry binary (built by scripts/test.sh, or by servers.sh on first use).
-fn registry_bin() -> std::path::PathBuf {
-    if let Ok(bin) = std::env::var("SLUICE_REGISTRY_SERVER_BIN") {
-        return bin.into();
-    }
-    registry(); // servers.sh builds it
-    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap();
-    target.join("release/sluice-registry-test-server")
-}
-
-/// A registry of this test's own, on a free port, keeping `data`: the child, its URL.
-fn own_registry(data: &std::path::Path) -> (std::process::Child, String) {
-    let mut child = Command::new(registry_bin())
-        .args(["--host", "127.0.0.1", "--port", "0", "--data"])
-        .arg(data)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
-    (child, format!("http://{addr}"))
-}
-
-fn call(method: &str, url: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = reqwest::Client::new();
-        let mut req = client.request(method.parse().unwrap(), url);
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/vnd.schemaregistry.v1+json")
-                .body(b.to_string());
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-        )
-    })
-}
-
 #[test]
 fn the_registry_keeps_its_subjects_across_a_restart_and_refuses_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("registry.json");
     let schema = r#"{"type":"record","name":"U","fields":[{"name":"id","type":"string"}]}"#;
-    let (mut first, url) = own_registry(&data);
+    let (mut first, url) = own_registry(&data, 0, &[]);
     let (status, body) = call(
         "POST",
         &format!("{url}/subjects/users-value/versions"),
@@ -126,7 +68,7 @@ fn the_registry_keeps_its_subjects_across_a_restart_and_refuses_what_is_wrong() 
     first.kill().unwrap();
     first.wait().unwrap();
 
-    let (mut second, url) = own_registry(&data);
+    let (mut second, url) = own_registry(&data, 0, &[]);
     let (status, body) = call(
         "GET",
         &format!("{url}/subjects/users-value/versions/latest"),

@@ -10,20 +10,13 @@ use crate::common;
 
 use common::host::Host;
 use common::kafka::{broker, create_topic, produce, unique, FAST_GROUP};
+use common::registry::{call, own_registry, python};
 use common::stores::registry;
 use common::{json_lines, pipeline, repo};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-
-fn python() -> String {
-    std::env::var("SLUICE_CONFLUENT_PYTHON").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_default();
-        format!("{home}/.cache/sluice/confluent-venv/bin/python")
-    })
-}
+use std::process::Command;
 
 /// tests/servers/registry/clients.py with `args`: its stdout lines.
 fn clients(args: &[&str]) -> Vec<String> {
@@ -82,6 +75,18 @@ fn user_v2(dir: &Path) -> std::path::PathBuf {
 
 /// Kafka `from` (read with `format`) -> Kafka or file sinks, to the end of the topic.
 fn relay(dir: &Path, from: &str, format: &str, sinks: &str) -> std::path::PathBuf {
+    let registry = format!("{{ url = \"{}\" }}", registry());
+    relay_with(dir, from, format, &registry, sinks)
+}
+
+/// As [`relay`], with the source's `registry` table as given.
+fn relay_with(
+    dir: &Path,
+    from: &str,
+    format: &str,
+    registry: &str,
+    sinks: &str,
+) -> std::path::PathBuf {
     pipeline(
         dir,
         "relay.toml",
@@ -97,7 +102,7 @@ topics = ["{from}"]
 group_id = "{group}"
 stop_at_end = true
 format = "{format}"
-registry = {{ url = "{registry}" }}
+registry = {registry}
 {FAST_GROUP}
 {sinks}
 [dead_letter]
@@ -106,7 +111,6 @@ path = "dead.jsonl"
 "#,
             broker = broker(),
             group = unique("g"),
-            registry = registry(),
         ),
     )
 }
@@ -357,37 +361,6 @@ fn values_that_cannot_be_decoded_are_dead_letters_naming_their_position() {
     assert_eq!(dead[0]["record"]["value"], json!(u[1].to_string()));
 }
 
-/// A registry of the test's own on `port`, keeping `data`.
-fn own_registry(data: &Path, port: u16) -> std::process::Child {
-    own_registry_args(data, port, &[])
-}
-
-fn own_registry_args(data: &Path, port: u16, args: &[&str]) -> std::process::Child {
-    let bin = std::env::var("SLUICE_REGISTRY_SERVER_BIN").map_or_else(
-        |_| {
-            registry(); // servers.sh builds it
-            Path::new(env!("CARGO_TARGET_TMPDIR"))
-                .parent()
-                .unwrap()
-                .join("release/sluice-registry-test-server")
-        },
-        Into::into,
-    );
-    let mut child = Command::new(bin)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--data"])
-        .arg(data)
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("127.0.0.1"), "{line}");
-    child
-}
-
 #[test]
 fn a_registry_that_is_down_is_waited_for_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
@@ -395,7 +368,7 @@ fn a_registry_that_is_down_is_waited_for_and_nothing_is_lost() {
     create_topic(&topic, 1);
     let port = free_port();
     let data = dir.path().join("registry.json");
-    let mut up = own_registry(&data, port);
+    let (mut up, _) = own_registry(&data, port, &[]);
     let url = format!("http://127.0.0.1:{port}");
     let avsc = std::fs::read_to_string(repo().join("schemas/user.avsc")).unwrap();
     let (status, body) = call(
@@ -414,37 +387,19 @@ fn a_registry_that_is_down_is_waited_for_and_nothing_is_lost() {
     // The registry goes away before Sluice has seen the id.
     up.kill().unwrap();
     up.wait().unwrap();
-    let path = pipeline(
+    let path = relay_with(
         dir.path(),
-        "down.toml",
-        &format!(
-            r#"
-[source]
-type = "kafka"
-brokers = "{broker}"
-topics = ["{topic}"]
-group_id = "{group}"
-stop_at_end = true
-format = "avro"
-registry = {{ url = "{url}", timeout = "2s" }}
-{FAST_GROUP}
-[[sinks]]
-type = "file"
-path = "out.jsonl"
-[dead_letter]
-type = "file"
-path = "dead.jsonl"
-"#,
-            broker = broker(),
-            group = unique("g"),
-        ),
+        &topic,
+        "avro",
+        &format!("{{ url = \"{url}\", timeout = \"2s\" }}"),
+        "[[sinks]]\ntype = \"file\"\npath = \"out.jsonl\"\n",
     );
     let mut host = Host::start(&path);
     host.wait_log(120, "a retry of the schema fetch", |l| {
         l.contains("fetching schema id") && l.contains("asking again")
     });
     assert!(host.try_exit().is_none(), "{}", host.log());
-    let mut back = own_registry(&data, port);
+    let (mut back, _) = own_registry(&data, port, &[]);
     let status = host.wait(180);
     back.kill().unwrap();
     back.wait().unwrap();
@@ -529,66 +484,6 @@ path = "dead.jsonl"
     );
 }
 
-fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut req = reqwest::Client::new().request(method.parse().unwrap(), url);
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/vnd.schemaregistry.v1+json")
-                .body(b.to_string());
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    })
-}
-
-#[test]
-fn the_shipped_demo_writes_avro_that_confluents_deserializer_reads() {
-    let topic = unique("users-created-avro");
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--no-progress"])
-        .arg(repo().join("pipelines/local_demo.toml"))
-        .env("SLUICE_KAFKA", broker())
-        .env("SLUICE_TOPIC", &topic)
-        .env("SLUICE_FORMAT", "avro")
-        .env("SLUICE_REGISTRY", registry())
-        .env(
-            "SLUICE_CACHE_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
-        )
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
-    // 10,000 generated, one in a thousand poison (a dead letter at format_user).
-    let read = clients(&["consume", &registry(), &broker(), &topic, "avro", "9990"]);
-    let ids: BTreeSet<String> = read
-        .iter()
-        .map(|l| {
-            let user: Value = serde_json::from_str(l).unwrap();
-            assert_eq!(user.as_object().unwrap().len(), 12, "{user}");
-            user["id"].as_str().unwrap().to_owned()
-        })
-        .collect();
-    assert_eq!(ids.len(), 9990, "every user once");
-    let (status, body) = call(
-        "GET",
-        &format!("{}/subjects/{topic}-value/versions/latest", registry()),
-        None,
-    );
-    assert_eq!(status, 200, "{body}");
-    assert!(body["schema"].as_str().unwrap().contains("sluice.users"));
-}
-
 /// `sluice run` of `pipeline` with `env`, to its end: (success, stderr).
 fn run_with_env(pipeline: &Path, env: &[(&str, &str)]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -619,7 +514,7 @@ fn credentials_from_the_environment_reach_the_registry_and_refused_ones_stop_the
     let url = format!("http://127.0.0.1:{port}");
     // user:s3cret, as HTTP Basic has it.
     let registry_with = |authorization: &str| {
-        let mut child = own_registry_args(&data, port, &["--authorization", authorization]);
+        let (mut child, _) = own_registry(&data, port, &["--authorization", authorization]);
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(child.try_wait().unwrap().is_none());
         child
@@ -660,27 +555,14 @@ value_schema = "{avsc}"
 
     // The same registry, now asking for a bearer token: the source reads with one.
     let mut bearer = registry_with("Bearer t0ken");
-    let source = pipeline(
+    let source = relay_with(
         dir.path(),
-        "out.toml",
+        &topic,
+        "avro",
         &format!(
-            r#"
-[source]
-type = "kafka"
-brokers = "{broker}"
-topics = ["{topic}"]
-group_id = "{group}"
-stop_at_end = true
-format = "avro"
-registry = {{ url = "{url}", auth = {{ type = "bearer", token = "${{SR_TOKEN}}" }} }}
-{FAST_GROUP}
-[[sinks]]
-type = "file"
-path = "out.jsonl"
-"#,
-            broker = broker(),
-            group = unique("g"),
+            "{{ url = \"{url}\", auth = {{ type = \"bearer\", token = \"${{SR_TOKEN}}\" }} }}"
         ),
+        "[[sinks]]\ntype = \"file\"\npath = \"out.jsonl\"\n",
     );
     let (ok, log) = run_with_env(&source, &[("SR_TOKEN", "nope")]);
     assert!(!ok && log.contains("refused the credentials"), "{log}");
@@ -689,4 +571,42 @@ path = "out.jsonl"
     bearer.kill().unwrap();
     bearer.wait().unwrap();
     assert_eq!(json_lines(&dir.path().join("out.jsonl")), users(0, 20));
+}
+
+#[test]
+fn the_shipped_demo_writes_avro_that_confluents_deserializer_reads() {
+    let topic = unique("users-created-avro");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "--no-progress"])
+        .arg(repo().join("pipelines/local_demo.toml"))
+        .env("SLUICE_KAFKA", broker())
+        .env("SLUICE_TOPIC", &topic)
+        .env("SLUICE_FORMAT", "avro")
+        .env("SLUICE_REGISTRY", registry())
+        .env(
+            "SLUICE_CACHE_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"),
+        )
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    // 10,000 generated, one in a thousand poison (a dead letter at format_user).
+    let read = clients(&["consume", &registry(), &broker(), &topic, "avro", "9990"]);
+    let ids: BTreeSet<String> = read
+        .iter()
+        .map(|l| {
+            let user: Value = serde_json::from_str(l).unwrap();
+            assert_eq!(user.as_object().unwrap().len(), 12, "{user}");
+            user["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 9990, "every user once");
+    let (status, body) = call(
+        "GET",
+        &format!("{}/subjects/{topic}-value/versions/latest", registry()),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body["schema"].as_str().unwrap().contains("sluice.users"));
 }

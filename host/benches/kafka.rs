@@ -18,11 +18,8 @@ mod common;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use sluice::engine::Pipeline;
-use sluice::plugin::{ComponentCache, Runtime};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 const PARTITIONS: i32 = 4;
 
@@ -94,31 +91,12 @@ type = "stderr"
     );
     let path = dir.path().join("bench.toml");
     std::fs::write(&path, text).unwrap();
-    let config = sluice::config::load(&path).unwrap();
-    let runtime = Runtime::new(ComponentCache::from_env()).unwrap();
-    let pipeline = Pipeline::build(config, &runtime).unwrap();
-    let metrics = pipeline.metrics();
-    let counts = metrics.clone();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let watcher = std::thread::spawn(move || {
-        while metrics.snapshot().records_in == 0 {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        let first = Instant::now();
-        while metrics.snapshot().records_out < n {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        (first, Instant::now())
-    });
-    let stats = rt.block_on(pipeline.run(CancellationToken::new())).unwrap();
-    let end = Instant::now();
-    assert_eq!(stats.records_in, n, "every message read");
-    let (first, last) = watcher.join().unwrap();
-    let snapshot = counts.snapshot();
+    let timed = common::run_timed(&path, n);
+    assert_eq!(timed.counters.records_in, n, "every message read");
     (
-        last.duration_since(first).as_secs_f64(),
-        end.duration_since(last).as_secs_f64(),
-        snapshot.records_in as f64 / snapshot.batches.max(1) as f64,
+        timed.run_s,
+        timed.stop_s,
+        timed.counters.records_in as f64 / timed.counters.batches.max(1) as f64,
     )
 }
 

@@ -15,12 +15,9 @@
 
 mod common;
 
-use sluice::engine::Pipeline;
-use sluice::plugin::{ComponentCache, Runtime};
 use sluice::registry::{AvroSchema, Client, RegistryConfig};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
+use std::time::Instant;
 
 const PARTITIONS: i32 = 4;
 
@@ -81,25 +78,10 @@ type = "stderr"
     );
     let path = dir.path().join("bench.toml");
     std::fs::write(&path, text).unwrap();
-    let config = sluice::config::load(&path).unwrap();
-    let runtime = Runtime::new(ComponentCache::from_env()).unwrap();
-    let pipeline = Pipeline::build(config, &runtime).unwrap();
-    let metrics = pipeline.metrics();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let watcher = std::thread::spawn(move || {
-        while metrics.snapshot().records_in == 0 {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        let first = Instant::now();
-        while metrics.snapshot().records_out < n {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        first.elapsed().as_secs_f64()
-    });
-    let stats = rt.block_on(pipeline.run(CancellationToken::new())).unwrap();
-    assert_eq!(stats.records_in, n, "every message read");
-    assert_eq!(stats.dead_letters, 0, "nothing refused");
-    watcher.join().unwrap()
+    let timed = common::run_timed(&path, n);
+    assert_eq!(timed.counters.records_in, n, "every message read");
+    assert_eq!(timed.counters.dead_letters, 0, "nothing refused");
+    timed.run_s
 }
 
 fn main() {

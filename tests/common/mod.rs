@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 pub mod host;
 pub mod http;
 pub mod kafka;
+pub mod registry;
 pub mod stores;
 
 pub fn repo() -> PathBuf {

@@ -139,3 +139,45 @@ pub fn fill_topic(
     producer.flush(Duration::from_secs(120)).unwrap();
     bytes
 }
+
+/// A pipeline file run to its end, timed from its first record in to its `n`th
+/// record out (what precedes the first record, a group join, is not counted).
+#[allow(dead_code)] // the Kafka benchmarks'
+pub struct Timed {
+    /// Seconds from the first record in to the last out.
+    pub run_s: f64,
+    /// Seconds the stop took after that.
+    pub stop_s: f64,
+    /// What the run counted.
+    pub counters: sluice::engine::Counters,
+}
+
+#[allow(dead_code)] // the Kafka benchmarks'
+pub fn run_timed(path: &Path, n: u64) -> Timed {
+    use sluice::plugin::{ComponentCache, Runtime};
+    let config = sluice::config::load(path).unwrap();
+    let runtime = Runtime::new(ComponentCache::from_env()).unwrap();
+    let pipeline = sluice::engine::Pipeline::build(config, &runtime).unwrap();
+    let metrics = pipeline.metrics();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let watcher = std::thread::spawn(move || {
+        while metrics.snapshot().records_in == 0 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let first = Instant::now();
+        while metrics.snapshot().records_out < n {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        (first, Instant::now())
+    });
+    let counters = rt
+        .block_on(pipeline.run(tokio_util::sync::CancellationToken::new()))
+        .unwrap();
+    let end = Instant::now();
+    let (first, last) = watcher.join().unwrap();
+    Timed {
+        run_s: last.duration_since(first).as_secs_f64(),
+        stop_s: end.duration_since(last).as_secs_f64(),
+        counters,
+    }
+}
