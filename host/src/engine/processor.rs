@@ -399,6 +399,7 @@ impl Processor {
         mut dead: Vec<DeadLetter>,
         stages: std::ops::Range<usize>,
     ) -> (Batch, Vec<DeadLetter>) {
+        let check_fit = self.checks_sink_fit();
         for i in stages.clone() {
             if batch.is_empty() {
                 break;
@@ -427,7 +428,7 @@ impl Processor {
                 c.seen += taken as u64;
                 c.old_errors += failed as u64;
                 c.new_errors += discarded.len() as u64;
-                if super::sink_fit::any(&self.sinks) {
+                if check_fit {
                     // The rest of the transforms, as the records would go to the sinks.
                     for later in &mut self.transforms[i + 1..] {
                         out = later.apply(out, &mut Vec::new());
@@ -442,11 +443,18 @@ impl Processor {
         }
         // The running version's output, held to the same schemas.
         if let Some(c) = self.canary.as_mut().filter(|c| stages.contains(&c.stage)) {
-            if super::sink_fit::any(&self.sinks) {
+            if check_fit {
                 c.old_misfits += super::sink_fit::misfits(&self.sinks, &batch).0;
             }
         }
         (batch, dead)
+    }
+
+    /// Whether a canary's output is held to the sinks' value schemas: some sink has
+    /// one, and no keyed stage stands between the transforms and the sinks (its output
+    /// is not the transforms').
+    pub(super) fn checks_sink_fit(&self) -> bool {
+        self.keyed.is_none() && super::sink_fit::any(&self.sinks)
     }
 
     /// Transformed records on to the window and the sinks.

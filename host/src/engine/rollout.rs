@@ -91,10 +91,9 @@ impl Processor {
                 };
                 // A topic's schema is not left to chance: a swap feeding a
                 // registry-backed sink always has a canary.
+                // (`--canary 0` asks for none, and gets none.)
                 let canary = match canary {
-                    None | Some(0) if super::sink_fit::any(&self.sinks) => {
-                        Some(DEFAULT_SCHEMA_CANARY)
-                    }
+                    None if self.checks_sink_fit() => Some(DEFAULT_SCHEMA_CANARY),
                     other => other,
                 };
                 match canary {

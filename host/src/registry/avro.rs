@@ -31,6 +31,9 @@ use std::sync::Arc;
 /// Nesting deeper than this is refused (a recursive schema, hostile bytes).
 const MAX_DEPTH: usize = 64;
 
+/// The largest decimal scale taken.
+const MAX_SCALE: u32 = 255;
+
 /// A parsed Avro schema, ready to read and write values.
 #[derive(Debug, Clone)]
 pub struct AvroSchema {
@@ -85,7 +88,10 @@ struct RecordDef {
 struct Field {
     name: String,
     node: Node,
+    /// The schema's default as JSON (Avro's own JSON encoding), until encoded.
     default: Option<Value>,
+    /// The default, encoded (written for a field the value lacks).
+    default_bytes: Option<Vec<u8>>,
 }
 
 /// A value that does not fit the schema: where (a JSON pointer) and why.
@@ -132,6 +138,7 @@ impl AvroSchema {
         let mut names = HashMap::new();
         let mut records = Vec::new();
         let root = build(&schema, &mut names, &mut records)?;
+        encode_defaults(&mut records)?;
         let record_name = match &schema {
             Schema::Record(r) => Some(r.name.fullname(None)),
             _ => None,
@@ -161,6 +168,9 @@ impl AvroSchema {
             // Every value read costs a step: zero-sized items (nulls, empty records)
             // cannot make a few bytes claim billions of them.
             steps: 16 * bytes.len() + 1024,
+            // Zero-byte values with long field names could still make a few bytes
+            // into gigabytes of text.
+            max_out: out.len() + 32 * bytes.len() + (1 << 20),
         };
         self.read(&self.root, &mut r, out, 0)?;
         if r.at != bytes.len() {
@@ -190,6 +200,12 @@ impl AvroSchema {
             return Err(format!("nested deeper than {MAX_DEPTH} levels"));
         }
         r.step()?;
+        if out.len() > r.max_out {
+            return Err(format!(
+                "decodes to more than {} bytes of JSON: refused",
+                r.max_out
+            ));
+        }
         match node {
             Node::Null => out.extend_from_slice(b"null"),
             Node::Boolean => match r.byte()? {
@@ -207,10 +223,13 @@ impl AvroSchema {
             Node::Long => write_num(out, r.long()?),
             Node::Float => {
                 let b = r.take(4)?;
-                write_float(
-                    out,
-                    f32::from_le_bytes(b.try_into().expect("4 bytes")) as f64,
-                );
+                let f = f32::from_le_bytes(b.try_into().expect("4 bytes"));
+                if f.is_finite() {
+                    // The f32's own shortest text: 0.1, not 0.10000000149011612.
+                    let _ = serde_json::to_writer(&mut *out, &f);
+                } else {
+                    write_float(out, f64::from(f));
+                }
             }
             Node::Double => {
                 let b = r.take(8)?;
@@ -383,7 +402,13 @@ impl AvroSchema {
                 v.as_i64()
                     .ok_or_else(|| expected("an integer (Avro long)", v))?,
             ),
-            Node::Float => out.extend_from_slice(&(float_of(v)? as f32).to_le_bytes()),
+            Node::Float => {
+                let f = float_of(v)?;
+                if f.is_finite() && f.abs() > f64::from(f32::MAX) {
+                    return Err(misfit(format!("{f} is beyond an Avro float's range")));
+                }
+                out.extend_from_slice(&(f as f32).to_le_bytes());
+            }
             Node::Double => out.extend_from_slice(&float_of(v)?.to_le_bytes()),
             Node::Bytes => {
                 let b = base64_of(v)?;
@@ -469,7 +494,12 @@ impl AvroSchema {
                 }
                 out.extend_from_slice(&bytes);
             }
-            Node::Date => write_long(out, date_of(v)?),
+            Node::Date => {
+                let days = date_of(v)?;
+                i32::try_from(days)
+                    .map_err(|_| misfit(format!("{days} days from 1970 do not fit an Avro int")))?;
+                write_long(out, days);
+            }
             Node::TimeMillis => write_long(out, time_of(v, 1_000)?),
             Node::TimeMicros => write_long(out, time_of(v, 1_000_000)?),
             Node::Timestamp { unit, local } => write_long(out, timestamp_of(v, *unit, *local)?),
@@ -502,17 +532,19 @@ impl AvroSchema {
     ) -> Result<(), Misfit> {
         let mut found = 0;
         for field in &def.fields {
-            let value = match m.get(&field.name) {
-                Some(v) => {
+            match (m.get(&field.name), &field.default_bytes) {
+                (Some(value), _) => {
                     found += 1;
-                    v
+                    self.write(&field.node, value, out, depth + 1)
+                        .map_err(|e| e.under(&field.name))?;
                 }
-                None => field.default.as_ref().ok_or_else(|| {
-                    misfit("is missing, and the schema gives it no default").under(&field.name)
-                })?,
-            };
-            self.write(&field.node, value, out, depth + 1)
-                .map_err(|e| e.under(&field.name))?;
+                (None, Some(default)) => out.extend_from_slice(default),
+                (None, None) => {
+                    return Err(
+                        misfit("is missing, and the schema gives it no default").under(&field.name)
+                    )
+                }
+            }
         }
         if found < m.len() {
             let extra = m
@@ -655,6 +687,7 @@ fn build(
                     name: f.name.clone(),
                     node: build(&f.schema, names, records)?,
                     default: f.default.clone(),
+                    default_bytes: None,
                 });
             }
             records[index].fields = fields;
@@ -671,16 +704,23 @@ fn build(
             node
         }
         Schema::Decimal(d) => {
-            let fixed = match &*d.inner {
+            // Scale sizes the text of each value: bounded, as no real decimal needs more.
+            let scale = u32::try_from(d.scale)
+                .ok()
+                .filter(|&s| s <= MAX_SCALE)
+                .ok_or_else(|| format!("a decimal's scale of {} is over {MAX_SCALE}", d.scale))?;
+            match &*d.inner {
                 Schema::Fixed(f) => {
-                    names.insert(f.name.clone(), Node::Fixed(f.size));
-                    Some(f.size)
+                    let node = Node::Decimal {
+                        scale,
+                        fixed: Some(f.size),
+                    };
+                    // The name refers to the decimal fixed type, logical type and all.
+                    names.insert(f.name.clone(), node.clone());
+                    node
                 }
-                _ => None,
-            };
-            let scale =
-                u32::try_from(d.scale).map_err(|_| "a decimal's scale is too large".to_owned())?;
-            Node::Decimal { scale, fixed }
+                _ => Node::Decimal { scale, fixed: None },
+            }
         }
         Schema::Uuid => Node::Uuid,
         Schema::Date => Node::Date,
@@ -721,10 +761,141 @@ fn build(
     })
 }
 
+/// Each field's default, encoded once. A default is in Avro's own JSON encoding
+/// (bytes and fixed as strings of code points 0-255, a union's for its first
+/// branch), not in Sluice's mapping; one that does not fit its field refuses the
+/// schema.
+fn encode_defaults(records: &mut [RecordDef]) -> Result<(), String> {
+    for i in 0..records.len() {
+        for f in 0..records[i].fields.len() {
+            let field = &records[i].fields[f];
+            let Some(default) = &field.default else {
+                continue;
+            };
+            let mut bytes = Vec::new();
+            write_default(records, &field.node, default, &mut bytes, 0).map_err(|m| {
+                format!(
+                    "the default of field `{}` does not fit its type: {m}",
+                    field.name
+                )
+            })?;
+            records[i].fields[f].default_bytes = Some(bytes);
+        }
+    }
+    Ok(())
+}
+
+/// Avro's JSON encoding of bytes and fixed: a string of code points 0-255.
+fn latin1(v: &Value) -> Result<Vec<u8>, Misfit> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| expected("a string of code points 0-255", v))?;
+    s.chars()
+        .map(|c| {
+            u8::try_from(u32::from(c))
+                .map_err(|_| misfit(format!("`{c}` is not a code point from 0 to 255")))
+        })
+        .collect()
+}
+
+/// A default value (Avro's JSON encoding) as Avro binary.
+fn write_default(
+    records: &[RecordDef],
+    node: &Node,
+    v: &Value,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Result<(), Misfit> {
+    if depth > MAX_DEPTH {
+        return Err(misfit(format!("nested deeper than {MAX_DEPTH} levels")));
+    }
+    let number = |v: &Value| v.as_i64().ok_or_else(|| expected("an integer", v));
+    match node {
+        Node::Union(branches) => {
+            // The first branch's, as the specification has it.
+            let first = branches
+                .first()
+                .ok_or_else(|| misfit("the union is empty"))?;
+            write_long(out, 0);
+            write_default(records, first, v, out, depth + 1)?;
+        }
+        Node::Bytes | Node::Decimal { fixed: None, .. } => write_bytes(out, &latin1(v)?),
+        Node::Fixed(n) | Node::Decimal { fixed: Some(n), .. } => {
+            let b = latin1(v)?;
+            if b.len() != *n {
+                return Err(misfit(format!(
+                    "is {} byte(s); the fixed type holds {n}",
+                    b.len()
+                )));
+            }
+            out.extend_from_slice(&b);
+        }
+        Node::Duration => {
+            let b = latin1(v)?;
+            if b.len() != 12 {
+                return Err(misfit("a duration is 12 bytes"));
+            }
+            out.extend_from_slice(&b);
+        }
+        Node::Date | Node::TimeMillis => {
+            let n = number(v)?;
+            i32::try_from(n).map_err(|_| misfit(format!("{n} does not fit an Avro int")))?;
+            write_long(out, n);
+        }
+        Node::TimeMicros | Node::Timestamp { .. } => write_long(out, number(v)?),
+        Node::Array(items) => {
+            let a = v.as_array().ok_or_else(|| expected("an array", v))?;
+            if !a.is_empty() {
+                write_long(out, a.len() as i64);
+                for item in a {
+                    write_default(records, items, item, out, depth + 1)?;
+                }
+            }
+            out.push(0);
+        }
+        Node::Map(values) => {
+            let m = v.as_object().ok_or_else(|| expected("an object", v))?;
+            if !m.is_empty() {
+                write_long(out, m.len() as i64);
+                for (k, item) in m {
+                    write_bytes(out, k.as_bytes());
+                    write_default(records, values, item, out, depth + 1).map_err(|e| e.under(k))?;
+                }
+            }
+            out.push(0);
+        }
+        Node::Record(i) => {
+            let m = v.as_object().ok_or_else(|| expected("an object", v))?;
+            for field in &records[*i].fields {
+                match (m.get(&field.name), &field.default) {
+                    (Some(x), _) | (None, Some(x)) => {
+                        write_default(records, &field.node, x, out, depth + 1)
+                            .map_err(|e| e.under(&field.name))?
+                    }
+                    (None, None) => return Err(misfit("is missing").under(&field.name)),
+                }
+            }
+        }
+        // The rest (null, boolean, numbers, strings, enums, uuid) read the same in
+        // both encodings.
+        other => {
+            let leaf = AvroSchema {
+                root: other.clone(),
+                records: Arc::from(Vec::new()),
+                text: String::new(),
+                record_name: None,
+            };
+            leaf.write(other, v, out, depth)?;
+        }
+    }
+    Ok(())
+}
+
 struct Reader<'a> {
     buf: &'a [u8],
     at: usize,
     steps: usize,
+    max_out: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -881,6 +1052,11 @@ fn base64_of(v: &Value) -> Result<Vec<u8>, Misfit> {
 
 /// A two's-complement big-endian integer of at most 16 bytes.
 fn unscaled_of(b: &[u8]) -> Result<i128, String> {
+    // A wide fixed pads small values with sign bytes: those hold no digits.
+    let mut b = b;
+    while b.len() > 16 && (b[0] == 0 || b[0] == 0xff) && (b[1] & 0x80) == (b[0] & 0x80) {
+        b = &b[1..];
+    }
     if b.len() > 16 {
         return Err(format!("a decimal of {} bytes is beyond 128 bits", b.len()));
     }
@@ -971,7 +1147,14 @@ fn date_of(v: &Value) -> Result<i64, Misfit> {
 
 fn time_of(v: &Value, per_second: i64) -> Result<i64, Misfit> {
     if let Some(n) = v.as_i64() {
-        return Ok(n);
+        let day = 86_400 * per_second;
+        return if (0..day).contains(&n) {
+            Ok(n)
+        } else {
+            Err(misfit(format!(
+                "{n} is not a time of day (0 to {day} exclusive)"
+            )))
+        };
     }
     let s = v
         .as_str()
@@ -1233,5 +1416,53 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&text)));
             assert_eq!(back, user);
         }
+    }
+
+    #[test]
+    fn defaults_are_read_as_avro_json_has_them() {
+        let s = AvroSchema::parse(
+            r#"{"type":"record","name":"D","fields":[
+            {"name":"a","type":"int"},
+            {"name":"b","type":"bytes","default":"\u00ff\u0000"},
+            {"name":"c","type":["string","null"],"default":"x"},
+            {"name":"f","type":"float","default":0.1}]}"#,
+        )
+        .unwrap();
+        let mut bytes = Vec::new();
+        s.from_json(&json!({"a": 1}), &mut bytes).unwrap();
+        let mut text = Vec::new();
+        s.to_json(&bytes, &mut text).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&text).unwrap(),
+            json!({"a": 1, "b": "/wA=", "c": "x", "f": 0.1})
+        );
+        // A union's default is its first branch's: one that is not is refused.
+        let e = AvroSchema::parse(
+            r#"{"type":"record","name":"E","fields":[{"name":"c","type":["null","string"],"default":"x"}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.contains("default of field `c`"), "{e}");
+    }
+
+    #[test]
+    fn wide_fixed_decimals_small_values_and_time_ranges() {
+        let s = AvroSchema::parse(
+            r#"{"type":"fixed","name":"W","size":20,"logicalType":"decimal","precision":40,"scale":2}"#,
+        )
+        .unwrap();
+        for v in ["-1.50", "123.45"] {
+            let mut bytes = Vec::new();
+            s.from_json(&json!(v), &mut bytes).unwrap();
+            assert_eq!(bytes.len(), 20);
+            let mut text = Vec::new();
+            s.to_json(&bytes, &mut text).unwrap();
+            assert_eq!(text, format!("\"{v}\"").into_bytes());
+        }
+        let t = AvroSchema::parse(r#"{"type":"int","logicalType":"time-millis"}"#).unwrap();
+        assert!(t.from_json(&json!(86_400_000), &mut Vec::new()).is_err());
+        let d = AvroSchema::parse(r#"{"type":"int","logicalType":"date"}"#).unwrap();
+        assert!(d.from_json(&json!(1i64 << 40), &mut Vec::new()).is_err());
+        let f = AvroSchema::parse(r#""float""#).unwrap();
+        assert!(f.from_json(&json!(1e300), &mut Vec::new()).is_err());
     }
 }

@@ -88,7 +88,7 @@ impl Client {
                 other => other,
             })?;
         let schema = v["schema"].as_str().ok_or_else(|| {
-            RegistryError::Unavailable(format!("schema id {id}: the answer has no `schema`: {v}"))
+            RegistryError::Refused(format!("schema id {id}: the answer has no `schema`: {v}"))
         })?;
         Ok(Registered {
             schema_type: v["schemaType"].as_str().unwrap_or("AVRO").to_owned(),

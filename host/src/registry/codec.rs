@@ -15,7 +15,13 @@ enum Known {
     Avro(AvroSchema),
     Json(JsonSchema),
     Unusable(String),
+    /// The registry did not have it when asked: asked again after [`ASK_AGAIN`] (a
+    /// follower behind its leader, another of `url`'s registries may have it since).
+    Missing(String, std::time::Instant),
 }
+
+/// How long an id the registry did not have stays a dead letter without asking.
+const ASK_AGAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The Kafka source's side: framed values to JSON text, schemas fetched by id once.
 pub struct Decoder {
@@ -53,6 +59,8 @@ impl Decoder {
         };
         match &**known {
             Known::Unusable(why) => Decoded::Dead(format!("schema id {id}: {why}")),
+            Known::Missing(_, asked) if asked.elapsed() >= ASK_AGAIN => Decoded::Unknown(id),
+            Known::Missing(why, _) => Decoded::Dead(why.clone()),
             Known::Avro(schema) => {
                 let mut out = Vec::with_capacity(body.len() * 2 + 16);
                 match schema.to_json(body, &mut out) {
@@ -73,14 +81,15 @@ impl Decoder {
     pub async fn learn(&mut self, id: u32) -> Result<(), RegistryError> {
         let known = match self.client.schema_by_id(id).await {
             Ok(registered) => self.compile(id, &registered),
-            Err(RegistryError::NotFound(why)) => Known::Unusable(why),
+            Err(RegistryError::NotFound(why)) => Known::Missing(why, std::time::Instant::now()),
             Err(RegistryError::Refused(why)) => Known::Unusable(why),
             Err(e) => return Err(e),
         };
         if self.known.len() >= MAX_KNOWN {
             // Values naming ever new ids (hostile, or broken): forget the unusable
             // ones rather than grow without bound; a usable schema is kept.
-            self.known.retain(|_, k| !matches!(**k, Known::Unusable(_)));
+            self.known
+                .retain(|_, k| !matches!(**k, Known::Unusable(_) | Known::Missing(..)));
             if self.known.len() >= MAX_KNOWN {
                 self.known.clear();
             }

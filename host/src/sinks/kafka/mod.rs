@@ -300,15 +300,13 @@ impl KafkaSink {
             VecDeque::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
             let position = batch.positions.get(i).copied();
-            if let (Some(exact), Some(position)) = (self.exact.as_mut(), position) {
-                if exact.written(position) {
-                    continue;
-                }
-            }
             let tombstone = is_null_value(r);
             let route = route_of(r);
             let route = route.as_deref().unwrap_or(super::DEFAULT_ROUTE);
             let topic = self.route_topics.get(route).unwrap_or(&self.topic);
+            // Fitted first: a record that does not fit is a dead letter every time it
+            // comes, even when `exact` would take it for written (its dead letter may
+            // not have been durable when a later record's write was).
             let encoded = match (&self.encoder, tombstone) {
                 (Some(encoder), false) => match encoder.encode(topic, &r.value) {
                     Ok(v) => Some(v),
@@ -319,6 +317,11 @@ impl KafkaSink {
                 },
                 _ => None,
             };
+            if let (Some(exact), Some(position)) = (self.exact.as_mut(), position) {
+                if exact.written(position) {
+                    continue;
+                }
+            }
             let mut stamp = None;
             if let (Some(exact), Some(position)) = (self.exact.as_mut(), position) {
                 stamp = exact.stamp(position);
