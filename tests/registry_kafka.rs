@@ -283,14 +283,7 @@ fn register(subject: &str, schema: &str) -> u32 {
 /// A user as Avro of schemas/user.avsc, framed with `id` (Sluice's encoder; the
 /// Python tests above hold it to Confluent's).
 fn framed_user(id: u32, user: &Value) -> Vec<u8> {
-    let schema = sluice::registry::AvroSchema::parse(
-        &std::fs::read_to_string(repo().join("schemas/user.avsc")).unwrap(),
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    sluice::registry::frame(id, &mut out);
-    schema.from_json(user, &mut out).unwrap();
-    out
+    AvroSchemaFile::read(&repo().join("schemas/user.avsc")).framed(id, user)
 }
 
 #[test]
@@ -362,31 +355,29 @@ fn values_that_cannot_be_decoded_are_dead_letters_naming_their_position() {
 }
 
 #[test]
-fn a_registry_that_is_down_is_waited_for_and_nothing_is_lost() {
+fn a_registry_stopped_mid_stream_is_waited_for_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let topic = unique("avro-down");
     create_topic(&topic, 1);
     let port = free_port();
     let data = dir.path().join("registry.json");
-    let (mut up, _) = own_registry(&data, port, &[]);
-    let url = format!("http://127.0.0.1:{port}");
-    let avsc = std::fs::read_to_string(repo().join("schemas/user.avsc")).unwrap();
-    let (status, body) = call(
-        "POST",
-        &format!("{url}/subjects/{topic}-value/versions"),
-        Some(json!({ "schema": avsc })),
-    );
-    assert_eq!(status, 200, "{body}");
-    let id = body["id"].as_u64().unwrap() as u32;
-    let all = users(0, 200);
-    let messages: Vec<_> = all
+    let (mut up, url) = own_registry(&data, port, &[]);
+    let subject = format!("{url}/subjects/{topic}-value/versions");
+    let register = |schema: &Path| {
+        let text = std::fs::read_to_string(schema).unwrap();
+        let (status, body) = call("POST", &subject, Some(json!({ "schema": text })));
+        assert_eq!(status, 200, "{body}");
+        body["id"].as_u64().unwrap() as u32
+    };
+    let v1 = register(&repo().join("schemas/user.avsc"));
+    let v2_path = user_v2(dir.path());
+    let v2 = register(&v2_path);
+    let first = users(0, 100);
+    let framed: Vec<_> = first
         .iter()
-        .map(|u| (None, Some(framed_user(id, u))))
+        .map(|u| (None, Some(framed_user(v1, u))))
         .collect();
-    produce(&topic, &messages);
-    // The registry goes away before Sluice has seen the id.
-    up.kill().unwrap();
-    up.wait().unwrap();
+    produce(&topic, &framed);
     let path = relay_with(
         dir.path(),
         &topic,
@@ -394,25 +385,66 @@ fn a_registry_that_is_down_is_waited_for_and_nothing_is_lost() {
         &format!("{{ url = \"{url}\", timeout = \"2s\" }}"),
         "[[sinks]]\ntype = \"file\"\npath = \"out.jsonl\"\n",
     );
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("stop_at_end = true", "stop_at_end = false");
+    std::fs::write(&path, text).unwrap();
     let mut host = Host::start(&path);
+    let out = dir.path().join("out.jsonl");
+    host.wait_lines(&out, 100);
+    // Mid-stream, the registry goes away; then come values of a schema id Sluice has
+    // not seen yet (v2 of the row, a field added).
+    up.kill().unwrap();
+    up.wait().unwrap();
+    let v2_schema = AvroSchemaFile::read(&v2_path);
+    let second: Vec<Value> = users(100, 100)
+        .into_iter()
+        .map(|mut u| {
+            u["nat"] = json!("NL");
+            u
+        })
+        .collect();
+    let framed: Vec<_> = second
+        .iter()
+        .map(|u| (None, Some(v2_schema.framed(v2, u))))
+        .collect();
+    produce(&topic, &framed);
     host.wait_log(120, "a retry of the schema fetch", |l| {
-        l.contains("fetching schema id") && l.contains("asking again")
+        l.contains(&format!("fetching schema id {v2}")) && l.contains("asking again")
     });
+    assert_eq!(
+        common::host::lines(&out),
+        100,
+        "nothing handed on past the wait"
+    );
     assert!(host.try_exit().is_none(), "{}", host.log());
     let (mut back, _) = own_registry(&data, port, &[]);
-    let status = host.wait(180);
+    host.wait_lines(&out, 200);
+    host.stop();
     back.kill().unwrap();
     back.wait().unwrap();
-    assert!(status.success(), "{}", host.log());
-    assert_eq!(
-        json_lines(&dir.path().join("out.jsonl")),
-        all,
-        "every user, in order"
-    );
-    assert!(
-        !dir.path().join("dead.jsonl").exists()
-            || json_lines(&dir.path().join("dead.jsonl")).is_empty()
-    );
+    let mut all = first;
+    all.extend(second);
+    assert_eq!(json_lines(&out), all, "every user once, in order");
+    assert!(json_lines(&dir.path().join("dead.jsonl")).is_empty());
+}
+
+/// An Avro schema file, for values framed by hand.
+struct AvroSchemaFile(sluice::registry::AvroSchema);
+
+impl AvroSchemaFile {
+    fn read(path: &Path) -> Self {
+        AvroSchemaFile(
+            sluice::registry::AvroSchema::parse(&std::fs::read_to_string(path).unwrap()).unwrap(),
+        )
+    }
+
+    fn framed(&self, id: u32, value: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        sluice::registry::frame(id, &mut out);
+        self.0.from_json(value, &mut out).unwrap();
+        out
+    }
 }
 
 #[test]
