@@ -642,3 +642,89 @@ fn the_shipped_demo_writes_avro_that_confluents_deserializer_reads() {
     assert_eq!(status, 200, "{body}");
     assert!(body["schema"].as_str().unwrap().contains("sluice.users"));
 }
+
+/// A TLS front for the plain-HTTP registry at `upstream` (host:port), presenting
+/// `dir`/server.pem: its port. It runs until the test process ends.
+fn tls_front(dir: &Path, upstream: String) -> u16 {
+    let config =
+        sluice::tls::server_config(Path::new("server.pem"), Path::new("server.key"), dir).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+            while let Ok((stream, _)) = listener.accept().await {
+                let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    if let Ok(mut plain) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                    }
+                });
+            }
+        });
+    });
+    port
+}
+
+#[test]
+fn an_https_registry_is_trusted_by_its_ca_file_and_refused_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    std::fs::write(dir.path().join("server.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("server.key"), cert.key_pair.serialize_pem()).unwrap();
+    let (mut registry_child, url) = own_registry(&dir.path().join("registry.json"), 0, &[]);
+    let port = tls_front(dir.path(), url.trim_start_matches("http://").to_owned());
+    write_lines(&dir.path().join("users.jsonl"), &users(0, 5));
+    let topic = unique("avro-tls");
+    let file_to_kafka = |tls: &str| {
+        pipeline(
+            dir.path(),
+            "tls.toml",
+            &format!(
+                r#"
+[source]
+type = "file"
+path = "users.jsonl"
+[[sinks]]
+type = "kafka"
+brokers = "{broker}"
+topic = "{topic}"
+create_topic = {{ partitions = 1 }}
+format = "avro"
+registry = {{ url = "https://127.0.0.1:{port}"{tls} }}
+value_schema = "{avsc}"
+"#,
+                broker = broker(),
+                avsc = repo().join("schemas/user.avsc").display()
+            ),
+        )
+    };
+    // The WebPKI roots do not know the certificate: refused at once, not retried.
+    let started = std::time::Instant::now();
+    let (ok, log) = run_with_env(&file_to_kafka(""), &[]);
+    assert!(!ok && log.contains("certificate is refused"), "{log}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{log}"
+    );
+    let (ok, log) = run_with_env(&file_to_kafka(", tls = { ca_file = \"server.pem\" }"), &[]);
+    assert!(ok, "{log}");
+    let (status, body) = call(
+        "GET",
+        &format!("{url}/subjects/{topic}-value/versions/latest"),
+        None,
+    );
+    assert_eq!(status, 200, "registered through TLS: {body}");
+    registry_child.kill().unwrap();
+    registry_child.wait().unwrap();
+}

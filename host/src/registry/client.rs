@@ -36,6 +36,9 @@ pub enum RegistryError {
     /// 409, 422 and other 4xx: the request (a schema) is refused.
     #[error("the schema registry refused it: {0}")]
     Refused(String),
+    /// Its certificate is not trusted (or not for its name): retrying cannot help.
+    #[error("the schema registry's certificate is refused: {0} (registry.tls.ca_file names the authorities to trust)")]
+    Certificate(String),
 }
 
 impl RegistryError {
@@ -194,11 +197,16 @@ async fn answer(
     base: &str,
     sent: reqwest::Result<reqwest::Response>,
 ) -> Result<Value, RegistryError> {
-    let response =
-        sent.map_err(|e| RegistryError::Unavailable(format!("{base}: {}", chain(&e))))?;
+    let mut response = sent.map_err(|e| {
+        let why = format!("{base}: {}", chain(&e));
+        if why.contains("certificate") {
+            RegistryError::Certificate(why)
+        } else {
+            RegistryError::Unavailable(why)
+        }
+    })?;
     let status = response.status();
     // An answer is a schema or less: one past the cap is refused, not held whole.
-    let mut response = response;
     let mut bytes = Vec::new();
     while let Some(chunk) = response
         .chunk()
