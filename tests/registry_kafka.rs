@@ -728,3 +728,35 @@ value_schema = "{avsc}"
     registry_child.kill().unwrap();
     registry_child.wait().unwrap();
 }
+
+#[test]
+fn the_record_subject_strategies_register_under_the_records_name() {
+    let dir = tempfile::tempdir().unwrap();
+    write_lines(&dir.path().join("users.jsonl"), &users(0, 3));
+    for (strategy, subject) in [
+        ("record", "sluice.users.User".to_owned()),
+        ("topic_record", "{topic}-sluice.users.User".to_owned()),
+    ] {
+        let topic = unique("avro-strategy");
+        let sink = kafka_sink(&topic, "avro", &repo().join("schemas/user.avsc"));
+        let path = pipeline(
+            dir.path(),
+            // A pipeline each: the file source resumes where the same name left off.
+            &format!("{strategy}.toml"),
+            &format!(
+                "[source]\ntype = \"file\"\npath = \"users.jsonl\"\n{sink}create_topic = {{ partitions = 1 }}\nsubject_strategy = \"{strategy}\"\n"
+            ),
+        );
+        let (ok, log) = run_with_env(&path, &[]);
+        assert!(ok, "{log}");
+        let subject = subject.replace("{topic}", &topic);
+        let (status, body) = call(
+            "GET",
+            &format!("{}/subjects/{subject}/versions/latest", registry()),
+            None,
+        );
+        assert_eq!(status, 200, "{strategy}: {subject}: {body}");
+        let read = clients(&["consume", &registry(), &broker(), &topic, "avro", "3"]);
+        assert_eq!(parsed(&read), set_of(users(0, 3)));
+    }
+}
