@@ -13,9 +13,11 @@
 #     1/100 records a request, ack durable and accepted, beside a bare hyper server;
 #   - keyed state (issue 26): dedup against format_user alone on the same file, the
 #     checkpoint and the restart at 1,000,000 keys;
-#   - PySpark 4 local[*] on the same file, when it can be installed (Java 17 and
-#     PyPI; in a venv under ~/.cache/sluice), and the ratio. SLUICE_BENCH_SPARK=0
-#     skips it.
+#   - the anchors (issue 28) on the same file, when they can be installed (Java 17
+#     and PyPI; each in a venv under ~/.cache/sluice): PySpark 4 local[*], Flink SQL
+#     through PyFlink 2.3 (parallelism 2; its in-job time beside its wall time) and
+#     Bytewax 0.21 (2 processes); each one's window count checked against Sluice's,
+#     and the ratios. SLUICE_BENCH_ANCHORS=0 skips them, SLUICE_BENCH_SPARK=0 PySpark.
 # SLUICE_BENCH_USERS (default 500000) and SLUICE_BENCH_RUNS (default 3) size it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,21 +49,42 @@ echo
 echo "==> keyed state: dedup against format_user alone; 1M keys' checkpoint (cargo bench --bench keyed)"
 cargo bench --quiet -p sluice --bench keyed 2>/dev/null
 
-if [ "${SLUICE_BENCH_SPARK:-1}" = 1 ]; then
-  echo
-  echo "==> PySpark on the same file"
-  venv="$HOME/.cache/sluice/pyspark-venv"
-  if ! command -v java >/dev/null; then
-    echo "    no Java here: PySpark skipped"
-  elif [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import pyspark" 2>/dev/null \
-      || { python3 -m venv "$venv" && "$venv/bin/pip" install -q pyspark; }; then
-    users="$CARGO_TARGET_DIR/tmp/bench-job/users-$n.jsonl"
-    spark=$("$venv/bin/python" scripts/bench_spark.py "$users" "$CARGO_TARGET_DIR/tmp/bench-job/spark-out" 2>/dev/null | tail -n 1)
-    echo "    $spark"
-    spark_s=$(echo "$spark" | awk '{print $2}')
-    job_s=$(grep '^| the job' "$CARGO_TARGET_DIR/bench-job.txt" | awk -F'|' '$3 ~ /2/ {print $4}' | tr -d ' ')
-    awk -v s="$spark_s" -v j="$job_s" 'BEGIN { printf "    the job, 2 workers: %.2f s; PySpark: %.1f s: Sluice is %.1fx faster\n", j, s, s / j }'
-  else
-    echo "    PySpark could not be installed: skipped"
+# The anchors: the same job in PySpark, Flink SQL (PyFlink) and Bytewax on the same
+# file, each in a venv of its own under the cache folder (installed from PyPI on first
+# use), their window counts held to Sluice's, and the ratios to Sluice's wall time at
+# 2 workers. SLUICE_BENCH_ANCHORS=0 skips them (SLUICE_BENCH_SPARK=0: PySpark alone).
+if [ "${SLUICE_BENCH_ANCHORS:-1}" = 1 ]; then
+  users="$CARGO_TARGET_DIR/tmp/bench-job/users-$n.jsonl"
+  job_s=$(grep '^| the job' "$CARGO_TARGET_DIR/bench-job.txt" | awk -F'|' '$3 ~ /2/ {print $4}' | tr -d ' ')
+  job_windows=$(awk '/^the job.s windows:/ {print $4}' "$CARGO_TARGET_DIR/bench-job.txt")
+  # anchor NAME PACKAGE MODULE SCRIPT [ARGS...]: install, run, check, print the ratio.
+  anchor() {
+    local name=$1 package=$2 module=$3 script=$4 venv="$HOME/.cache/sluice/$1-venv" line
+    shift 4
+    echo
+    echo "==> $name on the same file"
+    if ! command -v java >/dev/null && [ "$name" != bytewax ]; then
+      echo "    no Java here: $name skipped"; return
+    fi
+    if ! { [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import $module" 2>/dev/null; } \
+        && ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q "$package"; }; then
+      echo "    $name could not be installed: skipped"; return
+    fi
+    if ! line=$("$venv/bin/python" "scripts/$script" "$users" "$CARGO_TARGET_DIR/tmp/bench-job/$name-out" "$@" 2>/dev/null | tail -n 1); then
+      echo "    $name failed: skipped"; return
+    fi
+    echo "    $line"
+    echo "$line" | awk -v j="$job_s" -v jw="$job_windows" -v name="$name" '{
+      wall = $2; windows = $(NF - 1)
+      if (windows != jw) { printf "    WINDOWS DIFFER: %s counted %s, Sluice %s\n", name, windows, jw; exit }
+      printf "    the same %s windows; the job, 2 workers: %.2f s; %s: %.1f s wall: Sluice is %.1fx faster", windows, j, name, wall, wall / j
+      for (i = 1; i < NF; i++) if ($(i + 1) == "s" && $(i + 2) == "job,") printf " (%.1fx its in-job %.1f s)", $i / j, $i
+      printf "\n"
+    }'
+  }
+  if [ "${SLUICE_BENCH_SPARK:-1}" = 1 ]; then
+    anchor pyspark pyspark pyspark bench_spark.py
   fi
+  anchor flink apache-flink==2.3.0 pyflink bench_flink.py 2
+  anchor bytewax bytewax==0.21.1 bytewax bench_bytewax.py 2
 fi

@@ -76,6 +76,8 @@ struct Run {
     wall: f64,
     cpu: f64,
     rss_mb: f64,
+    /// Window results written (the job's windows.jsonl), for the anchors' check.
+    windows: usize,
 }
 
 /// Run `sluice run` on `toml` (written in a fresh folder), `runs` times; the median
@@ -103,10 +105,13 @@ fn sluice_run(toml: &str, runs: u64) -> Run {
         let wall = started.elapsed().as_secs_f64();
         assert!(pid > 0 && status == 0, "sluice run failed: {toml}");
         let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        let windows = std::fs::read(dir.path().join("windows.jsonl"))
+            .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count());
         all.push(Run {
             wall,
             cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
             rss_mb: usage.ru_maxrss as f64 / 1024.0,
+            windows,
         });
     }
     all.sort_by(|a, b| a.wall.total_cmp(&b.wall));
@@ -267,6 +272,7 @@ fn main() {
     println!("| pipeline | workers | wall s | records/s | CPU % | peak RSS MB |");
     println!("|---|---|---|---|---|---|");
     let mut walls = std::collections::BTreeMap::new();
+    let mut windows = 0;
     for (name, transform, window) in [
         ("file -> null", false, false),
         ("file -> format_user -> null", true, false),
@@ -275,6 +281,7 @@ fn main() {
         for workers in [1, 2] {
             let r = sluice_run(&pipeline(&file, workers, transform, window), runs);
             walls.insert((name, workers), r.wall);
+            windows = windows.max(r.windows);
             println!(
                 "| {name} | {workers} | {:.2} | {:.0} | {:.0} | {:.0} |",
                 r.wall,
@@ -284,6 +291,8 @@ fn main() {
             );
         }
     }
+    // scripts/bench.sh holds the other engines' window counts to this one.
+    println!("the job's windows: {windows}");
     println!();
     for name in [
         "file -> format_user -> null",
