@@ -27,8 +27,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, Statistics, TopicPartitionList};
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -139,15 +140,18 @@ struct State {
     ctx: SourceContext,
     event_time: EventTime,
     ids: HashMap<String, HashMap<i32, PartitionId>>,
+    /// The last message's topic, partition and id: messages come in runs of one
+    /// partition, so most need no map lookup at all.
+    last_id: Option<(String, i32, PartitionId)>,
     /// Partitions assigned to this host now.
     owned: HashMap<PartitionId, (String, i32)>,
     /// Per owned partition, the offset the group's commit is known to be at (the
     /// first offset read after assignment, then each commit): never committed below.
-    committed: HashMap<PartitionId, i64>,
+    committed: FxHashMap<PartitionId, i64>,
     /// The newest durable offsets the engine acknowledged.
     durable: BTreeMap<PartitionId, u64>,
     /// Partitions librdkafka reported read to their end (by partition number).
-    at_end: HashSet<i32>,
+    at_end: FxHashSet<i32>,
     /// Leaving the group: the final flush is done.
     closing: bool,
     /// Read and not yet handed to the engine (sent in chunks: one wake-up each).
@@ -156,7 +160,7 @@ struct State {
     /// revocations: when a partition comes back while an open window still holds its
     /// records (so its commit stayed behind them), reading resumes here, not at the
     /// commit, or the window would count those records twice.
-    next_read: HashMap<PartitionId, i64>,
+    next_read: FxHashMap<PartitionId, i64>,
     /// The assignment changed since the read loop last looked (it then checks whether
     /// other hosts share the group).
     reassigned: bool,
@@ -227,6 +231,17 @@ impl State {
     /// The engine's id of a topic-partition; looked up without allocating, since it
     /// is asked for every message.
     fn id(&mut self, topic: &str, partition: i32) -> PartitionId {
+        if let Some((t, p, id)) = &self.last_id {
+            if *p == partition && t == topic {
+                return *id;
+            }
+        }
+        let id = self.id_of(topic, partition);
+        self.last_id = Some((topic.to_owned(), partition, id));
+        id
+    }
+
+    fn id_of(&mut self, topic: &str, partition: i32) -> PartitionId {
         if let Some(&id) = self.ids.get(topic).and_then(|ps| ps.get(&partition)) {
             return id;
         }
@@ -318,7 +333,9 @@ impl State {
         let id = self.id(m.topic(), m.partition());
         self.committed.entry(id).or_insert(m.offset());
         self.next_read.insert(id, m.offset() + 1);
-        self.at_end.remove(&m.partition());
+        if !self.at_end.is_empty() {
+            self.at_end.remove(&m.partition());
+        }
         let (mut headers, unnamed) = headers_of(m);
         // Only this source says what was null: a producer's header of that name is not
         // taken at its word.
@@ -599,13 +616,14 @@ pub fn run(config: KafkaSourceConfig, ctx: SourceContext) -> Result<(), SourceEr
             ctx,
             event_time: config.event_time.clone(),
             ids: HashMap::new(),
+            last_id: None,
             owned: HashMap::new(),
-            committed: HashMap::new(),
+            committed: FxHashMap::default(),
             durable: BTreeMap::new(),
-            at_end: HashSet::new(),
+            at_end: FxHashSet::default(),
             closing: false,
             chunk: Vec::with_capacity(CHUNK),
-            next_read: HashMap::new(),
+            next_read: FxHashMap::default(),
             reassigned: false,
             registry,
         }),
@@ -641,10 +659,17 @@ pub fn run(config: KafkaSourceConfig, ctx: SourceContext) -> Result<(), SourceEr
             match consumer.poll(timeout) {
                 None => break,
                 Some(Ok(message)) => {
-                    if let Err(halt) = consumer.context().lock().take_message(&message) {
+                    // One lock a message: taken, and whether the chunk is full.
+                    let mut state = consumer.context().lock();
+                    if let Err(halt) = state.take_message(&message) {
                         halted = Some(halt);
                         break;
                     }
+                    if state.chunk.len() >= CHUNK {
+                        break;
+                    }
+                    timeout = Duration::ZERO;
+                    continue;
                 }
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     consumer.context().lock().at_end.insert(p);
