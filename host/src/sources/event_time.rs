@@ -183,8 +183,25 @@ fn find_field<'a>(value: &'a [u8], field: &str) -> serde_json::Result<Option<Fou
             Ok(FoundValue(d.deserialize_any(V)?))
         }
     }
-    // The common case, found by a scan for the key that skips the rest without
-    // parsing it (strings 16 bytes at a time); anything it is unsure of is parsed in full.
+    // The commonest case: the key near the start, and the bytes after it hold neither
+    // its name again nor any escape (which could spell it), so no later value of it
+    // can be the one a full parse keeps: the scan stops at the key (memchr's SIMD
+    // searches rule the rest out), rather than walk the whole record. The record
+    // must end as an object does; a broken one is read in full below and refused.
+    if let Some(at) = sluice_plugin_sdk::json::first_top_level_value(value, field.as_bytes()) {
+        let rest = &value[at..];
+        if value.trim_ascii_end().ends_with(b"}")
+            && memchr::memchr(b'\\', rest).is_none()
+            && memchr::memmem::find(rest, field.as_bytes()).is_none()
+        {
+            let mut d = serde_json::Deserializer::from_slice(rest);
+            if let Ok(found) = FoundValue::deserialize(&mut d) {
+                return Ok(Some(found.0));
+            }
+        }
+    }
+    // Else found by a scan for the key that skips the rest without parsing it
+    // (strings 16 bytes at a time); anything it is unsure of is parsed in full.
     if let Some(Some(at)) = sluice_plugin_sdk::json::top_level_value(value, field.as_bytes()) {
         let mut d = serde_json::Deserializer::from_slice(&value[at..]);
         if let Ok(found) = FoundValue::deserialize(&mut d) {
@@ -244,5 +261,23 @@ mod tests {
         assert_eq!(t.e.of(tricky, 0), Ok(3000));
         let escaped = br#"{"\u0064": "1970-01-01T00:00:04Z"}"#;
         assert_eq!(t.e.of(escaped, 0), Ok(4000));
+    }
+
+    #[test]
+    fn a_repeated_field_is_read_as_a_full_parse_keeps_it_whether_or_not_the_scan_stops_early() {
+        let t: T = toml::from_str("e = { field = \"at\", format = \"epoch_ms\" }").unwrap();
+        // Once: the scan stops at it.
+        assert_eq!(t.e.of(br#"{"at": 5, "x": {"y": [1, "z"]}}"#, 0), Ok(5));
+        // Again later, plainly or escaped: the last one, as serde_json keeps it.
+        assert_eq!(t.e.of(br#"{"at": 5, "x": 1, "at": 6}"#, 0), Ok(6));
+        assert_eq!(t.e.of(br#"{"at": 5, "x": 1, "\u0061t": 7}"#, 0), Ok(7));
+        // The name inside a later value only sends it the long way: still the first.
+        assert_eq!(t.e.of(br#"{"at": 5, "x": "at"}"#, 0), Ok(5));
+        // Cut short: read in full, and refused as not JSON.
+        assert!(t
+            .e
+            .of(br#"{"at": 5, "x": "#, 0)
+            .unwrap_err()
+            .contains("not JSON"));
     }
 }

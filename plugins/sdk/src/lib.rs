@@ -262,6 +262,19 @@ pub mod json {
     /// structure. Then parse the record in full, which also says what is wrong.
     /// `Some(None)`: a well-formed object without the key.
     pub fn top_level_value(json: &[u8], key: &[u8]) -> Option<Option<usize>> {
+        scan(json, key, false)
+    }
+
+    /// Where the value of the *first* top-level `key` starts, the scan stopping
+    /// there: `None` as [`top_level_value`] says it (and for a key not found before
+    /// the end). The caller must rule out a later `key` itself (a repeated key's last
+    /// value is the one a full parse keeps): e.g. when the bytes after it do not hold
+    /// `"key"` at all, nor any escape.
+    pub fn first_top_level_value(json: &[u8], key: &[u8]) -> Option<usize> {
+        scan(json, key, true).flatten()
+    }
+
+    fn scan(json: &[u8], key: &[u8], first: bool) -> Option<Option<usize>> {
         let mut i = json.iter().position(|b| !b.is_ascii_whitespace())?;
         if json[i] != b'{' {
             return None;
@@ -283,6 +296,9 @@ pub mod json {
                             return None;
                         }
                         if name == key {
+                            if first {
+                                return Some(Some(j + 1));
+                            }
                             found = Some(j + 1);
                         } else if name.contains(&b'\\') {
                             return None;
