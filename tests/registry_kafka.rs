@@ -760,3 +760,32 @@ fn the_record_subject_strategies_register_under_the_records_name() {
         assert_eq!(parsed(&read), set_of(users(0, 3)));
     }
 }
+
+#[test]
+fn a_registry_down_when_the_sink_starts_is_retried_with_the_pipelines_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("avro-late-registry");
+    let port = free_port();
+    write_lines(&dir.path().join("users.jsonl"), &users(0, 5));
+    let sink = kafka_sink(&topic, "avro", &repo().join("schemas/user.avsc")).replace(
+        &format!("url = \"{}\"", registry()),
+        &format!("url = \"http://127.0.0.1:{port}\""),
+    );
+    let path = pipeline(
+        dir.path(),
+        "late.toml",
+        &format!(
+            "[pipeline]\nretry = {{ backoff = \"100ms\", max_backoff = \"400ms\", max_retries = 100 }}\n[source]\ntype = \"file\"\npath = \"users.jsonl\"\n{sink}create_topic = {{ partitions = 1 }}\n"
+        ),
+    );
+    let mut host = Host::start(&path);
+    host.wait_log(60, "a retry of the registration", |l| {
+        l.contains("registering the value schema") && l.contains("trying again")
+    });
+    let (mut up, _) = own_registry(&dir.path().join("registry.json"), port, &[]);
+    let status = host.wait(120);
+    up.kill().unwrap();
+    up.wait().unwrap();
+    assert!(status.success(), "{}", host.log());
+    assert_eq!(common::kafka::read_payloads(&topic, 5).len(), 5);
+}

@@ -67,6 +67,7 @@ pub async fn through_sink(toml: &str, records: &[Record], batch: usize) -> Durat
         metrics: Arc::new(Metrics::default()),
         state_dir: None,
         partitions: Default::default(),
+        retry: Default::default(),
     };
     let mut sink = config.open(&ctx).await.unwrap();
     let batches: Vec<Batch> = records

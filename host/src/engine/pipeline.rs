@@ -285,6 +285,7 @@ async fn run(
         metrics: metrics.clone(),
         state_dir: sink_state.clone(),
         partitions: partitions.clone(),
+        retry: p.retry,
     };
 
     // The dead-letter output first (sinks send it the records they refuse), then

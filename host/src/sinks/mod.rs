@@ -232,6 +232,9 @@ pub struct SinkContext {
     pub state_dir: Option<PathBuf>,
     /// Names the source's partitions (positions saved across restarts go by name).
     pub partitions: Arc<Partitions>,
+    /// The pipeline's retry policy, for what a sink retries itself while it opens
+    /// (a schema registry that is down at start).
+    pub retry: crate::retry::RetryPolicy,
 }
 
 impl SinkContext {

@@ -183,7 +183,7 @@ impl KafkaSinkConfig {
             .chain(self.route_topics.values())
             .cloned()
             .collect();
-        let mut waits = crate::retry::RetryPolicy::default().start();
+        let mut waits = ctx.retry.start();
         loop {
             match Encoder::register(&client, schema.clone(), &topics, self.subject_strategy).await {
                 Ok(encoder) => return Ok(Some(encoder)),
