@@ -5,22 +5,13 @@
 use crate::common;
 
 use common::host::Host;
-use common::{json_lines, pipeline, repo};
+use common::{free_port, json_lines, pipeline, repo};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// A free port on loopback (bound and let go: the host binds it next).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A pipeline taking POSTs at `port` into `out.jsonl`; `source` adds source keys.
 fn ingest_pipeline(dir: &Path, port: u16, source: &str, rest: &str) -> std::path::PathBuf {

@@ -12,7 +12,7 @@ use common::host::Host;
 use common::kafka::{broker, create_topic, produce, unique, FAST_GROUP};
 use common::registry::{call, own_registry, python};
 use common::stores::registry;
-use common::{json_lines, pipeline, repo};
+use common::{free_port, json_lines, pipeline, repo};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -116,18 +116,35 @@ path = "dead.jsonl"
 }
 
 fn kafka_sink(topic: &str, format: &str, schema: &Path) -> String {
+    let registry = format!("{{ url = \"{}\" }}", registry());
+    kafka_sink_with(topic, format, schema, &registry)
+}
+
+/// As [`kafka_sink`], with the sink's `registry` table as given.
+fn kafka_sink_with(topic: &str, format: &str, schema: &Path, registry: &str) -> String {
     format!(
         r#"[[sinks]]
 type = "kafka"
 brokers = "{broker}"
 topic = "{topic}"
 format = "{format}"
-registry = {{ url = "{registry}" }}
+registry = {registry}
 value_schema = "{schema}"
 "#,
         broker = broker(),
-        registry = registry(),
         schema = schema.display()
+    )
+}
+
+/// `dir`/users.jsonl -> `sink` (its topic made with one partition), dead letters to
+/// dead.jsonl; `head` goes first (a `[pipeline]` table).
+fn users_to_kafka(dir: &Path, name: &str, head: &str, sink: &str) -> std::path::PathBuf {
+    pipeline(
+        dir,
+        name,
+        &format!(
+            "{head}\n[source]\ntype = \"file\"\npath = \"users.jsonl\"\n{sink}create_topic = {{ partitions = 1 }}\n[dead_letter]\ntype = \"file\"\npath = \"dead.jsonl\"\n"
+        ),
     )
 }
 
@@ -468,22 +485,11 @@ fn a_value_schema_the_registry_refuses_stops_the_start_and_misfits_are_dead_lett
     rows[3]["gender"] = json!(3);
     write_lines(&users_file, &rows);
     let file_to_kafka = |schema: &Path| {
-        pipeline(
+        users_to_kafka(
             dir.path(),
             "out.toml",
-            &format!(
-                r#"
-[source]
-type = "file"
-path = "{input}"
-{sink}
-[dead_letter]
-type = "file"
-path = "dead.jsonl"
-"#,
-                input = users_file.display(),
-                sink = kafka_sink(&topic, "avro", schema) + "create_topic = { partitions = 1 }\n",
-            ),
+            "",
+            &kafka_sink(&topic, "avro", schema),
         )
     };
     let mut host = Host::start(&file_to_kafka(&broken_path));
@@ -530,14 +536,6 @@ fn run_with_env(pipeline: &Path, env: &[(&str, &str)]) -> (bool, String) {
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn credentials_from_the_environment_reach_the_registry_and_refused_ones_stop_the_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -553,26 +551,13 @@ fn credentials_from_the_environment_reach_the_registry_and_refused_ones_stop_the
     };
     let mut basic = registry_with("Basic dXNlcjpzM2NyZXQ=");
     write_lines(&dir.path().join("users.jsonl"), &users(0, 20));
-    let sink = pipeline(
+    let auth = format!("{{ url = \"{url}\", auth = {{ type = \"basic\", username = \"${{SR_USER}}\", password = \"${{SR_PASSWORD}}\" }} }}");
+    let avsc = repo().join("schemas/user.avsc");
+    let sink = users_to_kafka(
         dir.path(),
         "in.toml",
-        &format!(
-            r#"
-[source]
-type = "file"
-path = "users.jsonl"
-[[sinks]]
-type = "kafka"
-brokers = "{broker}"
-topic = "{topic}"
-create_topic = {{ partitions = 1 }}
-format = "avro"
-registry = {{ url = "{url}", auth = {{ type = "basic", username = "${{SR_USER}}", password = "${{SR_PASSWORD}}" }} }}
-value_schema = "{avsc}"
-"#,
-            broker = broker(),
-            avsc = repo().join("schemas/user.avsc").display()
-        ),
+        "",
+        &kafka_sink_with(&topic, "avro", &avsc, &auth),
     );
     let (ok, log) = run_with_env(&sink, &[("SR_USER", "user"), ("SR_PASSWORD", "wrong")]);
     assert!(!ok, "{log}");
@@ -687,26 +672,13 @@ fn an_https_registry_is_trusted_by_its_ca_file_and_refused_without_it() {
     write_lines(&dir.path().join("users.jsonl"), &users(0, 5));
     let topic = unique("avro-tls");
     let file_to_kafka = |tls: &str| {
-        pipeline(
+        let registry = format!("{{ url = \"https://127.0.0.1:{port}\"{tls} }}");
+        let avsc = repo().join("schemas/user.avsc");
+        users_to_kafka(
             dir.path(),
             "tls.toml",
-            &format!(
-                r#"
-[source]
-type = "file"
-path = "users.jsonl"
-[[sinks]]
-type = "kafka"
-brokers = "{broker}"
-topic = "{topic}"
-create_topic = {{ partitions = 1 }}
-format = "avro"
-registry = {{ url = "https://127.0.0.1:{port}"{tls} }}
-value_schema = "{avsc}"
-"#,
-                broker = broker(),
-                avsc = repo().join("schemas/user.avsc").display()
-            ),
+            "",
+            &kafka_sink_with(&topic, "avro", &avsc, &registry),
         )
     };
     // The WebPKI roots do not know the certificate: refused at once, not retried.
@@ -738,15 +710,10 @@ fn the_record_subject_strategies_register_under_the_records_name() {
         ("topic_record", "{topic}-sluice.users.User".to_owned()),
     ] {
         let topic = unique("avro-strategy");
-        let sink = kafka_sink(&topic, "avro", &repo().join("schemas/user.avsc"));
-        let path = pipeline(
-            dir.path(),
-            // A pipeline each: the file source resumes where the same name left off.
-            &format!("{strategy}.toml"),
-            &format!(
-                "[source]\ntype = \"file\"\npath = \"users.jsonl\"\n{sink}create_topic = {{ partitions = 1 }}\nsubject_strategy = \"{strategy}\"\n"
-            ),
-        );
+        let sink = kafka_sink(&topic, "avro", &repo().join("schemas/user.avsc"))
+            + &format!("subject_strategy = \"{strategy}\"\n");
+        // A pipeline each: the file source resumes where the same name left off.
+        let path = users_to_kafka(dir.path(), &format!("{strategy}.toml"), "", &sink);
         let (ok, log) = run_with_env(&path, &[]);
         assert!(ok, "{log}");
         let subject = subject.replace("{topic}", &topic);
@@ -767,17 +734,11 @@ fn a_registry_down_when_the_sink_starts_is_retried_with_the_pipelines_policy() {
     let topic = unique("avro-late-registry");
     let port = free_port();
     write_lines(&dir.path().join("users.jsonl"), &users(0, 5));
-    let sink = kafka_sink(&topic, "avro", &repo().join("schemas/user.avsc")).replace(
-        &format!("url = \"{}\"", registry()),
-        &format!("url = \"http://127.0.0.1:{port}\""),
-    );
-    let path = pipeline(
-        dir.path(),
-        "late.toml",
-        &format!(
-            "[pipeline]\nretry = {{ backoff = \"100ms\", max_backoff = \"400ms\", max_retries = 100 }}\n[source]\ntype = \"file\"\npath = \"users.jsonl\"\n{sink}create_topic = {{ partitions = 1 }}\n"
-        ),
-    );
+    let registry = format!("{{ url = \"http://127.0.0.1:{port}\" }}");
+    let sink = kafka_sink_with(&topic, "avro", &repo().join("schemas/user.avsc"), &registry);
+    let retry =
+        "[pipeline]\nretry = { backoff = \"100ms\", max_backoff = \"400ms\", max_retries = 100 }";
+    let path = users_to_kafka(dir.path(), "late.toml", retry, &sink);
     let mut host = Host::start(&path);
     host.wait_log(60, "a retry of the registration", |l| {
         l.contains("registering the value schema") && l.contains("trying again")

@@ -45,6 +45,14 @@ impl Schema {
     /// Read and compile `file` (relative to `base_dir`); an error names the file and
     /// what is wrong (not JSON, at which line; not a schema, at which keyword).
     pub fn load(file: &Path, base_dir: &Path) -> Result<Schema, SchemaError> {
+        Schema::load_with_value(file, base_dir).map(|(schema, _)| schema)
+    }
+
+    /// As [`Schema::load`], with the schema's JSON (what a registry is sent).
+    pub fn load_with_value(
+        file: &Path,
+        base_dir: &Path,
+    ) -> Result<(Schema, serde_json::Value), SchemaError> {
         let path: PathBuf = base_dir.join(file);
         let shown = file.display().to_string();
         let text = std::fs::read_to_string(&path).map_err(|source| SchemaError::Read {
@@ -58,13 +66,14 @@ impl Schema {
                 column: e.column(),
                 message: e.to_string(),
             })?;
-        Schema::compile(shown, &value).map_err(|e| match e {
+        let schema = Schema::compile(shown, &value).map_err(|e| match e {
             SchemaError::Invalid { reason, .. } => SchemaError::Invalid {
                 schema: path.display().to_string(),
                 reason,
             },
             other => other,
-        })
+        })?;
+        Ok((schema, value))
     }
 
     /// Compile a schema given as a value; `shown` names it in reasons.

@@ -131,11 +131,7 @@ pub struct OwnServer {
 
 impl OwnServer {
     pub fn start(store: Store) -> OwnServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let data = (store == Store::Postgres)
             .then(|| PathBuf::from("/var/tmp/sluice-postgres").join(unique_name("test")));
         let server = OwnServer {

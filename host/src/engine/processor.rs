@@ -399,7 +399,7 @@ impl Processor {
         mut dead: Vec<DeadLetter>,
         stages: std::ops::Range<usize>,
     ) -> (Batch, Vec<DeadLetter>) {
-        let check_fit = self.checks_sink_fit();
+        let check_fit = self.canary.is_some() && self.checks_sink_fit();
         for i in stages.clone() {
             if batch.is_empty() {
                 break;

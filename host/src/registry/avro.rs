@@ -186,7 +186,10 @@ impl AvroSchema {
 
     /// Encode a JSON value as an Avro datum appended to `out`.
     pub fn from_json(&self, value: &Value, out: &mut Vec<u8>) -> Result<(), Misfit> {
-        self.write(&self.root, value, out, 0)
+        Writer {
+            records: &self.records,
+        }
+        .write(&self.root, value, out, 0)
     }
 
     fn read(
@@ -379,7 +382,14 @@ impl AvroSchema {
         }
         Ok(())
     }
+}
 
+/// Writes JSON values as Avro along a schema's nodes (its records by index).
+struct Writer<'a> {
+    records: &'a [RecordDef],
+}
+
+impl Writer<'_> {
     fn write(&self, node: &Node, v: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), Misfit> {
         if depth > MAX_DEPTH {
             return Err(misfit(format!("nested deeper than {MAX_DEPTH} levels")));
@@ -879,13 +889,7 @@ fn write_default(
         // The rest (null, boolean, numbers, strings, enums, uuid) read the same in
         // both encodings.
         other => {
-            let leaf = AvroSchema {
-                root: other.clone(),
-                records: Arc::from(Vec::new()),
-                text: String::new(),
-                record_name: None,
-            };
-            leaf.write(other, v, out, depth)?;
+            Writer { records }.write(other, v, out, depth)?;
         }
     }
     Ok(())

@@ -18,7 +18,7 @@ const MAX_ANSWER: usize = 8 << 20;
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
-    urls: Vec<String>,
+    urls: Vec<reqwest::Url>,
     auth: Option<Auth>,
 }
 
@@ -68,13 +68,17 @@ impl Client {
         let http = builder
             .build()
             .map_err(|e| format!("cannot make an HTTP client for the schema registry: {e}"))?;
+        let urls = config
+            .url
+            .split(',')
+            .map(|u| {
+                reqwest::Url::parse(u.trim())
+                    .map_err(|e| format!("registry.url `{}`: {e}", u.trim()))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Client {
             http,
-            urls: config
-                .url
-                .split(',')
-                .map(|u| u.trim().trim_end_matches('/').to_owned())
-                .collect(),
+            urls,
             auth: config.auth.clone(),
         })
     }
@@ -82,7 +86,12 @@ impl Client {
     /// `GET /schemas/ids/{id}`.
     pub async fn schema_by_id(&self, id: u32) -> Result<Registered, RegistryError> {
         let v = self
-            .call(reqwest::Method::GET, &format!("/schemas/ids/{id}"), None)
+            .call(
+                reqwest::Method::GET,
+                &["schemas", "ids", &id.to_string()],
+                None,
+                None,
+            )
             .await
             .map_err(|e| match e {
                 RegistryError::NotFound(m) => {
@@ -109,8 +118,11 @@ impl Client {
         schema: &str,
     ) -> Result<u32, RegistryError> {
         let body = body(schema_type, schema);
-        let path = format!("/subjects/{}/versions", encode(subject));
-        match self.call(reqwest::Method::POST, &path, Some(&body)).await {
+        let path = ["subjects", subject, "versions"];
+        match self
+            .call(reqwest::Method::POST, &path, None, Some(&body))
+            .await
+        {
             Ok(v) => v["id"]
                 .as_u64()
                 .and_then(|id| u32::try_from(id).ok())
@@ -144,11 +156,15 @@ impl Client {
         subject: &str,
         body: &Value,
     ) -> Result<Vec<String>, RegistryError> {
-        let path = format!(
-            "/compatibility/subjects/{}/versions/latest?verbose=true",
-            encode(subject)
-        );
-        let v = self.call(reqwest::Method::POST, &path, Some(body)).await?;
+        let path = ["compatibility", "subjects", subject, "versions", "latest"];
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                &path,
+                Some("verbose=true"),
+                Some(body),
+            )
+            .await?;
         Ok(v["messages"]
             .as_array()
             .map(|m| {
@@ -159,18 +175,26 @@ impl Client {
             .unwrap_or_default())
     }
 
-    /// One request, to each URL in turn while the registry is unavailable there.
+    /// One request to `path` (its segments, percent-encoded by the URL as it joins
+    /// them: a subject may hold any character), to each URL in turn while the
+    /// registry is unavailable there.
     async fn call(
         &self,
         method: reqwest::Method,
-        path: &str,
+        path: &[&str],
+        query: Option<&str>,
         body: Option<&Value>,
     ) -> Result<Value, RegistryError> {
         let mut last = None;
         for base in &self.urls {
+            let mut url = base.clone();
+            if let Ok(mut segments) = url.path_segments_mut() {
+                segments.pop_if_empty().extend(path);
+            }
+            url.set_query(query);
             let mut request = self
                 .http
-                .request(method.clone(), format!("{base}{path}"))
+                .request(method.clone(), url)
                 .header(reqwest::header::ACCEPT, CONTENT_TYPE);
             if let Some(body) = body {
                 request = request
@@ -184,7 +208,7 @@ impl Client {
                 Some(Auth::Bearer { token }) => request.bearer_auth(token),
                 None => request,
             };
-            match answer(base, request.send().await).await {
+            match answer(base.as_str(), request.send().await).await {
                 Err(e @ RegistryError::Unavailable(_)) => last = Some(e),
                 done => return done,
             }
@@ -249,19 +273,6 @@ fn body(schema_type: &str, schema: &str) -> Value {
     } else {
         json!({ "schema": schema, "schemaType": schema_type })
     }
-}
-
-/// A subject as one path segment.
-fn encode(subject: &str) -> String {
-    let mut out = String::with_capacity(subject.len());
-    for b in subject.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// An error with its causes (reqwest's own message is "error sending request").

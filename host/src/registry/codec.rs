@@ -149,22 +149,22 @@ impl ValueSchema {
     /// Read and parse `file` (relative to `base_dir`) for `format`; an error names
     /// the file and what is wrong.
     pub fn load(file: &Path, base_dir: &Path, format: Format) -> Result<ValueSchema, String> {
-        let path = base_dir.join(file);
-        let shown = path.display();
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {shown}: {e}"))?;
         match format {
-            Format::Avro => AvroSchema::parse(&text)
-                .map(ValueSchema::Avro)
-                .map_err(|e| format!("{shown}: {e}")),
+            Format::Avro => {
+                let path = base_dir.join(file);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                AvroSchema::parse(&text)
+                    .map(ValueSchema::Avro)
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            }
             Format::JsonSchema => {
-                let schema = JsonSchema::load(file, base_dir).map_err(|e| e.to_string())?;
-                let value: serde_json::Value =
-                    serde_json::from_str(&text).map_err(|e| format!("{shown}: {e}"))?;
+                let (schema, value) =
+                    JsonSchema::load_with_value(file, base_dir).map_err(|e| e.to_string())?;
                 Ok(ValueSchema::Json {
                     schema: Arc::new(schema),
                     title: value["title"].as_str().map(str::to_owned),
-                    text,
+                    text: value.to_string(),
                 })
             }
             Format::Json => Err("format = \"json\" takes no value_schema".into()),

@@ -191,12 +191,9 @@ impl Registry {
         name: &str,
         shutdown: &tokio_util::sync::CancellationToken,
     ) -> Result<Result<Vec<u8>, String>, Halt> {
-        let mut waits = crate::retry::RetryPolicy {
-            backoff: crate::duration::Duration::from_millis(200),
-            max_backoff: crate::duration::Duration::from_millis(5_000),
-            max_retries: u32::MAX,
-        }
-        .start();
+        // Made at the first failure: a message whose schema is known (nearly all)
+        // reads no clock here.
+        let mut waits: Option<crate::retry::Backoff> = None;
         loop {
             let id = match self.decoder.decode(value) {
                 Decoded::Value(v) => return Ok(Ok(v)),
@@ -206,6 +203,14 @@ impl Registry {
             match self.runtime.block_on(self.decoder.learn(id)) {
                 Ok(()) => {}
                 Err(e) if e.is_retryable() => {
+                    let waits = waits.get_or_insert_with(|| {
+                        crate::retry::RetryPolicy {
+                            backoff: crate::duration::Duration::from_millis(200),
+                            max_backoff: crate::duration::Duration::from_millis(5_000),
+                            max_retries: u32::MAX,
+                        }
+                        .start()
+                    });
                     let wait = waits
                         .next_wait()
                         .unwrap_or(std::time::Duration::from_secs(5));
