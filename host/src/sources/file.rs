@@ -63,6 +63,9 @@ fn default_max_line_mb() -> u64 {
 /// How much of a line over `max_line_mb` its dead letter keeps.
 const TOO_LONG_PREFIX: usize = 4096;
 
+/// How many lines are read between two looks for a stop (a few hundred µs of work).
+const STOP_CHECK: u32 = 256;
+
 fn default_poll() -> Duration {
     Duration::from_millis(250)
 }
@@ -354,14 +357,18 @@ impl FileSource {
 
     /// Read what the files have now; `Ok(false)` when the engine stopped taking.
     fn read_available(&mut self) -> Result<bool, SourceError> {
+        // A stop is looked for every STOP_CHECK lines, not every line: the check takes
+        // a lock (0.5% of the seeds' job's CPU when done once a line).
+        let mut lines = 0u32;
         for i in 0..self.readers.len() {
             if self.rewritten(i)? {
                 self.restart(i)?;
             }
             loop {
-                if self.ctx.is_stopping() {
+                if lines.is_multiple_of(STOP_CHECK) && self.ctx.is_stopping() {
                     return Ok(true);
                 }
+                lines = lines.wrapping_add(1);
                 self.line.clear();
                 let max = self.config.max_line_mb * 1024 * 1024;
                 let r = &mut self.readers[i];
@@ -462,13 +469,12 @@ impl FileSource {
 
     /// Add a line to the chunk.
     fn take_line(&mut self, value: Vec<u8>, position: Position) {
-        let now = now_ms();
-        let event = match self.config.event_time.of(&value, now) {
+        let event = match self.config.event_time.of_or_else(&value, now_ms) {
             Ok(ts) => SourceEvent::Record(record(value, ts), position),
             Err(reason) => SourceEvent::Dead(DeadLetter::now(
                 "source",
                 "file",
-                record(value, now),
+                record(value, now_ms()),
                 position,
                 reason,
             )),

@@ -348,14 +348,13 @@ pub fn run(config: PostgresSourceConfig, ctx: SourceContext) -> Result<(), Sourc
                 )));
             };
             let position = Position::new(id, offset);
-            let now = now_ms();
             let value = json.into_bytes();
-            chunk.push(match reader.config.event_time.of(&value, now) {
+            chunk.push(match reader.config.event_time.of_or_else(&value, now_ms) {
                 Ok(ts) => SourceEvent::Record(record(value, ts), position),
                 Err(reason) => SourceEvent::Dead(DeadLetter::now(
                     "source",
                     "postgres",
-                    record(value, now),
+                    record(value, now_ms()),
                     position,
                     reason,
                 )),

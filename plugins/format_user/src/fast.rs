@@ -22,7 +22,7 @@ const MAX_DEPTH: usize = 32;
 /// `value` read as a user or a whole response, or `None`: ask the serde path.
 pub fn parse(value: &[u8]) -> Option<Object<'_>> {
     // Checked once, as a whole: every string borrowed below is then valid UTF-8.
-    let text = std::str::from_utf8(value).ok()?;
+    let text = simdutf8::basic::from_utf8(value).ok()?;
     let mut p = Parser {
         s: text.as_bytes(),
         text,

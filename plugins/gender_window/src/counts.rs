@@ -166,9 +166,10 @@ fn gender_of(value: &[u8]) -> Result<Gender, String> {
         }
     }
 
-    // The common case: the key found by a scan that skips the rest (an object is
-    // checked to be one; the bytes of the other fields are not parsed).
-    match sluice_plugin_sdk::json::top_level_value(value, b"gender") {
+    // The common case: the key found by a scan that skips the rest (the bytes of the
+    // other fields are not parsed, and those after `gender` not even walked when no
+    // second `gender` can be among them).
+    match sluice_plugin_sdk::json::top_level_value_quick(value, b"gender") {
         Some(None) => return Ok(Gender::Other),
         Some(Some(at)) => {
             let rest = &value[at..];
