@@ -245,8 +245,10 @@ impl<'a> Parser<'a> {
             return None; // an escape or a control character
         }
         self.i = end + 1;
-        // Both ends are ASCII quotes in valid UTF-8: character boundaries.
-        Some(&self.text[start..end])
+        // SAFETY: `text` is valid UTF-8 (checked in `parse`), and both ends are at
+        // ASCII quotes: character boundaries. (Slicing the `str` checked both, and
+        // cost the seeds' job 5% more instructions.)
+        Some(unsafe { self.text.get_unchecked(start..end) })
     }
 
     /// Skip a string, escapes checked as serde_json checks them.
