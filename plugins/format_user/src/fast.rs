@@ -221,7 +221,7 @@ impl<'a> Parser<'a> {
                 // A plain integer is written as JSON wrote it; anything else (a float,
                 // a minus, a number past u64) is rare: the serde path spells it.
                 let plain = token.len() <= 19 && token.bytes().all(|b| b.is_ascii_digit());
-                plain.then(|| Leaf::Num(token.to_owned()))
+                plain.then_some(Leaf::Num(Cow::Borrowed(token)))
             }
             _ => self.leaf_str(),
         }

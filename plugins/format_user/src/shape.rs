@@ -12,8 +12,8 @@ use std::marker::PhantomData;
 #[derive(Debug)]
 pub enum Leaf<'a> {
     Str(Cow<'a, str>),
-    /// A number, as JSON writes it.
-    Num(String),
+    /// A number, as JSON writes it (borrowed from the record by the fast path).
+    Num(Cow<'a, str>),
     Null,
     /// Any other type, by name ("a boolean", "an array", "an object").
     Other(&'static str),
@@ -178,15 +178,15 @@ impl<'de: 'a, 'a> Deserialize<'de> for Leaf<'a> {
                 Ok(Leaf::Str(Cow::Owned(s.to_owned())))
             }
             fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
-                Ok(Leaf::Num(n.to_string()))
+                Ok(Leaf::Num(Cow::Owned(n.to_string())))
             }
             fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
-                Ok(Leaf::Num(n.to_string()))
+                Ok(Leaf::Num(Cow::Owned(n.to_string())))
             }
             fn visit_f64<E: de::Error>(self, n: f64) -> Result<Self::Value, E> {
                 let text = serde_json::Number::from_f64(n)
                     .map_or_else(|| n.to_string(), |n| n.to_string());
-                Ok(Leaf::Num(text))
+                Ok(Leaf::Num(Cow::Owned(text)))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
                 skip_seq(seq).map(Leaf::Other)

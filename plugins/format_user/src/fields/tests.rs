@@ -187,8 +187,19 @@ fn text_needing_escapes_round_trips() {
     let mut user = source["results"][0].clone();
     let tricky = "Zoë \"the\" \\ back\nslash\t\u{1}";
     user["name"]["first"] = Value::String(tricky.into());
+    // The address is written part by part: each part escaped on its own.
+    user["location"]["street"]["name"] = Value::String(tricky.into());
+    user["location"]["city"] = Value::String("\"Q\"".into());
     let row = &format_value(&user).unwrap()[0];
-    assert_eq!(row_fields(row)["first_name"], tricky);
+    let f = row_fields(row);
+    assert_eq!(f["first_name"], tricky);
+    let number = &user["location"]["street"]["number"];
+    let want = format!(
+        "{number} {tricky}, \"Q\", {}, {}",
+        user["location"]["state"].as_str().unwrap(),
+        user["location"]["country"].as_str().unwrap()
+    );
+    assert_eq!(f["address"], want.as_str());
 }
 
 #[test]
