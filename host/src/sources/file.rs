@@ -32,7 +32,7 @@ use crate::position::{Ack, Origin, PartitionId, Position};
 use crate::record::{now_ms, record};
 use serde::Deserialize;
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -372,9 +372,7 @@ impl FileSource {
                 self.line.clear();
                 let max = self.config.max_line_mb * 1024 * 1024;
                 let r = &mut self.readers[i];
-                let n = (&mut r.reader)
-                    .take(max + 1)
-                    .read_until(b'\n', &mut self.line)
+                let n = read_line(&mut r.reader, max + 1, &mut self.line)
                     .map_err(|e| io_error(&self.ctx.name, &r.path, e))?;
                 if n == 0 {
                     break;
@@ -531,6 +529,34 @@ fn io_error(source: &str, path: &Path, e: std::io::Error) -> SourceError {
     SourceError::fatal(source, format!("{}: {e}", path.display()))
 }
 
+/// `reader.take(limit).read_until(b'\n', line)`, the newline found with the memchr
+/// crate's SIMD search: std's goes a word at a time (1.2% of the seeds' job's CPU).
+fn read_line(reader: &mut impl BufRead, limit: u64, line: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut n = 0u64;
+    while n < limit {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            break;
+        }
+        let buf = &buf[..buf.len().min((limit - n) as usize)];
+        let (used, ended) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        line.extend_from_slice(&buf[..used]);
+        reader.consume(used);
+        n += used as u64;
+        if ended {
+            break;
+        }
+    }
+    Ok(n as usize)
+}
+
 /// The line without its `\n` or `\r\n`.
 fn trim_line(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
@@ -591,5 +617,54 @@ impl super::SourceConnector for FileSourceConfig {
         ctx.metrics.set_connected();
         // File reads block: on a thread of its own.
         super::on_own_thread(ctx, move |ctx| run(self, ctx)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_line;
+    use std::io::{BufRead, BufReader, Cursor, Read};
+
+    /// What std's `take(limit).read_until(b'\n')` reads, line by line.
+    fn std_lines(input: &[u8], cap: usize, limit: u64) -> Vec<Vec<u8>> {
+        let mut reader = BufReader::with_capacity(cap, Cursor::new(input.to_vec()));
+        let mut out = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            let n = (&mut reader)
+                .take(limit)
+                .read_until(b'\n', &mut line)
+                .unwrap();
+            if n == 0 {
+                return out;
+            }
+            out.push(line);
+        }
+    }
+
+    #[test]
+    fn reads_lines_as_std_does_across_buffers_and_the_limit() {
+        let input = b"ab\n\ncdefghij\nklmnopqrstuvwxyz\nno newline at the end";
+        for cap in 1..12 {
+            for limit in 1..30 {
+                let mut reader = BufReader::with_capacity(cap, Cursor::new(input.to_vec()));
+                let mut ours = Vec::new();
+                loop {
+                    let mut line = Vec::new();
+                    let n = read_line(&mut reader, limit, &mut line).unwrap();
+                    assert_eq!(n, line.len());
+                    if n == 0 {
+                        break;
+                    }
+                    ours.push(line);
+                }
+                assert_eq!(
+                    ours,
+                    std_lines(input, cap, limit),
+                    "cap {cap} limit {limit}"
+                );
+                assert!(reader.fill_buf().unwrap().is_empty());
+            }
+        }
     }
 }
