@@ -394,16 +394,39 @@ pub mod json {
     }
 
     /// Where the first `"` or `\\` in `s` is.
+    #[inline]
     pub fn find_quote_or_backslash(s: &[u8]) -> Option<usize> {
-        find(s, block::quote_or_backslash, |b| b == b'"' || b == b'\\')
+        found(s, quote_or_backslash_at(s))
     }
 
     /// Where the first `"`, `\\` or control character (below 0x20: never raw in a
     /// JSON string) in `s` is: the end of a string, or a place that needs a closer look.
+    #[inline]
     pub fn find_string_special(s: &[u8]) -> Option<usize> {
+        found(s, string_special_at(s))
+    }
+
+    // The searches themselves stay out of line (inlined into every caller, the job
+    // ran 11.5% more instructions), and answer a plain index, `s.len()` for none: an
+    // `Option<usize>` comes back from a WebAssembly function through memory, a
+    // `usize` in a register (1.9% fewer instructions for the seeds' job).
+
+    #[inline]
+    fn found(s: &[u8], at: usize) -> Option<usize> {
+        (at < s.len()).then_some(at)
+    }
+
+    #[inline(never)]
+    fn quote_or_backslash_at(s: &[u8]) -> usize {
+        find(s, block::quote_or_backslash, |b| b == b'"' || b == b'\\').unwrap_or(s.len())
+    }
+
+    #[inline(never)]
+    fn string_special_at(s: &[u8]) -> usize {
         find(s, block::string_special, |b| {
             b == b'"' || b == b'\\' || b < 0x20
         })
+        .unwrap_or(s.len())
     }
 
     /// Blocks of 16 with `block` (a bit per byte that matches), the rest one by one.
