@@ -171,6 +171,8 @@ pub fn format_value(parsed: &Value) -> Result<Vec<Row>, FormatError> {
     format(parsed.to_string().as_bytes())
 }
 
+#[cold]
+#[inline(never)]
 fn wrong(
     user: Option<usize>,
     field: &str,
@@ -378,7 +380,12 @@ struct Getter {
     user: Option<usize>,
 }
 
+// The getters are inlined into `format_user`, their errors made out of line: a
+// `Result` holding a `FormatError` comes back from a WebAssembly function through
+// linear memory, a dozen times a user.
 impl Getter {
+    #[cold]
+    #[inline(never)]
     fn missing(&self, path: &str) -> FormatError {
         FormatError::Missing {
             user: self.user,
@@ -387,6 +394,7 @@ impl Getter {
     }
 
     /// An object on the way to the field at `path`.
+    #[inline]
     fn node<'v, T>(&self, node: &'v Option<Node<T>>, path: &str) -> Result<&'v T, FormatError> {
         match node {
             Some(Node::Obj(t)) => Ok(t),
@@ -395,6 +403,7 @@ impl Getter {
         }
     }
 
+    #[inline]
     fn leaf<'v, 'a>(
         &self,
         leaf: &'v Option<Leaf<'a>>,
@@ -407,6 +416,7 @@ impl Getter {
     }
 
     /// A required string.
+    #[inline]
     fn str<'v>(&self, leaf: &'v Option<Leaf>, path: &str) -> Result<Cow<'v, str>, FormatError> {
         match self.leaf(leaf, path)? {
             Leaf::Str(s) => Ok(Cow::Borrowed(s.as_ref())),
@@ -418,6 +428,7 @@ impl Getter {
 
     /// A required string or number, as text: the API sends postcodes (and some street
     /// numbers and states) as either.
+    #[inline]
     fn scalar<'v>(&self, leaf: &'v Option<Leaf>, path: &str) -> Result<Cow<'v, str>, FormatError> {
         match self.leaf(leaf, path)? {
             Leaf::Str(s) => Ok(Cow::Borrowed(s.as_ref())),
