@@ -336,11 +336,11 @@ fn format_user(
     Ok(Row { id, json })
 }
 
-/// What goes before each column's value: `{"id":"`, then `","first_name":"`, ...
-/// (in [`USER_FIELDS`]' order; a test checks they agree).
 /// Where `address` is among the columns.
 const ADDRESS: usize = 4;
 
+/// What goes before each column's value: `{"id":"`, then `","first_name":"`, ...
+/// (in [`USER_FIELDS`]' order; a test checks they agree).
 const OPENERS: [&str; 12] = [
     "{\"id\":\"",
     "\",\"first_name\":\"",
