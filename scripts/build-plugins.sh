@@ -19,7 +19,7 @@ for feature in v2 trap_all refuse_init; do
   cargo build --quiet --target wasm32-wasip2 --profile plugin -p format_user --features "$feature"
   cp "$out/format_user.wasm" "tests/plugins/dist/format_user_$feature.wasm"
 done
-for feature in state_v2 state_v2_no_migrate; do
+for feature in state_v2 state_v2_no_migrate no_projection projection_twice; do
   cargo build --quiet --target wasm32-wasip2 --profile plugin -p gender_window --features "$feature"
   cp "$out/gender_window.wasm" "tests/plugins/dist/gender_window_$feature.wasm"
 done

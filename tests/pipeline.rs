@@ -902,3 +902,97 @@ path = "dead.jsonl"
         assert_eq!(&record, *male);
     }
 }
+
+/// A window plugin with a `projection` is handed only the fields it names. What it
+/// counts, and what it refuses with the reason, are what the same plugin without one
+/// makes of the whole records, on values that try the projection's edges.
+#[test]
+fn a_window_in_projection_counts_and_refuses_as_on_whole_records() {
+    let values = [
+        r#"{"gender":"male"}"#,
+        r#"{"id":1,"gender":"female","x":[1,{"gender":"male"}]}"#,
+        r#"{"gender":"FEMALE"}"#,
+        r#"{}"#,
+        r#"{"name":"x"}"#,
+        r#"{"gender":null}"#,
+        r#"{"gender":7}"#,
+        r#"{"gender":{"a":"male"}}"#,
+        r#"{"gender":"male","gender":"female"}"#,
+        r#"{"\u0067ender":"male"}"#,
+        r#"{"gender":"fe\u006dale"}"#,
+        "not json",
+        "[1,2]",
+        r#"{"gender":"male""#,
+        r#"  {"gender" : "male" }  "#,
+        r#""male""#,
+    ];
+    let mut batch = Batch::default();
+    for (i, value) in values.iter().enumerate() {
+        let mut r = record(*value, 1_000 + i as i64);
+        r.key = Some(b"a key".to_vec());
+        batch.push(r, Position::new(PartitionId(0), i as u64));
+    }
+    let run = |name: &str| {
+        let rt = runtime();
+        let plugin = WindowPlugin::start(
+            &rt,
+            &common::load(&rt, name),
+            "gw",
+            "{}".into(),
+            Sandbox::default(),
+        )
+        .unwrap();
+        let mut stage = WindowStage::new(plugin, 60_000, 0);
+        let mut dead = Vec::new();
+        assert!(stage.push(&batch, &mut dead).is_empty());
+        let closed = stage.close(true, &mut dead);
+        let windows: Vec<serde_json::Value> = closed
+            .records
+            .iter()
+            .map(|r| serde_json::from_slice(&r.value).unwrap())
+            .collect();
+        let dead: Vec<(u64, String)> = dead
+            .iter()
+            .map(|d| (d.position.offset, d.reason.clone()))
+            .collect();
+        (windows, dead)
+    };
+    let (windows, dead) = run("gender_window");
+    assert_eq!(
+        (windows.clone(), dead.clone()),
+        run("gender_window_no_projection")
+    );
+    assert_eq!(windows.len(), 1);
+    let counts = ["male_count", "female_count", "other_count"].map(|k| windows[0][k].clone());
+    assert_eq!(counts, [3, 4, 5].map(serde_json::Value::from));
+    let offsets: Vec<u64> = dead.iter().map(|d| d.0).collect();
+    assert_eq!(offsets, [11, 12, 13, 15]);
+    assert!(
+        dead.iter().all(|d| d.1.contains("gender_window")),
+        "{dead:?}"
+    );
+}
+
+/// A projection the host cannot use (a field named twice) stops the plugin at start,
+/// saying so.
+#[test]
+fn a_window_naming_a_field_twice_is_refused_at_start() {
+    let rt = runtime();
+    let started = WindowPlugin::start(
+        &rt,
+        &common::load(&rt, "gender_window_projection_twice"),
+        "gw",
+        "{}".into(),
+        Sandbox::default(),
+    );
+    let err = match started {
+        Ok(_) => panic!("a plugin naming `gender` twice started"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("plugin `gw` failed to start")
+            && err.contains("value-fields")
+            && err.contains(r#""gender" is named twice"#),
+        "{err}"
+    );
+}

@@ -22,6 +22,7 @@ pub mod durable;
 pub mod duration;
 pub mod engine;
 pub mod field_error;
+pub mod json;
 pub mod kafka;
 pub mod metrics;
 pub mod plugin;

@@ -52,3 +52,9 @@ pub enum CallFailure {
     #[error("plugin output exceeded its cap of {} MiB", .0 / (1024 * 1024))]
     Output(usize),
 }
+
+/// A call that returned, with an answer the contract forbids, found inside a call
+/// (so it travels as the call's error and is reported as [`CallFailure::Contract`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BrokenContract(pub String);

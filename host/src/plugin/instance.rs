@@ -3,7 +3,7 @@
 //! instance away after a trap (a trapped instance cannot be re-entered).
 
 use super::capped::OutputCapExceeded;
-use super::error::{CallFailure, PluginError};
+use super::error::{BrokenContract, CallFailure, PluginError};
 use super::runtime::{Blocked, EpochTicker, LoadedPlugin, Runtime, Sandbox};
 use super::state::{PluginLog, PluginState};
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ pub trait World: Sized {
     fn pre(pre: InstancePre<PluginState>) -> wasmtime::Result<Self::Pre>;
     fn instantiate(pre: &Self::Pre, store: &mut Store<PluginState>) -> wasmtime::Result<Self>;
     fn init(
-        &self,
+        &mut self,
         store: &mut Store<PluginState>,
         config: &str,
     ) -> wasmtime::Result<Result<(), String>>;
@@ -163,7 +163,7 @@ impl<W: World> Plugin<W> {
             );
             store.limiter(|s| &mut s.limiter);
             store.set_epoch_deadline(self.sandbox.deadline_ticks());
-            let bindings = W::instantiate(&self.pre, &mut store)
+            let mut bindings = W::instantiate(&self.pre, &mut store)
                 .map_err(|e| StartFailure::Failed(classify(&store, self.sandbox, e)))?;
             store.set_epoch_deadline(self.sandbox.deadline_ticks());
             match bindings.init(&mut store, &self.config_json) {
@@ -229,6 +229,9 @@ fn classify(store: &Store<PluginState>, sandbox: Sandbox, e: wasmtime::Error) ->
     }
     if e.downcast_ref::<Blocked>().is_some() {
         return CallFailure::Blocked;
+    }
+    if let Some(BrokenContract(why)) = e.downcast_ref::<BrokenContract>() {
+        return CallFailure::Contract(why.clone());
     }
     if e.downcast_ref::<OutputCapExceeded>().is_some() {
         return CallFailure::Output(sandbox.max_output_bytes);

@@ -76,7 +76,7 @@ impl World for StatefulInstance {
         })
     }
     fn init(
-        &self,
+        &mut self,
         store: &mut Store<PluginState>,
         config: &str,
     ) -> wasmtime::Result<Result<(), String>> {

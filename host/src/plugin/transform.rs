@@ -80,7 +80,7 @@ impl World for TransformInstance {
         Ok(TransformInstance { bindings, process })
     }
     fn init(
-        &self,
+        &mut self,
         store: &mut Store<PluginState>,
         config: &str,
     ) -> wasmtime::Result<Result<(), String>> {

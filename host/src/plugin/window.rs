@@ -5,14 +5,19 @@ use super::bindings::types::{Accumulator, AddResult, Record, WindowBounds};
 use super::bindings::{Window, WindowPre};
 use super::error::CallFailure;
 use super::instance::{Plugin, World};
+use super::projection::Projection;
 use super::state::PluginState;
 use wasmtime::component::{Func, InstancePre};
 use wasmtime::Store;
 
-/// A live `window` instance: the generated bindings, and `migrate` if it has one.
+/// A live `window` instance: the generated bindings, `migrate` if it has one, and
+/// the fields `add` reads if it names them (asked after `init`).
 pub struct WindowInstance {
     bindings: Window,
     migrate: Option<Func>,
+    /// `value-fields` and `add-projected`.
+    projects: Option<(Func, Func)>,
+    projection: Option<Projection>,
 }
 
 impl World for WindowInstance {
@@ -26,16 +31,27 @@ impl World for WindowInstance {
         let instance = pre.instance_pre().instantiate(&mut *store)?;
         let bindings = Window::new(&mut *store, &instance)?;
         let migrate = super::migrator::find(&instance, store)?;
-        Ok(WindowInstance { bindings, migrate })
+        let projects = super::projection::find(&instance, store)?;
+        Ok(WindowInstance {
+            bindings,
+            migrate,
+            projects,
+            projection: None,
+        })
     }
     fn init(
-        &self,
+        &mut self,
         store: &mut Store<PluginState>,
         config: &str,
     ) -> wasmtime::Result<Result<(), String>> {
-        self.bindings
-            .sluice_plugin_aggregator()
-            .call_init(store, config)
+        let aggregator = self.bindings.sluice_plugin_aggregator();
+        if let Err(refused) = aggregator.call_init(&mut *store, config)? {
+            return Ok(Err(refused));
+        }
+        if let Some((f, _)) = self.projects {
+            self.projection = Some(super::projection::ask(f, store)?);
+        }
+        Ok(Ok(()))
     }
 }
 
@@ -61,10 +77,14 @@ impl Plugin<WindowInstance> {
         acc: &Accumulator,
         records: &[Record],
     ) -> Result<PluginResult<AddResult>, CallFailure> {
-        let result = self.call(|b, store| {
-            b.bindings
+        let result = self.call(|b, store| match (&b.projection, b.projects) {
+            (Some(projection), Some((_, add))) => {
+                super::projection::add(projection, add, store, acc, records)
+            }
+            _ => b
+                .bindings
                 .sluice_plugin_aggregator()
-                .call_add(store, acc, records)
+                .call_add(store, acc, records),
         })?;
         if let Ok(added) = &result {
             let mut seen = std::collections::HashSet::new();

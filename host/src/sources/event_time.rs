@@ -191,18 +191,9 @@ fn find_field<'a>(value: &'a [u8], field: &str) -> serde_json::Result<Option<Fou
         }
     }
     // The common case, found by a scan for the key that skips the rest without
-    // parsing it (strings 16 bytes at a time), and stops at the key when nothing after
-    // it can be a second copy (the key near the start, as event times usually are:
-    // walking every record to its end was 8% of the seeds' job's CPU): memchr's
-    // searches find no backslash and not even the bare name there. Anything the scan
-    // is unsure of is parsed in full.
-    let key = field.as_bytes();
-    let may_repeat = |rest: &[u8]| {
-        memchr::memchr(b'\\', rest).is_some() || memchr::memmem::find(rest, key).is_some()
-    };
-    if let Some(Some(at)) =
-        sluice_plugin_sdk::json::top_level_value_quick_with(value, key, may_repeat)
-    {
+    // parsing it, and stops at the key when nothing after it can be a second copy.
+    // Anything the scan is unsure of is parsed in full.
+    if let Some(Some(at)) = crate::json::top_level_value(value, field.as_bytes()) {
         let mut d = serde_json::Deserializer::from_slice(&value[at..]);
         if let Ok(found) = FoundValue::deserialize(&mut d) {
             return Ok(Some(found.0));

@@ -86,20 +86,7 @@ mod component {
                 }
 
                 fn add(acc: Accumulator, batch: Vec<Record>) -> Result<AddResult, String> {
-                    let mut counts = decode(&acc)?;
-                    let mut rejected = Vec::new();
-                    for (index, record) in batch.iter().enumerate() {
-                        if let Err(reason) = counts.add_json(&record.value) {
-                            rejected.push(Rejected {
-                                index: index as u32,
-                                reason,
-                            });
-                        }
-                    }
-                    Ok(AddResult {
-                        accumulator: encode(&counts),
-                        rejected,
-                    })
+                    add_values(acc, batch.iter().map(|r| &r.value[..]))
                 }
 
                 fn merge(a: Accumulator, b: Accumulator) -> Result<Accumulator, String> {
@@ -122,6 +109,50 @@ mod component {
 
     aggregator!(sluice_plugin_sdk::WindowGuest);
     sluice_plugin_sdk::window::export_window!(GenderWindow with_types_in sluice_plugin_sdk::window);
+
+    // `add` reads `gender` and nothing else: the host hands over just that field.
+    #[cfg(not(feature = "no_projection"))]
+    impl sluice_plugin_sdk::projection::exports::sluice::plugin::projection::Guest for GenderWindow {
+        fn value_fields() -> Vec<String> {
+            if cfg!(feature = "projection_twice") {
+                return vec!["gender".into(), "gender".into()];
+            }
+            vec!["gender".into()]
+        }
+
+        fn add_projected(
+            acc: Accumulator,
+            values: Vec<u8>,
+            ends: Vec<u32>,
+            timestamps: Vec<i64>,
+        ) -> Result<AddResult, String> {
+            let batch = sluice_plugin_sdk::projected(&values, &ends, &timestamps)?;
+            add_values(acc, batch.map(|(value, _)| value))
+        }
+    }
+    #[cfg(not(feature = "no_projection"))]
+    sluice_plugin_sdk::projection::export_projection!(GenderWindow with_types_in sluice_plugin_sdk::projection);
+
+    /// Count each value's gender into `acc`; a value that cannot be read is rejected.
+    fn add_values<'a>(
+        acc: Accumulator,
+        values: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<AddResult, String> {
+        let mut counts = decode(&acc)?;
+        let mut rejected = Vec::new();
+        for (index, value) in values.enumerate() {
+            if let Err(reason) = counts.add_json(value) {
+                rejected.push(Rejected {
+                    index: index as u32,
+                    reason,
+                });
+            }
+        }
+        Ok(AddResult {
+            accumulator: encode(&counts),
+            rejected,
+        })
+    }
 
     // The state_v2 test build also converts the shipped build's state.
     #[cfg(feature = "state_v2")]

@@ -42,6 +42,50 @@ pub mod migrate {
     });
 }
 
+/// Bindings for the optional `projection` export (the `window-projection` world): a
+/// window plugin that reads only some top-level fields of each record's value names
+/// them, and the host hands it just those, a batch in one list (see the WIT).
+/// Implement `projection::exports::sluice::plugin::projection::Guest` (reading the
+/// batch with [`projected`]) and export it with
+/// `sluice_plugin_sdk::projection::export_projection!(MyWindow with_types_in
+/// sluice_plugin_sdk::projection)` beside `export_window!`.
+pub mod projection {
+    wit_bindgen::generate!({
+        world: "window-projection",
+        path: "../../wit",
+        with: {
+            "sluice:plugin/types@0.1.0": crate::transform::sluice::plugin::types,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export_projection",
+        default_bindings_module: "sluice_plugin_sdk::projection",
+    });
+}
+
+/// The records of an `add-projected` batch: each one's value and event time, in
+/// order; `Err` if `ends` and `timestamps` do not describe `values` (a host fault).
+pub fn projected<'a>(
+    values: &'a [u8],
+    ends: &'a [u32],
+    timestamps: &'a [i64],
+) -> Result<impl Iterator<Item = (&'a [u8], i64)> + 'a, String> {
+    let ordered = ends.windows(2).all(|w| w[0] <= w[1]);
+    let fits = ends.last().is_none_or(|&end| end as usize == values.len());
+    if !ordered || !fits || ends.len() != timestamps.len() {
+        return Err(format!(
+            "a projected batch of {} bytes with {} ends and {} event times does not add up",
+            values.len(),
+            ends.len(),
+            timestamps.len()
+        ));
+    }
+    let starts = std::iter::once(0).chain(ends.iter().map(|&e| e as usize));
+    Ok(starts
+        .zip(ends)
+        .zip(timestamps)
+        .map(|((start, &end), &ts)| (&values[start..end as usize], ts)))
+}
+
 /// Bindings for the `window` world (windowed aggregates). Shares the record types and
 /// the logger with `transform`, so one `Record` type serves both.
 pub mod window {
@@ -254,6 +298,30 @@ macro_rules! stateful_plugin {
 /// needs only `gender`, or a host that needs only an event time, does for every
 /// record. Strings are skipped 16 bytes at a time (SSE2 natively, SIMD128 in
 /// WebAssembly: build with `-C target-feature=+simd128`).
+#[cfg(test)]
+mod projected_tests {
+    #[test]
+    fn a_projected_batch_reads_back_or_is_refused() {
+        let values = b"{}{\"a\":1}x";
+        let read: Vec<(&[u8], i64)> = super::projected(values, &[2, 9, 10], &[5, 6, 7])
+            .unwrap()
+            .collect();
+        assert_eq!(
+            read,
+            [(&b"{}"[..], 5), (&br#"{"a":1}"#[..], 6), (&b"x"[..], 7)]
+        );
+        assert_eq!(super::projected(b"", &[], &[]).unwrap().count(), 0);
+        for (ends, timestamps) in [
+            (&[2, 9][..], &[5, 6][..]),
+            (&[9, 2, 10], &[5, 6, 7]),
+            (&[2, 9, 11], &[5, 6, 7]),
+            (&[2, 9, 10], &[5, 6]),
+        ] {
+            assert!(super::projected(values, ends, timestamps).is_err());
+        }
+    }
+}
+
 pub mod json {
     /// Where the value of the top-level key `key` starts in a JSON object (the last
     /// one, if the key repeats, as a full parse keeps it), found by a scan that skips
@@ -382,6 +450,45 @@ pub mod json {
             i += 1;
         }
         None
+    }
+
+    /// Where the JSON value starting at `at` (after optional whitespace) ends, one past
+    /// its last byte, found as [`top_level_value`]'s scan finds it: strings skipped to
+    /// their closing quote, brackets counted, nothing else checked. A scalar (a
+    /// number, `true`, `false`, `null`) runs to the next comma, bracket or whitespace.
+    /// `None`: no value there, or one that does not end.
+    pub fn value_end(json: &[u8], at: usize) -> Option<usize> {
+        let mut i = at
+            + json
+                .get(at..)?
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())?;
+        let mut depth = 0usize;
+        loop {
+            match *json.get(i)? {
+                b'"' => i = string_end(json, i + 1)? + 1,
+                b'{' | b'[' => {
+                    depth += 1;
+                    i += 1;
+                }
+                b'}' | b']' => {
+                    depth = depth.checked_sub(1)?;
+                    i += 1;
+                }
+                b',' | b':' if depth == 0 => return None,
+                _ if depth == 0 => {
+                    let len = json[i..]
+                        .iter()
+                        .position(|&b| matches!(b, b',' | b'}' | b']') || b.is_ascii_whitespace())
+                        .unwrap_or(json.len() - i);
+                    return Some(i + len);
+                }
+                _ => i += 1,
+            }
+            if depth == 0 {
+                return Some(i);
+            }
+        }
     }
 
     /// The index of the quote that ends the string whose first byte is at `from`.
@@ -600,6 +707,39 @@ pub mod json {
                 assert_eq!(find_string_special(&plain), None);
                 assert_eq!(find_quote_or_backslash(&[0xffu8; 40][..len]), None);
             }
+        }
+
+        #[test]
+        fn a_value_ends_where_its_text_does() {
+            let j = br#"{"s": "a\"}", "n": -1.5e3, "t": true, "o": {"k": [1, "]"]}, "a": [], "z":null}"#;
+            let value = |key: &[u8]| {
+                let at = top_level_value(j, key).unwrap().unwrap();
+                let end = value_end(j, at).unwrap();
+                std::str::from_utf8(&j[at..end])
+                    .unwrap()
+                    .trim_start()
+                    .to_owned()
+            };
+            assert_eq!(value(b"s"), r#""a\"}""#);
+            assert_eq!(value(b"n"), "-1.5e3");
+            assert_eq!(value(b"t"), "true");
+            assert_eq!(value(b"o"), r#"{"k": [1, "]"]}"#);
+            assert_eq!(value(b"a"), "[]");
+            assert_eq!(value(b"z"), "null");
+            for broken in [
+                &b""[..],
+                b"  ",
+                b"\"abc",
+                b"{\"k\": [1",
+                b"]",
+                b",",
+                b"[1]]",
+            ] {
+                let end = value_end(broken, 0);
+                assert!(end.is_none() || broken == b"[1]]", "{broken:?}: {end:?}");
+            }
+            assert_eq!(value_end(b"[1]]", 0), Some(3));
+            assert_eq!(value_end(b"7", 0), Some(1));
         }
 
         #[test]
