@@ -19,35 +19,59 @@ pub fn top_level_value(json: &[u8], key: &[u8]) -> Option<Option<usize>> {
 }
 
 /// A top-level key looked up in record after record: [`top_level_value`] with its
-/// search built once (memchr's `memmem::find` builds one a call).
+/// search built once (memchr's `memmem::find` builds one a call). It reads as the
+/// name (`Deref<Target = str>`).
+#[derive(Clone)]
 pub struct TopLevelKey {
-    key: Box<[u8]>,
-    finder: memchr::memmem::Finder<'static>,
+    key: String,
+    /// Boxed: a searcher is some 300 bytes, and keys sit in small enums.
+    finder: std::sync::Arc<memchr::memmem::Finder<'static>>,
 }
 
 impl TopLevelKey {
     pub fn new(key: &str) -> Self {
         TopLevelKey {
-            key: key.as_bytes().into(),
-            finder: memchr::memmem::Finder::new(key.as_bytes()).into_owned(),
+            key: key.to_owned(),
+            finder: std::sync::Arc::new(memchr::memmem::Finder::new(key.as_bytes()).into_owned()),
         }
-    }
-
-    pub fn name(&self) -> &[u8] {
-        &self.key
     }
 
     /// As [`top_level_value`].
     pub fn find(&self, json: &[u8]) -> Option<Option<usize>> {
         let may_repeat =
             |rest: &[u8]| memchr::memchr(b'\\', rest).is_some() || self.finder.find(rest).is_some();
-        sluice_plugin_sdk::json::top_level_value_quick_with(json, &self.key, may_repeat)
+        sluice_plugin_sdk::json::top_level_value_quick_with(json, self.key.as_bytes(), may_repeat)
+    }
+}
+
+impl std::ops::Deref for TopLevelKey {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.key
+    }
+}
+
+impl From<&str> for TopLevelKey {
+    fn from(key: &str) -> Self {
+        TopLevelKey::new(key)
+    }
+}
+
+impl PartialEq for TopLevelKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
     }
 }
 
 impl std::fmt::Debug for TopLevelKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TopLevelKey({:?})", String::from_utf8_lossy(&self.key))
+        write!(f, "{:?}", self.key)
+    }
+}
+
+impl std::fmt::Display for TopLevelKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.key)
     }
 }
 

@@ -123,8 +123,7 @@ impl Projection {
 
     /// The field names, as the plugin gave them.
     pub fn names(&self) -> Vec<String> {
-        let name = |k: &TopLevelKey| String::from_utf8_lossy(k.name()).into_owned();
-        self.fields.iter().map(name).collect()
+        self.fields.iter().map(|k| k.to_string()).collect()
     }
 
     /// Append `value` as the plugin takes it: `{"name": value, ...}` of the fields it
@@ -149,7 +148,7 @@ impl Projection {
             }
             first = false;
             out.push(b'"');
-            out.extend_from_slice(key.name());
+            out.extend_from_slice(key.as_bytes());
             out.extend_from_slice(b"\":");
             out.extend_from_slice(value_at(value, at)?);
         }

@@ -16,7 +16,8 @@ pub enum EventTime {
     #[default]
     Message,
     Field {
-        field: String,
+        /// Its search built once: the scan runs for every record.
+        field: crate::json::TopLevelKey,
         format: TimeFormat,
     },
 }
@@ -58,7 +59,7 @@ impl<'de> Deserialize<'de> for EventTime {
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<EventTime, A::Error> {
                 let spec = FieldSpec::deserialize(de::value::MapAccessDeserializer::new(map))?;
                 Ok(EventTime::Field {
-                    field: spec.field,
+                    field: spec.field.as_str().into(),
                     format: spec.format,
                 })
             }
@@ -121,7 +122,10 @@ impl fmt::Display for Found<'_> {
 /// The value of `value`'s top-level field `field` (the last, if it repeats), read in
 /// one pass that builds nothing for the other fields: the source does this for every
 /// record.
-fn find_field<'a>(value: &'a [u8], field: &str) -> serde_json::Result<Option<Found<'a>>> {
+fn find_field<'a>(
+    value: &'a [u8],
+    field: &crate::json::TopLevelKey,
+) -> serde_json::Result<Option<Found<'a>>> {
     struct Top<'f>(&'f str);
     impl<'de> de::DeserializeSeed<'de> for Top<'_> {
         type Value = Option<Found<'de>>;
@@ -193,7 +197,7 @@ fn find_field<'a>(value: &'a [u8], field: &str) -> serde_json::Result<Option<Fou
     // The common case, found by a scan for the key that skips the rest without
     // parsing it, and stops at the key when nothing after it can be a second copy.
     // Anything the scan is unsure of is parsed in full.
-    if let Some(Some(at)) = crate::json::top_level_value(value, field.as_bytes()) {
+    if let Some(Some(at)) = field.find(value) {
         let mut d = serde_json::Deserializer::from_slice(&value[at..]);
         if let Ok(found) = FoundValue::deserialize(&mut d) {
             return Ok(Some(found.0));
