@@ -261,3 +261,19 @@ fn openers_name_the_columns_in_order() {
         assert_eq!(*opener, format!("{before}\"{name}\":\""));
     }
 }
+
+#[test]
+fn append_copies_every_length_whole() {
+    let text: String = ('a'..='z').chain('A'..='Z').collect();
+    for n in 0..=text.len() {
+        for before in ["", "{\"id\":\"", "é"] {
+            let mut out = String::from(before);
+            super::append(&mut out, &text[..n]);
+            assert_eq!(
+                out,
+                format!("{before}{}", &text[..n]),
+                "{n} after {before:?}"
+            );
+        }
+    }
+}
