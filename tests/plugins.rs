@@ -85,6 +85,66 @@ fn format_user_wasm_turns_a_whole_response_into_rows_of_exactly_12_fields() {
     assert!(codes.iter().any(|c| c.is_number()) && codes.iter().any(|c| c.is_string()));
 }
 
+/// The WebAssembly build answers what the native one does, byte for byte, on users
+/// whose strings take every length around the SDK's 16-byte blocks and format_user's
+/// short copies, with a quote, a backslash, a control character or a non-ASCII
+/// letter at every place: its SIMD paths (WebAssembly's own, not SSE2's) are the
+/// ones under test.
+#[test]
+fn format_user_wasm_answers_as_the_native_build_does() {
+    let mut plugin = format_user();
+    let response = fixture("randomuser/response_results1.json");
+    let user = serde_json::from_str::<serde_json::Value>(&response).unwrap()["results"][0].clone();
+    let mut values = Vec::new();
+    for len in 0..40 {
+        for odd in ["", "\"", "\\", "\u{1}", "é", "\u{7f}"] {
+            for at in [0, len / 2, len] {
+                let mut text: String = "abcdefghijklmnopqrstuvwxyz0123456789ABCD"[..len].into();
+                text.insert_str(at, odd);
+                for path in [
+                    ["name", "first"],
+                    ["location", "city"],
+                    ["login", "username"],
+                ] {
+                    let mut u = user.clone();
+                    u[path[0]][path[1]] = serde_json::Value::String(text.clone());
+                    values.push(u.to_string());
+                }
+            }
+        }
+    }
+    // Spelled with escapes and raw control bytes as well as serde_json writes them.
+    let escaped = response.replace("\"Liam\"", "\"Li\\u00e1m\"");
+    let raw_tab = response.replace("\"male\"", "\"ma\tle\"");
+    assert!(escaped != response && raw_tab != response);
+    values.extend([escaped, raw_tab]);
+    let records: Vec<_> = values.iter().map(|v| record(v.as_str(), 1)).collect();
+    let mut answers = Vec::new();
+    for chunk in records.chunks(256) {
+        answers.extend(plugin.process(chunk).unwrap());
+    }
+    assert_eq!(answers.len(), values.len());
+    let mut errors = 0;
+    for (value, answer) in values.iter().zip(answers) {
+        match (format_user::format(value.as_bytes()), answer) {
+            (Ok(rows), Ok(out)) => {
+                let want: Vec<&str> = rows.iter().map(|r| r.json.as_str()).collect();
+                let got: Vec<&str> = out
+                    .iter()
+                    .map(|r| std::str::from_utf8(&r.value).unwrap())
+                    .collect();
+                assert_eq!(got, want, "{value}");
+            }
+            (Err(native), Err(wasm)) => {
+                errors += 1;
+                assert_eq!(wasm, native.to_string(), "{value}");
+            }
+            (native, wasm) => panic!("{value}: natively {native:?}, in WebAssembly {wasm:?}"),
+        }
+    }
+    assert!(errors > 0, "raw control characters are refused");
+}
+
 #[test]
 fn format_user_wasm_reports_bad_records_per_record_and_keeps_going() {
     let mut plugin = format_user();

@@ -525,13 +525,39 @@ pub mod json {
         (at < s.len()).then_some(at)
     }
 
+    // Each search looks at the first block in a function of its own, with no loop:
+    // most strings end there, and such a function is short in WebAssembly (no
+    // registers saved, no CPU-deadline check at a loop's head). The rest, out of line.
+
     #[inline(never)]
     fn quote_or_backslash_at(s: &[u8]) -> usize {
+        if let Some(first) = s.first_chunk::<16>() {
+            let mask = block::quote_or_backslash(first);
+            if block::SIMD && mask != 0 {
+                return mask.trailing_zeros() as usize;
+            }
+        }
+        quote_or_backslash_after(s)
+    }
+
+    #[inline(never)]
+    fn quote_or_backslash_after(s: &[u8]) -> usize {
         find(s, block::quote_or_backslash, |b| b == b'"' || b == b'\\').unwrap_or(s.len())
     }
 
     #[inline(never)]
     fn string_special_at(s: &[u8]) -> usize {
+        if let Some(first) = s.first_chunk::<16>() {
+            let mask = block::string_special(first);
+            if block::SIMD && mask != 0 {
+                return mask.trailing_zeros() as usize;
+            }
+        }
+        string_special_after(s)
+    }
+
+    #[inline(never)]
+    fn string_special_after(s: &[u8]) -> usize {
         find(s, block::string_special, |b| {
             b == b'"' || b == b'\\' || b < 0x20
         })
@@ -579,9 +605,25 @@ pub mod json {
                 u8x16_bitmask(hit) as u32
             }
 
+            /// `v < 0x20` as `min(v, 0x1f) == v`: x86 has no unsigned compare, and
+            /// `u8x16_lt` costs two more instructions there.
             #[inline(always)]
-            pub fn control(b: &[u8; 16]) -> u32 {
-                u8x16_bitmask(u8x16_lt(load(b), u8x16_splat(0x20))) as u32
+            fn below_0x20(v: v128) -> v128 {
+                u8x16_eq(u8x16_min(v, u8x16_splat(0x1f)), v)
+            }
+
+            /// One mask for a quote, a backslash or a control character.
+            #[inline(always)]
+            pub fn string_special(b: &[u8; 16]) -> u32 {
+                let v = load(b);
+                let hit = v128_or(
+                    v128_or(
+                        u8x16_eq(v, u8x16_splat(b'"')),
+                        u8x16_eq(v, u8x16_splat(b'\\')),
+                    ),
+                    below_0x20(v),
+                );
+                u8x16_bitmask(hit) as u32
             }
 
             #[inline(always)]
@@ -665,6 +707,11 @@ pub mod json {
         pub use imp::{backslash_or_quote_pair, quote_or_backslash, SIMD};
 
         /// A quote, a backslash or a control character (below 0x20).
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        pub use imp::string_special;
+
+        /// A quote, a backslash or a control character (below 0x20).
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
         #[inline(always)]
         pub fn string_special(b: &[u8; 16]) -> u32 {
             quote_or_backslash(b) | imp::control(b)
