@@ -42,6 +42,7 @@ pub fn parse(value: &[u8]) -> Option<Object<'_>> {
 /// derived structs refuse a second copy even after a `null`). A `null` is kept as
 /// `Leaf::Null` / `Node::Null` so a second copy is seen; serde's `None` for it reads
 /// the same everywhere a field is read (missing), which the differential test checks.
+#[inline(always)]
 fn set<T>(slot: &mut Option<T>, value: T) -> Option<()> {
     if slot.is_some() {
         return None;
