@@ -436,18 +436,16 @@ impl FileSource {
                     r.head.extend_from_slice(&self.line[..more]);
                 }
                 let (id, position) = (r.id, r.base + start);
-                let text = trim_line(&self.line);
-                let text = match start {
-                    0 => text.strip_prefix(BOM).unwrap_or(text),
-                    _ => text,
-                };
+                let end_of_text = trim_line(&self.line).len();
+                let bom = start == 0 && self.line[..end_of_text].starts_with(BOM);
+                let text = &self.line[if bom { BOM.len() } else { 0 }..end_of_text];
                 if text.iter().all(u8::is_ascii_whitespace) {
                     // Nothing to send, but the bytes are consumed all the same.
                     self.readers[i].pending.push_back((start, end));
                     continue;
                 }
                 self.readers[i].pending.push_back((start, end));
-                let value = text.to_vec();
+                let value = take_text(&mut self.line, bom, end_of_text);
                 self.take_line(value, Position::new(id, position));
                 if self.chunk.len() >= CHUNK {
                     if self.send().is_err() {
@@ -547,6 +545,11 @@ fn read_line(reader: &mut impl BufRead, limit: u64, line: &mut Vec<u8>) -> std::
             Some(i) => (i + 1, true),
             None => (buf.len(), false),
         };
+        if line.is_empty() {
+            // Most lines are found whole in the buffer: then this is their one
+            // allocation, of their size, and `take_text` hands it on as the record.
+            line.reserve_exact(used);
+        }
         line.extend_from_slice(&buf[..used]);
         reader.consume(used);
         n += used as u64;
@@ -555,6 +558,23 @@ fn read_line(reader: &mut impl BufRead, limit: u64, line: &mut Vec<u8>) -> std::
         }
     }
     Ok(n as usize)
+}
+
+/// The line read into `line`, as a record's value: its bytes up to `end_of_text`,
+/// after the BOM if `bom`. The buffer itself is handed on (a line is copied once, from
+/// the reader's buffer; a copy of it here was 0.5% of the seeds' job's CPU) and
+/// `line` starts the next line empty. A buffer much larger than its text (grown for
+/// a longer line before) is shrunk, so no record holds memory it does not use.
+fn take_text(line: &mut Vec<u8>, bom: bool, end_of_text: usize) -> Vec<u8> {
+    let mut value = std::mem::take(line);
+    value.truncate(end_of_text);
+    if bom {
+        value.drain(..BOM.len());
+    }
+    if value.capacity() > 2 * value.len() + 64 {
+        value.shrink_to_fit();
+    }
+    value
 }
 
 /// The line without its `\n` or `\r\n`.
@@ -622,7 +642,7 @@ impl super::SourceConnector for FileSourceConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::read_line;
+    use super::{read_line, take_text, trim_line, BOM};
     use std::io::{BufRead, BufReader, Cursor, Read};
 
     /// What std's `take(limit).read_until(b'\n')` reads, line by line.
@@ -666,5 +686,35 @@ mod tests {
                 assert!(reader.fill_buf().unwrap().is_empty());
             }
         }
+    }
+
+    #[test]
+    fn a_taken_line_is_its_text_alone_and_holds_no_more_than_it_needs() {
+        let cases: [(&[u8], bool, &[u8]); 4] = [
+            (b"{\"a\":1}\n", false, b"{\"a\":1}"),
+            (b"{\"a\":1}\r\n", false, b"{\"a\":1}"),
+            (b"\xEF\xBB\xBF{}\n", true, b"{}"),
+            (b"no newline", false, b"no newline"),
+        ];
+        for (read, bom, text) in cases {
+            let mut line = Vec::new();
+            let mut reader = BufReader::with_capacity(64, Cursor::new(read.to_vec()));
+            read_line(&mut reader, 1 << 20, &mut line).unwrap();
+            assert_eq!(
+                line.capacity(),
+                read.len(),
+                "one allocation, of the line's size"
+            );
+            assert_eq!(bom, line.starts_with(BOM));
+            let end = trim_line(&line).len();
+            assert_eq!(take_text(&mut line, bom, end), text);
+            assert!(line.is_empty() && line.capacity() == 0);
+        }
+        // A buffer grown for a long line is not kept by a short one's record.
+        let mut line = Vec::with_capacity(1 << 20);
+        line.extend_from_slice(b"short\n");
+        let value = take_text(&mut line, false, 5);
+        assert_eq!(value, b"short");
+        assert!(value.capacity() < 1024, "{}", value.capacity());
     }
 }
