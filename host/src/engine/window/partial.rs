@@ -188,7 +188,7 @@ fn partials(
             return vec![add(plugin, k.0, k.1, &batch.records, &indices, batch)];
         }
     }
-    let mut groups: BTreeMap<(i64, PartitionId), (Vec<Record>, Vec<usize>)> = BTreeMap::new();
+    let mut groups: BTreeMap<(i64, PartitionId), Vec<usize>> = BTreeMap::new();
     for (i, r) in batch.records.iter().enumerate() {
         if !taken(i) {
             continue;
@@ -197,16 +197,37 @@ fn partials(
             let group = groups
                 .entry((start, batch.positions[i].partition))
                 .or_default();
-            group.0.push(r.clone());
-            group.1.push(i);
+            group.push(i);
         }
     }
     groups
         .into_iter()
-        .map(|((start, partition), (records, indices))| {
-            add(plugin, start, partition, &records, &indices, batch)
+        .map(|((start, partition), indices)| match contiguous(&indices) {
+            // A batch across a window's end, in time order: each window's records are
+            // a run of the batch, handed over as they lie (copying every record of such
+            // batches was 1-4% of the seeds' job, where half the batches cross one).
+            Some(run) => add(
+                plugin,
+                start,
+                partition,
+                &batch.records[run],
+                &indices,
+                batch,
+            ),
+            None => {
+                let records: Vec<Record> =
+                    indices.iter().map(|&i| batch.records[i].clone()).collect();
+                add(plugin, start, partition, &records, &indices, batch)
+            }
         })
         .collect()
+}
+
+/// The range `indices` (rising, as `partials` collects them) cover when they leave no
+/// gap, so the records they name are one slice of the batch.
+fn contiguous(indices: &[usize]) -> Option<std::ops::Range<usize>> {
+    let (&first, &last) = (indices.first()?, indices.last()?);
+    (last - first + 1 == indices.len()).then_some(first..last + 1)
 }
 
 /// `records` (the batch's records at `indices`) into a fresh accumulator. A call that
@@ -332,5 +353,14 @@ mod tests {
             "{ahead}"
         );
         assert!(w.refuses(w.now_ms + 3_600_000).is_none());
+    }
+
+    #[test]
+    fn only_a_gapless_run_of_indices_is_handed_over_as_a_slice() {
+        assert_eq!(contiguous(&[3, 4, 5]), Some(3..6));
+        assert_eq!(contiguous(&[0]), Some(0..1));
+        assert_eq!(contiguous(&[]), None);
+        assert_eq!(contiguous(&[3, 5]), None);
+        assert_eq!(contiguous(&[0, 1, 3, 4]), None);
     }
 }
