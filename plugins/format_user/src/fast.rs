@@ -196,20 +196,23 @@ impl<'a> Parser<'a> {
         slot: &mut Option<Node<T>>,
         member: impl FnMut(&mut Self, &'a [u8], &mut T) -> Option<()>,
     ) -> Option<()> {
-        let node = if self.literal(b"null").is_some() {
-            Node::Null
-        } else {
+        // The usual first: `null` looked for only when the value is not an object.
+        let node = if self.peek() == Some(b'{') {
             Node::Obj(self.object_of(member)?)
+        } else {
+            self.literal(b"null")?;
+            Node::Null
         };
         set(slot, node)
     }
 
     /// A string field, or `null`. Anything else: the serde path.
     fn leaf_str(&mut self) -> Option<Leaf<'a>> {
-        if self.literal(b"null").is_some() {
-            return Some(Leaf::Null);
+        if self.peek() == Some(b'"') {
+            return Some(Leaf::Str(Cow::Borrowed(self.plain_string()?)));
         }
-        Some(Leaf::Str(Cow::Borrowed(self.plain_string()?)))
+        self.literal(b"null")?;
+        Some(Leaf::Null)
     }
 
     /// A string or integer field, or `null`.

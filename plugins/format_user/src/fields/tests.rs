@@ -113,6 +113,31 @@ fn single_user_object_is_accepted() {
 }
 
 #[test]
+fn a_uuid_written_otherwise_becomes_the_lower_case_hyphenated_id() {
+    let source: Value = serde_json::from_str(RESULTS1).unwrap();
+    let given = source["results"][0]["login"]["uuid"].as_str().unwrap().to_owned();
+    let upper = given.to_uppercase();
+    let simple = given.replace('-', "");
+    let braced = format!("{{{given}}}");
+    // One character off the usual form each way: a hyphen moved, a digit past `f`.
+    let moved = format!("{}-{}", &simple[..9], &simple[9..]);
+    for written in [&given, &upper, &simple, &braced] {
+        let mut user = source["results"][0].clone();
+        user["login"]["uuid"] = Value::String(written.clone());
+        let row = &format_value(&user).unwrap()[0];
+        assert_eq!(row.id, given, "{written}");
+        assert_eq!(row_fields(row)["id"], given.as_str(), "{written}");
+    }
+    for written in [moved, given.replacen(|c: char| c.is_ascii_hexdigit(), "g", 1)] {
+        let mut user = source["results"][0].clone();
+        user["login"]["uuid"] = Value::String(written.clone());
+        let id = &format_value(&user).unwrap()[0].id;
+        assert_ne!(id, &given, "{written}");
+        assert_eq!(Uuid::parse_str(id).unwrap().get_version_num(), 5, "{written}");
+    }
+}
+
+#[test]
 fn id_without_valid_uuid_is_deterministic_and_distinct() {
     let source: Value = serde_json::from_str(RESULTS5).unwrap();
     let mut users = source["results"].as_array().unwrap().clone();
