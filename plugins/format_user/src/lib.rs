@@ -17,7 +17,7 @@ mod fast;
 mod fields;
 mod shape;
 
-pub use fields::{format, format_value, FormatError, USER_FIELDS};
+pub use fields::{format, format_each, format_value, FormatError, Row, USER_FIELDS};
 
 #[cfg(target_arch = "wasm32")]
 mod component {
@@ -40,10 +40,9 @@ mod component {
             if cfg!(feature = "trap_all") {
                 panic!("format_user (trap_all test build) traps on every record");
             }
-            let rows = crate::format(&record.value).map_err(|e| e.to_string())?;
-            Ok(rows
-                .into_iter()
-                .map(|row| Record {
+            let mut records = Vec::with_capacity(1);
+            crate::format_each(&record.value, &mut |row| {
+                records.push(Record {
                     key: Some(row.id.into_bytes()),
                     value: if cfg!(feature = "v2") {
                         // The same row with one more field.
@@ -57,7 +56,9 @@ mod component {
                     timestamp_ms: record.timestamp_ms,
                     headers: record.headers.clone(),
                 })
-                .collect())
+            })
+            .map_err(|e| e.to_string())?;
+            Ok(records)
         }
     }
 

@@ -3,7 +3,7 @@
 //! randomuser.me really sends, or it would be no fast path.
 
 use super::parse;
-use crate::fields::{format_object, format_with_serde};
+use crate::fields::{collect_rows, format_object, format_with_serde};
 
 const RESULTS5: &str = include_str!("../../../../tests/fixtures/randomuser/response_results5.json");
 const RESULTS1: &str = include_str!("../../../../tests/fixtures/randomuser/response_results1.json");
@@ -15,8 +15,8 @@ fn agrees(input: &[u8]) -> bool {
     let Some(top) = parse(input) else {
         return false;
     };
-    let fast = format_object(&top, input);
-    let serde = format_with_serde(input);
+    let fast = collect_rows(|emit| format_object(&top, input, emit));
+    let serde = collect_rows(|emit| format_with_serde(input, emit));
     assert_eq!(
         fast,
         serde,

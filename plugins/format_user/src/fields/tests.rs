@@ -115,7 +115,10 @@ fn single_user_object_is_accepted() {
 #[test]
 fn a_uuid_written_otherwise_becomes_the_lower_case_hyphenated_id() {
     let source: Value = serde_json::from_str(RESULTS1).unwrap();
-    let given = source["results"][0]["login"]["uuid"].as_str().unwrap().to_owned();
+    let given = source["results"][0]["login"]["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let upper = given.to_uppercase();
     let simple = given.replace('-', "");
     let braced = format!("{{{given}}}");
@@ -128,12 +131,19 @@ fn a_uuid_written_otherwise_becomes_the_lower_case_hyphenated_id() {
         assert_eq!(row.id, given, "{written}");
         assert_eq!(row_fields(row)["id"], given.as_str(), "{written}");
     }
-    for written in [moved, given.replacen(|c: char| c.is_ascii_hexdigit(), "g", 1)] {
+    for written in [
+        moved,
+        given.replacen(|c: char| c.is_ascii_hexdigit(), "g", 1),
+    ] {
         let mut user = source["results"][0].clone();
         user["login"]["uuid"] = Value::String(written.clone());
         let id = &format_value(&user).unwrap()[0].id;
         assert_ne!(id, &given, "{written}");
-        assert_eq!(Uuid::parse_str(id).unwrap().get_version_num(), 5, "{written}");
+        assert_eq!(
+            Uuid::parse_str(id).unwrap().get_version_num(),
+            5,
+            "{written}"
+        );
     }
 }
 
