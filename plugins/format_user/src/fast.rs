@@ -47,7 +47,9 @@ fn set<T>(slot: &mut Option<T>, value: T) -> Option<()> {
     if slot.is_some() {
         return None;
     }
-    *slot = Some(value);
+    // What is replaced is `None`: forgotten rather than dropped, which cost a call
+    // into `Leaf`'s drop glue for every field (0.7% of the job's CPU).
+    std::mem::forget(std::mem::replace(slot, Some(value)));
     Some(())
 }
 
