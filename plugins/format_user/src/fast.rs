@@ -64,8 +64,18 @@ impl<'a> Parser<'a> {
         self.s.get(self.i).copied()
     }
 
-    /// JSON's whitespace: space, tab, line feed, carriage return.
+    /// JSON's whitespace: space, tab, line feed, carriage return. The usual record
+    /// has none between its tokens: one look, no loop (in WebAssembly a loop checks
+    /// the CPU deadline at its head; some 400 times a user).
+    #[inline(always)]
     fn ws(&mut self) {
+        if let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.ws_run();
+        }
+    }
+
+    #[inline(never)]
+    fn ws_run(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.i += 1;
         }
@@ -220,14 +230,24 @@ impl<'a> Parser<'a> {
     /// A string or integer field, or `null`.
     fn leaf_scalar(&mut self) -> Option<Leaf<'a>> {
         match self.peek()? {
-            b'-' | b'0'..=b'9' => {
+            // A plain integer is written as JSON wrote it; anything else (a float, a
+            // minus, a number past u64) is rare: the serde path spells it.
+            b'-' => None,
+            b'0'..=b'9' => {
                 let start = self.i;
-                self.number()?;
-                let token = &self.text[start..self.i];
-                // A plain integer is written as JSON wrote it; anything else (a float,
-                // a minus, a number past u64) is rare: the serde path spells it.
-                let plain = token.len() <= 19 && token.bytes().all(|b| b.is_ascii_digit());
-                plain.then_some(Leaf::Num(Cow::Borrowed(token)))
+                // JSON's integer part: `0`, or digits not starting with one.
+                if self.s[start] == b'0' {
+                    self.i += 1;
+                } else {
+                    self.digits();
+                }
+                if matches!(self.peek(), Some(b'.' | b'e' | b'E')) || self.i - start > 19 {
+                    return None;
+                }
+                // SAFETY: `text` is valid UTF-8 and the token is ASCII digits: both
+                // ends are character boundaries.
+                let token = unsafe { self.text.get_unchecked(start..self.i) };
+                Some(Leaf::Num(Cow::Borrowed(token)))
             }
             _ => self.leaf_str(),
         }
@@ -260,8 +280,19 @@ impl<'a> Parser<'a> {
     /// Skip a string, escapes checked as serde_json checks them.
     fn skip_string(&mut self) -> Option<()> {
         self.eat(b'"')?;
+        // Most strings have no escape: their end, found without entering a loop.
+        self.i += find_string_special(&self.s[self.i..])?;
+        if self.s[self.i] == b'"' {
+            self.i += 1;
+            return Some(());
+        }
+        self.skip_string_escaped()
+    }
+
+    /// The rest of a string from its first escape (or control character) on.
+    #[inline(never)]
+    fn skip_string_escaped(&mut self) -> Option<()> {
         loop {
-            self.i += find_string_special(&self.s[self.i..])?;
             match self.s[self.i] {
                 b'"' => {
                     self.i += 1;
@@ -283,6 +314,7 @@ impl<'a> Parser<'a> {
                 }
                 _ => return None, // a control character
             }
+            self.i += find_string_special(&self.s[self.i..])?;
         }
     }
 
