@@ -533,8 +533,12 @@ pub mod json {
     fn quote_or_backslash_at(s: &[u8]) -> usize {
         if let Some(first) = s.first_chunk::<16>() {
             let mask = block::quote_or_backslash(first);
-            if block::SIMD && mask != 0 {
-                return mask.trailing_zeros() as usize;
+            if block::SIMD {
+                if mask != 0 {
+                    return mask.trailing_zeros() as usize;
+                }
+                // The first block is done with: the search goes on after it.
+                return 16 + quote_or_backslash_after(&s[16..]);
             }
         }
         quote_or_backslash_after(s)
@@ -549,8 +553,12 @@ pub mod json {
     fn string_special_at(s: &[u8]) -> usize {
         if let Some(first) = s.first_chunk::<16>() {
             let mask = block::string_special(first);
-            if block::SIMD && mask != 0 {
-                return mask.trailing_zeros() as usize;
+            if block::SIMD {
+                if mask != 0 {
+                    return mask.trailing_zeros() as usize;
+                }
+                // The first block is done with: the search goes on after it.
+                return 16 + string_special_after(&s[16..]);
             }
         }
         string_special_after(s)
