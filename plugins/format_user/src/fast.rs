@@ -158,7 +158,7 @@ impl<'a> Parser<'a> {
             b"name" => self.obj(&mut user.name, |p, key, n: &mut Name<'a>| match key {
                 b"first" => set(&mut n.first, p.leaf_str()?),
                 b"last" => set(&mut n.last, p.leaf_str()?),
-                _ => p.skip(1),
+                _ => p.skip_value(1),
             }),
             b"location" => self.obj(
                 &mut user.location,
@@ -166,19 +166,19 @@ impl<'a> Parser<'a> {
                     b"street" => p.obj(&mut l.street, |p, key, s: &mut Street<'a>| match key {
                         b"number" => set(&mut s.number, p.leaf_scalar()?),
                         b"name" => set(&mut s.name, p.leaf_str()?),
-                        _ => p.skip(3),
+                        _ => p.skip_value(3),
                     }),
                     b"city" => set(&mut l.city, p.leaf_str()?),
                     b"state" => set(&mut l.state, p.leaf_scalar()?),
                     b"country" => set(&mut l.country, p.leaf_str()?),
                     b"postcode" => set(&mut l.postcode, p.leaf_scalar()?),
-                    _ => p.skip(2),
+                    _ => p.skip_value(2),
                 },
             ),
             b"login" => self.obj(&mut user.login, |p, key, l: &mut Login<'a>| match key {
                 b"uuid" => set(&mut l.uuid, p.leaf_str()?),
                 b"username" => set(&mut l.username, p.leaf_str()?),
-                _ => p.skip(2),
+                _ => p.skip_value(2),
             }),
             b"dob" | b"registered" => {
                 let slot = if key == b"dob" {
@@ -188,17 +188,17 @@ impl<'a> Parser<'a> {
                 };
                 self.obj(slot, |p, key, d: &mut Dated<'a>| match key {
                     b"date" => set(&mut d.date, p.leaf_str()?),
-                    _ => p.skip(2),
+                    _ => p.skip_value(2),
                 })
             }
             b"picture" => self.obj(
                 &mut user.picture,
                 |p, key, pic: &mut Picture<'a>| match key {
                     b"medium" => set(&mut pic.medium, p.leaf_str()?),
-                    _ => p.skip(2),
+                    _ => p.skip_value(2),
                 },
             ),
-            _ => self.skip(1),
+            _ => self.skip_value(1),
         }
     }
 
@@ -278,6 +278,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Skip a string, escapes checked as serde_json checks them.
+    #[inline(always)]
     fn skip_string(&mut self) -> Option<()> {
         self.eat(b'"')?;
         // Most strings have no escape: their end, found without entering a loop.
@@ -348,6 +349,17 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// [`skip`](Self::skip), a string (what most skipped values are) without the
+    /// call into it.
+    #[inline(always)]
+    fn skip_value(&mut self, depth: usize) -> Option<()> {
+        if self.peek() == Some(b'"') {
+            self.skip_string()
+        } else {
+            self.skip(depth)
+        }
+    }
+
     /// Skip any value, checked, `depth` objects or arrays deep.
     fn skip(&mut self, depth: usize) -> Option<()> {
         match self.peek()? {
@@ -358,7 +370,7 @@ impl<'a> Parser<'a> {
                 self.items(b'}', |p| {
                     p.skip_string()?;
                     p.colon()?;
-                    p.skip(depth + 1)
+                    p.skip_value(depth + 1)
                 })
             }
             b'[' => {
