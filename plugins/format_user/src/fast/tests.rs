@@ -206,3 +206,23 @@ fn mutated_users_get_serde_answers() {
         "fast path answered {answered} of {tried}"
     );
 }
+
+#[test]
+fn digits_stop_at_the_first_byte_that_is_not_one() {
+    for run in 0..20 {
+        for stop in 0..=255u8 {
+            let mut s = b"1234567890123456789".to_vec();
+            s.truncate(run);
+            s.push(stop);
+            s.extend_from_slice(b"99999999");
+            let mut p = super::Parser {
+                s: &s,
+                text: "",
+                i: 0,
+            };
+            p.digits();
+            let want = if stop.is_ascii_digit() { s.len() } else { run };
+            assert_eq!(p.i, want, "{run} digits, then {stop:#x}");
+        }
+    }
+}
