@@ -226,3 +226,22 @@ fn digits_stop_at_the_first_byte_that_is_not_one() {
         }
     }
 }
+
+#[test]
+fn the_lowest_flag_of_eight_bytes_is_their_first_special_byte() {
+    let special = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+    for at in 0..8 {
+        for byte in 0..=255u8 {
+            // Specials after it too, to draw the false flags the test allows above.
+            for after in [b'a', b'"', b'\\', 0x00, 0x1f, 0x21, 0x80, 0xff] {
+                let mut bytes = [b'a'; 8];
+                bytes[at] = byte;
+                bytes[at + 1..].fill(after);
+                let flags = super::string_special_in(u64::from_le_bytes(bytes));
+                let want = bytes.iter().position(|&b| special(b));
+                let got = (flags != 0).then(|| flags.trailing_zeros() as usize / 8);
+                assert_eq!(got, want, "{bytes:?}");
+            }
+        }
+    }
+}
