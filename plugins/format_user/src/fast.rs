@@ -149,7 +149,9 @@ impl<'a> Parser<'a> {
         Some(List::Arr(users))
     }
 
-    /// One member of a user object.
+    /// One member of a user object. Inlined, as `leaf_str` is: a call per field
+    /// saved (0.9% of the job's instructions for the two; `obj` inlined too: +1.2%).
+    #[inline(always)]
     fn user_field(&mut self, key: &[u8], user: &mut Object<'a>) -> Option<()> {
         match key {
             b"gender" => set(&mut user.gender, self.leaf_str()?),
@@ -219,6 +221,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A string field, or `null`. Anything else: the serde path.
+    #[inline(always)]
     fn leaf_str(&mut self) -> Option<Leaf<'a>> {
         if self.peek() == Some(b'"') {
             return Some(Leaf::Str(Cow::Borrowed(self.plain_short()?)));
