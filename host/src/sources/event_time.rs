@@ -119,6 +119,23 @@ impl fmt::Display for Found<'_> {
     }
 }
 
+/// The integer `value` starts with, when it is the usual epoch time stamp: up to 18
+/// digits (so it fits an `i64`), no leading zero, not followed by what would make it
+/// a float. Anything else (a sign, whitespace first, a fraction): `None`, and
+/// serde_json reads it (what this saves: a deserializer set up for every record).
+fn plain_integer(value: &[u8]) -> Option<i64> {
+    let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
+    let next = value.get(digits);
+    let plain = (1..=18).contains(&digits)
+        && (value[0] != b'0' || digits == 1)
+        && !matches!(next, Some(b'.' | b'e' | b'E'));
+    plain.then(|| {
+        value[..digits]
+            .iter()
+            .fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'))
+    })
+}
+
 /// The value of `value`'s top-level field `field` (the last, if it repeats), read in
 /// one pass that builds nothing for the other fields: the source does this for every
 /// record.
@@ -200,6 +217,9 @@ fn find_field<'a>(
     // parsing it, and stops at the key when nothing after it can be a second copy.
     // Anything the scan is unsure of is parsed in full.
     if let Some(Some(at)) = field.find(value) {
+        if let Some(n) = plain_integer(&value[at..]) {
+            return Ok(Some(Found::Int(n)));
+        }
         let mut d = serde_json::Deserializer::from_slice(&value[at..]);
         if let Ok(found) = FoundValue::deserialize(&mut d) {
             return Ok(Some(found.0));
@@ -213,6 +233,45 @@ fn find_field<'a>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_plain_integer_is_read_as_serde_json_reads_it() {
+        for text in [
+            "1767225600000,",
+            "1767225600000}",
+            "1767225600000 ",
+            "1767225600000",
+            "0,",
+            "0",
+            "7}",
+            "123456789012345678,",
+            "1234567890123456789,",
+            "01,",
+            "00",
+            "1.5,",
+            "1e3,",
+            "1E3",
+            "-5,",
+            " 5,",
+            "\"5\",",
+            "5x",
+            "",
+        ] {
+            let mut d = serde_json::Deserializer::from_slice(text.as_bytes());
+            let serde = <i64 as serde::Deserialize>::deserialize(&mut d).ok();
+            // Whatever it reads is what serde_json reads; the rest goes to serde_json.
+            if let Some(n) = super::plain_integer(text.as_bytes()) {
+                assert_eq!(Some(n), serde, "{text:?}");
+            }
+        }
+        assert_eq!(
+            super::plain_integer(b"1767225600000,"),
+            Some(1_767_225_600_000)
+        );
+        assert_eq!(super::plain_integer(b"01,"), None);
+        assert_eq!(super::plain_integer(b"1.5,"), None);
+        assert_eq!(super::plain_integer(b"0}"), Some(0));
+    }
+
     use super::*;
 
     #[derive(Deserialize)]
