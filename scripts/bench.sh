@@ -57,6 +57,42 @@ if [ "${SLUICE_BENCH_ANCHORS:-1}" = 1 ]; then
   users="$CARGO_TARGET_DIR/tmp/bench-job/users-$n.jsonl"
   job_s=$(grep '^| the job' "$CARGO_TARGET_DIR/bench-job.txt" | awk -F'|' '$3 ~ /2/ {print $4}' | tr -d ' ')
   job_windows=$(awk '/^the job.s windows:/ {print $4}' "$CARGO_TARGET_DIR/bench-job.txt")
+  # The job again, right before each anchor (the same pipeline as the bench's, workers
+  # 2, the release binary; median wall of 3): this machine's speed drifts ~2x between
+  # hours and by 10-20% within minutes, and a ratio means something only for two runs
+  # in the same minutes, not for one taken a quarter of an hour before the other.
+  job_now() {
+    local dir; dir=$(mktemp -d)
+    cat > "$dir/p.toml" <<TOML
+[pipeline]
+workers = 2
+[source]
+type = "file"
+path = "$users"
+event_time = { field = "ts_ms", format = "epoch_ms" }
+[[transforms]]
+plugin = "$PWD/plugins/dist/format_user.wasm"
+[window]
+plugin = "$PWD/plugins/dist/gender_window.wasm"
+size = "1m"
+[[sinks]]
+type = "file"
+input = "windows"
+path = "windows.jsonl"
+[[sinks]]
+type = "null"
+TOML
+    local i start end walls=""
+    for i in 1 2 3; do
+      rm -rf "$dir/.sluice" "$dir/windows.jsonl"
+      start=$(date +%s.%N)
+      "$CARGO_TARGET_DIR/release/sluice" run --no-progress "$dir/p.toml" >/dev/null 2>&1 || true
+      end=$(date +%s.%N)
+      walls="$walls $(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.3f", b - a}')"
+    done
+    rm -rf "$dir"
+    echo $walls | tr ' ' '\n' | sort -n | sed -n 2p
+  }
   # anchor NAME PACKAGE MODULE SCRIPT [ARGS...]: install, run, check, print the ratio.
   anchor() {
     local name=$1 package=$2 module=$3 script=$4 venv="$HOME/.cache/sluice/$1-venv" line
@@ -70,14 +106,15 @@ if [ "${SLUICE_BENCH_ANCHORS:-1}" = 1 ]; then
         && ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q "$package"; }; then
       echo "    $name could not be installed: skipped"; return
     fi
+    local j; j=$(job_now)
     if ! line=$("$venv/bin/python" "scripts/$script" "$users" "$CARGO_TARGET_DIR/tmp/bench-job/$name-out" "$@" 2>/dev/null | tail -n 1); then
       echo "    $name failed: skipped"; return
     fi
     echo "    $line"
-    echo "$line" | awk -v j="$job_s" -v jw="$job_windows" -v name="$name" '{
+    echo "$line" | awk -v j="$j" -v jb="$job_s" -v jw="$job_windows" -v name="$name" '{
       wall = $2; windows = $(NF - 1)
       if (windows != jw) { printf "    WINDOWS DIFFER: %s counted %s, Sluice %s\n", name, windows, jw; exit }
-      printf "    the same %s windows; the job, 2 workers: %.2f s; %s: %.1f s wall: Sluice is %.1fx faster", windows, j, name, wall, wall / j
+      printf "    the same %s windows; the job, 2 workers, just before: %.2f s (%.2f s in the bench above); %s: %.1f s wall: Sluice is %.1fx faster", windows, j, jb, name, wall, wall / j
       for (i = 1; i < NF; i++) if ($(i + 1) == "s" && $(i + 2) == "job,") printf " (%.1fx its in-job %.1f s)", $i / j, $i
       printf "\n"
     }'
