@@ -17,7 +17,8 @@
 #     and PyPI; each in a venv under ~/.cache/sluice): PySpark 4 local[*], Flink SQL
 #     through PyFlink 2.3 (parallelism 2; its in-job time beside its wall time) and
 #     Bytewax 0.21 (2 processes); each one's window count checked against Sluice's,
-#     and the ratios. SLUICE_BENCH_ANCHORS=0 skips them, SLUICE_BENCH_SPARK=0 PySpark.
+#     and the ratios, each to the job timed again right before that anchor (the same
+#     minutes). SLUICE_BENCH_ANCHORS=0 skips them, SLUICE_BENCH_SPARK=0 PySpark.
 # SLUICE_BENCH_USERS (default 500000) and SLUICE_BENCH_RUNS (default 3) size it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
