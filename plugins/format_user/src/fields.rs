@@ -354,6 +354,11 @@ fn format_user(
             push_escaped(json, value);
         }
     }
+    // Column `i`: what goes before it, then `value`.
+    let column = |json: &mut String, i: usize, value: &str| {
+        append(json, OPENERS[i]);
+        push(json, &input, value);
+    };
     let [_, (_, first), (_, last), (_, gender), _, (_, post_code), (_, email), (_, username), (_, dob), (_, registered), (_, phone), (_, picture)] =
         values;
     debug_assert!(values
@@ -362,35 +367,24 @@ fn format_user(
         .all(|((name, _), want)| *name == want));
     append(&mut json, OPENERS[0]);
     append(&mut json, &id);
-    append(&mut json, OPENERS[1]);
-    push(&mut json, &input, first);
-    append(&mut json, OPENERS[2]);
-    push(&mut json, &input, last);
-    append(&mut json, OPENERS[3]);
-    push(&mut json, &input, gender);
+    column(&mut json, 1, first);
+    column(&mut json, 2, last);
+    column(&mut json, 3, gender);
     // "number name, city, state, country"
-    append(&mut json, OPENERS[ADDRESS]);
-    push(&mut json, &input, parts[0]);
+    column(&mut json, ADDRESS, parts[0]);
     append(&mut json, " ");
     push(&mut json, &input, parts[1]);
     for part in &parts[2..] {
         append(&mut json, ", ");
         push(&mut json, &input, part);
     }
-    append(&mut json, OPENERS[5]);
-    push(&mut json, &input, post_code);
-    append(&mut json, OPENERS[6]);
-    push(&mut json, &input, email);
-    append(&mut json, OPENERS[7]);
-    push(&mut json, &input, username);
-    append(&mut json, OPENERS[8]);
-    push(&mut json, &input, dob);
-    append(&mut json, OPENERS[9]);
-    push(&mut json, &input, registered);
-    append(&mut json, OPENERS[10]);
-    push(&mut json, &input, phone);
-    append(&mut json, OPENERS[11]);
-    push(&mut json, &input, picture);
+    column(&mut json, 5, post_code);
+    column(&mut json, 6, email);
+    column(&mut json, 7, username);
+    column(&mut json, 8, dob);
+    column(&mut json, 9, registered);
+    column(&mut json, 10, phone);
+    column(&mut json, 11, picture);
     json.push_str("\"}");
     Ok(Row { id, json })
 }
