@@ -233,6 +233,8 @@ fn find_field<'a>(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_plain_integer_is_read_as_serde_json_reads_it() {
         for text in [
@@ -259,20 +261,15 @@ mod tests {
             let mut d = serde_json::Deserializer::from_slice(text.as_bytes());
             let serde = <i64 as serde::Deserialize>::deserialize(&mut d).ok();
             // Whatever it reads is what serde_json reads; the rest goes to serde_json.
-            if let Some(n) = super::plain_integer(text.as_bytes()) {
+            if let Some(n) = plain_integer(text.as_bytes()) {
                 assert_eq!(Some(n), serde, "{text:?}");
             }
         }
-        assert_eq!(
-            super::plain_integer(b"1767225600000,"),
-            Some(1_767_225_600_000)
-        );
-        assert_eq!(super::plain_integer(b"01,"), None);
-        assert_eq!(super::plain_integer(b"1.5,"), None);
-        assert_eq!(super::plain_integer(b"0}"), Some(0));
+        assert_eq!(plain_integer(b"1767225600000,"), Some(1_767_225_600_000));
+        assert_eq!(plain_integer(b"01,"), None);
+        assert_eq!(plain_integer(b"1.5,"), None);
+        assert_eq!(plain_integer(b"0}"), Some(0));
     }
-
-    use super::*;
 
     #[derive(Deserialize)]
     struct T {

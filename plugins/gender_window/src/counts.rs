@@ -99,11 +99,11 @@ fn usual(value: &[u8]) -> Option<Gender> {
 /// is wrong.
 fn gender_of(value: &[u8]) -> Result<Gender, String> {
     use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+    use std::fmt;
 
     if let Some(gender) = usual(value) {
         return Ok(gender);
     }
-    use std::fmt;
 
     struct Top;
     impl<'de> Visitor<'de> for Top {
